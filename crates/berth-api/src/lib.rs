@@ -1,0 +1,17 @@
+//! Wire types of the Berth management API.
+//!
+//! Everything a client and the server exchange over `/v1` lives here: request and
+//! response bodies (camelCase JSON, like the Azure ML v1 REST API), the stable error
+//! codes, and the naming rules both sides check. This crate has no I/O and no async:
+//! the CLI and the SDK can do only what these types allow.
+
+pub mod error;
+pub mod model;
+pub mod names;
+pub mod workspace;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use model::{
+    Model, ModelFile, ModelKind, ModelList, ModelUsage, RegisterModelMetadata, UpdateModelRequest,
+};
+pub use workspace::{ClientConfig, WorkspaceInfo};

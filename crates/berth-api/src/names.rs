@@ -1,0 +1,126 @@
+//! Naming rules shared by the server (which enforces them) and clients (which
+//! can fail early with the same words).
+
+/// The model-name rule, stated as users read it in errors.
+pub const MODEL_NAME_RULE: &str =
+    "1 to 255 characters: letters, digits, '-', '.' and '_', starting with a letter or digit";
+
+/// Checks a model name against the Azure ML rule `^[a-zA-Z0-9][a-zA-Z0-9\-\._]{0,254}$`.
+pub fn check_model_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid = match chars.next() {
+        Some(first) if first.is_ascii_alphanumeric() => {
+            name.len() <= 255
+                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        }
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "model name `{name}` is invalid: a model name has {MODEL_NAME_RULE}"
+        ))
+    }
+}
+
+/// A model reference as users write it: `name:version`, or `name` for the latest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    /// Model name.
+    pub name: String,
+    /// A specific version, or `None` for the latest.
+    pub version: Option<u32>,
+}
+
+impl ModelRef {
+    /// Parses `name`, `name:version` or `name:latest`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, version) = match text.rsplit_once(':') {
+            None => (text, None),
+            Some((name, "latest")) => (name, None),
+            Some((name, version)) => {
+                let parsed = version.parse::<u32>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+                    format!(
+                        "model reference `{text}` has version `{version}`: a version is a whole number from 1, or `latest`"
+                    )
+                })?;
+                (name, Some(parsed))
+            }
+        };
+        check_model_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            version,
+        })
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.version {
+            Some(v) => write!(f, "{}:{v}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Parses a `key=value` pair (tags, properties). A bare `key` has an empty value
+/// only when `allow_bare` is set.
+pub fn parse_key_value(text: &str, allow_bare: bool) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some(("", _)) => Err(format!("`{text}` has an empty key: write `key=value`")),
+        Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+        None if allow_bare && !text.is_empty() => Ok((text.to_owned(), String::new())),
+        None => Err(format!(
+            "`{text}` is not `key=value`: write it as `key=value`"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_follow_the_reference_rule() {
+        for good in ["a", "Model-1", "sk.learn_v2", "9lives", &"x".repeat(255)] {
+            assert!(check_model_name(good).is_ok(), "{good} should be valid");
+        }
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "_a",
+            "a b",
+            "a/b",
+            "a:b",
+            "é",
+            &"x".repeat(256),
+        ] {
+            let err = check_model_name(bad).expect_err(bad);
+            assert!(err.contains("starting with a letter or digit"), "{err}");
+        }
+    }
+
+    #[test]
+    fn model_refs_parse_name_version_and_latest() {
+        assert_eq!(ModelRef::parse("m").unwrap().version, None);
+        assert_eq!(ModelRef::parse("m:latest").unwrap().version, None);
+        assert_eq!(ModelRef::parse("m:12").unwrap().version, Some(12));
+        assert!(ModelRef::parse("m:0").unwrap_err().contains("from 1"));
+        assert!(ModelRef::parse("m:x").is_err());
+        assert!(ModelRef::parse(":3").is_err());
+    }
+
+    #[test]
+    fn key_values_need_a_key() {
+        assert_eq!(
+            parse_key_value("a=b=c", false).unwrap(),
+            ("a".into(), "b=c".into())
+        );
+        assert!(parse_key_value("=v", false).is_err());
+        assert!(parse_key_value("k", false).is_err());
+        assert_eq!(parse_key_value("k", true).unwrap(), ("k".into(), "".into()));
+    }
+}

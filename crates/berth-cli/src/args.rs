@@ -1,0 +1,203 @@
+//! Clap definitions of the client commands and their global flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Flags every client command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Management API endpoint, e.g. `http://127.0.0.1:8080` [default: from config.json]
+    #[arg(long, env = "BERTH_ENDPOINT", global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// Workspace token [default: from config.json]
+    #[arg(long, env = "BERTH_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Path of a workspace config.json written by `berth server`
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Output format
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Tables for people.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+/// A usage mistake found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub hint: Option<String>,
+}
+
+/// Client commands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register, list, show, download, update and delete models
+    #[command(subcommand)]
+    Model(Box<ModelCommand>),
+    /// Show the workspace the CLI talks to
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+}
+
+/// `berth workspace ...`
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Show the endpoint, workspace name and server version
+    Show,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    berth_api::names::parse_key_value(text, false)
+}
+
+fn key_or_key_value(text: &str) -> Result<String, String> {
+    berth_api::names::parse_key_value(text, true).map(|_| text.to_owned())
+}
+
+/// `berth model ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Register a file or folder as a new model version
+    Register(RegisterArgs),
+    /// List model versions, newest first
+    List(ListArgs),
+    /// Show one model version and its files
+    Show(ModelSelector),
+    /// Download a model version into a folder
+    Download(DownloadArgs),
+    /// Change description and tags, add properties
+    Update(UpdateArgs),
+    /// Delete a model version no service uses
+    Delete(IdArg),
+}
+
+/// `berth model register`
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// Model name (letters, digits, `-`, `.`, `_`; up to 255)
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// File or folder to register
+    #[arg(
+        short = 'p',
+        long = "asset-path",
+        visible_alias = "model-path",
+        value_name = "PATH"
+    )]
+    pub asset_path: PathBuf,
+    /// Tag `key=value` (repeatable)
+    #[arg(long = "tag", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub tags: Vec<(String, String)>,
+    /// Property `key=value` (repeatable; properties cannot change later)
+    #[arg(long = "property", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub properties: Vec<(String, String)>,
+    /// Description
+    #[arg(short = 'd', long)]
+    pub description: Option<String>,
+    /// Framework, e.g. ScikitLearn, PyTorch, TensorFlow, Onnx, Custom
+    #[arg(long = "model-framework")]
+    pub framework: Option<String>,
+    /// Framework version (needs --model-framework)
+    #[arg(long = "model-framework-version")]
+    pub framework_version: Option<String>,
+    /// Experiment the model came from
+    #[arg(long = "experiment-name")]
+    pub experiment_name: Option<String>,
+    /// Run the model came from
+    #[arg(short = 'r', long = "run-id")]
+    pub run_id: Option<String>,
+    /// Write `{"modelId": "name:version", ...}` here for `service update -f`
+    #[arg(short = 't', long = "output-metadata-file", value_name = "FILE")]
+    pub output_metadata_file: Option<PathBuf>,
+}
+
+/// `berth model list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this model name
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// Tag `key` or `key=value` that must be present (repeatable)
+    #[arg(long = "tag", value_parser = key_or_key_value, value_name = "KEY[=VALUE]")]
+    pub tags: Vec<String>,
+    /// Property `key` or `key=value` that must be present (repeatable)
+    #[arg(long = "property", value_parser = key_or_key_value, value_name = "KEY[=VALUE]")]
+    pub properties: Vec<String>,
+    /// Only this framework
+    #[arg(long = "model-framework")]
+    pub framework: Option<String>,
+    /// Only the newest matching version of each name
+    #[arg(long)]
+    pub latest: bool,
+}
+
+/// Selects a model version: `-i name:version`, or `-n name [--version V]`.
+#[derive(Debug, Args)]
+pub struct ModelSelector {
+    /// `name:version` (or `name` for the newest)
+    #[arg(short = 'i', long = "model-id", conflicts_with_all = ["name", "version"], required_unless_present = "name")]
+    pub id: Option<String>,
+    /// Model name (newest version unless --version)
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// Version, with --name
+    #[arg(long, requires = "name")]
+    pub version: Option<u32>,
+}
+
+/// `-i name:version`.
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// `name:version`
+    #[arg(short = 'i', long = "model-id")]
+    pub id: String,
+}
+
+/// `berth model download`
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// `name:version` (or `name` for the newest)
+    #[arg(short = 'i', long = "model-id")]
+    pub id: String,
+    /// Folder to download into (created if needed)
+    #[arg(short = 't', long = "target-dir", default_value = ".")]
+    pub target_dir: PathBuf,
+    /// Replace files that exist already
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `berth model update`
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// `name:version`
+    #[arg(short = 'i', long = "model-id")]
+    pub id: String,
+    /// Tag to add or change, `key=value` (repeatable)
+    #[arg(long = "add-tag", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub add_tags: Vec<(String, String)>,
+    /// Tag key to remove (repeatable)
+    #[arg(long = "remove-tag", value_name = "KEY")]
+    pub remove_tags: Vec<String>,
+    /// Property to add, `key=value` (repeatable; existing keys are refused)
+    #[arg(long = "add-property", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub add_properties: Vec<(String, String)>,
+    /// New description (empty clears it)
+    #[arg(short = 'd', long)]
+    pub description: Option<String>,
+}

@@ -1,0 +1,274 @@
+//! Typed client of the management API. Every method is one REST call; errors
+//! carry the server's `{code, message, hint}` body.
+
+use std::path::Path;
+
+use berth_api::{
+    ErrorBody, Model, ModelList, RegisterModelMetadata, UpdateModelRequest, WorkspaceInfo,
+};
+use futures_util::StreamExt;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+
+use crate::workspace::Workspace;
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{}", body.message)]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The server's error body.
+        body: ErrorBody,
+    },
+    /// The server could not be reached.
+    #[error("cannot reach the Berth server at {endpoint}")]
+    Unreachable {
+        /// The endpoint tried.
+        endpoint: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered something that is not the API's JSON.
+    #[error("unexpected answer from {endpoint} (HTTP {status}): {detail}")]
+    Unexpected {
+        /// The endpoint.
+        endpoint: String,
+        /// HTTP status.
+        status: StatusCode,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Reading or writing a local file failed.
+    #[error("{step} `{path}` failed")]
+    Local {
+        /// What was being done.
+        step: &'static str,
+        /// Which file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    /// The hint to print under the error, if any.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Api { body, .. } => body.hint.clone(),
+            Self::Unreachable { .. } => Some(
+                "is `berth server` running? `--endpoint` or config.json say where it listens"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The API error code, when the server answered with one.
+    pub fn code(&self) -> Option<berth_api::ErrorCode> {
+        match self {
+            Self::Api { body, .. } => Some(body.code),
+            _ => None,
+        }
+    }
+}
+
+/// Result of client calls.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The management API client.
+pub struct Client {
+    http: reqwest::Client,
+    workspace: Workspace,
+}
+
+fn local(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ClientError {
+    let path = path.display().to_string();
+    move |source| ClientError::Local { step, path, source }
+}
+
+/// Percent-encodes one path segment.
+fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Client {
+    /// A client for `workspace`.
+    pub fn new(workspace: Workspace) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            workspace,
+        }
+    }
+
+    /// The workspace this client talks to.
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.workspace.endpoint))
+            .bearer_auth(&self.workspace.token)
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<Response> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                endpoint: self.workspace.endpoint.clone(),
+                source,
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status, body }),
+            Err(_) => Err(ClientError::Unexpected {
+                endpoint: self.workspace.endpoint.clone(),
+                status,
+                detail: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            }),
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let response = self.send(request).await?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                endpoint: self.workspace.endpoint.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+            endpoint: self.workspace.endpoint.clone(),
+            status,
+            detail: e.to_string(),
+        })
+    }
+
+    /// `GET /v1/workspace`.
+    pub async fn workspace_info(&self) -> Result<WorkspaceInfo> {
+        self.json(self.request(Method::GET, "/v1/workspace")).await
+    }
+
+    /// `POST /v1/models`, streaming `content` (a file, or a tar of a folder) from disk.
+    pub async fn register_model(
+        &self,
+        metadata: &RegisterModelMetadata,
+        content: &Path,
+    ) -> Result<Model> {
+        let file = tokio::fs::File::open(content)
+            .await
+            .map_err(local("open", content))?;
+        let length = file
+            .metadata()
+            .await
+            .map_err(local("read size of", content))?
+            .len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        ));
+        let metadata_json = serde_json::to_string(metadata).unwrap_or_default();
+        let metadata_part = reqwest::multipart::Part::text(metadata_json)
+            .mime_str("application/json")
+            .map_err(|source| ClientError::Unreachable {
+                endpoint: self.workspace.endpoint.clone(),
+                source,
+            })?;
+        let content_part = reqwest::multipart::Part::stream_with_length(body, length)
+            .file_name(metadata.asset_name.clone());
+        let form = reqwest::multipart::Form::new()
+            .part("metadata", metadata_part)
+            .part("content", content_part);
+        self.json(self.request(Method::POST, "/v1/models").multipart(form))
+            .await
+    }
+
+    /// `GET /v1/models` with query pairs.
+    pub async fn list_models(&self, query: &[(&str, String)]) -> Result<ModelList> {
+        self.json(self.request(Method::GET, "/v1/models").query(query))
+            .await
+    }
+
+    /// One version, or the newest.
+    pub async fn model(&self, name: &str, version: Option<u32>) -> Result<Model> {
+        let path = match version {
+            Some(v) => format!("/v1/models/{}/versions/{v}", segment(name)),
+            None => format!("/v1/models/{}", segment(name)),
+        };
+        self.json(self.request(Method::GET, &path)).await
+    }
+
+    /// `PATCH` a version's metadata.
+    pub async fn update_model(
+        &self,
+        name: &str,
+        version: u32,
+        update: &UpdateModelRequest,
+    ) -> Result<Model> {
+        let path = format!("/v1/models/{}/versions/{version}", segment(name));
+        self.json(self.request(Method::PATCH, &path).json(update))
+            .await
+    }
+
+    /// `DELETE` a version.
+    pub async fn delete_model(&self, name: &str, version: u32) -> Result<()> {
+        let path = format!("/v1/models/{}/versions/{version}", segment(name));
+        self.send(self.request(Method::DELETE, &path)).await?;
+        Ok(())
+    }
+
+    /// Streams a version's content (file, or tar of the folder) into `target`.
+    pub async fn download_model(&self, name: &str, version: u32, target: &Path) -> Result<u64> {
+        let path = format!("/v1/models/{}/versions/{version}/content", segment(name));
+        let response = self.send(self.request(Method::GET, &path)).await?;
+        let file = tokio::fs::File::create(target)
+            .await
+            .map_err(local("create", target))?;
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut stream = response.bytes_stream();
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| ClientError::Unreachable {
+                endpoint: self.workspace.endpoint.clone(),
+                source,
+            })?;
+            written += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .map_err(local("write", target))?;
+        }
+        file.flush().await.map_err(local("write", target))?;
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(segment("a.b-c_d"), "a.b-c_d");
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+}

@@ -1,0 +1,147 @@
+//! Printing results: tables for people, JSON for scripts.
+
+use std::io::Write;
+
+use berth_api::Model;
+use comfy_table::{Table, presets};
+use serde::Serialize;
+
+use crate::args::OutputFormat;
+
+/// Prints `value` as pretty JSON.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Prints a line (results only; progress goes to stderr).
+pub fn line(text: &str) -> anyhow::Result<()> {
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING);
+    table.set_header(header.iter().map(|h| h.to_string()));
+    table
+}
+
+fn key_values(map: &std::collections::BTreeMap<String, String>) -> String {
+    map.iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Human size: `12.3 MiB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Prints models as a table or JSON.
+pub fn models(models: &[Model], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return json(&models);
+    }
+    let mut t = table(&[
+        "NAME",
+        "VERSION",
+        "KIND",
+        "SIZE",
+        "FRAMEWORK",
+        "TAGS",
+        "CREATED",
+    ]);
+    for m in models {
+        t.add_row(vec![
+            m.name.clone(),
+            m.version.to_string(),
+            m.kind.as_str().to_owned(),
+            size(m.size),
+            m.framework.clone().unwrap_or_default(),
+            key_values(&m.tags),
+            m.created_time.clone(),
+        ]);
+    }
+    line(&t.to_string())
+}
+
+/// Prints one model with its files.
+pub fn model(m: &Model, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return json(m);
+    }
+    let mut t = table(&["FIELD", "VALUE"]);
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let rows = [
+        ("id", m.id.clone()),
+        ("kind", m.kind.as_str().to_owned()),
+        ("asset", m.asset_name.clone()),
+        (
+            "size",
+            format!(
+                "{} ({} bytes, {} files)",
+                size(m.size),
+                m.size,
+                m.file_count
+            ),
+        ),
+        ("digest", m.content_digest.clone()),
+        ("description", opt(&m.description)),
+        ("framework", opt(&m.framework)),
+        ("framework version", opt(&m.framework_version)),
+        ("experiment", opt(&m.experiment_name)),
+        ("run", opt(&m.run_id)),
+        ("tags", key_values(&m.tags)),
+        ("properties", key_values(&m.properties)),
+        ("created", m.created_time.clone()),
+        ("used by", m.used_by.join(", ")),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![k.to_owned(), v]);
+    }
+    line(&t.to_string())?;
+    if let Some(files) = &m.files
+        && m.kind == berth_api::ModelKind::Folder
+    {
+        let mut ft = table(&["FILE", "SIZE", "DIGEST"]);
+        for f in files {
+            ft.add_row(vec![f.path.clone(), size(f.size), f.digest.clone()]);
+        }
+        line("")?;
+        line(&ft.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(size(12), "12 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(3 << 30), "3.0 GiB");
+    }
+}

@@ -1,0 +1,40 @@
+//! Workspace-token authentication for every `/v1` call.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// Refuses the request with 401 unless it carries the workspace token.
+pub async fn require_workspace_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let outcome = match presented {
+        None => Err("this call needs the workspace token and none was sent"),
+        Some(value) => match value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+        {
+            None => Err("the `Authorization` header must be `Bearer <workspace token>`"),
+            Some(token) if bool::from(token.trim().as_bytes().ct_eq(state.token.as_bytes())) => {
+                Ok(())
+            }
+            Some(_) => Err("the workspace token sent is not this workspace's token"),
+        },
+    };
+    match outcome {
+        Ok(()) => next.run(request).await,
+        Err(reason) => ApiError::Unauthenticated(reason.into()).into_response(),
+    }
+}

@@ -1,0 +1,100 @@
+//! The management API (`/v1`): routes, authentication, and the OpenAPI document
+//! generated from the route annotations.
+//!
+//! Routes validate, write intent to the store and answer; they never hold a lock
+//! across an await and never block the runtime.
+
+mod auth;
+mod json;
+mod models;
+mod query;
+mod upload;
+mod workspace;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use json::ApiJson;
+
+use crate::blobs::BlobStore;
+use crate::config::ServerConfig;
+use crate::store::Store;
+
+/// What every route can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Metadata.
+    pub store: Arc<dyn Store>,
+    /// Artifacts.
+    pub blobs: BlobStore,
+    /// Settings.
+    pub config: Arc<ServerConfig>,
+    /// The workspace token.
+    pub token: Arc<str>,
+    /// Cleared when shutdown starts.
+    pub ready: Arc<AtomicBool>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Berth management API",
+        description = "Register models, environments and services, and change them in place. Every call needs the workspace token as `Authorization: Bearer <token>`."
+    ),
+    modifiers(&BearerAuth),
+    security(("workspace_token" = [])),
+    tags(
+        (name = "models", description = "The model registry"),
+        (name = "workspace", description = "This server")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "workspace_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The `/v1` router with authentication, plus the OpenAPI document it serves.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(models::register_model, models::list_models))
+        .routes(routes!(models::show_latest_model))
+        .routes(routes!(
+            models::show_model,
+            models::update_model,
+            models::delete_model
+        ))
+        .routes(routes!(models::download_model))
+        .routes(routes!(workspace::workspace_info))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    let api = api.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    );
+    api.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_workspace_token,
+    ))
+    // Uploads enforce their own limits while streaming (413 before and during).
+    .layer(DefaultBodyLimit::disable())
+    .with_state(state)
+}

@@ -1,0 +1,167 @@
+//! Writers that hash content on its way to disk and publish it under its digest.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{BlobError, BlobPin, Inner, Result, format_digest, io};
+
+const BUFFER_BYTES: usize = 1 << 20;
+
+/// Deletes a temporary file when dropped, unless it was published.
+struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Moves the temporary file into place (or drops it when the blob exists) and pins it.
+fn publish(inner: &Arc<Inner>, temp: &mut TempFile, digest: String, size: u64) -> Result<BlobPin> {
+    let target = inner.path(&digest);
+    if target.exists() {
+        std::fs::remove_file(&temp.path).map_err(io("remove duplicate upload", &temp.path))?;
+    } else {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io("create folder", parent))?;
+        }
+        std::fs::rename(&temp.path, &target).map_err(io("publish blob", &target))?;
+    }
+    temp.keep = true;
+    Ok(BlobPin::new(inner.clone(), digest, size))
+}
+
+fn check_limit(size: u64, limit: u64) -> Result<()> {
+    if size > limit {
+        Err(BlobError::TooLarge { limit })
+    } else {
+        Ok(())
+    }
+}
+
+/// Streams content into the store from async code.
+pub struct BlobWriter {
+    inner: Arc<Inner>,
+    temp: TempFile,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+impl BlobWriter {
+    pub(super) async fn create(inner: Arc<Inner>, limit: u64) -> Result<Self> {
+        let path = inner.temp_path();
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(io("create temporary file", &path))?;
+        Ok(Self {
+            inner,
+            temp: TempFile { path, keep: false },
+            file: tokio::io::BufWriter::with_capacity(BUFFER_BYTES, file),
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+        })
+    }
+
+    /// Appends a chunk.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.size += chunk.len() as u64;
+        check_limit(self.size, self.limit)?;
+        self.hasher.update(chunk);
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(io("write", &self.temp.path))
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes, syncs and publishes the content; the returned pin protects it.
+    pub async fn finish(mut self) -> Result<BlobPin> {
+        self.file
+            .flush()
+            .await
+            .map_err(io("flush", &self.temp.path))?;
+        self.file
+            .get_mut()
+            .sync_data()
+            .await
+            .map_err(io("sync", &self.temp.path))?;
+        let digest = format_digest(&self.hasher.finalize_reset());
+        let _guard = self.inner.publish.lock().await;
+        publish(&self.inner, &mut self.temp, digest, self.size)
+    }
+}
+
+/// Streams content into the store from blocking code (archive unpacking).
+pub struct SyncBlobWriter {
+    inner: Arc<Inner>,
+    temp: TempFile,
+    file: std::io::BufWriter<std::fs::File>,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+impl SyncBlobWriter {
+    pub(super) fn create(inner: Arc<Inner>, limit: u64) -> Result<Self> {
+        let path = inner.temp_path();
+        let file = std::fs::File::create(&path).map_err(io("create temporary file", &path))?;
+        Ok(Self {
+            inner,
+            temp: TempFile { path, keep: false },
+            file: std::io::BufWriter::with_capacity(BUFFER_BYTES, file),
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+        })
+    }
+
+    /// Copies everything from `reader` into the blob.
+    pub fn copy_from(&mut self, reader: &mut impl std::io::Read) -> Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io("read content for", &self.temp.path)(e)),
+            };
+            self.size += n as u64;
+            check_limit(self.size, self.limit)?;
+            self.hasher.update(&buf[..n]);
+            std::io::Write::write_all(&mut self.file, &buf[..n])
+                .map_err(io("write", &self.temp.path))?;
+        }
+    }
+
+    /// Flushes, syncs and publishes the content.
+    pub fn finish(mut self) -> Result<BlobPin> {
+        std::io::Write::flush(&mut self.file).map_err(io("flush", &self.temp.path))?;
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(io("sync", &self.temp.path))?;
+        let digest = format_digest(&self.hasher.finalize_reset());
+        let _guard = self.inner.publish.blocking_lock();
+        publish(&self.inner, &mut self.temp, digest, self.size)
+    }
+
+    /// The temporary path being written.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp.path
+    }
+}

@@ -1,0 +1,133 @@
+//! Server settings: flags, `BERTH_*` variables and defaults, checked before any
+//! port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::env;
+
+/// Default listen address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Default upload limit: 16 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 16 << 30;
+/// Default limit on files in one folder upload.
+pub const DEFAULT_MAX_UPLOAD_FILES: u64 = 100_000;
+
+/// `berth server` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Data directory: database, blobs, environments, logs [default: ~/.berth]
+    #[arg(long, env = env::BERTH_DATA, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Address to listen on; port 0 picks a free port
+    #[arg(long, env = env::BERTH_ADDR, default_value = DEFAULT_ADDR, value_name = "HOST:PORT")]
+    pub addr: SocketAddr,
+
+    /// Workspace name, written into model metadata files
+    #[arg(long, env = env::BERTH_WORKSPACE_NAME, default_value = "default")]
+    pub workspace_name: String,
+
+    /// Largest upload accepted, in bytes (larger ones get 413)
+    #[arg(long, env = env::BERTH_MAX_UPLOAD_BYTES, default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
+    pub max_upload_bytes: u64,
+
+    /// Largest number of files accepted in one uploaded folder
+    #[arg(long, env = env::BERTH_MAX_UPLOAD_FILES, default_value_t = DEFAULT_MAX_UPLOAD_FILES)]
+    pub max_upload_files: u64,
+
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
+    #[arg(long, env = env::BERTH_SHUTDOWN_GRACE_SECS, default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Log filter (`info`, `berth_server=debug`, ...)
+    #[arg(long, env = env::BERTH_LOG, default_value = "info")]
+    pub log: String,
+}
+
+/// Settings after defaults are resolved.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Workspace name.
+    pub workspace_name: String,
+    /// Upload limit in bytes.
+    pub max_upload_bytes: u64,
+    /// Upload limit in files.
+    pub max_upload_files: u64,
+    /// Shutdown grace period.
+    pub shutdown_grace: std::time::Duration,
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No data directory given and no home directory to put the default in.
+    #[error(
+        "no data directory: pass `--data DIR` or set {}, or set HOME",
+        env::BERTH_DATA
+    )]
+    NoDataDir,
+    /// A value out of range.
+    #[error("`{flag}` is {value}: {rule}")]
+    OutOfRange {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+}
+
+/// The default data directory, `~/.berth`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| PathBuf::from(home).join(".berth"))
+}
+
+impl ServerArgs {
+    /// Resolves defaults and checks ranges.
+    pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        let data_dir = match self.data {
+            Some(dir) => dir,
+            None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
+        };
+        if self.max_upload_bytes == 0 {
+            return Err(ConfigError::OutOfRange {
+                flag: "--max-upload-bytes",
+                value: "0".into(),
+                rule: "it must be at least 1",
+            });
+        }
+        if self.max_upload_files == 0 {
+            return Err(ConfigError::OutOfRange {
+                flag: "--max-upload-files",
+                value: "0".into(),
+                rule: "it must be at least 1",
+            });
+        }
+        let name = self.workspace_name.trim();
+        if name.is_empty() || name.len() > 64 {
+            return Err(ConfigError::OutOfRange {
+                flag: "--workspace-name",
+                value: format!("`{}`", self.workspace_name),
+                rule: "it must have 1 to 64 characters",
+            });
+        }
+        Ok(ServerConfig {
+            data_dir,
+            addr: self.addr,
+            workspace_name: name.to_owned(),
+            max_upload_bytes: self.max_upload_bytes,
+            max_upload_files: self.max_upload_files,
+            shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
+        })
+    }
+}

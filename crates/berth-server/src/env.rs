@@ -1,0 +1,19 @@
+//! Every `BERTH_*` environment variable the server reads, in one place.
+//!
+//! Each server flag has one; the flag wins over the variable, the variable over the
+//! default.
+
+/// Data directory (`--data`).
+pub const BERTH_DATA: &str = "BERTH_DATA";
+/// Listen address (`--addr`).
+pub const BERTH_ADDR: &str = "BERTH_ADDR";
+/// Workspace name (`--workspace-name`).
+pub const BERTH_WORKSPACE_NAME: &str = "BERTH_WORKSPACE_NAME";
+/// Largest accepted upload in bytes (`--max-upload-bytes`).
+pub const BERTH_MAX_UPLOAD_BYTES: &str = "BERTH_MAX_UPLOAD_BYTES";
+/// Largest number of files in one uploaded folder (`--max-upload-files`).
+pub const BERTH_MAX_UPLOAD_FILES: &str = "BERTH_MAX_UPLOAD_FILES";
+/// Seconds in-flight requests get to finish after SIGINT/SIGTERM (`--shutdown-grace-secs`).
+pub const BERTH_SHUTDOWN_GRACE_SECS: &str = "BERTH_SHUTDOWN_GRACE_SECS";
+/// Log filter, `tracing` syntax (`--log`).
+pub const BERTH_LOG: &str = "BERTH_LOG";

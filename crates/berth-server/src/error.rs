@@ -1,0 +1,202 @@
+//! The one table from errors to HTTP answers of the management API.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_api::{ErrorBody, ErrorCode};
+
+use crate::store::StoreError;
+
+/// Every way a management call can fail, as the client sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing or wrong workspace token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// One or more rules broken; each entry is a full sentence.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A precondition does not hold.
+    #[error("{message}")]
+    PreconditionFailed {
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
+    /// Upload over the limit.
+    #[error("the upload is larger than this server's limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// Wrong content type.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body ended early.
+    #[error("{0}")]
+    UploadIncomplete(String),
+    /// Anything unexpected; the detail is logged, not sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// One invalid-argument problem.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(vec![message.into()])
+    }
+
+    /// An unexpected failure: logs `err` with its causes, answers a generic 500.
+    pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = %chain, "request failed");
+        Self::Internal(chain)
+    }
+
+    fn parts(&self) -> (StatusCode, ErrorCode, Option<String>) {
+        match self {
+            Self::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                Some("send the workspace token as `Authorization: Bearer <token>`; `berth server` writes it to `config.json` in its data directory".into()),
+            ),
+            Self::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, None),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            Self::PreconditionFailed { hint, .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                ErrorCode::PreconditionFailed,
+                Some(hint.clone()),
+            ),
+            Self::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                Some("raise the limit with `berth server --max-upload-bytes` (BERTH_MAX_UPLOAD_BYTES)".into()),
+            ),
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                None,
+            ),
+            Self::UploadIncomplete(_) => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::UploadIncomplete,
+                Some("nothing was registered; send the upload again".into()),
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                Some("the server log has the details".into()),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, hint) = self.parts();
+        let (message, details) = match self {
+            Self::Invalid(problems) if problems.len() > 1 => (
+                format!(
+                    "The request has {} problems: {}.",
+                    problems.len(),
+                    problems.join("; ")
+                ),
+                problems,
+            ),
+            Self::Invalid(mut problems) => {
+                (sentence(&problems.pop().unwrap_or_default()), Vec::new())
+            }
+            Self::Internal(_) => ("Something went wrong inside the server.".into(), Vec::new()),
+            other => (sentence(&other.to_string()), Vec::new()),
+        };
+        let body = ErrorBody {
+            code,
+            message,
+            details,
+            hint,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"berth\""),
+            );
+        }
+        response
+    }
+}
+
+/// Capitalises the first letter and ends with a full stop.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::ModelNotFound(id) => Self::NotFound(format!(
+                "model `{id}` not found; `berth model list` shows the registered models"
+            )),
+            StoreError::ModelInUse { id, services } => Self::PreconditionFailed {
+                message: format!(
+                    "model `{id}` cannot be deleted: it is used by service(s) `{}`",
+                    services.join("`, `")
+                ),
+                hint: "update or delete those services first, then delete the model".into(),
+            },
+            StoreError::Invalid(problems) => Self::Invalid(problems),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_start_upper_and_end_with_a_stop() {
+        assert_eq!(sentence("model `a` not found"), "Model `a` not found.");
+        assert_eq!(sentence("Done."), "Done.");
+    }
+
+    #[test]
+    fn every_kind_maps_to_its_status() {
+        let cases = [
+            (ApiError::Unauthenticated("x".into()), 401),
+            (ApiError::invalid("x"), 400),
+            (ApiError::NotFound("x".into()), 404),
+            (
+                ApiError::PreconditionFailed {
+                    message: "x".into(),
+                    hint: "y".into(),
+                },
+                412,
+            ),
+            (ApiError::PayloadTooLarge { limit: 1 }, 413),
+            (ApiError::UnsupportedMediaType("x".into()), 415),
+            (ApiError::UploadIncomplete("x".into()), 400),
+            (ApiError::Internal("secret detail".into()), 500),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.into_response().status().as_u16(), status);
+        }
+    }
+}

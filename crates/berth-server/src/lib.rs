@@ -1,0 +1,136 @@
+//! The Berth workspace server, run by `berth server`.
+//!
+//! One process holds the management API (`/v1`, authenticated with the workspace
+//! token), health routes, the metadata store (SQLite, WAL, embedded migrations)
+//! and the content-addressed blob store, all under one data directory:
+//!
+//! ```text
+//! <data>/berth.db           metadata
+//! <data>/blobs/sha256/..    model files and snapshots, by digest
+//! <data>/workspace-token    the token (0600)
+//! <data>/config.json        endpoint + token for the CLI and SDK (0600)
+//! ```
+//!
+//! Startup order: resolve settings, prepare the data directory, open the store
+//! (migrating it), open the blob store and sweep unreferenced blobs, bind, write
+//! `config.json`, serve. Shutdown: on SIGINT/SIGTERM readiness turns false, the
+//! listener stops accepting, in-flight requests finish within the grace period.
+
+pub mod api;
+pub mod archive;
+pub mod blobs;
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod health;
+pub mod shutdown;
+pub mod store;
+pub mod workspace_files;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use berth_api::ClientConfig;
+
+pub use config::{ServerArgs, ServerConfig};
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A setting is unusable.
+    #[error("invalid settings")]
+    Config(#[from] config::ConfigError),
+    /// The data directory, token or client config could not be prepared.
+    #[error("cannot prepare the data directory")]
+    DataDir(#[from] workspace_files::FileError),
+    /// The metadata store failed to open.
+    #[error("cannot open the metadata store")]
+    Store(#[from] store::StoreError),
+    /// The blob store failed to open.
+    #[error("cannot open the blob store")]
+    Blobs(#[from] blobs::BlobError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("the server stopped with an error")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs the server until `shutdown` resolves, then drains.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    workspace_files::prepare_data_dir(&config.data_dir)?;
+    let token = workspace_files::load_or_create_token(&config.data_dir)?;
+    let store = Arc::new(store::SqliteStore::open(&config.data_dir.join("berth.db")).await?);
+    let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs")).await?;
+    let swept = blobs.sweep(store.as_ref()).await?;
+    if swept > 0 {
+        tracing::info!(blobs = swept, "removed blobs no model references");
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(ServerError::Serve)?;
+    let endpoint = workspace_files::endpoint_for(local);
+    let client_config = workspace_files::write_client_config(
+        &config.data_dir,
+        &ClientConfig {
+            endpoint: endpoint.clone(),
+            token: token.clone(),
+            workspace_name: Some(config.workspace_name.clone()),
+        },
+    )?;
+
+    let ready = Arc::new(AtomicBool::new(true));
+    let grace = config.shutdown_grace;
+    let state = api::AppState {
+        store,
+        blobs,
+        config: Arc::new(config),
+        token: token.into(),
+        ready: ready.clone(),
+    };
+    let app = api::router(state)
+        .merge(health::router(ready.clone()))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+
+    tracing::info!(
+        %endpoint,
+        config = %client_config.display(),
+        "listening; the CLI finds the workspace through config.json"
+    );
+
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stop_signal = stopping.clone();
+    let drain = async move {
+        shutdown.await;
+        ready.store(false, Ordering::Release);
+        tracing::info!("shutting down: finishing in-flight requests");
+        stop_signal.notify_one();
+    };
+    let serve = axum::serve(listener, app).with_graceful_shutdown(drain);
+    let deadline = async move {
+        stopping.notified().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = serve => result.map_err(ServerError::Serve)?,
+        () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; stopping with requests still in flight"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Persistent metadata: the `Store` trait and its SQLite implementation.
+//!
+//! Routes and the registry talk to `dyn Store`; nothing outside this module writes
+//! SQL. Every method is one transaction.
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use berth_api::{Model, ModelFile, ModelKind};
+
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The model version does not exist.
+    #[error("model `{0}` not found")]
+    ModelNotFound(String),
+    /// The model version is used by services.
+    #[error("model `{id}` is used by service(s) {}", services.join(", "))]
+    ModelInUse {
+        /// `name:version`.
+        id: String,
+        /// Services referencing it.
+        services: Vec<String>,
+    },
+    /// The change breaks a rule; every problem is listed.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The database failed.
+    #[error("database {step} failed")]
+    Database {
+        /// What was being done.
+        step: &'static str,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A blocking task failed to run.
+    #[error("database task failed: {0}")]
+    Task(String),
+    /// Stored data could not be decoded.
+    #[error("stored {what} is corrupt: {detail}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// Result of store calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One file of a model being registered.
+#[derive(Debug, Clone)]
+pub struct NewModelFile {
+    /// Path relative to the asset.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+/// A model version to insert; the store assigns the version.
+#[derive(Debug, Clone)]
+pub struct NewModel {
+    /// Name (already validated).
+    pub name: String,
+    /// File or folder.
+    pub kind: ModelKind,
+    /// Basename of the registered path.
+    pub asset_name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Properties.
+    pub properties: BTreeMap<String, String>,
+    /// Framework.
+    pub framework: Option<String>,
+    /// Framework version.
+    pub framework_version: Option<String>,
+    /// Experiment.
+    pub experiment_name: Option<String>,
+    /// Run.
+    pub run_id: Option<String>,
+    /// Digest of the file, or of the folder manifest.
+    pub content_digest: String,
+    /// Registration time, RFC 3339.
+    pub created_time: String,
+    /// Who registered it.
+    pub created_by: String,
+    /// The files.
+    pub files: Vec<NewModelFile>,
+}
+
+/// Filters of a model list; all given filters must hold.
+#[derive(Debug, Clone, Default)]
+pub struct ModelFilter {
+    /// Exact name.
+    pub name: Option<String>,
+    /// Tags: key present (`None`) or key equal to value.
+    pub tags: Vec<(String, Option<String>)>,
+    /// Properties: key present or key equal to value.
+    pub properties: Vec<(String, Option<String>)>,
+    /// Exact framework.
+    pub framework: Option<String>,
+    /// Only the newest matching version per name.
+    pub latest: bool,
+}
+
+/// A model version as stored, with its file list for materialising and download.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    /// The wire form.
+    pub file: ModelFile,
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+/// Changes to a model's mutable metadata.
+#[derive(Debug, Clone, Default)]
+pub struct ModelChanges {
+    /// New description; `Some("")` clears it.
+    pub description: Option<String>,
+    /// Replaces all tags.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Tags to add or change.
+    pub add_tags: BTreeMap<String, String>,
+    /// Tags to remove.
+    pub remove_tags: Vec<String>,
+    /// Properties to add (existing keys are refused).
+    pub add_properties: BTreeMap<String, String>,
+}
+
+/// Metadata persistence.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads a workspace setting.
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Writes a workspace setting.
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Inserts a model version with version = last assigned + 1 for its name.
+    async fn insert_model(&self, model: NewModel) -> Result<Model>;
+    /// One version, or the newest when `version` is `None`.
+    async fn model(&self, name: &str, version: Option<u32>) -> Result<Model>;
+    /// The files of a model version, sorted by path.
+    async fn model_files(&self, name: &str, version: u32) -> Result<Vec<StoredFile>>;
+    /// Matching versions, newest registration first.
+    async fn list_models(&self, filter: &ModelFilter) -> Result<Vec<Model>>;
+    /// Applies metadata changes atomically.
+    async fn update_model(&self, name: &str, version: u32, changes: ModelChanges) -> Result<Model>;
+    /// Deletes a version unless a service uses it; returns the digests it held.
+    async fn delete_model(&self, name: &str, version: u32) -> Result<Vec<String>>;
+    /// Whether any model file still references the digest.
+    async fn blob_referenced(&self, digest: &str) -> Result<bool>;
+    /// Every digest referenced by any model file.
+    async fn referenced_blobs(&self) -> Result<Vec<String>>;
+}
+
+/// Applies `changes` to the mutable fields, collecting every rule broken.
+pub fn apply_model_changes(
+    description: &mut Option<String>,
+    tags: &mut BTreeMap<String, String>,
+    properties: &mut BTreeMap<String, String>,
+    changes: ModelChanges,
+) -> std::result::Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let existing: Vec<&String> = changes
+        .add_properties
+        .keys()
+        .filter(|key| properties.contains_key(*key))
+        .collect();
+    if !existing.is_empty() {
+        let keys: Vec<&str> = existing.iter().map(|k| k.as_str()).collect();
+        problems.push(format!(
+            "properties are add-only: `{}` already set; register a new version to change them",
+            keys.join("`, `")
+        ));
+    }
+    for key in &changes.remove_tags {
+        if changes.add_tags.contains_key(key) {
+            problems.push(format!("tag `{key}` is both added and removed: pick one"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    if let Some(text) = changes.description {
+        *description = Some(text).filter(|t| !t.is_empty());
+    }
+    if let Some(all) = changes.tags {
+        *tags = all;
+    }
+    tags.extend(changes.add_tags);
+    for key in &changes.remove_tags {
+        tags.remove(key);
+    }
+    properties.extend(changes.add_properties);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn properties_are_add_only() {
+        let (mut d, mut t, mut p) = (None, map(&[]), map(&[("a", "1")]));
+        let changes = ModelChanges {
+            add_properties: map(&[("a", "2"), ("b", "3")]),
+            ..Default::default()
+        };
+        let err = apply_model_changes(&mut d, &mut t, &mut p, changes).unwrap_err();
+        assert!(err[0].contains("`a` already set"), "{err:?}");
+        assert_eq!(p, map(&[("a", "1")]), "nothing changed on refusal");
+    }
+
+    #[test]
+    fn tags_replace_then_add_then_remove() {
+        let (mut d, mut t, mut p) = (Some("x".into()), map(&[("old", "1")]), map(&[]));
+        let changes = ModelChanges {
+            description: Some(String::new()),
+            tags: Some(map(&[("a", "1"), ("b", "2")])),
+            add_tags: map(&[("c", "3")]),
+            remove_tags: vec!["a".into()],
+            add_properties: map(&[("p", "v")]),
+        };
+        apply_model_changes(&mut d, &mut t, &mut p, changes).unwrap();
+        assert_eq!(d, None);
+        assert_eq!(t, map(&[("b", "2"), ("c", "3")]));
+        assert_eq!(p, map(&[("p", "v")]));
+    }
+}

@@ -1,0 +1,505 @@
+//! SQLite implementation of [`Store`]: WAL mode, one writer connection, a small
+//! pool of readers, migrations embedded in the binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use berth_api::{Model, ModelFile, ModelKind};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{
+    ModelChanges, ModelFilter, NewModel, Result, Store, StoreError, StoredFile, apply_model_changes,
+};
+
+/// Migrations in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_registry.sql")];
+
+/// Most reader connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn db(step: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Database { step, source }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(db("open"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db("configure busy timeout"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(db("configure pragmas"))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let done: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db("read schema version"))?;
+    if done > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt {
+            what: "schema version",
+            detail: format!(
+                "the database is at version {done}, newer than this server knows ({}); use a newer berth",
+                MIGRATIONS.len()
+            ),
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction().map_err(db("begin migration"))?;
+        tx.execute_batch(sql).map_err(db("run migration"))?;
+        tx.pragma_update(None, "user_version", index + 1)
+            .map_err(db("record schema version"))?;
+        tx.commit().map_err(db("commit migration"))?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = open_connection(&path)?;
+            migrate(&mut writer)?;
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    path,
+                    writer: Mutex::new(writer),
+                    readers: Mutex::new(Vec::new()),
+                }),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().map_err(poisoned)?.pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&inner.path)?,
+            };
+            let out = f(&conn);
+            let mut readers = inner.readers.lock().map_err(poisoned)?;
+            if readers.len() < MAX_IDLE_READERS {
+                readers.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().map_err(poisoned)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError::Task("a database connection lock was poisoned by an earlier panic".into())
+}
+
+const MODEL_COLUMNS: &str = "m.id, m.name, m.version, m.kind, m.asset_name, m.description, m.tags, \
+     m.properties, m.framework, m.framework_version, m.experiment_name, m.run_id, m.size, \
+     m.file_count, m.content_digest, m.created_time, m.created_by, \
+     (SELECT group_concat(service, char(31)) FROM (SELECT DISTINCT service FROM model_references r \
+      WHERE r.model_name = m.name AND r.model_version = m.version ORDER BY service))";
+
+fn json_map(what: &'static str, text: &str) -> Result<BTreeMap<String, String>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+fn to_json(map: &BTreeMap<String, String>) -> String {
+    // A map of strings always serialises.
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+}
+
+struct RawModel {
+    id: i64,
+    model: Model,
+    tags: String,
+    properties: String,
+}
+
+fn raw_model(row: &Row<'_>) -> rusqlite::Result<RawModel> {
+    let name: String = row.get(1)?;
+    let version: u32 = row.get(2)?;
+    let kind: String = row.get(3)?;
+    let used_by: Option<String> = row.get(17)?;
+    Ok(RawModel {
+        id: row.get(0)?,
+        tags: row.get(6)?,
+        properties: row.get(7)?,
+        model: Model {
+            id: format!("{name}:{version}"),
+            name,
+            version,
+            kind: if kind == "folder" {
+                ModelKind::Folder
+            } else {
+                ModelKind::File
+            },
+            asset_name: row.get(4)?,
+            description: row.get(5)?,
+            tags: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            framework: row.get(8)?,
+            framework_version: row.get(9)?,
+            experiment_name: row.get(10)?,
+            run_id: row.get(11)?,
+            size: row.get(12)?,
+            file_count: row.get(13)?,
+            content_digest: row.get(14)?,
+            created_time: row.get(15)?,
+            created_by: row.get(16)?,
+            used_by: used_by
+                .map(|s| s.split('\u{1f}').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            files: None,
+        },
+    })
+}
+
+fn finish_model(raw: RawModel) -> Result<(i64, Model)> {
+    let mut model = raw.model;
+    model.tags = json_map("tags", &raw.tags)?;
+    model.properties = json_map("properties", &raw.properties)?;
+    Ok((raw.id, model))
+}
+
+fn find_model(conn: &Connection, name: &str, version: Option<u32>) -> Result<(i64, Model)> {
+    let raw = match version {
+        Some(v) => conn
+            .query_row(
+                &format!("SELECT {MODEL_COLUMNS} FROM models m WHERE m.name = ?1 AND m.version = ?2"),
+                params![name, v],
+                raw_model,
+            )
+            .optional(),
+        None => conn
+            .query_row(
+                &format!(
+                    "SELECT {MODEL_COLUMNS} FROM models m WHERE m.name = ?1 ORDER BY m.version DESC LIMIT 1"
+                ),
+                params![name],
+                raw_model,
+            )
+            .optional(),
+    }
+    .map_err(db("read model"))?;
+    let id = match version {
+        Some(v) => format!("{name}:{v}"),
+        None => name.to_owned(),
+    };
+    finish_model(raw.ok_or(StoreError::ModelNotFound(id))?)
+}
+
+fn files_of(conn: &Connection, model_id: i64) -> Result<Vec<StoredFile>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT path, size, digest, mode FROM model_files WHERE model_id = ?1 ORDER BY path",
+        )
+        .map_err(db("prepare file query"))?;
+    let rows = stmt
+        .query_map(params![model_id], |row| {
+            Ok(StoredFile {
+                file: ModelFile {
+                    path: row.get(0)?,
+                    size: row.get(1)?,
+                    digest: row.get(2)?,
+                },
+                mode: row.get(3)?,
+            })
+        })
+        .map_err(db("read model files"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("read model files"))
+}
+
+/// Appends `AND <condition>` clauses for key/value filters on a JSON column.
+fn push_json_filters(
+    sql: &mut String,
+    args: &mut Vec<String>,
+    column: &str,
+    filters: &[(String, Option<String>)],
+) {
+    for (key, value) in filters {
+        args.push(key.clone());
+        let key_arg = args.len();
+        match value {
+            Some(value) => {
+                args.push(value.clone());
+                let value_arg = args.len();
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM json_each(m.{column}) j WHERE j.key = ?{key_arg} AND j.value = ?{value_arg})"
+                ));
+            }
+            None => sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM json_each(m.{column}) j WHERE j.key = ?{key_arg})"
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("read setting"))
+        })
+        .await
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(db("write setting"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_model(&self, new: NewModel) -> Result<Model> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin model insert"))?;
+            let version: u32 = tx
+                .query_row(
+                    "INSERT INTO model_names (name, last_version) VALUES (?1, 1) \
+                     ON CONFLICT (name) DO UPDATE SET last_version = last_version + 1 \
+                     RETURNING last_version",
+                    params![new.name],
+                    |r| r.get(0),
+                )
+                .map_err(db("assign model version"))?;
+            let size: u64 = new.files.iter().map(|f| f.size).sum();
+            tx.execute(
+                "INSERT INTO models (name, version, kind, asset_name, description, tags, properties, \
+                 framework, framework_version, experiment_name, run_id, size, file_count, \
+                 content_digest, created_time, created_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                params![
+                    new.name,
+                    version,
+                    new.kind.as_str(),
+                    new.asset_name,
+                    new.description,
+                    to_json(&new.tags),
+                    to_json(&new.properties),
+                    new.framework,
+                    new.framework_version,
+                    new.experiment_name,
+                    new.run_id,
+                    size,
+                    new.files.len() as u64,
+                    new.content_digest,
+                    new.created_time,
+                    new.created_by,
+                ],
+            )
+            .map_err(db("insert model"))?;
+            let model_id = tx.last_insert_rowid();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO model_files (model_id, path, size, digest, mode) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(db("prepare file insert"))?;
+                for file in &new.files {
+                    stmt.execute(params![model_id, file.path, file.size, file.digest, file.mode])
+                        .map_err(db("insert model file"))?;
+                }
+            }
+            let (_, model) = find_model(&tx, &new.name, Some(version))?;
+            tx.commit().map_err(db("commit model insert"))?;
+            Ok(model)
+        })
+        .await
+    }
+
+    async fn model(&self, name: &str, version: Option<u32>) -> Result<Model> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let (id, mut model) = find_model(conn, &name, version)?;
+            model.files = Some(files_of(conn, id)?.into_iter().map(|f| f.file).collect());
+            Ok(model)
+        })
+        .await
+    }
+
+    async fn model_files(&self, name: &str, version: u32) -> Result<Vec<StoredFile>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let (id, _) = find_model(conn, &name, Some(version))?;
+            files_of(conn, id)
+        })
+        .await
+    }
+
+    async fn list_models(&self, filter: &ModelFilter) -> Result<Vec<Model>> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let mut sql = String::from("FROM models m WHERE 1 = 1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(name) = &filter.name {
+                args.push(name.clone());
+                sql.push_str(&format!(" AND m.name = ?{}", args.len()));
+            }
+            if let Some(framework) = &filter.framework {
+                args.push(framework.clone());
+                sql.push_str(&format!(" AND m.framework = ?{}", args.len()));
+            }
+            push_json_filters(&mut sql, &mut args, "tags", &filter.tags);
+            push_json_filters(&mut sql, &mut args, "properties", &filter.properties);
+            let query = if filter.latest {
+                format!(
+                    "WITH matching AS (SELECT m.* {sql}) SELECT {MODEL_COLUMNS} FROM matching m \
+                     WHERE m.version = (SELECT max(x.version) FROM matching x WHERE x.name = m.name) \
+                     ORDER BY m.id DESC"
+                )
+            } else {
+                format!("SELECT {MODEL_COLUMNS} {sql} ORDER BY m.id DESC")
+            };
+            let mut stmt = conn.prepare(&query).map_err(db("prepare model list"))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), raw_model)
+                .map_err(db("list models"))?;
+            let mut out = Vec::new();
+            for raw in rows {
+                let (_, model) = finish_model(raw.map_err(db("list models"))?)?;
+                out.push(model);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn update_model(&self, name: &str, version: u32, changes: ModelChanges) -> Result<Model> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin model update"))?;
+            let (id, mut model) = find_model(&tx, &name, Some(version))?;
+            apply_model_changes(
+                &mut model.description,
+                &mut model.tags,
+                &mut model.properties,
+                changes,
+            )
+            .map_err(StoreError::Invalid)?;
+            tx.execute(
+                "UPDATE models SET description = ?1, tags = ?2, properties = ?3 WHERE id = ?4",
+                params![
+                    model.description,
+                    to_json(&model.tags),
+                    to_json(&model.properties),
+                    id
+                ],
+            )
+            .map_err(db("update model"))?;
+            model.files = Some(files_of(&tx, id)?.into_iter().map(|f| f.file).collect());
+            tx.commit().map_err(db("commit model update"))?;
+            Ok(model)
+        })
+        .await
+    }
+
+    async fn delete_model(&self, name: &str, version: u32) -> Result<Vec<String>> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin model delete"))?;
+            let (id, model) = find_model(&tx, &name, Some(version))?;
+            if !model.used_by.is_empty() {
+                return Err(StoreError::ModelInUse {
+                    id: model.id,
+                    services: model.used_by,
+                });
+            }
+            let digests = files_of(&tx, id)?
+                .into_iter()
+                .map(|f| f.file.digest)
+                .collect();
+            tx.execute("DELETE FROM models WHERE id = ?1", params![id])
+                .map_err(db("delete model"))?;
+            tx.commit().map_err(db("commit model delete"))?;
+            Ok(digests)
+        })
+        .await
+    }
+
+    async fn blob_referenced(&self, digest: &str) -> Result<bool> {
+        let digest = digest.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM model_files WHERE digest = ?1)",
+                params![digest],
+                |r| r.get(0),
+            )
+            .map_err(db("check blob references"))
+        })
+        .await
+    }
+
+    async fn referenced_blobs(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT digest FROM model_files")
+                .map_err(db("prepare blob scan"))?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(db("scan blob references"))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(db("scan blob references"))
+        })
+        .await
+    }
+}

@@ -1,0 +1,1 @@
+//! Python worker processes: the framed protocol, the client and the supervisor.

@@ -1,0 +1,82 @@
+//! `berth`: `berth server` runs the workspace server; every other command is a
+//! client of its management API.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Self-hosted model deployment: registry, environments, services, in-place updates.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: berth_cli::GlobalArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the workspace server (management API, registry, scoring gateway)
+    Server(berth_server::ServerArgs),
+    #[command(flatten)]
+    Client(berth_cli::ClientCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(berth_cli::EXIT_USAGE);
+        }
+    };
+    let result = match cli.command {
+        Command::Server(args) => runtime.block_on(serve(args)),
+        Command::Client(command) => runtime.block_on(berth_cli::run(command, cli.global)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let (text, code) = berth_cli::report(&err);
+            eprint!("{text}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn serve(args: berth_server::ServerArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .map_err(|e| anyhow::anyhow!("`--log {}` is not a valid filter: {e}", args.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = args.resolve()?;
+    berth_server::run(config, berth_server::shutdown::signal()).await?;
+    Ok(())
+}
+
+/// Output piped into `head` and closed early is not a failure.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
