@@ -1262,8 +1262,6 @@ class UserScript:
 
     def _import(self) -> types.ModuleType:
         if not self.entry_script:
-            import importlib
-
             return importlib.import_module("main")
         location = os.path.join(self.app_root, self.entry_script.replace("/", os.sep))
         spec = importlib.util.spec_from_file_location("entry_module", location)

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Multipart, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequest, Multipart, Path, RawQuery, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_api::names::{check_model_name, parse_key_value};
 use berth_api::{ErrorBody, Model, ModelKind, ModelList, UpdateModelRequest};
@@ -25,10 +25,10 @@ use crate::store::{ModelChanges, ModelFilter, StoredFile};
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn register_model(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    request: axum::extract::Request,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Model>), ApiError> {
-    let declared = headers
+    let declared = request
+        .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -41,11 +41,12 @@ pub async fn register_model(
                 .max_upload_bytes
                 .saturating_add(framing_allowance)
     {
+        upload::drain(request.into_body().into_data_stream()).await;
         return Err(ApiError::PayloadTooLarge {
             limit: state.config.max_upload_bytes,
         });
     }
-    let multipart = multipart.map_err(|e| {
+    let multipart = Multipart::from_request(request, &state).await.map_err(|e| {
         ApiError::UnsupportedMediaType(format!(
             "a registration is a `multipart/form-data` upload with `metadata` and `content` parts ({})",
             e.body_text()
@@ -55,7 +56,8 @@ pub async fn register_model(
     let task = tokio::spawn(async move {
         let mut published = Vec::new();
         let result = upload::register(&task_state, multipart, &mut published).await;
-        if result.is_err() {
+        if let Err(e) = &result {
+            tracing::info!(error = %e, blobs = published.len(), "model registration failed; releasing its uploads");
             upload::release(&task_state, published).await;
         }
         result

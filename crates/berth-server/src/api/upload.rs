@@ -44,7 +44,11 @@ pub async fn register(
         ModelKind::File => {
             let mut writer = state.blobs.writer(limit).await.map_err(blob_error)?;
             while let Some(chunk) = content.chunk().await.map_err(incomplete)? {
-                writer.write(&chunk).await.map_err(blob_error)?;
+                if let Err(e) = writer.write(&chunk).await {
+                    drop(writer);
+                    drain_field(&mut content).await;
+                    return Err(blob_error(e));
+                }
             }
             let pin = writer.finish().await.map_err(blob_error)?;
             published.push(pin.digest().to_owned());
@@ -176,6 +180,7 @@ async fn receive_folder(
     while let Some(chunk) = content.chunk().await.map_err(incomplete)? {
         received += chunk.len() as u64;
         if received > tar_limit {
+            drain_field(content).await;
             return Err(ApiError::PayloadTooLarge { limit });
         }
         file.write_all(&chunk)
@@ -217,6 +222,44 @@ fn manifest_digest(files: &[(String, u32, BlobPin)]) -> String {
         hasher.update(format!("{hex}  {path}\n").as_bytes());
     }
     crate::blobs::format_digest(&hasher.finalize())
+}
+
+/// How much of a refused upload is read and discarded so that the client, still
+/// sending, receives the answer instead of a reset connection.
+const DRAIN_BYTES: u64 = 16 << 20;
+/// How long a refused upload is drained at most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and discards the rest of a refused request body, within bounds.
+pub async fn drain<S, E>(body: S)
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut body = body;
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            read += chunk.len() as u64;
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn drain_field(field: &mut Field<'_>) {
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            read += chunk.len() as u64;
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 struct RemoveOnDrop(std::path::PathBuf);

@@ -1,1 +1,11 @@
-//! Integration tests.
+//! Integration tests: the real `berth` binary on `127.0.0.1:0` with a temporary
+//! data directory, driven over HTTP and through the CLI. One test binary, one
+//! module per area.
+
+mod harness;
+
+mod auth;
+mod cli;
+mod lifecycle;
+mod registry;
+mod uploads;

@@ -1,0 +1,257 @@
+//! `TestServer`: runs `berth server` in a fresh data directory and talks to it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+/// Path of the binary under test.
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+/// A running server with its own data directory.
+pub struct TestServer {
+    child: Option<Child>,
+    data: tempfile::TempDir,
+    args: Vec<String>,
+    pub endpoint: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts a server with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server with extra `berth server` flags.
+    pub async fn start_with(args: &[&str]) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut server = Self {
+            child: None,
+            data,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            endpoint: String::new(),
+            token: String::new(),
+            http: reqwest::Client::new(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    async fn spawn(&mut self) {
+        let config = self.data.path().join("config.json");
+        let _ = std::fs::remove_file(&config);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.path().join("server.log"))
+            .expect("log file");
+        let child = Command::new(berth_bin())
+            .arg("server")
+            .arg("--data")
+            .arg(self.data.path())
+            .args(["--addr", "127.0.0.1:0", "--shutdown-grace-secs", "10"])
+            .args(&self.args)
+            .env_remove("BERTH_DATA")
+            .env("BERTH_LOG", "info,tower_http=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&config) {
+                let value: Value = serde_json::from_str(&text).expect("config.json is JSON");
+                self.endpoint = value["endpoint"].as_str().expect("endpoint").to_owned();
+                self.token = value["token"].as_str().expect("token").to_owned();
+                break;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("server exited early with {status}: {}", self.log());
+            }
+            assert!(Instant::now() < deadline, "server did not start: {}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ready = self.http.get(self.url("/readyz")).send().await.expect("readyz");
+        assert_eq!(ready.status(), 200);
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        tokio::task::spawn_blocking(move || child.wait().expect("wait"))
+            .await
+            .expect("join")
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        let pid = self.child.as_ref().expect("server running").id();
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+    }
+
+    /// Waits for the server process to exit.
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        tokio::task::spawn_blocking(move || child.wait().expect("wait"))
+            .await
+            .expect("join")
+    }
+
+    /// Stops the server and starts it again on the same data directory.
+    pub async fn restart(&mut self) {
+        let status = self.stop().await;
+        assert!(status.success(), "server exited with {status}");
+        self.spawn().await;
+    }
+
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint)
+    }
+
+    /// An authenticated request.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    /// An authenticated GET returning status and JSON.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        json_of(self.request(Method::GET, path).send().await.expect("send")).await
+    }
+
+    /// Registers a file model from bytes; `extra` is merged into the metadata.
+    pub async fn register_file(&self, name: &str, asset: &str, content: Vec<u8>, extra: Value) -> (u16, Value) {
+        let mut metadata = serde_json::json!({"name": name, "kind": "file", "assetName": asset});
+        merge(&mut metadata, extra);
+        let form = Form::new()
+            .part("metadata", Part::text(metadata.to_string()).mime_str("application/json").unwrap())
+            .part("content", Part::bytes(content).file_name(asset.to_owned()));
+        json_of(self.request(Method::POST, "/v1/models").multipart(form).send().await.expect("send")).await
+    }
+
+    /// Registers a folder model from a tar archive's bytes.
+    pub async fn register_tar(&self, name: &str, asset: &str, tar: Vec<u8>) -> (u16, Value) {
+        let metadata = serde_json::json!({"name": name, "kind": "folder", "assetName": asset});
+        let form = Form::new()
+            .part("metadata", Part::text(metadata.to_string()).mime_str("application/json").unwrap())
+            .part("content", Part::bytes(tar).file_name("upload.tar"));
+        json_of(self.request(Method::POST, "/v1/models").multipart(form).send().await.expect("send")).await
+    }
+
+    /// Number of blobs stored.
+    pub fn blob_count(&self) -> usize {
+        count_files(&self.data.path().join("blobs").join("sha256"))
+    }
+
+    /// Number of temporary upload files left.
+    pub fn temp_count(&self) -> usize {
+        count_files(&self.data.path().join("blobs").join("tmp"))
+    }
+
+    /// A `berth` CLI command pointed at this server through its config.json.
+    pub fn cli(&self, cwd: &Path) -> Command {
+        let mut cmd = Command::new(berth_bin());
+        cmd.current_dir(cwd)
+            .env("BERTH_CONFIG", self.data.path().join("config.json"))
+            .env("HOME", cwd)
+            .env_remove("BERTH_ENDPOINT")
+            .env_remove("BERTH_TOKEN")
+            .env_remove("BERTH_DATA");
+        cmd
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Status and JSON body (Null when the body is empty).
+pub async fn json_of(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("status {status}, body is not JSON: {}", String::from_utf8_lossy(&bytes))
+        })
+    };
+    (status, value)
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path: PathBuf = e.path();
+            if path.is_dir() { count_files(&path) } else { 1 }
+        })
+        .sum()
+}
+
+/// Asserts an error answer: status, stable code, and that the message mentions `needle`.
+pub fn assert_error(actual: &(u16, Value), status: u16, code: &str, needle: &str) {
+    let (got_status, body) = actual;
+    assert_eq!(*got_status, status, "body: {body}");
+    assert_eq!(body["code"], code, "body: {body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains(needle) || body["details"].to_string().contains(needle),
+        "message {message:?} should mention {needle:?}; body: {body}"
+    );
+}
+
+/// A tar archive of `(path, content)` files.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, path, *content).expect("append");
+    }
+    builder.into_inner().expect("tar")
+}
