@@ -112,6 +112,16 @@ async fn register(client: &Client, args: RegisterArgs, output: OutputFormat) -> 
         experiment_name: args.experiment_name,
         run_id: args.run_id,
     };
+    let upload_size = if meta.is_dir() { folder_size(path) } else { meta.len() };
+    let info = client.workspace_info().await.context("cannot reach the workspace")?;
+    if upload_size > info.max_upload_bytes {
+        bail!(
+            "`{}` holds {} ({upload_size} bytes), more than the server accepts ({} bytes); raise it with `berth server --max-upload-bytes`",
+            path.display(),
+            render::size(upload_size),
+            info.max_upload_bytes
+        );
+    }
     eprintln!("Registering model {}", args.name);
     let started = std::time::Instant::now();
     let model = match kind {
@@ -130,10 +140,7 @@ async fn register(client: &Client, args: RegisterArgs, output: OutputFormat) -> 
         model.file_count
     );
     if let Some(file) = &args.output_metadata_file {
-        let workspace_name = match client.workspace().name.clone() {
-            Some(name) => name,
-            None => client.workspace_info().await?.name,
-        };
+        let workspace_name = info.name.clone();
         let metadata = serde_json::json!({
             "modelId": model.id,
             "modelName": model.name,
@@ -146,6 +153,21 @@ async fn register(client: &Client, args: RegisterArgs, output: OutputFormat) -> 
             .with_context(|| format!("cannot write the metadata file `{}`", file.display()))?;
     }
     render::model(&model, output)
+}
+
+/// Total size of the regular files under `dir` (links followed, as packing does).
+fn folder_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match std::fs::metadata(entry.path()) {
+            Ok(meta) if meta.is_dir() => folder_size(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Tars a folder (files relative to it) into a temporary file.

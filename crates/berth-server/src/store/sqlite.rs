@@ -399,9 +399,9 @@ impl Store for SqliteStore {
             push_json_filters(&mut sql, &mut args, "properties", &filter.properties);
             let query = if filter.latest {
                 format!(
-                    "WITH matching AS (SELECT m.* {sql}) SELECT {MODEL_COLUMNS} FROM matching m \
-                     WHERE m.version = (SELECT max(x.version) FROM matching x WHERE x.name = m.name) \
-                     ORDER BY m.id DESC"
+                    "SELECT {MODEL_COLUMNS} FROM (SELECT m.*, row_number() OVER \
+                     (PARTITION BY m.name ORDER BY m.version DESC) AS newest {sql}) m \
+                     WHERE m.newest = 1 ORDER BY m.id DESC"
                 )
             } else {
                 format!("SELECT {MODEL_COLUMNS} {sql} ORDER BY m.id DESC")
@@ -501,5 +501,79 @@ impl Store for SqliteStore {
                 .map_err(db("scan blob references"))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewModelFile;
+
+    fn new_model(name: &str, digest: &str) -> NewModel {
+        NewModel {
+            name: name.into(),
+            kind: ModelKind::File,
+            asset_name: "m.bin".into(),
+            description: None,
+            tags: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            framework: None,
+            framework_version: None,
+            experiment_name: None,
+            run_id: None,
+            content_digest: digest.into(),
+            created_time: "2026-01-01T00:00:00Z".into(),
+            created_by: "test".into(),
+            files: vec![NewModelFile {
+                path: "m.bin".into(),
+                size: 3,
+                digest: digest.into(),
+                mode: 0o644,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_model_a_service_references_cannot_be_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        store.insert_model(new_model("m", "sha256:aa")).await.unwrap();
+        store
+            .write(|conn| {
+                conn.execute(
+                    "INSERT INTO model_references (service, model_name, model_version) VALUES ('svc-b', 'm', 1), ('svc-a', 'm', 1)",
+                    [],
+                )
+                .map_err(db("test insert"))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let shown = store.model("m", Some(1)).await.unwrap();
+        assert_eq!(shown.used_by, vec!["svc-a", "svc-b"]);
+        match store.delete_model("m", 1).await {
+            Err(StoreError::ModelInUse { id, services }) => {
+                assert_eq!(id, "m:1");
+                assert_eq!(services, vec!["svc-a", "svc-b"]);
+            }
+            other => panic!("expected ModelInUse, got {other:?}"),
+        }
+        assert!(store.blob_referenced("sha256:aa").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn migrations_are_recorded_and_reopening_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path).await.unwrap());
+        let store = SqliteStore::open(&path).await.unwrap();
+        let version: usize = store
+            .read(|c| {
+                c.query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(db("t"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
     }
 }

@@ -1,0 +1,734 @@
+//! One connection to a worker: [`PendingConn`] for the handshake, then [`WorkerConn`] for requests.
+//!
+//! A `WorkerConn` is a writer task and a reader task around the two halves of the Unix stream. A
+//! request is queued in one short synchronous critical section (assign the sequence number, push a
+//! oneshot onto the pending queue, hand the frame to the writer), so callers never hold a lock
+//! across an await and any number of requests can be in flight (pipelining). The worker answers
+//! strictly in order; the reader pops the queue front for each answer and checks it matches.
+//!
+//! Dropping every clone of a `WorkerConn` closes the write half: the worker sees end of stream,
+//! finishes what it has read, and exits 0.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::protocol::{
+    self, EncodedFrame, GatewayMessage, Hello, InitFailed, InitOk, ProtocolError, ScoreRequest, ScoreResult,
+    SwaggerResult, WorkerMessage,
+};
+
+const READ_CHUNK: usize = 64 * 1024;
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Why a request on a connection failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnError {
+    /// The connection is closed (worker exited, protocol error, shut down); the reason says which.
+    #[error("worker connection closed: {0}")]
+    Closed(Arc<str>),
+    /// The request frame would exceed the frame limit; nothing was sent, the connection is fine.
+    #[error("request frame of {len} bytes exceeds the limit of {max} bytes")]
+    RequestTooLarge {
+        /// Frame length.
+        len: u64,
+        /// The limit.
+        max: u32,
+    },
+    /// A request field cannot be encoded (e.g. a header name over 64 KiB); nothing was sent.
+    #[error("encoding the request: {0}")]
+    Encode(#[source] ProtocolError),
+    /// The worker sent bytes that do not follow the protocol.
+    #[error("worker protocol error: {0}")]
+    Protocol(#[source] ProtocolError),
+    /// Reading from the socket failed.
+    #[error("reading from the worker socket: {0}")]
+    Read(#[source] Arc<std::io::Error>),
+    /// The worker sent a valid frame that is wrong at this point.
+    #[error("worker sent {got} while {expected} was expected")]
+    Unexpected {
+        /// What was expected.
+        expected: &'static str,
+        /// What arrived.
+        got: &'static str,
+    },
+}
+
+/// Reads whole frames from the read half of the socket.
+#[derive(Debug)]
+struct FrameReader {
+    half: OwnedReadHalf,
+    buf: BytesMut,
+    max_frame: u32,
+}
+
+impl FrameReader {
+    /// The next message, or `None` at a clean end of stream. Cancel-safe.
+    async fn next(&mut self) -> Result<Option<WorkerMessage>, ConnError> {
+        loop {
+            if let Some((kind, payload)) =
+                protocol::split_frame(&mut self.buf, self.max_frame).map_err(ConnError::Protocol)?
+            {
+                return protocol::decode_worker(kind, payload)
+                    .map(Some)
+                    .map_err(ConnError::Protocol);
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let read = self
+                .half
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|err| ConnError::Read(Arc::new(err)))?;
+            if read == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(ConnError::Closed("the worker closed the connection inside a frame".into()));
+            }
+        }
+    }
+}
+
+/// A freshly accepted connection, before INIT_OK: read HELLO and the init result, then
+/// [`PendingConn::into_conn`].
+#[derive(Debug)]
+pub struct PendingConn {
+    reader: FrameReader,
+    writer: OwnedWriteHalf,
+}
+
+impl PendingConn {
+    /// Wrap an accepted stream; frames larger than `max_frame` are protocol errors.
+    pub fn new(stream: UnixStream, max_frame: u32) -> PendingConn {
+        let (read, writer) = stream.into_split();
+        PendingConn {
+            reader: FrameReader {
+                half: read,
+                buf: BytesMut::with_capacity(READ_CHUNK),
+                max_frame,
+            },
+            writer,
+        }
+    }
+
+    /// Read the HELLO frame. Cancel-safe.
+    pub async fn read_hello(&mut self) -> Result<Hello, ConnError> {
+        match self.reader.next().await? {
+            Some(WorkerMessage::Hello(hello)) => Ok(hello),
+            Some(other) => Err(ConnError::Unexpected {
+                expected: "HELLO",
+                got: other.name(),
+            }),
+            None => Err(ConnError::Closed("the worker closed the connection before HELLO".into())),
+        }
+    }
+
+    /// Read INIT_OK (`Ok(Ok)`) or INIT_FAILED (`Ok(Err)`). Cancel-safe.
+    pub async fn read_init(&mut self) -> Result<Result<InitOk, InitFailed>, ConnError> {
+        match self.reader.next().await? {
+            Some(WorkerMessage::InitOk(ok)) => Ok(Ok(ok)),
+            Some(WorkerMessage::InitFailed(failed)) => Ok(Err(failed)),
+            Some(other) => Err(ConnError::Unexpected {
+                expected: "INIT_OK or INIT_FAILED",
+                got: other.name(),
+            }),
+            None => Err(ConnError::Closed("the worker closed the connection during init".into())),
+        }
+    }
+
+    /// Start the reader and writer tasks (needs a tokio runtime).
+    pub fn into_conn(self) -> WorkerConn {
+        WorkerConn::start(self.reader, self.writer)
+    }
+}
+
+/// What the queue front expects.
+#[derive(Debug)]
+enum Expect {
+    Score(u64),
+    Pong(u64),
+    Swagger,
+}
+
+impl Expect {
+    fn name(&self) -> &'static str {
+        match self {
+            Expect::Score(_) => "SCORE_RESULT",
+            Expect::Pong(_) => "PONG",
+            Expect::Swagger => "SWAGGER_RESULT",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    expect: Expect,
+    reply: oneshot::Sender<Result<WorkerMessage, ConnError>>,
+}
+
+#[derive(Debug)]
+struct State {
+    next_seq: u64,
+    pending: VecDeque<Pending>,
+    closed: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    max_frame: u32,
+    shutdown_sent: AtomicBool,
+    closed_tx: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves State consistent; a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Mark closed and fail everything pending (the first reason given wins).
+    fn close(&self, reason: &str) {
+        let (reason, drained) = {
+            let mut state = self.state();
+            let reason = state.closed.get_or_insert_with(|| Arc::from(reason)).clone();
+            (reason, state.pending.drain(..).collect::<Vec<_>>())
+        };
+        tracing::debug!(%reason, "worker connection closed");
+        for pending in drained {
+            let _ = pending.reply.send(Err(ConnError::Closed(reason.clone())));
+        }
+        self.closed_tx.send_replace(true);
+    }
+}
+
+/// An established connection to a worker. Cheap to clone; all clones share one connection.
+#[derive(Debug, Clone)]
+pub struct WorkerConn {
+    shared: Arc<Shared>,
+    frames: mpsc::UnboundedSender<EncodedFrame>,
+    closed_rx: watch::Receiver<bool>,
+}
+
+impl WorkerConn {
+    fn start(reader: FrameReader, writer: OwnedWriteHalf) -> WorkerConn {
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                next_seq: 1,
+                pending: VecDeque::new(),
+                closed: None,
+            }),
+            max_frame: reader.max_frame,
+            shutdown_sent: AtomicBool::new(false),
+            closed_tx,
+        });
+        let (frames, frames_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(writer, frames_rx, shared.clone()));
+        tokio::spawn(read_loop(reader, shared.clone()));
+        WorkerConn {
+            shared,
+            frames,
+            closed_rx,
+        }
+    }
+
+    /// Send one scoring request and wait for its result.
+    ///
+    /// Cancelling the future does not cancel the request: the worker still runs it and its
+    /// result is discarded. After a caller-side timeout the worker is still busy; recycle it.
+    pub async fn score(&self, request: ScoreRequest) -> Result<ScoreResult, ConnError> {
+        let reply = self.enqueue(
+            |seq| {
+                protocol::encode_gateway(&GatewayMessage::Score { seq, request })
+            },
+            Expect::Score,
+        )?;
+        match self.wait(reply).await? {
+            WorkerMessage::ScoreResult(result) => Ok(result),
+            other => Err(unexpected("SCORE_RESULT", &other)),
+        }
+    }
+
+    /// Round trip a PING; returns the time it took (it waits behind requests already queued).
+    pub async fn ping(&self) -> Result<Duration, ConnError> {
+        let started = Instant::now();
+        let reply = self.enqueue(
+            |nonce| protocol::encode_gateway(&GatewayMessage::Ping(nonce)),
+            Expect::Pong,
+        )?;
+        self.wait(reply).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Ask for the swagger document; `version` "" means the default (2).
+    pub async fn swagger(&self, version: &str) -> Result<SwaggerResult, ConnError> {
+        let version = version.to_string();
+        let reply = self.enqueue(
+            |_| protocol::encode_gateway(&GatewayMessage::Swagger(version)),
+            |_| Expect::Swagger,
+        )?;
+        match self.wait(reply).await? {
+            WorkerMessage::SwaggerResult(result) => Ok(result),
+            other => Err(unexpected("SWAGGER_RESULT", &other)),
+        }
+    }
+
+    /// Queue SHUTDOWN behind the requests already sent (they are still answered) and refuse new
+    /// requests. The worker exits 0 once it reaches it; wait for that on the process.
+    pub fn shutdown(&self) -> Result<(), ConnError> {
+        let mut state = self.shared.state();
+        if let Some(reason) = &state.closed {
+            return Err(ConnError::Closed(reason.clone()));
+        }
+        if self.shared.shutdown_sent.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let frame = protocol::encode_gateway(&GatewayMessage::Shutdown).map_err(ConnError::Encode)?;
+        if self.frames.send(frame).is_err() {
+            return Err(ConnError::Closed("the writer task has stopped".into()));
+        }
+        Ok(())
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.shared.state().pending.len()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn closed_reason(&self) -> Option<Arc<str>> {
+        self.shared.state().closed.clone()
+    }
+
+    /// True once the connection is closed (no request can succeed any more).
+    pub fn is_closed(&self) -> bool {
+        *self.closed_rx.borrow()
+    }
+
+    /// True once [`WorkerConn::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown_sent.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when the connection closes.
+    pub async fn closed(&self) {
+        let mut rx = self.closed_rx.clone();
+        let _ = rx.wait_for(|closed| *closed).await;
+    }
+
+    /// The largest frame this connection sends or accepts.
+    pub fn max_frame(&self) -> u32 {
+        self.shared.max_frame
+    }
+
+    fn enqueue(
+        &self,
+        encode: impl FnOnce(u64) -> Result<EncodedFrame, ProtocolError>,
+        expect: impl FnOnce(u64) -> Expect,
+    ) -> Result<oneshot::Receiver<Result<WorkerMessage, ConnError>>, ConnError> {
+        let mut state = self.shared.state();
+        if let Some(reason) = &state.closed {
+            return Err(ConnError::Closed(reason.clone()));
+        }
+        if self.shared.shutdown_sent.load(Ordering::SeqCst) {
+            return Err(ConnError::Closed("the worker is shutting down".into()));
+        }
+        let seq = state.next_seq;
+        let frame = encode(seq).map_err(ConnError::Encode)?;
+        if frame.frame_len() > u64::from(self.shared.max_frame) {
+            return Err(ConnError::RequestTooLarge {
+                len: frame.frame_len(),
+                max: self.shared.max_frame,
+            });
+        }
+        state.next_seq += 1;
+        let (reply, receiver) = oneshot::channel();
+        // Pushing and sending under one lock keeps the queue in the order frames are written.
+        state.pending.push_back(Pending {
+            expect: expect(seq),
+            reply,
+        });
+        if self.frames.send(frame).is_err() {
+            state.pending.pop_back();
+            return Err(ConnError::Closed("the writer task has stopped".into()));
+        }
+        Ok(receiver)
+    }
+
+    async fn wait(
+        &self,
+        reply: oneshot::Receiver<Result<WorkerMessage, ConnError>>,
+    ) -> Result<WorkerMessage, ConnError> {
+        match reply.await {
+            Ok(result) => result,
+            Err(_) => Err(ConnError::Closed(
+                self.closed_reason()
+                    .unwrap_or_else(|| "the reader task has stopped".into()),
+            )),
+        }
+    }
+}
+
+fn unexpected(expected: &'static str, got: &WorkerMessage) -> ConnError {
+    ConnError::Unexpected {
+        expected,
+        got: got.name(),
+    }
+}
+
+async fn write_loop(
+    writer: OwnedWriteHalf,
+    mut frames: mpsc::UnboundedReceiver<EncodedFrame>,
+    shared: Arc<Shared>,
+) {
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
+    let result: std::io::Result<()> = async {
+        while let Some(frame) = frames.recv().await {
+            write_frame(&mut writer, &frame).await?;
+            // Coalesce whatever else is queued into the same flush (pipelined requests).
+            while let Ok(frame) = frames.try_recv() {
+                write_frame(&mut writer, &frame).await?;
+            }
+            writer.flush().await?;
+        }
+        writer.shutdown().await
+    }
+    .await;
+    if let Err(err) = result {
+        shared.close(&format!("writing to the worker failed: {err}"));
+    }
+}
+
+async fn write_frame(writer: &mut BufWriter<OwnedWriteHalf>, frame: &EncodedFrame) -> std::io::Result<()> {
+    writer.write_all(&frame.head).await?;
+    if !frame.body.is_empty() {
+        writer.write_all(&frame.body).await?;
+    }
+    Ok(())
+}
+
+async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
+    let reason = loop {
+        let message = match reader.next().await {
+            Ok(Some(message)) => message,
+            Ok(None) => break "the worker closed the connection".to_string(),
+            Err(err) => break err.to_string(),
+        };
+        let front = shared.state().pending.pop_front();
+        let Some(pending) = front else {
+            break format!("worker sent an unsolicited {} frame", message.name());
+        };
+        let matches = match (&pending.expect, &message) {
+            (Expect::Score(seq), WorkerMessage::ScoreResult(result)) => result.seq == *seq,
+            (Expect::Pong(nonce), WorkerMessage::Pong(got)) => got == nonce,
+            (Expect::Swagger, WorkerMessage::SwaggerResult(_)) => true,
+            _ => false,
+        };
+        if !matches {
+            let reason = format!(
+                "worker answered out of order: expected {} ({:?}), got {}",
+                pending.expect.name(),
+                pending.expect,
+                describe(&message)
+            );
+            let _ = pending.reply.send(Err(ConnError::Closed(reason.as_str().into())));
+            break reason;
+        }
+        let _ = pending.reply.send(Ok(message));
+    };
+    shared.close(&reason);
+}
+
+fn describe(message: &WorkerMessage) -> String {
+    match message {
+        WorkerMessage::ScoreResult(result) => format!("SCORE_RESULT seq {}", result.seq),
+        WorkerMessage::Pong(nonce) => format!("PONG {nonce}"),
+        other => other.name().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{DEFAULT_MAX_FRAME, FLAG_RUN_RETURNED, InputMode};
+
+    /// A worker written in Rust: answers SCOREs by echoing the body, in order.
+    struct FakeWorker {
+        stream: UnixStream,
+        buf: BytesMut,
+    }
+
+    impl FakeWorker {
+        async fn next(&mut self) -> Option<GatewayMessage> {
+            loop {
+                if let Some((kind, payload)) = protocol::split_frame(&mut self.buf, DEFAULT_MAX_FRAME).unwrap() {
+                    return Some(protocol::decode_gateway(kind, payload).unwrap());
+                }
+                if self.stream.read_buf(&mut self.buf).await.unwrap() == 0 {
+                    return None;
+                }
+            }
+        }
+
+        async fn send(&mut self, message: WorkerMessage) {
+            let wire = protocol::encode_worker(&message).unwrap();
+            self.stream.write_all(&wire).await.unwrap();
+        }
+
+        async fn echo_all(mut self) {
+            while let Some(message) = self.next().await {
+                let reply = match message {
+                    GatewayMessage::Score { seq, request } => WorkerMessage::ScoreResult(ScoreResult {
+                        seq,
+                        status: 200,
+                        exec_us: 1,
+                        flags: FLAG_RUN_RETURNED,
+                        headers: vec![("x-method".into(), Bytes::from(request.method))],
+                        body: request.body,
+                    }),
+                    GatewayMessage::Ping(nonce) => WorkerMessage::Pong(nonce),
+                    GatewayMessage::Swagger(version) => WorkerMessage::SwaggerResult(SwaggerResult {
+                        status: 200,
+                        body: Bytes::from(version),
+                    }),
+                    GatewayMessage::Shutdown => return,
+                };
+                self.send(reply).await;
+            }
+        }
+    }
+
+    async fn connected(max_frame: u32) -> (PendingConn, FakeWorker) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let worker = FakeWorker {
+            stream: theirs,
+            buf: BytesMut::new(),
+        };
+        (PendingConn::new(ours, max_frame), worker)
+    }
+
+    fn post(body: &'static [u8]) -> ScoreRequest {
+        ScoreRequest {
+            method: "POST".into(),
+            body: Bytes::from_static(body),
+            ..ScoreRequest::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn handshake_then_requests() {
+        let (mut pending, mut worker) = connected(DEFAULT_MAX_FRAME).await;
+        let hello = Hello {
+            protocol_version: 1,
+            pid: 1,
+            python_version: "3.11.0".into(),
+            shim_version: "x".into(),
+        };
+        worker.send(WorkerMessage::Hello(hello.clone())).await;
+        worker
+            .send(WorkerMessage::InitOk(InitOk {
+                init_ms: 5,
+                input_mode: InputMode::Raw,
+            }))
+            .await;
+        assert_eq!(pending.read_hello().await.unwrap(), hello);
+        assert_eq!(pending.read_init().await.unwrap().unwrap().init_ms, 5);
+        tokio::spawn(worker.echo_all());
+        let conn = pending.into_conn();
+        let result = conn.score(post(b"hello")).await.unwrap();
+        assert_eq!(result.body, Bytes::from_static(b"hello"));
+        assert!(conn.ping().await.unwrap() < Duration::from_secs(5));
+        assert_eq!(conn.swagger("3").await.unwrap().body, Bytes::from_static(b"3"));
+        assert_eq!(conn.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn init_failed_is_reported() {
+        let (mut pending, mut worker) = connected(DEFAULT_MAX_FRAME).await;
+        worker
+            .send(WorkerMessage::InitFailed(InitFailed {
+                stage: protocol::InitStage::Contract,
+                message: "no run()".into(),
+            }))
+            .await;
+        let failed = pending.read_init().await.unwrap().unwrap_err();
+        assert_eq!(failed.message, "no run()");
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_callers_get_their_own_results() {
+        let (pending, worker) = connected(DEFAULT_MAX_FRAME).await;
+        tokio::spawn(worker.echo_all());
+        let conn = pending.into_conn();
+        let mut tasks = Vec::new();
+        for task in 0..32 {
+            let conn = conn.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50 {
+                    let body = format!("{task}-{i}");
+                    let request = ScoreRequest {
+                        method: "POST".into(),
+                        body: Bytes::from(body.clone()),
+                        ..ScoreRequest::default()
+                    };
+                    let result = conn.score(request).await.unwrap();
+                    assert_eq!(result.body, Bytes::from(body));
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(conn.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn worker_exit_fails_pending_and_later_requests() {
+        let (pending, mut worker) = connected(DEFAULT_MAX_FRAME).await;
+        let conn = pending.into_conn();
+        let waiting = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.score(post(b"never answered")).await }
+        });
+        assert!(matches!(worker.next().await, Some(GatewayMessage::Score { .. })));
+        drop(worker);
+        let err = waiting.await.unwrap().unwrap_err();
+        assert!(matches!(err, ConnError::Closed(_)), "{err}");
+        conn.closed().await;
+        assert!(conn.is_closed());
+        assert!(matches!(conn.score(post(b"late")).await, Err(ConnError::Closed(_))));
+        assert!(conn.closed_reason().unwrap().contains("closed the connection"));
+    }
+
+    #[tokio::test]
+    async fn out_of_order_answer_closes_the_connection() {
+        let (pending, mut worker) = connected(DEFAULT_MAX_FRAME).await;
+        let conn = pending.into_conn();
+        let waiting = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.score(post(b"x")).await }
+        });
+        let Some(GatewayMessage::Score { seq, .. }) = worker.next().await else {
+            panic!("no SCORE");
+        };
+        worker.send(WorkerMessage::Pong(seq)).await;
+        let err = waiting.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("out of order"), "{err}");
+        conn.closed().await;
+    }
+
+    #[tokio::test]
+    async fn unsolicited_frame_closes_the_connection() {
+        let (pending, mut worker) = connected(DEFAULT_MAX_FRAME).await;
+        let conn = pending.into_conn();
+        worker.send(WorkerMessage::Pong(1)).await;
+        conn.closed().await;
+        assert!(conn.closed_reason().unwrap().contains("unsolicited PONG"));
+    }
+
+    #[tokio::test]
+    async fn oversized_request_is_refused_without_closing() {
+        let (pending, worker) = connected(1024).await;
+        tokio::spawn(worker.echo_all());
+        let conn = pending.into_conn();
+        let big = ScoreRequest {
+            method: "POST".into(),
+            body: Bytes::from(vec![b'x'; 2000]),
+            ..ScoreRequest::default()
+        };
+        assert!(matches!(
+            conn.score(big).await,
+            Err(ConnError::RequestTooLarge { max: 1024, .. })
+        ));
+        assert_eq!(conn.score(post(b"small")).await.unwrap().body, Bytes::from_static(b"small"));
+    }
+
+    #[tokio::test]
+    async fn oversized_answer_is_a_protocol_error() {
+        let (pending, mut worker) = connected(64).await;
+        let conn = pending.into_conn();
+        let waiting = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.score(post(b"x")).await }
+        });
+        let Some(GatewayMessage::Score { seq, .. }) = worker.next().await else {
+            panic!("no SCORE");
+        };
+        worker
+            .send(WorkerMessage::ScoreResult(ScoreResult {
+                seq,
+                status: 200,
+                exec_us: 0,
+                flags: 0,
+                headers: vec![],
+                body: Bytes::from(vec![0u8; 100]),
+            }))
+            .await;
+        assert!(matches!(waiting.await.unwrap(), Err(ConnError::Closed(_))));
+        assert!(conn.closed_reason().unwrap().contains("exceeds the maximum of 64"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_queued_after_requests_and_refuses_new_ones() {
+        let (pending, mut worker) = connected(DEFAULT_MAX_FRAME).await;
+        let conn = pending.into_conn();
+        let first = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.score(post(b"first")).await }
+        });
+        while conn.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+        conn.shutdown().unwrap();
+        assert!(conn.is_shutting_down());
+        assert!(matches!(conn.score(post(b"late")).await, Err(ConnError::Closed(_))));
+        let Some(GatewayMessage::Score { seq, request }) = worker.next().await else {
+            panic!("no SCORE");
+        };
+        assert_eq!(worker.next().await, Some(GatewayMessage::Shutdown));
+        worker
+            .send(WorkerMessage::ScoreResult(ScoreResult {
+                seq,
+                status: 200,
+                exec_us: 0,
+                flags: 0,
+                headers: vec![],
+                body: request.body,
+            }))
+            .await;
+        assert_eq!(first.await.unwrap().unwrap().body, Bytes::from_static(b"first"));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_connection_ends_the_stream() {
+        let (pending, mut worker) = connected(DEFAULT_MAX_FRAME).await;
+        let conn = pending.into_conn();
+        drop(conn);
+        assert_eq!(worker.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn large_bodies_cross_intact() {
+        let (pending, worker) = connected(DEFAULT_MAX_FRAME).await;
+        tokio::spawn(worker.echo_all());
+        let conn = pending.into_conn();
+        let body: Bytes = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+        let request = ScoreRequest {
+            method: "POST".into(),
+            body: body.clone(),
+            ..ScoreRequest::default()
+        };
+        let result = conn.score(request).await.unwrap();
+        assert_eq!(result.body, body);
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust workspace (unit + the integration binary, which drives
+# the real `berth` server and CLI) and the Python tests of the worker shim.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast "$@"
+    cargo test --doc --workspace --locked
+else
+    cargo test --workspace --locked "$@"
+fi
+
+python3 -m unittest discover -s python/tests -t python -v
