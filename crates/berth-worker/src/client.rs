@@ -286,7 +286,8 @@ impl WorkerConn {
     /// Queue SHUTDOWN behind the requests already sent (they are still answered) and refuse new
     /// requests. The worker exits 0 once it reaches it; wait for that on the process.
     pub fn shutdown(&self) -> Result<(), ConnError> {
-        let mut state = self.shared.state();
+        // Held while sending so that the frame is ordered with concurrent enqueues.
+        let state = self.shared.state();
         if let Some(reason) = &state.closed {
             return Err(ConnError::Closed(reason.clone()));
         }
@@ -297,6 +298,7 @@ impl WorkerConn {
         if self.frames.send(frame).is_err() {
             return Err(ConnError::Closed("the writer task has stopped".into()));
         }
+        drop(state);
         Ok(())
     }
 

@@ -112,8 +112,15 @@ async fn register(client: &Client, args: RegisterArgs, output: OutputFormat) -> 
         experiment_name: args.experiment_name,
         run_id: args.run_id,
     };
-    let upload_size = if meta.is_dir() { folder_size(path) } else { meta.len() };
-    let info = client.workspace_info().await.context("cannot reach the workspace")?;
+    let upload_size = if meta.is_dir() {
+        folder_size(path)
+    } else {
+        meta.len()
+    };
+    let info = client
+        .workspace_info()
+        .await
+        .context("cannot reach the workspace")?;
     if upload_size > info.max_upload_bytes {
         bail!(
             "`{}` holds {} ({upload_size} bytes), more than the server accepts ({} bytes); raise it with `berth server --max-upload-bytes`",

@@ -537,7 +537,10 @@ mod tests {
     async fn a_model_a_service_references_cannot_be_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        store.insert_model(new_model("m", "sha256:aa")).await.unwrap();
+        store
+            .insert_model(new_model("m", "sha256:aa"))
+            .await
+            .unwrap();
         store
             .write(|conn| {
                 conn.execute(

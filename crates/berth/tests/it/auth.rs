@@ -7,7 +7,12 @@ use crate::harness::{TestServer, assert_error, json_of};
 #[tokio::test]
 async fn calls_without_or_with_a_wrong_token_get_401_with_a_hint() {
     let server = TestServer::start().await;
-    for path in ["/v1/models", "/v1/workspace", "/v1/openapi.json", "/v1/models/m/versions/1"] {
+    for path in [
+        "/v1/models",
+        "/v1/workspace",
+        "/v1/openapi.json",
+        "/v1/models/m/versions/1",
+    ] {
         let response = server.http.get(server.url(path)).send().await.unwrap();
         assert_eq!(
             response.headers()["www-authenticate"],
@@ -24,7 +29,12 @@ async fn calls_without_or_with_a_wrong_token_get_401_with_a_hint() {
         .send()
         .await
         .unwrap();
-    assert_error(&json_of(wrong).await, 401, "unauthenticated", "not this workspace's token");
+    assert_error(
+        &json_of(wrong).await,
+        401,
+        "unauthenticated",
+        "not this workspace's token",
+    );
     let basic = server
         .http
         .get(server.url("/v1/models"))
@@ -34,7 +44,12 @@ async fn calls_without_or_with_a_wrong_token_get_401_with_a_hint() {
         .unwrap();
     assert_error(&json_of(basic).await, 401, "unauthenticated", "Bearer");
     // A write without the token changes nothing.
-    let post = server.http.delete(server.url("/v1/models/m/versions/1")).send().await.unwrap();
+    let post = server
+        .http
+        .delete(server.url("/v1/models/m/versions/1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), 401);
 }
 
@@ -56,7 +71,11 @@ async fn health_is_open_and_the_openapi_document_describes_the_routes() {
         "/v1/models/{name}/versions/{version}/content",
         "/v1/workspace",
     ] {
-        assert!(paths.contains_key(path), "{path} missing from {:?}", paths.keys());
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from {:?}",
+            paths.keys()
+        );
     }
     assert!(doc["paths"]["/v1/models"]["post"].is_object());
     assert!(doc["paths"]["/v1/models/{name}/versions/{version}"]["delete"].is_object());

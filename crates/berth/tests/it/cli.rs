@@ -40,11 +40,28 @@ async fn register_writes_the_metadata_file_and_list_show_update_delete_work() {
         &server,
         cwd,
         &[
-            "model", "register", "-n", "sklearn-mnist", "--model-path", "model.pkl",
-            "--tag", "stage=dev", "--property", "auc=0.97", "-d", "first cut",
-            "--model-framework", "ScikitLearn", "--model-framework-version", "1.5",
-            "--experiment-name", "exp1", "--output-metadata-file", "modelinfo.json",
-            "-o", "json",
+            "model",
+            "register",
+            "-n",
+            "sklearn-mnist",
+            "--model-path",
+            "model.pkl",
+            "--tag",
+            "stage=dev",
+            "--property",
+            "auc=0.97",
+            "-d",
+            "first cut",
+            "--model-framework",
+            "ScikitLearn",
+            "--model-framework-version",
+            "1.5",
+            "--experiment-name",
+            "exp1",
+            "--output-metadata-file",
+            "modelinfo.json",
+            "-o",
+            "json",
         ],
     ));
     assert!(stderr(&out).contains("Registering model sklearn-mnist"));
@@ -53,7 +70,8 @@ async fn register_writes_the_metadata_file_and_list_show_update_delete_work() {
     assert_eq!(model["framework"], "ScikitLearn");
     assert_eq!(model["experimentName"], "exp1");
     let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(cwd.join("modelinfo.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("modelinfo.json")).unwrap())
+            .unwrap();
     assert_eq!(
         info,
         serde_json::json!({
@@ -67,42 +85,130 @@ async fn register_writes_the_metadata_file_and_list_show_update_delete_work() {
     std::fs::create_dir_all(cwd.join("bundle/nested")).unwrap();
     std::fs::write(cwd.join("bundle/a.txt"), b"A").unwrap();
     std::fs::write(cwd.join("bundle/nested/b.bin"), [0u8, 1, 2, 255]).unwrap();
-    ok(run(&server, cwd, &["model", "register", "-n", "sklearn-mnist", "--asset-path", "bundle"]));
+    ok(run(
+        &server,
+        cwd,
+        &[
+            "model",
+            "register",
+            "-n",
+            "sklearn-mnist",
+            "--asset-path",
+            "bundle",
+        ],
+    ));
 
     let table = stdout(&ok(run(&server, cwd, &["model", "list"])));
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].contains("NAME") && lines[0].contains("VERSION"), "{table}");
-    assert!(lines[1].contains("sklearn-mnist") && lines[1].contains("folder"), "{table}");
+    assert!(
+        lines[0].contains("NAME") && lines[0].contains("VERSION"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("sklearn-mnist") && lines[1].contains("folder"),
+        "{table}"
+    );
     assert!(lines[2].contains("stage=dev"), "{table}");
-    let latest = stdout(&ok(run(&server, cwd, &["model", "list", "--tag", "stage", "-o", "json"])));
+    let latest = stdout(&ok(run(
+        &server,
+        cwd,
+        &["model", "list", "--tag", "stage", "-o", "json"],
+    )));
     let latest: Value = serde_json::from_str(&latest).unwrap();
     assert_eq!(latest.as_array().unwrap().len(), 1);
 
-    let shown = stdout(&ok(run(&server, cwd, &["model", "show", "-n", "sklearn-mnist"])));
-    assert!(shown.contains("sklearn-mnist:2") && shown.contains("nested/b.bin"), "{shown}");
+    let shown = stdout(&ok(run(
+        &server,
+        cwd,
+        &["model", "show", "-n", "sklearn-mnist"],
+    )));
+    assert!(
+        shown.contains("sklearn-mnist:2") && shown.contains("nested/b.bin"),
+        "{shown}"
+    );
 
-    ok(run(&server, cwd, &["model", "download", "-i", "sklearn-mnist:1", "-t", "out"]));
-    assert_eq!(std::fs::read(cwd.join("out/model.pkl")).unwrap(), b"pickled");
-    ok(run(&server, cwd, &["model", "download", "-i", "sklearn-mnist:2", "-t", "out"]));
-    assert_eq!(std::fs::read(cwd.join("out/bundle/nested/b.bin")).unwrap(), [0u8, 1, 2, 255]);
-    let again = run(&server, cwd, &["model", "download", "-i", "sklearn-mnist:1", "-t", "out"]);
+    ok(run(
+        &server,
+        cwd,
+        &["model", "download", "-i", "sklearn-mnist:1", "-t", "out"],
+    ));
+    assert_eq!(
+        std::fs::read(cwd.join("out/model.pkl")).unwrap(),
+        b"pickled"
+    );
+    ok(run(
+        &server,
+        cwd,
+        &["model", "download", "-i", "sklearn-mnist:2", "-t", "out"],
+    ));
+    assert_eq!(
+        std::fs::read(cwd.join("out/bundle/nested/b.bin")).unwrap(),
+        [0u8, 1, 2, 255]
+    );
+    let again = run(
+        &server,
+        cwd,
+        &["model", "download", "-i", "sklearn-mnist:1", "-t", "out"],
+    );
     assert_eq!(again.status.code(), Some(2));
     assert!(stderr(&again).contains("already exists") && stderr(&again).contains("--overwrite"));
-    ok(run(&server, cwd, &["model", "download", "-i", "sklearn-mnist:1", "-t", "out", "--overwrite"]));
+    ok(run(
+        &server,
+        cwd,
+        &[
+            "model",
+            "download",
+            "-i",
+            "sklearn-mnist:1",
+            "-t",
+            "out",
+            "--overwrite",
+        ],
+    ));
 
     let updated = stdout(&ok(run(
         &server,
         cwd,
-        &["model", "update", "-i", "sklearn-mnist:1", "--add-tag", "stage=prod", "-d", "better", "-o", "json"],
+        &[
+            "model",
+            "update",
+            "-i",
+            "sklearn-mnist:1",
+            "--add-tag",
+            "stage=prod",
+            "-d",
+            "better",
+            "-o",
+            "json",
+        ],
     )));
     let updated: Value = serde_json::from_str(&updated).unwrap();
     assert_eq!(updated["tags"]["stage"], "prod");
     assert_eq!(updated["description"], "better");
-    let refused = run(&server, cwd, &["model", "update", "-i", "sklearn-mnist:1", "--add-property", "auc=1"]);
+    let refused = run(
+        &server,
+        cwd,
+        &[
+            "model",
+            "update",
+            "-i",
+            "sklearn-mnist:1",
+            "--add-property",
+            "auc=1",
+        ],
+    );
     assert_eq!(refused.status.code(), Some(1));
-    assert!(stderr(&refused).contains("add-only"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("add-only"),
+        "{}",
+        stderr(&refused)
+    );
 
-    ok(run(&server, cwd, &["model", "delete", "-i", "sklearn-mnist:1"]));
+    ok(run(
+        &server,
+        cwd,
+        &["model", "delete", "-i", "sklearn-mnist:1"],
+    ));
     let gone = run(&server, cwd, &["model", "show", "-i", "sklearn-mnist:1"]);
     assert_eq!(gone.status.code(), Some(1));
     assert!(stderr(&gone).starts_with("error: cannot show model `sklearn-mnist:1`"));
@@ -114,10 +220,20 @@ async fn usage_errors_exit_2_and_missing_workspaces_explain_where_they_looked() 
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let missing = run(&server, cwd, &["model", "register", "-n", "m", "--asset-path", "nope.pkl"]);
+    let missing = run(
+        &server,
+        cwd,
+        &["model", "register", "-n", "m", "--asset-path", "nope.pkl"],
+    );
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("`nope.pkl` cannot be read"));
-    let bad_tag = run(&server, cwd, &["model", "register", "-n", "m", "-p", ".", "--tag", "novalue"]);
+    let bad_tag = run(
+        &server,
+        cwd,
+        &[
+            "model", "register", "-n", "m", "-p", ".", "--tag", "novalue",
+        ],
+    );
     assert_eq!(bad_tag.status.code(), Some(2));
     assert!(stderr(&bad_tag).contains("key=value"));
     let no_version = run(&server, cwd, &["model", "delete", "-i", "m"]);
@@ -136,7 +252,10 @@ async fn usage_errors_exit_2_and_missing_workspaces_explain_where_they_looked() 
         .unwrap();
     assert_eq!(lost.status.code(), Some(2));
     let text = stderr(&lost);
-    assert!(text.contains("no workspace found") && text.contains(".berth/config.json"), "{text}");
+    assert!(
+        text.contains("no workspace found") && text.contains(".berth/config.json"),
+        "{text}"
+    );
     assert!(text.contains("hint: start `berth server`"), "{text}");
 
     // Explicit endpoint and token work without any config file; a wrong token is a failure.
@@ -144,16 +263,34 @@ async fn usage_errors_exit_2_and_missing_workspaces_explain_where_they_looked() 
         .current_dir(cwd)
         .env("HOME", cwd)
         .env_remove("BERTH_CONFIG")
-        .args(["model", "list", "--endpoint", &server.endpoint, "--token", &server.token])
+        .args([
+            "model",
+            "list",
+            "--endpoint",
+            &server.endpoint,
+            "--token",
+            &server.token,
+        ])
         .output()
         .unwrap();
     assert!(explicit.status.success(), "{}", stderr(&explicit));
     let wrong = std::process::Command::new(berth_bin())
         .current_dir(cwd)
         .env("HOME", cwd)
-        .args(["model", "list", "--endpoint", &server.endpoint, "--token", "berth_wrong"])
+        .args([
+            "model",
+            "list",
+            "--endpoint",
+            &server.endpoint,
+            "--token",
+            "berth_wrong",
+        ])
         .output()
         .unwrap();
     assert_eq!(wrong.status.code(), Some(1));
-    assert!(stderr(&wrong).contains("hint: send the workspace token"), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("hint: send the workspace token"),
+        "{}",
+        stderr(&wrong)
+    );
 }

@@ -79,13 +79,26 @@ impl TestServer {
                 self.token = value["token"].as_str().expect("token").to_owned();
                 break;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("server exited early with {status}: {}", self.log());
             }
-            assert!(Instant::now() < deadline, "server did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not start: {}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let ready = self.http.get(self.url("/readyz")).send().await.expect("readyz");
+        let ready = self
+            .http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz");
         assert_eq!(ready.status(), 200);
     }
 
@@ -149,22 +162,52 @@ impl TestServer {
     }
 
     /// Registers a file model from bytes; `extra` is merged into the metadata.
-    pub async fn register_file(&self, name: &str, asset: &str, content: Vec<u8>, extra: Value) -> (u16, Value) {
+    pub async fn register_file(
+        &self,
+        name: &str,
+        asset: &str,
+        content: Vec<u8>,
+        extra: Value,
+    ) -> (u16, Value) {
         let mut metadata = serde_json::json!({"name": name, "kind": "file", "assetName": asset});
         merge(&mut metadata, extra);
         let form = Form::new()
-            .part("metadata", Part::text(metadata.to_string()).mime_str("application/json").unwrap())
+            .part(
+                "metadata",
+                Part::text(metadata.to_string())
+                    .mime_str("application/json")
+                    .unwrap(),
+            )
             .part("content", Part::bytes(content).file_name(asset.to_owned()));
-        json_of(self.request(Method::POST, "/v1/models").multipart(form).send().await.expect("send")).await
+        json_of(
+            self.request(Method::POST, "/v1/models")
+                .multipart(form)
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await
     }
 
     /// Registers a folder model from a tar archive's bytes.
     pub async fn register_tar(&self, name: &str, asset: &str, tar: Vec<u8>) -> (u16, Value) {
         let metadata = serde_json::json!({"name": name, "kind": "folder", "assetName": asset});
         let form = Form::new()
-            .part("metadata", Part::text(metadata.to_string()).mime_str("application/json").unwrap())
+            .part(
+                "metadata",
+                Part::text(metadata.to_string())
+                    .mime_str("application/json")
+                    .unwrap(),
+            )
             .part("content", Part::bytes(tar).file_name("upload.tar"));
-        json_of(self.request(Method::POST, "/v1/models").multipart(form).send().await.expect("send")).await
+        json_of(
+            self.request(Method::POST, "/v1/models")
+                .multipart(form)
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await
     }
 
     /// Number of blobs stored.
@@ -207,7 +250,10 @@ pub async fn json_of(response: Response) -> (u16, Value) {
         Value::Null
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!("status {status}, body is not JSON: {}", String::from_utf8_lossy(&bytes))
+            panic!(
+                "status {status}, body is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
         })
     };
     (status, value)
@@ -251,7 +297,9 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
         header.set_mode(0o644);
-        builder.append_data(&mut header, path, *content).expect("append");
+        builder
+            .append_data(&mut header, path, *content)
+            .expect("append");
     }
     builder.into_inner().expect("tar")
 }

@@ -13,7 +13,12 @@ use crate::harness::{TestServer, json_of, tar_of};
 async fn a_restart_keeps_models_blobs_and_the_token() {
     let mut server = TestServer::start().await;
     server
-        .register_file("keep", "m.bin", b"kept content".to_vec(), json!({"tags": {"k": "v"}}))
+        .register_file(
+            "keep",
+            "m.bin",
+            b"kept content".to_vec(),
+            json!({"tags": {"k": "v"}}),
+        )
         .await;
     server
         .register_tar("keep", "dir", tar_of(&[("a.txt", b"a"), ("b/c.txt", b"c")]))

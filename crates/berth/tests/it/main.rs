@@ -2,6 +2,8 @@
 //! data directory, driven over HTTP and through the CLI. One test binary, one
 //! module per area.
 
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 mod auth;

@@ -9,10 +9,14 @@ use serde_json::{Value, json};
 use crate::harness::{TestServer, assert_error, json_of, tar_of};
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as u8
         })
         .collect()
@@ -25,7 +29,9 @@ async fn versions_increment_per_name_and_show_finds_latest_or_exact() {
         "description": "first", "tags": {"stage": "dev"}, "properties": {"auc": "0.9"},
         "framework": "ScikitLearn", "frameworkVersion": "1.5", "experimentName": "exp", "runId": "run-1"
     });
-    let (status, first) = server.register_file("digits", "model.pkl", b"v1".to_vec(), meta).await;
+    let (status, first) = server
+        .register_file("digits", "model.pkl", b"v1".to_vec(), meta)
+        .await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["id"], "digits:1");
     assert_eq!(first["version"], 1);
@@ -38,10 +44,19 @@ async fn versions_increment_per_name_and_show_finds_latest_or_exact() {
     assert_eq!(first["experimentName"], "exp");
     assert_eq!(first["runId"], "run-1");
     assert_eq!(first["size"], 2);
-    assert!(first["contentDigest"].as_str().unwrap().starts_with("sha256:"));
-    let (_, second) = server.register_file("digits", "model.pkl", b"v2".to_vec(), json!({})).await;
+    assert!(
+        first["contentDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let (_, second) = server
+        .register_file("digits", "model.pkl", b"v2".to_vec(), json!({}))
+        .await;
     assert_eq!(second["id"], "digits:2");
-    let (_, other) = server.register_file("other", "m.onnx", b"x".to_vec(), json!({})).await;
+    let (_, other) = server
+        .register_file("other", "m.onnx", b"x".to_vec(), json!({}))
+        .await;
     assert_eq!(other["version"], 1, "versions count per name");
 
     let (status, latest) = server.get_json("/v1/models/digits").await;
@@ -58,7 +73,12 @@ async fn versions_increment_per_name_and_show_finds_latest_or_exact() {
         "not_found",
         "`digits:9` not found",
     );
-    assert_error(&server.get_json("/v1/models/nothing").await, 404, "not_found", "`nothing`");
+    assert_error(
+        &server.get_json("/v1/models/nothing").await,
+        404,
+        "not_found",
+        "`nothing`",
+    );
     assert_error(
         &server.get_json("/v1/models/digits/versions/0").await,
         400,
@@ -70,8 +90,15 @@ async fn versions_increment_per_name_and_show_finds_latest_or_exact() {
 #[tokio::test]
 async fn invalid_metadata_is_refused_with_every_problem_named() {
     let server = TestServer::start().await;
-    let answer = server.register_file("-bad name", "model.pkl", b"x".to_vec(), json!({})).await;
-    assert_error(&answer, 400, "invalid_argument", "starting with a letter or digit");
+    let answer = server
+        .register_file("-bad name", "model.pkl", b"x".to_vec(), json!({}))
+        .await;
+    assert_error(
+        &answer,
+        400,
+        "invalid_argument",
+        "starting with a letter or digit",
+    );
     let answer = server
         .register_file(
             "bad/name",
@@ -82,10 +109,16 @@ async fn invalid_metadata_is_refused_with_every_problem_named() {
         .await;
     assert_error(&answer, 400, "invalid_argument", "3 problems");
     let details = answer.1["details"].to_string();
-    for needle in ["bad/name", "assetName", "frameworkVersion` needs `framework"] {
+    for needle in [
+        "bad/name",
+        "assetName",
+        "frameworkVersion` needs `framework",
+    ] {
         assert!(details.contains(needle), "{needle} missing in {details}");
     }
-    let answer = server.register_file("m", "model.pkl", b"x".to_vec(), json!({"colour": "red"})).await;
+    let answer = server
+        .register_file("m", "model.pkl", b"x".to_vec(), json!({"colour": "red"}))
+        .await;
     assert_error(&answer, 400, "invalid_argument", "unknown field `colour`");
     let (_, list) = server.get_json("/v1/models").await;
     assert_eq!(list["value"], json!([]), "nothing registered");
@@ -99,7 +132,9 @@ async fn concurrent_registrations_of_one_name_get_versions_one_to_twenty() {
     for i in 0..20u8 {
         let server = server.clone();
         tasks.push(tokio::spawn(async move {
-            server.register_file("busy", "w.bin", vec![i; 1000], json!({})).await
+            server
+                .register_file("busy", "w.bin", vec![i; 1000], json!({}))
+                .await
         }));
     }
     let mut versions = BTreeSet::new();
@@ -120,12 +155,24 @@ async fn list_filters_by_name_tag_property_framework_and_latest() {
     let reg = |name: &'static str, content: &'static [u8], meta: Value| {
         let server = &server;
         async move {
-            let (status, body) = server.register_file(name, "m.bin", content.to_vec(), meta).await;
+            let (status, body) = server
+                .register_file(name, "m.bin", content.to_vec(), meta)
+                .await;
             assert_eq!(status, 201, "{body}");
         }
     };
-    reg("a", b"1", json!({"tags": {"stage": "dev"}, "framework": "Onnx"})).await;
-    reg("a", b"2", json!({"tags": {"stage": "prod", "team": "x"}, "properties": {"data": "v1"}})).await;
+    reg(
+        "a",
+        b"1",
+        json!({"tags": {"stage": "dev"}, "framework": "Onnx"}),
+    )
+    .await;
+    reg(
+        "a",
+        b"2",
+        json!({"tags": {"stage": "prod", "team": "x"}, "properties": {"data": "v1"}}),
+    )
+    .await;
     reg("b", b"3", json!({"tags": {"stage": "prod"}})).await;
     reg("b", b"4", json!({"tags": {"team": "y"}})).await;
 
@@ -172,7 +219,12 @@ async fn list_filters_by_name_tag_property_framework_and_latest() {
 async fn updates_change_tags_and_description_and_properties_are_add_only() {
     let server = TestServer::start().await;
     server
-        .register_file("m", "m.bin", b"x".to_vec(), json!({"tags": {"a": "1", "b": "2"}, "properties": {"p": "1"}, "description": "old"}))
+        .register_file(
+            "m",
+            "m.bin",
+            b"x".to_vec(),
+            json!({"tags": {"a": "1", "b": "2"}, "properties": {"p": "1"}, "description": "old"}),
+        )
         .await;
     let patch = |body: Value| {
         server
@@ -194,10 +246,18 @@ async fn updates_change_tags_and_description_and_properties_are_add_only() {
     let (_, model) = json_of(patch(json!({"tags": {"only": "this"}})).await.unwrap()).await;
     assert_eq!(model["tags"], json!({"only": "this"}));
 
-    let refused = json_of(patch(json!({"addProperties": {"p": "changed"}})).await.unwrap()).await;
+    let refused = json_of(
+        patch(json!({"addProperties": {"p": "changed"}}))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_error(&refused, 400, "invalid_argument", "add-only");
     let (_, model) = server.get_json("/v1/models/m/versions/1").await;
-    assert_eq!(model["properties"]["p"], "1", "refused update changed nothing");
+    assert_eq!(
+        model["properties"]["p"], "1",
+        "refused update changed nothing"
+    );
 
     let unknown = json_of(patch(json!({"tagz": {}})).await.unwrap()).await;
     assert_error(&unknown, 400, "invalid_argument", "unknown field `tagz`");
@@ -227,39 +287,77 @@ async fn updates_change_tags_and_description_and_properties_are_add_only() {
 async fn identical_content_is_stored_once_and_deletes_release_it() {
     let server = TestServer::start().await;
     let content = pseudo_random(100_000, 7);
-    server.register_file("one", "m.bin", content.clone(), json!({})).await;
-    server.register_file("two", "other-name.bin", content.clone(), json!({})).await;
+    server
+        .register_file("one", "m.bin", content.clone(), json!({}))
+        .await;
+    server
+        .register_file("two", "other-name.bin", content.clone(), json!({}))
+        .await;
     let (status, _) = server
-        .register_tar("three", "dir", tar_of(&[("a.bin", &content), ("b.txt", b"small")]))
+        .register_tar(
+            "three",
+            "dir",
+            tar_of(&[("a.bin", &content), ("b.txt", b"small")]),
+        )
         .await;
     assert_eq!(status, 201);
-    assert_eq!(server.blob_count(), 2, "one blob for the shared content, one for b.txt");
+    assert_eq!(
+        server.blob_count(),
+        2,
+        "one blob for the shared content, one for b.txt"
+    );
 
     let delete = |path: &'static str| server.request(Method::DELETE, path).send();
-    assert_eq!(delete("/v1/models/one/versions/1").await.unwrap().status(), 204);
-    assert_eq!(delete("/v1/models/three/versions/1").await.unwrap().status(), 204);
-    assert_eq!(server.blob_count(), 1, "the shared blob stays while `two` uses it");
+    assert_eq!(
+        delete("/v1/models/one/versions/1").await.unwrap().status(),
+        204
+    );
+    assert_eq!(
+        delete("/v1/models/three/versions/1")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        server.blob_count(),
+        1,
+        "the shared blob stays while `two` uses it"
+    );
     let again = json_of(delete("/v1/models/one/versions/1").await.unwrap()).await;
     assert_error(&again, 404, "not_found", "`one:1`");
-    assert_eq!(delete("/v1/models/two/versions/1").await.unwrap().status(), 204);
+    assert_eq!(
+        delete("/v1/models/two/versions/1").await.unwrap().status(),
+        204
+    );
     assert_eq!(server.blob_count(), 0);
 
-    let (_, model) = server.register_file("one", "m.bin", b"new".to_vec(), json!({})).await;
-    assert_eq!(model["version"], 2, "versions are never reused after a delete");
+    let (_, model) = server
+        .register_file("one", "m.bin", b"new".to_vec(), json!({}))
+        .await;
+    assert_eq!(
+        model["version"], 2,
+        "versions are never reused after a delete"
+    );
 }
 
 #[tokio::test]
 async fn downloads_are_byte_identical_for_files_and_folders() {
     let server = TestServer::start().await;
     let content = pseudo_random(3 << 20, 42);
-    server.register_file("big", "weights.bin", content.clone(), json!({})).await;
+    server
+        .register_file("big", "weights.bin", content.clone(), json!({}))
+        .await;
     let response = server
         .request(Method::GET, "/v1/models/big/versions/1/content")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/octet-stream");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
     assert!(
         response.headers()["content-disposition"]
             .to_str()

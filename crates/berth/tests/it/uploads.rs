@@ -48,7 +48,12 @@ async fn uploads_over_the_limit_get_413_before_and_while_streaming() {
         .register_file("m", "m.bin", vec![1u8; 5 << 20], json!({}))
         .await;
     assert_error(&answer, 413, "payload_too_large", "10000 bytes");
-    assert!(answer.1["hint"].as_str().unwrap().contains("--max-upload-bytes"));
+    assert!(
+        answer.1["hint"]
+            .as_str()
+            .unwrap()
+            .contains("--max-upload-bytes")
+    );
 
     // No declared length (chunked): refused once the content passes the limit.
     let form = Form::new()
@@ -93,7 +98,11 @@ async fn an_interrupted_upload_leaves_no_model_and_no_blob() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(stream);
     assert_nothing_left(&server).await;
-    assert!(server.log().contains("model registration failed"), "{}", server.log());
+    assert!(
+        server.log().contains("model registration failed"),
+        "{}",
+        server.log()
+    );
 }
 
 #[tokio::test]
@@ -144,7 +153,12 @@ async fn malformed_registrations_say_what_the_upload_must_look_like() {
             .unwrap(),
     )
     .await;
-    assert_error(&not_multipart, 415, "unsupported_media_type", "multipart/form-data");
+    assert_error(
+        &not_multipart,
+        415,
+        "unsupported_media_type",
+        "multipart/form-data",
+    );
 
     let content_first = Form::new()
         .part("content", Part::bytes(b"x".to_vec()))
