@@ -5,13 +5,20 @@
 //! codes, and the naming rules both sides check. This crate has no I/O and no async:
 //! the CLI and the SDK can do only what these types allow.
 
+pub mod environment;
 pub mod error;
 pub mod model;
 pub mod names;
+pub mod snapshot;
 pub mod workspace;
 
+pub use environment::{
+    BuildState, Environment, EnvironmentBuild, EnvironmentList, EnvironmentSpec,
+    RegisterEnvironmentRequest, RegisterEnvironmentResponse,
+};
 pub use error::{ErrorBody, ErrorCode};
 pub use model::{
     Model, ModelFile, ModelKind, ModelList, ModelUsage, RegisterModelMetadata, UpdateModelRequest,
 };
+pub use snapshot::Snapshot;
 pub use workspace::{ClientConfig, WorkspaceInfo};

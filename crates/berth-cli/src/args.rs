@@ -49,9 +49,71 @@ pub enum ClientCommand {
     /// Register, list, show, download, update and delete models
     #[command(subcommand)]
     Model(Box<ModelCommand>),
+    /// Register, list, show and build environments
+    #[command(subcommand, visible_alias = "env")]
+    Environment(EnvironmentCommand),
     /// Show the workspace the CLI talks to
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+}
+
+/// `berth environment ...`
+#[derive(Debug, Subcommand)]
+pub enum EnvironmentCommand {
+    /// Register an environment (an unchanged spec returns the existing version)
+    Register(RegisterEnvironmentArgs),
+    /// List environment versions, newest first
+    List(ListEnvironmentsArgs),
+    /// Show an environment version and its build
+    Show(EnvironmentRef),
+    /// Build an environment now instead of at its first deployment
+    Build(EnvironmentRef),
+}
+
+/// `berth environment register`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("spec").args(["pip_requirements", "conda_file", "file"])))]
+pub struct RegisterEnvironmentArgs {
+    /// Environment name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// A requirements.txt
+    #[arg(long, value_name = "FILE")]
+    pub pip_requirements: Option<PathBuf>,
+    /// A conda environment file (its `pip:` section is used; other packages go through pip)
+    #[arg(long, value_name = "FILE")]
+    pub conda_file: Option<PathBuf>,
+    /// An Azure ML Environment JSON (`azureml_environment.json`)
+    #[arg(short = 'f', long, value_name = "ENV.json")]
+    pub file: Option<PathBuf>,
+    /// Python version, e.g. 3.11 [default: the server's python3]
+    #[arg(long, value_name = "VERSION")]
+    pub python: Option<String>,
+    /// Environment variable for the workers, `KEY=VALUE` (repeatable)
+    #[arg(long = "env", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub env: Vec<(String, String)>,
+    /// Description
+    #[arg(short = 'd', long)]
+    pub description: Option<String>,
+}
+
+/// `berth environment list`
+#[derive(Debug, Args)]
+pub struct ListEnvironmentsArgs {
+    /// Only this name
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// Only the newest version of each name
+    #[arg(long)]
+    pub latest: bool,
+}
+
+/// `NAME[:VERSION]` of an environment.
+#[derive(Debug, Args)]
+pub struct EnvironmentRef {
+    /// `name` (newest version) or `name:version`
+    #[arg(value_name = "NAME[:VERSION]")]
+    pub reference: String,
 }
 
 /// `berth workspace ...`

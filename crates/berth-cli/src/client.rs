@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use berth_api::{
-    ErrorBody, Model, ModelList, RegisterModelMetadata, UpdateModelRequest, WorkspaceInfo,
+    Environment, EnvironmentList, ErrorBody, Model, ModelList, RegisterEnvironmentRequest,
+    RegisterEnvironmentResponse, RegisterModelMetadata, Snapshot, UpdateModelRequest,
+    WorkspaceInfo,
 };
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -162,6 +164,62 @@ impl Client {
             status,
             detail: e.to_string(),
         })
+    }
+
+    /// `POST /v1/environments`.
+    pub async fn register_environment(
+        &self,
+        request: &RegisterEnvironmentRequest,
+    ) -> Result<RegisterEnvironmentResponse> {
+        self.json(self.request(Method::POST, "/v1/environments").json(request))
+            .await
+    }
+
+    /// `GET /v1/environments`.
+    pub async fn list_environments(&self, query: &[(&str, String)]) -> Result<EnvironmentList> {
+        self.json(self.request(Method::GET, "/v1/environments").query(query))
+            .await
+    }
+
+    /// One environment version, or the newest.
+    pub async fn environment(&self, name: &str, version: Option<u32>) -> Result<Environment> {
+        let path = match version {
+            Some(v) => format!("/v1/environments/{}/versions/{v}", segment(name)),
+            None => format!("/v1/environments/{}", segment(name)),
+        };
+        self.json(self.request(Method::GET, &path)).await
+    }
+
+    /// Starts a build.
+    pub async fn build_environment(&self, name: &str, version: u32) -> Result<Environment> {
+        let path = format!(
+            "/v1/environments/{}/versions/{version}/build",
+            segment(name)
+        );
+        self.json(self.request(Method::POST, &path)).await
+    }
+
+    /// `POST /v1/snapshots`, streaming a tar archive from disk.
+    pub async fn upload_snapshot(&self, archive: &Path) -> Result<Snapshot> {
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(local("open", archive))?;
+        let length = file
+            .metadata()
+            .await
+            .map_err(local("read size of", archive))?
+            .len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        ));
+        self.json(
+            self.request(Method::POST, "/v1/snapshots")
+                .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+                .header(reqwest::header::CONTENT_LENGTH, length)
+                .body(body),
+        )
+        .await
     }
 
     /// `GET /v1/workspace`.

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use berth_api::Model;
+use berth_api::{Environment, Model};
 use comfy_table::{Table, presets};
 use serde::Serialize;
 
@@ -132,6 +132,76 @@ pub fn model(m: &Model, format: OutputFormat) -> anyhow::Result<()> {
         line(&ft.to_string())?;
     }
     Ok(())
+}
+
+/// Prints environments as a table or JSON.
+pub fn environments(list: &[Environment], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return json(&list);
+    }
+    let mut t = table(&["NAME", "VERSION", "PYTHON", "PACKAGES", "BUILD", "CREATED"]);
+    for e in list {
+        t.add_row(vec![
+            e.name.clone(),
+            e.version.to_string(),
+            e.spec
+                .python_version
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            e.spec.requirements.len().to_string(),
+            crate::commands::environment::state_name(e).to_owned(),
+            e.created_time.clone(),
+        ]);
+    }
+    line(&t.to_string())
+}
+
+/// Prints one environment.
+pub fn environment(e: &Environment, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return json(e);
+    }
+    let mut t = table(&["FIELD", "VALUE"]);
+    let rows = [
+        ("id", e.id.clone()),
+        (
+            "python",
+            e.spec
+                .python_version
+                .clone()
+                .unwrap_or_else(|| "server default".into()),
+        ),
+        ("requirements", e.spec.requirements.join("\n")),
+        ("variables", key_values(&e.spec.environment_variables)),
+        (
+            "interpreter",
+            e.spec.interpreter_path.clone().unwrap_or_default(),
+        ),
+        ("description", e.description.clone().unwrap_or_default()),
+        ("created", e.created_time.clone()),
+        (
+            "build",
+            crate::commands::environment::state_name(e).to_owned(),
+        ),
+        ("build hash", e.build.build_hash.clone()),
+        (
+            "python path",
+            e.build.python_path.clone().unwrap_or_default(),
+        ),
+        (
+            "python version",
+            e.build.python_full_version.clone().unwrap_or_default(),
+        ),
+        ("installer", e.build.installer.clone().unwrap_or_default()),
+        ("build error", e.build.error.clone().unwrap_or_default()),
+        ("warnings", e.warnings.join("\n")),
+    ];
+    for (k, v) in rows {
+        if !v.is_empty() || matches!(k, "id" | "build") {
+            t.add_row(vec![k.to_owned(), v]);
+        }
+    }
+    line(&t.to_string())
 }
 
 #[cfg(test)]

@@ -64,6 +64,20 @@ pub enum ArchiveError {
     Blob(BlobError),
 }
 
+/// `sha256` of a manifest: one `<hex digest>  <path>` line per file (the
+/// `sha256sum` format), in path order.
+pub fn manifest_digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut lines: Vec<(&str, &str)> = files.into_iter().collect();
+    lines.sort_unstable();
+    let mut hasher = Sha256::new();
+    for (path, digest) in lines {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        hasher.update(format!("{hex}  {path}\n").as_bytes());
+    }
+    crate::blobs::format_digest(&hasher.finalize())
+}
+
 /// Turns an archive path into a safe relative `a/b/c` path, or says why not.
 pub fn safe_relative_path(raw: &Path) -> Result<Option<String>, &'static str> {
     let mut parts = Vec::new();

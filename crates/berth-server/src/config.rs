@@ -42,10 +42,35 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_SHUTDOWN_GRACE_SECS, default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Default Python interpreter for environments
+    #[arg(long, env = env::BERTH_PYTHON, default_value = "python3", value_name = "PATH")]
+    pub python: PathBuf,
+
+    /// `uv` to build environments with [default: `uv` on PATH, else venv + pip]
+    #[arg(long, env = env::BERTH_UV, value_name = "PATH")]
+    pub uv: Option<PathBuf>,
+
+    /// Longest an environment build may take, in seconds
+    #[arg(long, env = env::BERTH_ENV_BUILD_TIMEOUT_SECS, default_value_t = 1800)]
+    pub env_build_timeout_secs: u64,
+
+    /// Largest source snapshot accepted, in bytes
+    #[arg(long, env = env::BERTH_MAX_SNAPSHOT_BYTES, default_value_t = DEFAULT_MAX_SNAPSHOT_BYTES)]
+    pub max_snapshot_bytes: u64,
+
+    /// Largest number of files in one source snapshot
+    #[arg(long, env = env::BERTH_MAX_SNAPSHOT_FILES, default_value_t = DEFAULT_MAX_SNAPSHOT_FILES)]
+    pub max_snapshot_files: u64,
+
     /// Log filter (`info`, `berth_server=debug`, ...)
     #[arg(long, env = env::BERTH_LOG, default_value = "info")]
     pub log: String,
 }
+
+/// Default snapshot limit: 1 GiB.
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+/// Default limit on files in one snapshot.
+pub const DEFAULT_MAX_SNAPSHOT_FILES: u64 = 20_000;
 
 /// Settings after defaults are resolved.
 #[derive(Debug, Clone)]
@@ -62,6 +87,16 @@ pub struct ServerConfig {
     pub max_upload_files: u64,
     /// Shutdown grace period.
     pub shutdown_grace: std::time::Duration,
+    /// Default interpreter.
+    pub python: PathBuf,
+    /// `uv`, if any.
+    pub uv: Option<PathBuf>,
+    /// Build time limit.
+    pub env_build_timeout: std::time::Duration,
+    /// Snapshot limit in bytes.
+    pub max_snapshot_bytes: u64,
+    /// Snapshot limit in files.
+    pub max_snapshot_files: u64,
 }
 
 /// A setting that cannot be used.
@@ -128,6 +163,24 @@ impl ServerArgs {
             max_upload_bytes: self.max_upload_bytes,
             max_upload_files: self.max_upload_files,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
+            uv: self.uv.or_else(|| find_on_path("uv")),
+            python: self.python,
+            env_build_timeout: std::time::Duration::from_secs(self.env_build_timeout_secs.max(1)),
+            max_snapshot_bytes: self.max_snapshot_bytes.max(1),
+            max_snapshot_files: self.max_snapshot_files.max(1),
         })
     }
+}
+
+/// The first executable called `name` on `PATH`.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
 }

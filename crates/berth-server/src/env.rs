@@ -17,3 +17,13 @@ pub const BERTH_MAX_UPLOAD_FILES: &str = "BERTH_MAX_UPLOAD_FILES";
 pub const BERTH_SHUTDOWN_GRACE_SECS: &str = "BERTH_SHUTDOWN_GRACE_SECS";
 /// Log filter, `tracing` syntax (`--log`).
 pub const BERTH_LOG: &str = "BERTH_LOG";
+/// Default Python interpreter for environments (`--python`).
+pub const BERTH_PYTHON: &str = "BERTH_PYTHON";
+/// Path of `uv` (`--uv`); found on `PATH` when unset.
+pub const BERTH_UV: &str = "BERTH_UV";
+/// Longest an environment build may take, in seconds (`--env-build-timeout-secs`).
+pub const BERTH_ENV_BUILD_TIMEOUT_SECS: &str = "BERTH_ENV_BUILD_TIMEOUT_SECS";
+/// Largest source snapshot in bytes (`--max-snapshot-bytes`).
+pub const BERTH_MAX_SNAPSHOT_BYTES: &str = "BERTH_MAX_SNAPSHOT_BYTES";
+/// Largest number of files in a source snapshot (`--max-snapshot-files`).
+pub const BERTH_MAX_SNAPSHOT_FILES: &str = "BERTH_MAX_SNAPSHOT_FILES";

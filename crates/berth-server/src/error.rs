@@ -31,6 +31,8 @@ pub enum ApiError {
     PayloadTooLarge {
         /// The limit.
         limit: u64,
+        /// The server flag that raises it, if any.
+        flag: Option<&'static str>,
     },
     /// Wrong content type.
     #[error("{0}")]
@@ -76,10 +78,10 @@ impl ApiError {
                 ErrorCode::PreconditionFailed,
                 Some(hint.clone()),
             ),
-            Self::PayloadTooLarge { .. } => (
+            Self::PayloadTooLarge { flag, .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::PayloadTooLarge,
-                Some("raise the limit with `berth server --max-upload-bytes` (BERTH_MAX_UPLOAD_BYTES)".into()),
+                flag.map(|flag| format!("the server's operator can raise the limit with `berth server {flag}`")),
             ),
             Self::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -161,6 +163,12 @@ impl From<StoreError> for ApiError {
                 ),
                 hint: "update or delete those services first, then delete the model".into(),
             },
+            StoreError::EnvironmentNotFound(id) => Self::NotFound(format!(
+                "environment `{id}` not found; `berth environment list` shows the registered environments"
+            )),
+            StoreError::SnapshotNotFound(id) => {
+                Self::NotFound(format!("snapshot `{id}` not found"))
+            }
             StoreError::Invalid(problems) => Self::Invalid(problems),
             other => Self::internal(&other),
         }
@@ -190,7 +198,13 @@ mod tests {
                 },
                 412,
             ),
-            (ApiError::PayloadTooLarge { limit: 1 }, 413),
+            (
+                ApiError::PayloadTooLarge {
+                    limit: 1,
+                    flag: None,
+                },
+                413,
+            ),
             (ApiError::UnsupportedMediaType("x".into()), 415),
             (ApiError::UploadIncomplete("x".into()), 400),
             (ApiError::Internal("secret detail".into()), 500),

@@ -21,6 +21,7 @@ pub mod archive;
 pub mod blobs;
 pub mod config;
 pub mod env;
+pub mod envs;
 pub mod error;
 pub mod health;
 pub mod shutdown;
@@ -69,7 +70,10 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let mut config = config;
     workspace_files::prepare_data_dir(&config.data_dir)?;
+    // Absolute, so that paths handed to worker processes and builds hold from any directory.
+    config.data_dir = workspace_files::absolute(&config.data_dir)?;
     let token = workspace_files::load_or_create_token(&config.data_dir)?;
     let store = Arc::new(store::SqliteStore::open(&config.data_dir.join("berth.db")).await?);
     let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs")).await?;
@@ -97,12 +101,27 @@ pub async fn run(
 
     let ready = Arc::new(AtomicBool::new(true));
     let grace = config.shutdown_grace;
+    let envs = Arc::new(envs::EnvBuilder::new(envs::EnvBuilderConfig {
+        root: config.data_dir.join("envs"),
+        default_python: config.python.clone(),
+        uv: config.uv.clone(),
+        timeout: config.env_build_timeout,
+    }));
+    match envs::probe_version(&config.python).await {
+        Ok(version) => {
+            tracing::info!(python = %config.python.display(), %version, uv = ?config.uv, "environment builder ready")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the default Python does not run; environments without `--python` will fail to build")
+        }
+    }
     let state = api::AppState {
         store,
         blobs,
         config: Arc::new(config),
         token: token.into(),
         ready: ready.clone(),
+        envs,
     };
     let app = api::router(state)
         .merge(health::router(ready.clone()))

@@ -35,6 +35,11 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), FileError> {
         .map_err(err("restrict data directory", dir))
 }
 
+/// The canonical absolute form of an existing directory.
+pub fn absolute(dir: &Path) -> Result<PathBuf, FileError> {
+    std::fs::canonicalize(dir).map_err(err("resolve data directory", dir))
+}
+
 /// Reads the workspace token, generating one at first start.
 pub fn load_or_create_token(dir: &Path) -> Result<String, FileError> {
     let path = dir.join(TOKEN_FILE);

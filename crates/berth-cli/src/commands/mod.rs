@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod environment;
 pub mod model;
 pub mod workspace;
 

@@ -45,6 +45,7 @@ where
         if bytes.len() > MAX_JSON_BYTES {
             return Err(ApiError::PayloadTooLarge {
                 limit: MAX_JSON_BYTES as u64,
+                flag: None,
             });
         }
         parse_json(&bytes).map(ApiJson)

@@ -5,9 +5,11 @@
 //! across an await and never block the runtime.
 
 mod auth;
+mod environments;
 mod json;
 mod models;
 mod query;
+mod snapshots;
 mod upload;
 mod workspace;
 
@@ -24,6 +26,7 @@ pub use json::ApiJson;
 
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
+use crate::envs::EnvBuilder;
 use crate::store::Store;
 
 /// What every route can reach.
@@ -39,6 +42,8 @@ pub struct AppState {
     pub token: Arc<str>,
     /// Cleared when shutdown starts.
     pub ready: Arc<AtomicBool>,
+    /// Environment builds.
+    pub envs: Arc<EnvBuilder>,
 }
 
 #[derive(OpenApi)]
@@ -51,6 +56,8 @@ pub struct AppState {
     security(("workspace_token" = [])),
     tags(
         (name = "models", description = "The model registry"),
+        (name = "environments", description = "Python environments and their builds"),
+        (name = "snapshots", description = "Uploaded source directories"),
         (name = "workspace", description = "This server")
     )
 )]
@@ -80,6 +87,15 @@ pub fn router(state: AppState) -> Router {
             models::delete_model
         ))
         .routes(routes!(models::download_model))
+        .routes(routes!(
+            environments::register_environment,
+            environments::list_environments
+        ))
+        .routes(routes!(environments::show_latest_environment))
+        .routes(routes!(environments::show_environment))
+        .routes(routes!(environments::build_environment))
+        .routes(routes!(snapshots::upload_snapshot))
+        .routes(routes!(snapshots::show_snapshot))
         .routes(routes!(workspace::workspace_info))
         .split_for_parts();
     let doc = Arc::new(doc);

@@ -44,6 +44,7 @@ pub async fn register_model(
         upload::drain(request.into_body().into_data_stream()).await;
         return Err(ApiError::PayloadTooLarge {
             limit: state.config.max_upload_bytes,
+            flag: Some("--max-upload-bytes"),
         });
     }
     let multipart = Multipart::from_request(request, &state).await.map_err(|e| {

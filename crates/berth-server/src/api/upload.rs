@@ -8,7 +8,6 @@
 use axum::extract::Multipart;
 use axum::extract::multipart::Field;
 use berth_api::{Model, ModelKind, RegisterModelMetadata};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
@@ -181,7 +180,10 @@ async fn receive_folder(
         received += chunk.len() as u64;
         if received > tar_limit {
             drain_field(content).await;
-            return Err(ApiError::PayloadTooLarge { limit });
+            return Err(ApiError::PayloadTooLarge {
+                limit,
+                flag: Some("--max-upload-bytes"),
+            });
         }
         file.write_all(&chunk)
             .await
@@ -208,20 +210,21 @@ async fn receive_folder(
             .into_iter()
             .map(|f| (f.path, f.mode, f.blob))
             .collect()),
-        Err(ArchiveError::TooLarge { limit }) => Err(ApiError::PayloadTooLarge { limit }),
+        Err(ArchiveError::TooLarge { limit }) => Err(ApiError::PayloadTooLarge {
+            limit,
+            flag: Some("--max-upload-bytes"),
+        }),
         Err(ArchiveError::Blob(e)) => Err(blob_error(e)),
         Err(other) => Err(ApiError::invalid(other.to_string())),
     }
 }
 
-/// `sha256` of the manifest: one `<hex digest>  <path>` line per file, sorted by path.
 fn manifest_digest(files: &[(String, u32, BlobPin)]) -> String {
-    let mut hasher = Sha256::new();
-    for (path, _, pin) in files {
-        let hex = pin.digest().strip_prefix("sha256:").unwrap_or(pin.digest());
-        hasher.update(format!("{hex}  {path}\n").as_bytes());
-    }
-    crate::blobs::format_digest(&hasher.finalize())
+    crate::archive::manifest_digest(
+        files
+            .iter()
+            .map(|(path, _, pin)| (path.as_str(), pin.digest())),
+    )
 }
 
 /// How much of a refused upload is read and discarded so that the client, still
@@ -272,7 +275,10 @@ impl Drop for RemoveOnDrop {
 
 fn blob_error(err: BlobError) -> ApiError {
     match err {
-        BlobError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+        BlobError::TooLarge { limit } => ApiError::PayloadTooLarge {
+            limit,
+            flag: Some("--max-upload-bytes"),
+        },
         other => ApiError::internal(&other),
     }
 }

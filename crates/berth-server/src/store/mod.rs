@@ -8,7 +8,7 @@ mod sqlite;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use berth_api::{Model, ModelFile, ModelKind};
+use berth_api::{EnvironmentSpec, Model, ModelFile, ModelKind, Snapshot};
 
 pub use sqlite::SqliteStore;
 
@@ -26,6 +26,12 @@ pub enum StoreError {
         /// Services referencing it.
         services: Vec<String>,
     },
+    /// The environment version does not exist.
+    #[error("environment `{0}` not found")]
+    EnvironmentNotFound(String),
+    /// The snapshot does not exist.
+    #[error("snapshot `{0}` not found")]
+    SnapshotNotFound(String),
     /// The change breaks a rule; every problem is listed.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
@@ -139,6 +145,53 @@ pub struct ModelChanges {
     pub add_properties: BTreeMap<String, String>,
 }
 
+/// An environment version to register.
+#[derive(Debug, Clone)]
+pub struct NewEnvironment {
+    /// Name (validated).
+    pub name: String,
+    /// Normalised spec.
+    pub spec: EnvironmentSpec,
+    /// Digest of the whole spec.
+    pub spec_digest: String,
+    /// Build cache key.
+    pub build_hash: String,
+    /// Normalisation warnings.
+    pub warnings: Vec<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// RFC 3339 time.
+    pub created_time: String,
+}
+
+/// A registered environment version.
+#[derive(Debug, Clone)]
+pub struct StoredEnvironment {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: u32,
+    /// Normalised spec.
+    pub spec: EnvironmentSpec,
+    /// Normalisation warnings.
+    pub warnings: Vec<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// RFC 3339 time.
+    pub created_time: String,
+}
+
+/// A snapshot to insert.
+#[derive(Debug, Clone)]
+pub struct NewSnapshot {
+    /// Manifest digest.
+    pub digest: String,
+    /// RFC 3339 time.
+    pub created_time: String,
+    /// Files.
+    pub files: Vec<NewModelFile>,
+}
+
 /// Metadata persistence.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -159,9 +212,26 @@ pub trait Store: Send + Sync + 'static {
     async fn update_model(&self, name: &str, version: u32, changes: ModelChanges) -> Result<Model>;
     /// Deletes a version unless a service uses it; returns the digests it held.
     async fn delete_model(&self, name: &str, version: u32) -> Result<Vec<String>>;
-    /// Whether any model file still references the digest.
+    /// Registers an environment version, unless the newest version of the name
+    /// has the same spec, which is returned instead (`false`).
+    async fn register_environment(&self, new: NewEnvironment) -> Result<(bool, StoredEnvironment)>;
+    /// One version, or the newest.
+    async fn environment(&self, name: &str, version: Option<u32>) -> Result<StoredEnvironment>;
+    /// Versions, newest registration first; `latest` keeps the newest per name.
+    async fn list_environments(
+        &self,
+        name: Option<&str>,
+        latest: bool,
+    ) -> Result<Vec<StoredEnvironment>>;
+
+    /// Inserts a snapshot unless it exists (`false`).
+    async fn insert_snapshot(&self, snapshot: NewSnapshot) -> Result<(bool, Snapshot)>;
+    /// A snapshot with its files.
+    async fn snapshot(&self, digest: &str) -> Result<(Snapshot, Vec<StoredFile>)>;
+
+    /// Whether any model or snapshot file still references the digest.
     async fn blob_referenced(&self, digest: &str) -> Result<bool>;
-    /// Every digest referenced by any model file.
+    /// Every digest referenced by any model or snapshot file.
     async fn referenced_blobs(&self) -> Result<Vec<String>>;
 }
 

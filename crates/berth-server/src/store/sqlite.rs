@@ -6,15 +6,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use berth_api::{Model, ModelFile, ModelKind};
+use berth_api::{Model, ModelFile, ModelKind, Snapshot};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ModelChanges, ModelFilter, NewModel, Result, Store, StoreError, StoredFile, apply_model_changes,
+    ModelChanges, ModelFilter, NewEnvironment, NewModel, NewSnapshot, Result, Store, StoreError,
+    StoredEnvironment, StoredFile, apply_model_changes,
 };
 
 /// Migrations in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_registry.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_registry.sql"),
+    include_str!("migrations/0002_environments_snapshots.sql"),
+];
 
 /// Most reader connections kept open.
 const MAX_IDLE_READERS: usize = 8;
@@ -249,6 +253,107 @@ fn files_of(conn: &Connection, model_id: i64) -> Result<Vec<StoredFile>> {
         .map_err(db("read model files"))
 }
 
+const ENV_COLUMNS: &str = "e.name, e.version, e.spec, e.warnings, e.description, e.created_time";
+
+type RawEnvironment = (String, u32, String, String, Option<String>, String);
+
+fn raw_environment(row: &Row<'_>) -> rusqlite::Result<RawEnvironment> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn finish_environment(raw: RawEnvironment) -> Result<StoredEnvironment> {
+    let (name, version, spec, warnings, description, created_time) = raw;
+    Ok(StoredEnvironment {
+        name,
+        version,
+        spec: serde_json::from_str(&spec).map_err(|e| StoreError::Corrupt {
+            what: "environment spec",
+            detail: e.to_string(),
+        })?,
+        warnings: serde_json::from_str(&warnings).map_err(|e| StoreError::Corrupt {
+            what: "environment warnings",
+            detail: e.to_string(),
+        })?,
+        description,
+        created_time,
+    })
+}
+
+fn find_environment(
+    conn: &Connection,
+    name: &str,
+    version: Option<u32>,
+) -> Result<StoredEnvironment> {
+    let raw = match version {
+        Some(v) => conn.query_row(
+            &format!("SELECT {ENV_COLUMNS} FROM environments e WHERE e.name = ?1 AND e.version = ?2"),
+            params![name, v],
+            raw_environment,
+        ),
+        None => conn.query_row(
+            &format!(
+                "SELECT {ENV_COLUMNS} FROM environments e WHERE e.name = ?1 ORDER BY e.version DESC LIMIT 1"
+            ),
+            params![name],
+            raw_environment,
+        ),
+    }
+    .optional()
+    .map_err(db("read environment"))?;
+    let id = match version {
+        Some(v) => format!("{name}:{v}"),
+        None => name.to_owned(),
+    };
+    finish_environment(raw.ok_or(StoreError::EnvironmentNotFound(id))?)
+}
+
+fn find_snapshot(conn: &Connection, digest: &str) -> Result<(Snapshot, Vec<StoredFile>)> {
+    let snapshot = conn
+        .query_row(
+            "SELECT digest, size, file_count, created_time FROM snapshots WHERE digest = ?1",
+            params![digest],
+            |r| {
+                Ok(Snapshot {
+                    id: r.get(0)?,
+                    size: r.get(1)?,
+                    file_count: r.get(2)?,
+                    created_time: r.get(3)?,
+                    files: None,
+                })
+            },
+        )
+        .optional()
+        .map_err(db("read snapshot"))?
+        .ok_or_else(|| StoreError::SnapshotNotFound(digest.to_owned()))?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT path, size, digest, mode FROM snapshot_files WHERE snapshot = ?1 ORDER BY path",
+        )
+        .map_err(db("prepare snapshot files"))?;
+    let files = stmt
+        .query_map(params![digest], |row| {
+            Ok(StoredFile {
+                file: ModelFile {
+                    path: row.get(0)?,
+                    size: row.get(1)?,
+                    digest: row.get(2)?,
+                },
+                mode: row.get(3)?,
+            })
+        })
+        .map_err(db("read snapshot files"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("read snapshot files"))?;
+    Ok((snapshot, files))
+}
+
 /// Appends `AND <condition>` clauses for key/value filters on a JSON column.
 fn push_json_filters(
     sql: &mut String,
@@ -476,11 +581,135 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn register_environment(&self, new: NewEnvironment) -> Result<(bool, StoredEnvironment)> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin environment insert"))?;
+            let newest: Option<(u32, String)> = tx
+                .query_row(
+                    "SELECT version, spec_digest FROM environments WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+                    params![new.name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db("read newest environment"))?;
+            if let Some((version, digest)) = newest
+                && digest == new.spec_digest
+            {
+                let existing = find_environment(&tx, &new.name, Some(version))?;
+                return Ok((false, existing));
+            }
+            let version: u32 = tx
+                .query_row(
+                    "INSERT INTO environment_names (name, last_version) VALUES (?1, 1) \
+                     ON CONFLICT (name) DO UPDATE SET last_version = last_version + 1 \
+                     RETURNING last_version",
+                    params![new.name],
+                    |r| r.get(0),
+                )
+                .map_err(db("assign environment version"))?;
+            tx.execute(
+                "INSERT INTO environments (name, version, spec, spec_digest, build_hash, warnings, description, created_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    new.name,
+                    version,
+                    serde_json::to_string(&new.spec).unwrap_or_default(),
+                    new.spec_digest,
+                    new.build_hash,
+                    serde_json::to_string(&new.warnings).unwrap_or_default(),
+                    new.description,
+                    new.created_time,
+                ],
+            )
+            .map_err(db("insert environment"))?;
+            let stored = find_environment(&tx, &new.name, Some(version))?;
+            tx.commit().map_err(db("commit environment insert"))?;
+            Ok((true, stored))
+        })
+        .await
+    }
+
+    async fn environment(&self, name: &str, version: Option<u32>) -> Result<StoredEnvironment> {
+        let name = name.to_owned();
+        self.read(move |conn| find_environment(conn, &name, version))
+            .await
+    }
+
+    async fn list_environments(
+        &self,
+        name: Option<&str>,
+        latest: bool,
+    ) -> Result<Vec<StoredEnvironment>> {
+        let name = name.map(str::to_owned);
+        self.read(move |conn| {
+            let filter = if name.is_some() { "WHERE e.name = ?1" } else { "WHERE ?1 IS NULL" };
+            let sql = if latest {
+                format!(
+                    "SELECT {ENV_COLUMNS} FROM (SELECT e.*, row_number() OVER (PARTITION BY e.name ORDER BY e.version DESC) AS newest \
+                     FROM environments e {filter}) e WHERE e.newest = 1 ORDER BY e.id DESC"
+                )
+            } else {
+                format!("SELECT {ENV_COLUMNS} FROM environments e {filter} ORDER BY e.id DESC")
+            };
+            let mut stmt = conn.prepare(&sql).map_err(db("prepare environment list"))?;
+            let rows = stmt
+                .query_map(params![name], raw_environment)
+                .map_err(db("list environments"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(finish_environment(row.map_err(db("list environments"))?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn insert_snapshot(&self, snapshot: NewSnapshot) -> Result<(bool, Snapshot)> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin snapshot insert"))?;
+            let size: u64 = snapshot.files.iter().map(|f| f.size).sum();
+            let inserted = tx
+                .execute(
+                    "INSERT INTO snapshots (digest, size, file_count, created_time) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (digest) DO NOTHING",
+                    params![snapshot.digest, size, snapshot.files.len() as u64, snapshot.created_time],
+                )
+                .map_err(db("insert snapshot"))?;
+            if inserted == 1 {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO snapshot_files (snapshot, path, size, digest, mode) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(db("prepare snapshot file insert"))?;
+                for file in &snapshot.files {
+                    stmt.execute(params![snapshot.digest, file.path, file.size, file.digest, file.mode])
+                        .map_err(db("insert snapshot file"))?;
+                }
+            }
+            let (found, files) = find_snapshot(&tx, &snapshot.digest)?;
+            tx.commit().map_err(db("commit snapshot insert"))?;
+            let mut found = found;
+            found.files = Some(files.into_iter().map(|f| f.file).collect());
+            Ok((inserted == 1, found))
+        })
+        .await
+    }
+
+    async fn snapshot(&self, digest: &str) -> Result<(Snapshot, Vec<StoredFile>)> {
+        let digest = digest.to_owned();
+        self.read(move |conn| find_snapshot(conn, &digest)).await
+    }
+
     async fn blob_referenced(&self, digest: &str) -> Result<bool> {
         let digest = digest.to_owned();
         self.read(move |conn| {
             conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM model_files WHERE digest = ?1)",
+                "SELECT EXISTS (SELECT 1 FROM model_files WHERE digest = ?1) \
+                 OR EXISTS (SELECT 1 FROM snapshot_files WHERE digest = ?1)",
                 params![digest],
                 |r| r.get(0),
             )
@@ -492,7 +721,7 @@ impl Store for SqliteStore {
     async fn referenced_blobs(&self) -> Result<Vec<String>> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare("SELECT DISTINCT digest FROM model_files")
+                .prepare("SELECT digest FROM model_files UNION SELECT digest FROM snapshot_files")
                 .map_err(db("prepare blob scan"))?;
             let rows = stmt
                 .query_map([], |r| r.get(0))

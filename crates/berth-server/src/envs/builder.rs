@@ -1,0 +1,603 @@
+//! Building environments with `uv` (when found) or `python -m venv` + pip.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use berth_api::{BuildState, EnvironmentBuild, EnvironmentSpec};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::spec::build_hash;
+
+/// Lines of the build log carried in errors and status.
+const LOG_TAIL_LINES: usize = 40;
+/// Marker written into a finished build's folder.
+const MARKER: &str = "berth-build.json";
+/// Probe printing the interpreter's full version.
+const VERSION_PROBE: &str = "import sys; print('%d.%d.%d' % sys.version_info[:3])";
+
+/// How the builder is set up.
+#[derive(Debug, Clone)]
+pub struct EnvBuilderConfig {
+    /// `<data>/envs`.
+    pub root: PathBuf,
+    /// The default interpreter (`--python`).
+    pub default_python: PathBuf,
+    /// `uv`, when found.
+    pub uv: Option<PathBuf>,
+    /// Longest a build may take.
+    pub timeout: Duration,
+}
+
+/// A usable environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuiltEnv {
+    /// The interpreter workers run.
+    pub python: PathBuf,
+    /// Its full version.
+    pub full_version: String,
+    /// `uv`, `pip`, `venv` (no packages) or `user-managed`.
+    pub installer: String,
+    /// Build time.
+    pub duration_ms: u64,
+}
+
+/// A failed build.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("environment build failed while trying to {step}: {message}")]
+pub struct BuildError {
+    /// The step that failed.
+    pub step: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// The last lines of the build log (pip's output).
+    pub log_tail: Vec<String>,
+    /// The full log.
+    pub log_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FailureRecord {
+    step: String,
+    message: String,
+}
+
+/// Builds environments, one build per hash at a time.
+pub struct EnvBuilder {
+    config: EnvBuilderConfig,
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    running: std::sync::Mutex<HashSet<String>>,
+    builds: AtomicU64,
+}
+
+impl EnvBuilder {
+    /// A builder with `config`.
+    pub fn new(config: EnvBuilderConfig) -> Self {
+        Self {
+            config,
+            locks: Default::default(),
+            running: Default::default(),
+            builds: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether `uv` is used.
+    pub fn uses_uv(&self) -> bool {
+        self.config.uv.is_some()
+    }
+
+    /// Number of builds started since the server started (cache hits excluded).
+    pub fn builds_started(&self) -> u64 {
+        self.builds.load(Ordering::Relaxed)
+    }
+
+    fn dir(&self, hash: &str) -> PathBuf {
+        self.config.root.join(hash)
+    }
+
+    fn failed_log(&self, hash: &str) -> PathBuf {
+        self.config.root.join("failed").join(format!("{hash}.log"))
+    }
+
+    fn failed_record(&self, hash: &str) -> PathBuf {
+        self.config.root.join("failed").join(format!("{hash}.json"))
+    }
+
+    /// What is known about the build of `spec`.
+    pub async fn status(&self, spec: &EnvironmentSpec) -> EnvironmentBuild {
+        let hash = build_hash(spec);
+        let mut status = EnvironmentBuild {
+            state: BuildState::NotStarted,
+            build_hash: hash.clone(),
+            python_path: None,
+            python_full_version: None,
+            installer: None,
+            duration_ms: None,
+            error: None,
+            log_tail: Vec::new(),
+            log_path: None,
+        };
+        let running = self
+            .running
+            .lock()
+            .map(|r| r.contains(&hash))
+            .unwrap_or(false);
+        if running {
+            status.state = BuildState::Running;
+            return status;
+        }
+        if let Some(built) = self.read_marker(&hash).await {
+            status.state = BuildState::Succeeded;
+            status.python_path = Some(built.python.display().to_string());
+            status.python_full_version = Some(built.full_version);
+            status.installer = Some(built.installer);
+            status.duration_ms = Some(built.duration_ms);
+            status.log_path = Some(self.dir(&hash).join("build.log").display().to_string());
+            return status;
+        }
+        if let Ok(text) = tokio::fs::read_to_string(self.failed_record(&hash)).await
+            && let Ok(record) = serde_json::from_str::<FailureRecord>(&text)
+        {
+            let log = self.failed_log(&hash);
+            status.state = BuildState::Failed;
+            status.error = Some(format!("{}: {}", record.step, record.message));
+            status.log_tail = tail(&log).await;
+            status.log_path = Some(log.display().to_string());
+        }
+        status
+    }
+
+    async fn read_marker(&self, hash: &str) -> Option<BuiltEnv> {
+        let text = tokio::fs::read_to_string(self.dir(hash).join(MARKER))
+            .await
+            .ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Starts building `spec` in the background (a no-op when it is built); its
+    /// status reads `Running` from now until the build ends.
+    pub fn start(self: &Arc<Self>, spec: EnvironmentSpec) {
+        let hash = build_hash(&spec);
+        if self.dir(&hash).join(MARKER).exists() {
+            return;
+        }
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(hash);
+        }
+        let builder = self.clone();
+        tokio::spawn(async move {
+            // The outcome is recorded on disk and shown by `status`.
+            let _ = builder.ensure(&spec).await;
+        });
+    }
+
+    /// Returns the built environment, building it first when needed. Concurrent
+    /// calls for one spec build it once.
+    pub async fn ensure(&self, spec: &EnvironmentSpec) -> Result<BuiltEnv, BuildError> {
+        let hash = build_hash(spec);
+        let _running = RunningGuard {
+            builder: self,
+            hash: hash.clone(),
+        };
+        if let Some(built) = self.read_marker(&hash).await {
+            return Ok(built);
+        }
+        let lock = {
+            let mut locks = self.locks.lock().map_err(|_| BuildError {
+                step: "schedule the build",
+                message: "a builder lock was poisoned by an earlier panic".into(),
+                log_tail: Vec::new(),
+                log_path: None,
+            })?;
+            locks.entry(hash.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if let Some(built) = self.read_marker(&hash).await {
+            return Ok(built);
+        }
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(hash.clone());
+        }
+        self.builds.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(build_hash = %hash, python = ?spec.python_version, packages = spec.requirements.len(), "building environment");
+        let result = self.build(&hash, spec).await;
+        match &result {
+            Ok(built) => {
+                tracing::info!(build_hash = %hash, installer = %built.installer, duration_ms = built.duration_ms, "environment built")
+            }
+            Err(e) => tracing::warn!(build_hash = %hash, error = %e, "environment build failed"),
+        }
+        result
+    }
+
+    async fn build(&self, hash: &str, spec: &EnvironmentSpec) -> Result<BuiltEnv, BuildError> {
+        let started = Instant::now();
+        let final_dir = self.dir(hash);
+        let work = self.config.root.join(format!("{hash}.building"));
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        let _ = tokio::fs::remove_dir_all(&final_dir).await;
+        tokio::fs::create_dir_all(&work)
+            .await
+            .map_err(|e| plain_error("create the build folder", e.to_string()))?;
+        let log_path = work.join("build.log");
+        let mut run = BuildRun {
+            log_path: log_path.clone(),
+            timeout: self.config.timeout,
+        };
+        let outcome = self.build_steps(&mut run, &work, spec).await;
+        match outcome {
+            Ok((installer, full_version)) => {
+                tokio::fs::rename(&work, &final_dir)
+                    .await
+                    .map_err(|e| plain_error("publish the build", e.to_string()))?;
+                let python = match &spec.interpreter_path {
+                    Some(_) => run_python_path(spec, &self.config.default_python).await?,
+                    None => final_dir.join("bin").join("python"),
+                };
+                let built = BuiltEnv {
+                    python,
+                    full_version,
+                    installer: installer.into(),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                };
+                let marker = serde_json::to_vec_pretty(&built).unwrap_or_default();
+                tokio::fs::write(final_dir.join(MARKER), marker)
+                    .await
+                    .map_err(|e| plain_error("record the build", e.to_string()))?;
+                let _ = tokio::fs::remove_file(self.failed_record(hash)).await;
+                Ok(built)
+            }
+            Err(mut error) => {
+                let failed_dir = self.config.root.join("failed");
+                let _ = tokio::fs::create_dir_all(&failed_dir).await;
+                let kept = self.failed_log(hash);
+                let _ = tokio::fs::rename(&log_path, &kept).await;
+                let record = FailureRecord {
+                    step: error.step.into(),
+                    message: error.message.clone(),
+                };
+                let _ = tokio::fs::write(
+                    self.failed_record(hash),
+                    serde_json::to_vec(&record).unwrap_or_default(),
+                )
+                .await;
+                let _ = tokio::fs::remove_dir_all(&work).await;
+                error.log_tail = tail(&kept).await;
+                error.log_path = Some(kept);
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs the steps in `work`; returns the installer used and the Python version.
+    async fn build_steps(
+        &self,
+        run: &mut BuildRun,
+        work: &Path,
+        spec: &EnvironmentSpec,
+    ) -> Result<(&'static str, String), BuildError> {
+        if spec.interpreter_path.is_some() {
+            let python = run_python_path(spec, &self.config.default_python).await?;
+            let version = run.probe(&python).await?;
+            return Ok(("user-managed", version));
+        }
+        let venv = work.to_path_buf();
+        let venv_python = venv.join("bin").join("python");
+        let has_packages = !spec.requirements.is_empty();
+        let base = self.base_python(spec).await?;
+        let installer;
+        match &self.config.uv {
+            Some(uv) => {
+                let mut create = tokio::process::Command::new(uv);
+                create
+                    .arg("venv")
+                    .arg("--python")
+                    .arg(&base)
+                    .arg(&venv)
+                    .env("UV_PYTHON_DOWNLOADS", "never");
+                run.step("create the virtual environment", create).await?;
+                installer = "uv";
+            }
+            None => {
+                let mut create = tokio::process::Command::new(&base);
+                create.arg("-m").arg("venv");
+                if !has_packages {
+                    create.arg("--without-pip");
+                }
+                create.arg(&venv);
+                run.step("create the virtual environment", create).await?;
+                installer = if has_packages { "pip" } else { "venv" };
+            }
+        }
+        if has_packages {
+            let requirements = venv.join("requirements.txt");
+            let mut text = spec.requirements.join("\n");
+            text.push('\n');
+            tokio::fs::write(&requirements, text)
+                .await
+                .map_err(|e| plain_error("write requirements.txt", e.to_string()))?;
+            let mut install = match &self.config.uv {
+                Some(uv) => {
+                    let mut c = tokio::process::Command::new(uv);
+                    c.arg("pip")
+                        .arg("install")
+                        .arg("--python")
+                        .arg(&venv_python)
+                        .arg("-r")
+                        .arg(&requirements)
+                        .env("UV_PYTHON_DOWNLOADS", "never");
+                    c
+                }
+                None => {
+                    let mut c = tokio::process::Command::new(&venv_python);
+                    c.args(["-m", "pip", "install", "--no-input", "-r"])
+                        .arg(&requirements)
+                        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
+                    c
+                }
+            };
+            install.current_dir(&venv);
+            run.step("install the requirements", install).await?;
+        }
+        let version = run.probe(&venv_python).await?;
+        Ok((installer, version))
+    }
+
+    /// The interpreter a venv is created from.
+    async fn base_python(&self, spec: &EnvironmentSpec) -> Result<PathBuf, BuildError> {
+        let default = &self.config.default_python;
+        let Some(wanted) = &spec.python_version else {
+            return Ok(default.clone());
+        };
+        let default_version = probe_version(default).await.unwrap_or_default();
+        if short_version(&default_version) == *wanted {
+            return Ok(default.clone());
+        }
+        let candidate = PathBuf::from(format!("python{wanted}"));
+        if let Ok(found) = probe_version(&candidate).await
+            && short_version(&found) == *wanted
+        {
+            return Ok(candidate);
+        }
+        if self.config.uv.is_some() {
+            // uv finds installed interpreters by version itself.
+            return Ok(PathBuf::from(wanted));
+        }
+        Err(BuildError {
+            step: "find the requested Python",
+            message: format!(
+                "Python {wanted} is not installed on this server (the default, `{}`, is {}); install python{wanted}, or register the environment with `--python {}`",
+                default.display(),
+                if default_version.is_empty() {
+                    "not runnable".to_owned()
+                } else {
+                    default_version.clone()
+                },
+                short_version(&default_version)
+            ),
+            log_tail: Vec::new(),
+            log_path: None,
+        })
+    }
+}
+
+/// Clears a hash from the running set however `ensure` ends.
+struct RunningGuard<'a> {
+    builder: &'a EnvBuilder,
+    hash: String,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.builder.running.lock() {
+            running.remove(&self.hash);
+        }
+    }
+}
+
+fn short_version(full: &str) -> String {
+    full.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
+fn plain_error(step: &'static str, message: String) -> BuildError {
+    BuildError {
+        step,
+        message,
+        log_tail: Vec::new(),
+        log_path: None,
+    }
+}
+
+async fn run_python_path(spec: &EnvironmentSpec, default: &Path) -> Result<PathBuf, BuildError> {
+    let raw = spec.interpreter_path.as_deref().unwrap_or("python");
+    let path = if raw == "python" {
+        default.to_path_buf()
+    } else {
+        PathBuf::from(raw)
+    };
+    if path.is_absolute() && !path.exists() {
+        return Err(plain_error(
+            "find the user-managed interpreter",
+            format!("`{}` does not exist on this server", path.display()),
+        ));
+    }
+    Ok(path)
+}
+
+/// Runs `python -c <probe>` and returns the version printed.
+pub async fn probe_version(python: &Path) -> Result<String, String> {
+    let output = tokio::process::Command::new(python)
+        .args(["-c", VERSION_PROBE])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run `{}`: {e}", python.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`{}` failed: {}",
+            python.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+struct BuildRun {
+    log_path: PathBuf,
+    timeout: Duration,
+}
+
+impl BuildRun {
+    async fn log_line(&self, line: &str) {
+        if let Ok(mut file) = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .await
+        {
+            let _ = file.write_all(line.as_bytes()).await;
+            let _ = file.write_all(b"\n").await;
+        }
+    }
+
+    async fn step(
+        &mut self,
+        step: &'static str,
+        mut command: tokio::process::Command,
+    ) -> Result<(), BuildError> {
+        let shown = format!("{:?}", command.as_std()).replace('"', "");
+        self.log_line(&format!("$ {shown}")).await;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(|e| plain_error("open the build log", e.to_string()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| plain_error("open the build log", e.to_string()))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| plain_error(step, format!("cannot start `{shown}`: {e}")))?;
+        match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(plain_error(
+                step,
+                format!("`{shown}` exited with {status}; its output is below"),
+            )),
+            Ok(Err(e)) => Err(plain_error(
+                step,
+                format!("waiting for `{shown}` failed: {e}"),
+            )),
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(plain_error(
+                    step,
+                    format!(
+                        "`{shown}` took longer than {} s and was stopped",
+                        self.timeout.as_secs()
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn probe(&mut self, python: &Path) -> Result<String, BuildError> {
+        let version = probe_version(python)
+            .await
+            .map_err(|e| plain_error("run the environment's Python", e))?;
+        self.log_line(&format!(
+            "environment Python {version} at {}",
+            python.display()
+        ))
+        .await;
+        Ok(version)
+    }
+}
+
+async fn tail(path: &Path) -> Vec<String> {
+    let text = tokio::fs::read_to_string(path).await.unwrap_or_default();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+    lines[start..].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(dir: &Path) -> EnvBuilder {
+        EnvBuilder::new(EnvBuilderConfig {
+            root: dir.join("envs"),
+            default_python: PathBuf::from("python3"),
+            uv: None,
+            timeout: Duration::from_secs(300),
+        })
+    }
+
+    fn spec(requirements: &[&str]) -> EnvironmentSpec {
+        EnvironmentSpec {
+            python_version: None,
+            requirements: requirements.iter().map(|s| s.to_string()).collect(),
+            environment_variables: Default::default(),
+            interpreter_path: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_spec_builds_a_venv_once_and_is_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let builder = Arc::new(builder(dir.path()));
+        let s = spec(&[]);
+        let (a, b) = tokio::join!(builder.ensure(&s), builder.ensure(&s));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a, b);
+        assert_eq!(builder.builds_started(), 1, "concurrent asks build once");
+        assert_eq!(a.installer, "venv");
+        assert!(a.python.ends_with("bin/python"));
+        assert!(a.full_version.starts_with("3."));
+        builder.ensure(&s).await.unwrap();
+        assert_eq!(builder.builds_started(), 1, "later asks hit the cache");
+        let status = builder.status(&s).await;
+        assert_eq!(status.state, BuildState::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn a_failed_install_is_reported_with_pip_output_and_never_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let builder = builder(dir.path());
+        let s = spec(&["--no-index", "berth-no-such-package==9.9"]);
+        let err = builder.ensure(&s).await.unwrap_err();
+        assert_eq!(err.step, "install the requirements");
+        let tail = err.log_tail.join("\n");
+        assert!(tail.contains("berth-no-such-package"), "{tail}");
+        let status = builder.status(&s).await;
+        assert_eq!(status.state, BuildState::Failed);
+        assert!(status.error.unwrap().contains("install the requirements"));
+        assert!(!dir.path().join("envs").join(build_hash(&s)).exists());
+    }
+
+    #[tokio::test]
+    async fn a_missing_python_version_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let builder = builder(dir.path());
+        let mut s = spec(&[]);
+        s.python_version = Some("3.2".into());
+        let err = builder.ensure(&s).await.unwrap_err();
+        assert_eq!(err.step, "find the requested Python");
+        assert!(
+            err.message.contains("Python 3.2 is not installed"),
+            "{}",
+            err.message
+        );
+    }
+}
