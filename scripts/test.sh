@@ -11,4 +11,4 @@ else
     cargo test --workspace --locked "$@"
 fi
 
-python3 -m unittest discover -s python/tests -t python -v
+python3 -m unittest discover -s python/tests -v
