@@ -54,6 +54,7 @@ class ConformanceTests(unittest.TestCase):
                 self.skipTest(f"{module} is not importable by {gw.test_python()}")
         with gw.WorkerProcess(gw.FIXTURES / name, env=case["env"], entry_script=case.get("entry_script", "score.py")) as worker:
             init = worker.start()
+            assert worker.hello is not None and worker.proc is not None
             self.assertEqual(worker.hello.protocol_version, gw.PROTOCOL_VERSION)
             self.assertEqual(worker.hello.pid, worker.proc.pid)
             expected_init = case["init"]
@@ -143,6 +144,7 @@ class ProtocolTests(unittest.TestCase):
 
     def test_hello_fields(self) -> None:
         worker = self.start_echo()
+        assert worker.hello is not None
         self.assertEqual(worker.hello.protocol_version, 1)
         self.assertEqual(worker.hello.shim_version, shim.SHIM_VERSION)
         self.assertRegex(worker.hello.python_version, r"^\d+\.\d+\.\d+$")
@@ -180,6 +182,7 @@ class ProtocolTests(unittest.TestCase):
 
     def test_end_of_stream_exits_zero(self) -> None:
         worker = self.start_echo()
+        assert worker.sock is not None
         worker.sock.shutdown(socket.SHUT_WR)
         self.assertEqual(worker.wait(), 0)
 
@@ -211,6 +214,7 @@ class ProtocolTests(unittest.TestCase):
     def test_stream_ending_inside_a_frame_is_a_protocol_error(self) -> None:
         worker = self.start_echo()
         worker.send(struct.pack(">IB", 100, gw.T_SCORE) + b"abc")
+        assert worker.sock is not None
         worker.sock.shutdown(socket.SHUT_WR)
         self.assertEqual(worker.wait(), 4)
 

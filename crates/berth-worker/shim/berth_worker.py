@@ -456,7 +456,7 @@ class AMLRequest:
         method: str = "GET",
         query_string: bytes = b"",
         headers: Optional[HeaderPairs] = None,
-        body: bytes = b"",
+        body: Union[bytes, memoryview] = b"",
         path: str = "/score",
     ) -> None:
         self.method = method.upper()
@@ -699,6 +699,7 @@ def _parse_query(query: bytes) -> List[Tuple[str, str]]:
 def _parse_multipart(content_type: str, body: bytes) -> Tuple[MultiDict, MultiDict]:
     import email.parser
     import email.policy
+    import email.utils
 
     form = MultiDict()
     files = MultiDict()
@@ -707,10 +708,13 @@ def _parse_multipart(content_type: str, body: bytes) -> Tuple[MultiDict, MultiDi
     if not message.is_multipart():
         return form, files
     for part in message.iter_parts():  # type: ignore[attr-defined]
-        name = part.get_param("name", header="content-disposition")
-        if name is None:
+        param = part.get_param("name", header="content-disposition")
+        if param is None:
             continue
-        payload = part.get_payload(decode=True) or b""
+        name = email.utils.collapse_rfc2231_value(param)
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            payload = b""
         filename = part.get_filename()
         if filename is not None:
             files.add(name, FileStorage(payload, filename, name, part.get("Content-Type")))
@@ -781,7 +785,8 @@ class AMLResponse:
 
     @status_code.setter
     def status_code(self, value: Union[int, str]) -> None:
-        self._status_code = int(str(value).split(None, 1)[0])
+        # An int (HTTPStatus too) or a status line such as "201 CREATED", like Werkzeug accepts.
+        self._status_code = int(value) if isinstance(value, int) else int(str(value).split(None, 1)[0])
 
     @property
     def status(self) -> str:

@@ -14,15 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::protocol::{
-    self, EncodedFrame, GatewayMessage, Hello, InitFailed, InitOk, ProtocolError, ScoreRequest, ScoreResult,
-    SwaggerResult, WorkerMessage,
+    self, EncodedFrame, GatewayMessage, Hello, InitFailed, InitOk, ProtocolError, ScoreRequest,
+    ScoreResult, SwaggerResult, WorkerMessage,
 };
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -92,7 +92,9 @@ impl FrameReader {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
-                return Err(ConnError::Closed("the worker closed the connection inside a frame".into()));
+                return Err(ConnError::Closed(
+                    "the worker closed the connection inside a frame".into(),
+                ));
             }
         }
     }
@@ -128,7 +130,9 @@ impl PendingConn {
                 expected: "HELLO",
                 got: other.name(),
             }),
-            None => Err(ConnError::Closed("the worker closed the connection before HELLO".into())),
+            None => Err(ConnError::Closed(
+                "the worker closed the connection before HELLO".into(),
+            )),
         }
     }
 
@@ -141,7 +145,9 @@ impl PendingConn {
                 expected: "INIT_OK or INIT_FAILED",
                 got: other.name(),
             }),
-            None => Err(ConnError::Closed("the worker closed the connection during init".into())),
+            None => Err(ConnError::Closed(
+                "the worker closed the connection during init".into(),
+            )),
         }
     }
 
@@ -193,14 +199,19 @@ struct Shared {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves State consistent; a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Mark closed and fail everything pending (the first reason given wins).
     fn close(&self, reason: &str) {
         let (reason, drained) = {
             let mut state = self.state();
-            let reason = state.closed.get_or_insert_with(|| Arc::from(reason)).clone();
+            let reason = state
+                .closed
+                .get_or_insert_with(|| Arc::from(reason))
+                .clone();
             (reason, state.pending.drain(..).collect::<Vec<_>>())
         };
         tracing::debug!(%reason, "worker connection closed");
@@ -248,9 +259,7 @@ impl WorkerConn {
     /// result is discarded. After a caller-side timeout the worker is still busy; recycle it.
     pub async fn score(&self, request: ScoreRequest) -> Result<ScoreResult, ConnError> {
         let reply = self.enqueue(
-            |seq| {
-                protocol::encode_gateway(&GatewayMessage::Score { seq, request })
-            },
+            |seq| protocol::encode_gateway(&GatewayMessage::Score { seq, request }),
             Expect::Score,
         )?;
         match self.wait(reply).await? {
@@ -294,7 +303,8 @@ impl WorkerConn {
         if self.shared.shutdown_sent.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let frame = protocol::encode_gateway(&GatewayMessage::Shutdown).map_err(ConnError::Encode)?;
+        let frame =
+            protocol::encode_gateway(&GatewayMessage::Shutdown).map_err(ConnError::Encode)?;
         if self.frames.send(frame).is_err() {
             return Err(ConnError::Closed("the writer task has stopped".into()));
         }
@@ -326,6 +336,11 @@ impl WorkerConn {
     pub async fn closed(&self) {
         let mut rx = self.closed_rx.clone();
         let _ = rx.wait_for(|closed| *closed).await;
+    }
+
+    /// Close the connection now: pending and later requests fail with `reason`.
+    pub fn abort(&self, reason: &str) {
+        self.shared.close(reason);
     }
 
     /// The largest frame this connection sends or accepts.
@@ -411,7 +426,10 @@ async fn write_loop(
     }
 }
 
-async fn write_frame(writer: &mut BufWriter<OwnedWriteHalf>, frame: &EncodedFrame) -> std::io::Result<()> {
+async fn write_frame(
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    frame: &EncodedFrame,
+) -> std::io::Result<()> {
     writer.write_all(&frame.head).await?;
     if !frame.body.is_empty() {
         writer.write_all(&frame.body).await?;
@@ -443,7 +461,9 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
                 pending.expect,
                 describe(&message)
             );
-            let _ = pending.reply.send(Err(ConnError::Closed(reason.as_str().into())));
+            let _ = pending
+                .reply
+                .send(Err(ConnError::Closed(reason.as_str().into())));
             break reason;
         }
         let _ = pending.reply.send(Ok(message));
@@ -463,6 +483,7 @@ fn describe(message: &WorkerMessage) -> String {
 mod tests {
     use super::*;
     use crate::protocol::{DEFAULT_MAX_FRAME, FLAG_RUN_RETURNED, InputMode};
+    use bytes::Bytes;
 
     /// A worker written in Rust: answers SCOREs by echoing the body, in order.
     struct FakeWorker {
@@ -473,7 +494,9 @@ mod tests {
     impl FakeWorker {
         async fn next(&mut self) -> Option<GatewayMessage> {
             loop {
-                if let Some((kind, payload)) = protocol::split_frame(&mut self.buf, DEFAULT_MAX_FRAME).unwrap() {
+                if let Some((kind, payload)) =
+                    protocol::split_frame(&mut self.buf, DEFAULT_MAX_FRAME).unwrap()
+                {
                     return Some(protocol::decode_gateway(kind, payload).unwrap());
                 }
                 if self.stream.read_buf(&mut self.buf).await.unwrap() == 0 {
@@ -490,19 +513,23 @@ mod tests {
         async fn echo_all(mut self) {
             while let Some(message) = self.next().await {
                 let reply = match message {
-                    GatewayMessage::Score { seq, request } => WorkerMessage::ScoreResult(ScoreResult {
-                        seq,
-                        status: 200,
-                        exec_us: 1,
-                        flags: FLAG_RUN_RETURNED,
-                        headers: vec![("x-method".into(), Bytes::from(request.method))],
-                        body: request.body,
-                    }),
+                    GatewayMessage::Score { seq, request } => {
+                        WorkerMessage::ScoreResult(ScoreResult {
+                            seq,
+                            status: 200,
+                            exec_us: 1,
+                            flags: FLAG_RUN_RETURNED,
+                            headers: vec![("x-method".into(), Bytes::from(request.method))],
+                            body: request.body,
+                        })
+                    }
                     GatewayMessage::Ping(nonce) => WorkerMessage::Pong(nonce),
-                    GatewayMessage::Swagger(version) => WorkerMessage::SwaggerResult(SwaggerResult {
-                        status: 200,
-                        body: Bytes::from(version),
-                    }),
+                    GatewayMessage::Swagger(version) => {
+                        WorkerMessage::SwaggerResult(SwaggerResult {
+                            status: 200,
+                            body: Bytes::from(version),
+                        })
+                    }
                     GatewayMessage::Shutdown => return,
                 };
                 self.send(reply).await;
@@ -550,7 +577,10 @@ mod tests {
         let result = conn.score(post(b"hello")).await.unwrap();
         assert_eq!(result.body, Bytes::from_static(b"hello"));
         assert!(conn.ping().await.unwrap() < Duration::from_secs(5));
-        assert_eq!(conn.swagger("3").await.unwrap().body, Bytes::from_static(b"3"));
+        assert_eq!(
+            conn.swagger("3").await.unwrap().body,
+            Bytes::from_static(b"3")
+        );
         assert_eq!(conn.in_flight(), 0);
     }
 
@@ -602,14 +632,24 @@ mod tests {
             let conn = conn.clone();
             async move { conn.score(post(b"never answered")).await }
         });
-        assert!(matches!(worker.next().await, Some(GatewayMessage::Score { .. })));
+        assert!(matches!(
+            worker.next().await,
+            Some(GatewayMessage::Score { .. })
+        ));
         drop(worker);
         let err = waiting.await.unwrap().unwrap_err();
         assert!(matches!(err, ConnError::Closed(_)), "{err}");
         conn.closed().await;
         assert!(conn.is_closed());
-        assert!(matches!(conn.score(post(b"late")).await, Err(ConnError::Closed(_))));
-        assert!(conn.closed_reason().unwrap().contains("closed the connection"));
+        assert!(matches!(
+            conn.score(post(b"late")).await,
+            Err(ConnError::Closed(_))
+        ));
+        assert!(
+            conn.closed_reason()
+                .unwrap()
+                .contains("closed the connection")
+        );
     }
 
     #[tokio::test]
@@ -652,7 +692,10 @@ mod tests {
             conn.score(big).await,
             Err(ConnError::RequestTooLarge { max: 1024, .. })
         ));
-        assert_eq!(conn.score(post(b"small")).await.unwrap().body, Bytes::from_static(b"small"));
+        assert_eq!(
+            conn.score(post(b"small")).await.unwrap().body,
+            Bytes::from_static(b"small")
+        );
     }
 
     #[tokio::test]
@@ -677,7 +720,11 @@ mod tests {
             }))
             .await;
         assert!(matches!(waiting.await.unwrap(), Err(ConnError::Closed(_))));
-        assert!(conn.closed_reason().unwrap().contains("exceeds the maximum of 64"));
+        assert!(
+            conn.closed_reason()
+                .unwrap()
+                .contains("exceeds the maximum of 64")
+        );
     }
 
     #[tokio::test]
@@ -693,7 +740,10 @@ mod tests {
         }
         conn.shutdown().unwrap();
         assert!(conn.is_shutting_down());
-        assert!(matches!(conn.score(post(b"late")).await, Err(ConnError::Closed(_))));
+        assert!(matches!(
+            conn.score(post(b"late")).await,
+            Err(ConnError::Closed(_))
+        ));
         let Some(GatewayMessage::Score { seq, request }) = worker.next().await else {
             panic!("no SCORE");
         };
@@ -708,7 +758,10 @@ mod tests {
                 body: request.body,
             }))
             .await;
-        assert_eq!(first.await.unwrap().unwrap().body, Bytes::from_static(b"first"));
+        assert_eq!(
+            first.await.unwrap().unwrap().body,
+            Bytes::from_static(b"first")
+        );
     }
 
     #[tokio::test]
@@ -724,7 +777,10 @@ mod tests {
         let (pending, worker) = connected(DEFAULT_MAX_FRAME).await;
         tokio::spawn(worker.echo_all());
         let conn = pending.into_conn();
-        let body: Bytes = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+        let body: Bytes = (0..8 * 1024 * 1024)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>()
+            .into();
         let request = ScoreRequest {
             method: "POST".into(),
             body: body.clone(),

@@ -1,1 +1,47 @@
-//! Python worker processes: the framed protocol, the client and the supervisor.
+//! Python worker processes for Berth: the framed Unix-socket protocol, the connection client, and
+//! the supervisor that starts, watches and stops one `python -u berth_worker.py` process.
+//!
+//! - [`protocol`]: message types and their encoding (pure, no I/O); spec in `docs/worker-protocol.md`.
+//! - [`client`]: [`WorkerConn`], one pipelined connection (score, ping, swagger, shutdown).
+//! - [`supervisor`]: [`spawn`] a [`Worker`] from a [`WorkerSpec`], [`Worker::shutdown`] it.
+//! - [`logs`]: the captured stdout/stderr tail ([`LogTail`]) with followers.
+//!
+//! The Python shim ([`SHIM_SOURCE`]) is embedded in the binary and written to disk by the supervisor.
+
+pub mod client;
+pub mod logs;
+pub mod protocol;
+pub mod supervisor;
+
+pub use client::{ConnError, PendingConn, WorkerConn};
+pub use logs::{LogLine, LogTail, Stream};
+pub use protocol::{
+    DEFAULT_MAX_FRAME, Headers, Hello, InitFailed, InitOk, InitStage, InputMode, PROTOCOL_VERSION,
+    ProtocolError, ScoreRequest, ScoreResult, SwaggerResult,
+};
+pub use supervisor::{SpawnError, StopError, Stopped, Worker, WorkerSpec, install_shim, spawn};
+
+/// The Python worker shim (stdlib only), run as `python -u berth_worker.py --socket PATH`.
+pub const SHIM_SOURCE: &str = include_str!("../shim/berth_worker.py");
+
+/// File name the supervisor gives the shim in the runtime directory.
+pub const SHIM_FILE_NAME: &str = "berth_worker.py";
+
+/// `SHIM_VERSION` of the embedded shim (reported in HELLO).
+pub const SHIM_VERSION: &str = "1.0.0";
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_shim_matches_the_crate_constants() {
+        assert!(SHIM_SOURCE.contains(&format!("\nSHIM_VERSION = \"{SHIM_VERSION}\"\n")));
+        assert!(SHIM_SOURCE.contains(&format!("\nPROTOCOL_VERSION = {PROTOCOL_VERSION}\n")));
+        assert!(SHIM_SOURCE.contains("\nDEFAULT_MAX_FRAME = (1 << 30) + (64 << 10)\n"));
+        assert_eq!(DEFAULT_MAX_FRAME, (1 << 30) + (64 << 10));
+    }
+}

@@ -82,7 +82,9 @@ impl LogTail {
 
     fn ring(&self) -> MutexGuard<'_, Ring> {
         // A panic while holding this lock cannot leave the ring inconsistent; keep serving it.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Append a line (the supervisor's pumps call this; callers may add their own notes).
@@ -95,7 +97,9 @@ impl LogTail {
         let mut ring = self.ring();
         ring.bytes += line.text.len();
         ring.lines.push_back(line.clone());
-        while ring.lines.len() > ring.max_lines || (ring.bytes > ring.max_bytes && ring.lines.len() > 1) {
+        while ring.lines.len() > ring.max_lines
+            || (ring.bytes > ring.max_bytes && ring.lines.len() > 1)
+        {
             if let Some(old) = ring.lines.pop_front() {
                 ring.bytes -= old.text.len();
             }
@@ -144,7 +148,10 @@ pub async fn pump<R: AsyncRead + Unpin>(reader: R, stream: Stream, tail: LogTail
         let available = match reader.fill_buf().await {
             Ok(available) => available,
             Err(err) => {
-                tail.push(Stream::Stderr, format!("berth: reading the worker's {stream} failed: {err}"));
+                tail.push(
+                    Stream::Stderr,
+                    format!("berth: reading the worker's {stream} failed: {err}"),
+                );
                 break;
             }
         };
@@ -234,7 +241,10 @@ mod tests {
         assert!(lines[3].text.starts_with("xxxx"));
         assert!(lines[3].text.ends_with(TRUNCATED_MARK));
         assert_eq!(lines[3].text.len(), MAX_LINE_BYTES + TRUNCATED_MARK.len());
-        assert_eq!(texts(&lines[4..]), ["bad \u{fffd} utf8", "no newline at end"]);
+        assert_eq!(
+            texts(&lines[4..]),
+            ["bad \u{fffd} utf8", "no newline at end"]
+        );
         assert!(lines.iter().all(|line| line.stream == Stream::Stdout));
     }
 }

@@ -361,7 +361,10 @@ impl EncodedFrame {
 ///
 /// When the header is in but the payload is not, reserves room for the rest so that reading a
 /// large frame does not reallocate repeatedly.
-pub fn split_frame(buf: &mut BytesMut, max_frame: u32) -> Result<Option<(u8, Bytes)>, ProtocolError> {
+pub fn split_frame(
+    buf: &mut BytesMut,
+    max_frame: u32,
+) -> Result<Option<(u8, Bytes)>, ProtocolError> {
     if buf.len() < FRAME_HEADER_LEN {
         return Ok(None);
     }
@@ -479,13 +482,18 @@ pub fn decode_worker(frame_type: u8, payload: Bytes) -> Result<WorkerMessage, Pr
             let init_ms = r.u32("init_ms")?;
             let mode = r.u8("input_mode")?;
             r.finish()?;
-            let input_mode = InputMode::from_u8(mode).ok_or(ProtocolError::InvalidInputMode(mode))?;
-            Ok(WorkerMessage::InitOk(InitOk { init_ms, input_mode }))
+            let input_mode =
+                InputMode::from_u8(mode).ok_or(ProtocolError::InvalidInputMode(mode))?;
+            Ok(WorkerMessage::InitOk(InitOk {
+                init_ms,
+                input_mode,
+            }))
         }
         frame_type::INIT_FAILED => {
             let mut r = Fields::new("INIT_FAILED", payload);
             let stage_byte = r.u8("stage")?;
-            let stage = InitStage::from_u8(stage_byte).ok_or(ProtocolError::InvalidInitStage(stage_byte))?;
+            let stage = InitStage::from_u8(stage_byte)
+                .ok_or(ProtocolError::InvalidInitStage(stage_byte))?;
             // The message is diagnostic text: keep it even if the worker mangled its encoding.
             let message = String::from_utf8_lossy(&r.rest()).into_owned();
             Ok(WorkerMessage::InitFailed(InitFailed { stage, message }))
@@ -511,7 +519,10 @@ pub fn decode_worker(frame_type: u8, payload: Bytes) -> Result<WorkerMessage, Pr
         frame_type::SWAGGER_RESULT => {
             let mut r = Fields::new("SWAGGER_RESULT", payload);
             let status = r.u16("status")?;
-            Ok(WorkerMessage::SwaggerResult(SwaggerResult { status, body: r.rest() }))
+            Ok(WorkerMessage::SwaggerResult(SwaggerResult {
+                status,
+                body: r.rest(),
+            }))
         }
         other => Err(ProtocolError::UnknownFrameType(other)),
     }
@@ -552,7 +563,11 @@ pub fn decode_gateway(frame_type: u8, payload: Bytes) -> Result<GatewayMessage, 
     }
 }
 
-fn with_frame_header(frame_type: u8, payload: BytesMut, extra: usize) -> Result<Bytes, ProtocolError> {
+fn with_frame_header(
+    frame_type: u8,
+    payload: BytesMut,
+    extra: usize,
+) -> Result<Bytes, ProtocolError> {
     let len = 1 + payload.len() + extra;
     let len32 = u32::try_from(len).map_err(|_| ProtocolError::FieldTooLong {
         field: "frame",
@@ -698,7 +713,10 @@ mod tests {
             request_id: "req-1".into(),
             query: Bytes::from_static(b"a=1&b=%20"),
             headers: vec![
-                ("content-type".into(), Bytes::from_static(b"application/json")),
+                (
+                    "content-type".into(),
+                    Bytes::from_static(b"application/json"),
+                ),
                 ("x-custom".into(), Bytes::from_static(b"\xff\x00raw")),
                 ("x-custom".into(), Bytes::new()),
             ],
@@ -727,7 +745,10 @@ mod tests {
                 status: 503,
                 exec_us: 77,
                 flags: FLAG_RUN_FAILED | FLAG_RUN_RETURNED,
-                headers: vec![("x-multi".into(), Bytes::from_static(b"a")), ("x-multi".into(), Bytes::from_static(b"b"))],
+                headers: vec![
+                    ("x-multi".into(), Bytes::from_static(b"a")),
+                    ("x-multi".into(), Bytes::from_static(b"b")),
+                ],
                 body: Bytes::from_static(b"{}"),
             }),
             WorkerMessage::ScoreResult(ScoreResult {
@@ -832,11 +853,18 @@ mod tests {
         let wire = encode_worker(&WorkerMessage::Pong(5)).unwrap();
         let mut buf = BytesMut::new();
         for (i, byte) in wire.iter().enumerate() {
-            assert_eq!(split_frame(&mut buf, DEFAULT_MAX_FRAME).unwrap(), None, "after {i} bytes");
+            assert_eq!(
+                split_frame(&mut buf, DEFAULT_MAX_FRAME).unwrap(),
+                None,
+                "after {i} bytes"
+            );
             buf.put_u8(*byte);
         }
         let (kind, payload) = split_frame(&mut buf, DEFAULT_MAX_FRAME).unwrap().unwrap();
-        assert_eq!(decode_worker(kind, payload).unwrap(), WorkerMessage::Pong(5));
+        assert_eq!(
+            decode_worker(kind, payload).unwrap(),
+            WorkerMessage::Pong(5)
+        );
     }
 
     #[test]
@@ -845,7 +873,10 @@ mod tests {
         buf.extend_from_slice(&encode_worker(&WorkerMessage::Pong(1)).unwrap());
         buf.extend_from_slice(&encode_worker(&WorkerMessage::Pong(2)).unwrap()[..7]);
         let (_, first) = split_frame(&mut buf, DEFAULT_MAX_FRAME).unwrap().unwrap();
-        assert_eq!(decode_worker(frame_type::PONG, first).unwrap(), WorkerMessage::Pong(1));
+        assert_eq!(
+            decode_worker(frame_type::PONG, first).unwrap(),
+            WorkerMessage::Pong(1)
+        );
         assert_eq!(buf.len(), 7);
         assert_eq!(split_frame(&mut buf, DEFAULT_MAX_FRAME).unwrap(), None);
     }
@@ -855,7 +886,10 @@ mod tests {
         let mut buf = BytesMut::from(&b"\x00\x00\x04\x01\x10"[..]);
         assert_eq!(
             split_frame(&mut buf, 1024),
-            Err(ProtocolError::FrameTooLarge { len: 1025, max: 1024 })
+            Err(ProtocolError::FrameTooLarge {
+                len: 1025,
+                max: 1024
+            })
         );
         let mut buf = BytesMut::from(&b"\x00\x00\x00\x00\x10"[..]);
         assert_eq!(split_frame(&mut buf, 1024), Err(ProtocolError::EmptyFrame));
@@ -889,7 +923,10 @@ mod tests {
         .head;
         let payload = wire.slice(5..);
         for cut in 0..payload.len() {
-            assert!(decode_gateway(frame_type::SCORE, payload.slice(..cut)).is_err(), "SCORE cut at {cut}");
+            assert!(
+                decode_gateway(frame_type::SCORE, payload.slice(..cut)).is_err(),
+                "SCORE cut at {cut}"
+            );
         }
     }
 
@@ -897,7 +934,10 @@ mod tests {
     fn malformed_payloads_name_the_problem() {
         assert_eq!(
             decode_worker(frame_type::PONG, Bytes::from_static(&[0; 9])),
-            Err(ProtocolError::TrailingBytes { frame: "PONG", extra: 1 })
+            Err(ProtocolError::TrailingBytes {
+                frame: "PONG",
+                extra: 1
+            })
         );
         assert_eq!(
             decode_worker(frame_type::INIT_OK, Bytes::from_static(&[0, 0, 0, 1, 9])),
@@ -917,7 +957,10 @@ mod tests {
         );
         assert_eq!(
             decode_gateway(frame_type::SHUTDOWN, Bytes::from_static(b"x")),
-            Err(ProtocolError::TrailingBytes { frame: "SHUTDOWN", extra: 1 })
+            Err(ProtocolError::TrailingBytes {
+                frame: "SHUTDOWN",
+                extra: 1
+            })
         );
         let bad_utf8 = Bytes::from_static(b"\x00\x01\x00\x00\x00\x01\x00\x01\xff\x00\x00");
         assert_eq!(
@@ -939,7 +982,11 @@ mod tests {
 
     #[test]
     fn init_failed_message_survives_bad_utf8() {
-        let decoded = decode_worker(frame_type::INIT_FAILED, Bytes::from_static(b"\x02bad \xff byte")).unwrap();
+        let decoded = decode_worker(
+            frame_type::INIT_FAILED,
+            Bytes::from_static(b"\x02bad \xff byte"),
+        )
+        .unwrap();
         let WorkerMessage::InitFailed(failed) = decoded else {
             panic!("not INIT_FAILED: {decoded:?}");
         };
@@ -959,7 +1006,10 @@ mod tests {
         };
         assert!(matches!(
             encode_gateway(&message),
-            Err(ProtocolError::FieldTooLong { field: "request_id", .. })
+            Err(ProtocolError::FieldTooLong {
+                field: "request_id",
+                ..
+            })
         ));
         let headers = vec![("a".to_string(), Bytes::new()); 70_000];
         let message = GatewayMessage::Score {
@@ -971,7 +1021,10 @@ mod tests {
         };
         assert!(matches!(
             encode_gateway(&message),
-            Err(ProtocolError::FieldTooLong { field: "headers", .. })
+            Err(ProtocolError::FieldTooLong {
+                field: "headers",
+                ..
+            })
         ));
     }
 
@@ -994,7 +1047,11 @@ mod tests {
 
     #[test]
     fn wire_bytes_of_modes_and_stages() {
-        for mode in [InputMode::Raw, InputMode::InferenceSchema, InputMode::RawHttp] {
+        for mode in [
+            InputMode::Raw,
+            InputMode::InferenceSchema,
+            InputMode::RawHttp,
+        ] {
             assert_eq!(InputMode::from_u8(mode.to_u8()), Some(mode));
         }
         for stage in [InitStage::LoadScript, InitStage::Contract, InitStage::Init] {

@@ -9,5 +9,7 @@ mod harness;
 mod auth;
 mod cli;
 mod lifecycle;
+mod environments;
 mod registry;
+mod snapshots;
 mod uploads;
