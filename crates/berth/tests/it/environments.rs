@@ -40,7 +40,10 @@ async fn build(server: &TestServer, name: &str, version: u64) -> Value {
         if state == "Succeeded" || state == "Failed" {
             return env;
         }
-        assert!(tokio::time::Instant::now() < deadline, "build did not end: {env}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "build did not end: {env}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -71,7 +74,11 @@ print(out)
         .arg(dir)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
@@ -125,7 +132,10 @@ async fn a_local_wheel_installs_without_network_and_the_build_is_shared() {
     assert_eq!(status, 201);
     assert_eq!(changed["environment"]["version"], 2);
     assert_eq!(changed["environment"]["build"]["state"], "Succeeded");
-    assert_eq!(changed["environment"]["build"]["pythonPath"], python.as_str());
+    assert_eq!(
+        changed["environment"]["build"]["pythonPath"],
+        python.as_str()
+    );
     assert_eq!(server.log().matches("building environment").count(), 1);
 }
 
@@ -139,8 +149,16 @@ async fn concurrent_builds_of_one_spec_build_once_and_empty_specs_need_no_networ
     let (a, b) = tokio::join!(build(&server, "plain-a", 1), build(&server, "plain-b", 1));
     assert_eq!(a["build"]["state"], "Succeeded", "{a}");
     assert_eq!(a["build"]["pythonPath"], b["build"]["pythonPath"]);
-    assert_eq!(a["build"]["installer"], "venv", "no packages: no pip, no network");
-    assert_eq!(server.log().matches("building environment").count(), 1, "{}", server.log());
+    assert_eq!(
+        a["build"]["installer"], "venv",
+        "no packages: no pip, no network"
+    );
+    assert_eq!(
+        server.log().matches("building environment").count(),
+        1,
+        "{}",
+        server.log()
+    );
 }
 
 #[tokio::test]
@@ -153,28 +171,51 @@ async fn a_failed_build_carries_pip_output_and_the_next_attempt_builds_again() {
     .await;
     let env = build(&server, "broken", 1).await;
     assert_eq!(env["build"]["state"], "Failed");
-    assert!(env["build"]["error"].as_str().unwrap().contains("install the requirements"));
+    assert!(
+        env["build"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("install the requirements")
+    );
     let tail = env["build"]["logTail"].to_string();
     assert!(tail.contains("berth-missing-package"), "{tail}");
     let log_path = env["build"]["logPath"].as_str().unwrap();
-    assert!(std::fs::read_to_string(log_path).unwrap().contains("No matching distribution"));
+    assert!(
+        std::fs::read_to_string(log_path)
+            .unwrap()
+            .contains("No matching distribution")
+    );
     let again = build(&server, "broken", 1).await;
     assert_eq!(again["build"]["state"], "Failed");
-    assert_eq!(server.log().matches("building environment").count(), 2, "failed builds are never reused");
+    assert_eq!(
+        server.log().matches("building environment").count(),
+        2,
+        "failed builds are never reused"
+    );
 }
 
 #[tokio::test]
 async fn conda_and_azure_specs_are_normalised_and_invalid_ones_list_every_problem() {
     let server = TestServer::start().await;
     let conda = "name: project_environment\nchannels: [conda-forge]\ndependencies:\n  - python=3.11\n  - numpy=1.26\n  - pip:\n    - azureml-defaults\n    - joblib\n";
-    let (status, answer) = register(&server, json!({"name": "conda-env", "condaFile": conda})).await;
+    let (status, answer) =
+        register(&server, json!({"name": "conda-env", "condaFile": conda})).await;
     assert_eq!(status, 201, "{answer}");
     let env = &answer["environment"];
     assert_eq!(env["spec"]["pythonVersion"], "3.11");
-    assert_eq!(env["spec"]["requirements"], json!(["numpy==1.26.*", "joblib"]));
+    assert_eq!(
+        env["spec"]["requirements"],
+        json!(["numpy==1.26.*", "joblib"])
+    );
     let warnings = env["warnings"].to_string();
-    assert!(warnings.contains("installed with pip as `numpy==1.26.*`"), "{warnings}");
-    assert!(warnings.contains("azureml-defaults` is skipped"), "{warnings}");
+    assert!(
+        warnings.contains("installed with pip as `numpy==1.26.*`"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("azureml-defaults` is skipped"),
+        "{warnings}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("myenv.yml"), conda).unwrap();
@@ -194,16 +235,38 @@ async fn conda_and_azure_specs_are_normalised_and_invalid_ones_list_every_proble
     .unwrap();
     let out = server
         .cli(dir.path())
-        .args(["environment", "register", "-n", "from-azure", "-f", "azureml_environment.json", "-o", "json"])
+        .args([
+            "environment",
+            "register",
+            "-n",
+            "from-azure",
+            "-f",
+            "azureml_environment.json",
+            "-o",
+            "json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let env: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(env["spec"]["pythonVersion"], "3.11");
-    assert_eq!(env["spec"]["environmentVariables"]["EXAMPLE_ENV_VAR"], "EXAMPLE_VALUE");
-    assert_eq!(env["spec"]["requirements"], json!(["numpy==1.26.*", "joblib"]));
+    assert_eq!(
+        env["spec"]["environmentVariables"]["EXAMPLE_ENV_VAR"],
+        "EXAMPLE_VALUE"
+    );
+    assert_eq!(
+        env["spec"]["requirements"],
+        json!(["numpy==1.26.*", "joblib"])
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("warning: the Azure environment JSON names `sklearn`"), "{stderr}");
+    assert!(
+        stderr.contains("warning: the Azure environment JSON names `sklearn`"),
+        "{stderr}"
+    );
 
     let answer = register(
         &server,
@@ -216,7 +279,12 @@ async fn conda_and_azure_specs_are_normalised_and_invalid_ones_list_every_proble
         assert!(details.contains(needle), "{needle}: {details}");
     }
     let typo = register(&server, json!({"name": "x", "pipRequirement": "numpy"})).await;
-    assert_error(&typo, 400, "invalid_argument", "unknown field `pipRequirement`");
+    assert_error(
+        &typo,
+        400,
+        "invalid_argument",
+        "unknown field `pipRequirement`",
+    );
     assert_error(
         &server.get_json("/v1/environments/nope/versions/1").await,
         404,

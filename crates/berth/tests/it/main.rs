@@ -8,8 +8,8 @@ mod harness;
 
 mod auth;
 mod cli;
-mod lifecycle;
 mod environments;
+mod lifecycle;
 mod registry;
 mod snapshots;
 mod uploads;

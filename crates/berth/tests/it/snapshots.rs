@@ -21,7 +21,10 @@ async fn upload(server: &TestServer, tar: Vec<u8>) -> (u16, serde_json::Value) {
 #[tokio::test]
 async fn snapshots_are_stored_by_digest_and_uploaded_once() {
     let server = TestServer::start().await;
-    let tar = tar_of(&[("score.py", b"def init(): pass\n"), ("helpers/util.py", b"X = 1\n")]);
+    let tar = tar_of(&[
+        ("score.py", b"def init(): pass\n"),
+        ("helpers/util.py", b"X = 1\n"),
+    ]);
     let (status, first) = upload(&server, tar.clone()).await;
     assert_eq!(status, 201, "{first}");
     let id = first["id"].as_str().unwrap().to_owned();
@@ -59,13 +62,24 @@ async fn snapshots_are_stored_by_digest_and_uploaded_once() {
 #[tokio::test]
 async fn unsafe_snapshots_and_snapshots_over_the_limits_are_refused() {
     let server =
-        TestServer::start_with(&["--max-snapshot-files", "2", "--max-snapshot-bytes", "5000"]).await;
+        TestServer::start_with(&["--max-snapshot-files", "2", "--max-snapshot-bytes", "5000"])
+            .await;
     let answer = upload(&server, tar_of(&[("a", b"1"), ("b", b"2"), ("c", b"3")])).await;
     assert_error(&answer, 400, "invalid_argument", "more than 2 files");
-    assert!(answer.1["message"].as_str().unwrap().contains("--max-snapshot-files"));
+    assert!(
+        answer.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-snapshot-files")
+    );
     let answer = upload(&server, tar_of(&[("big", &[0u8; 6000])])).await;
     assert_error(&answer, 413, "payload_too_large", "5000 bytes");
-    assert!(answer.1["hint"].as_str().unwrap().contains("--max-snapshot-bytes"));
+    assert!(
+        answer.1["hint"]
+            .as_str()
+            .unwrap()
+            .contains("--max-snapshot-bytes")
+    );
 
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
@@ -85,6 +99,11 @@ async fn unsafe_snapshots_and_snapshots_over_the_limits_are_refused() {
             .unwrap(),
     )
     .await;
-    assert_error(&wrong_type, 415, "unsupported_media_type", "application/x-tar");
+    assert_error(
+        &wrong_type,
+        415,
+        "unsupported_media_type",
+        "application/x-tar",
+    );
     assert_eq!(server.blob_count(), 0, "refused uploads leave no blobs");
 }
