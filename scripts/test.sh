@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Interpreter with inference-schema + numpy so the schema conformance cases run in Rust and Python.
+BERTH_TEST_PYTHON="$(bash scripts/schema-python.sh)"
+export BERTH_TEST_PYTHON
+
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast "$@"
     cargo test --doc --workspace --locked

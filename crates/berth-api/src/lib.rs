@@ -5,13 +5,16 @@
 //! codes, and the naming rules both sides check. This crate has no I/O and no async:
 //! the CLI and the SDK can do only what these types allow.
 
+pub mod deployment;
 pub mod environment;
 pub mod error;
 pub mod model;
 pub mod names;
+pub mod service;
 pub mod snapshot;
 pub mod workspace;
 
+pub use deployment::{ComputeType, DeploymentSettings};
 pub use environment::{
     BuildState, Environment, EnvironmentBuild, EnvironmentList, EnvironmentSpec,
     RegisterEnvironmentRequest, RegisterEnvironmentResponse,
@@ -19,6 +22,11 @@ pub use environment::{
 pub use error::{ErrorBody, ErrorCode};
 pub use model::{
     Model, ModelFile, ModelKind, ModelList, ModelUsage, RegisterModelMetadata, UpdateModelRequest,
+};
+pub use service::{
+    CreateServiceRequest, InferenceConfigRequest, InferenceSpec, Operation, OperationAccepted,
+    OperationError, OperationEvent, OperationState, OperationType, Service, ServiceKeys,
+    ServiceList, ServiceLogs, ServiceSpec, ServiceState,
 };
 pub use snapshot::Snapshot;
 pub use workspace::{ClientConfig, WorkspaceInfo};

@@ -24,6 +24,27 @@ pub fn check_model_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The service-name rule, stated as users read it in errors.
+pub const SERVICE_NAME_RULE: &str = "3 to 32 characters: lowercase letters, digits and '-', starting with a letter and not ending with '-'";
+
+/// Checks a service name: `^[a-z]([-a-z0-9]*[a-z0-9])?$`, 3 to 32 characters.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let valid = (3..=32).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.last() != Some(&b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "service name `{name}` is invalid: a service name has {SERVICE_NAME_RULE}"
+        ))
+    }
+}
+
 /// A model reference as users write it: `name:version`, or `name` for the latest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRef {
@@ -100,6 +121,16 @@ mod tests {
         ] {
             let err = check_model_name(bad).expect_err(bad);
             assert!(err.contains("starting with a letter or digit"), "{err}");
+        }
+    }
+
+    #[test]
+    fn service_names_follow_the_reference_rule() {
+        for good in ["abc", "my-svc-1", &"a".repeat(32)] {
+            assert!(check_service_name(good).is_ok(), "{good}");
+        }
+        for bad in ["ab", "1abc", "Abc", "abc-", "a_bc", &"a".repeat(33)] {
+            assert!(check_service_name(bad).is_err(), "{bad}");
         }
     }
 

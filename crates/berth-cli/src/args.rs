@@ -52,9 +52,83 @@ pub enum ClientCommand {
     /// Register, list, show and build environments
     #[command(subcommand, visible_alias = "env")]
     Environment(EnvironmentCommand),
+    /// Show, follow, score and delete services
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Show the workspace the CLI talks to
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+}
+
+/// `-n SERVICE`.
+#[derive(Debug, Args)]
+pub struct ServiceName {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+}
+
+/// `berth service ...`
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// List services
+    List,
+    /// Show a service: state, serving revision, scoring URI, settings
+    Show(ServiceName),
+    /// Print the replicas' output
+    Logs(LogsArgs),
+    /// Follow the running (or last) operation until it ends
+    Wait(ServiceName),
+    /// Send a scoring request
+    Run(RunArgs),
+    /// Show the scoring keys
+    Keys(ServiceName),
+    /// Delete a service (drains and stops its replicas)
+    Delete(DeleteServiceArgs),
+}
+
+/// `berth service logs`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Lines to print
+    #[arg(
+        short = 'l',
+        long = "tail",
+        visible_alias = "num-lines",
+        default_value_t = 5000
+    )]
+    pub tail: usize,
+    /// The output of the last failed start (init) instead
+    #[arg(short = 'i', long)]
+    pub init: bool,
+    /// Keep printing new lines
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// `berth service run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Input: JSON text, or `@file`
+    #[arg(short = 'd', long = "input-data", value_name = "JSON|@FILE")]
+    pub data: String,
+}
+
+/// `berth service delete`
+#[derive(Debug, Args)]
+pub struct DeleteServiceArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Return once the delete is accepted
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// `berth environment ...`
@@ -146,6 +220,63 @@ pub enum ModelCommand {
     Update(UpdateArgs),
     /// Delete a model version no service uses
     Delete(IdArg),
+    /// Deploy models as a new scoring service
+    Deploy(DeployArgs),
+}
+
+/// `berth model deploy`
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Service name (3-32: lowercase letters, digits, '-')
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Model `name:version` (or `name:latest`); repeatable
+    #[arg(short = 'm', long = "model", value_name = "NAME:VERSION")]
+    pub models: Vec<String>,
+    /// Model metadata file written by `model register -t`; repeatable
+    #[arg(short = 'f', long = "model-metadata-file", value_name = "FILE")]
+    pub model_metadata_files: Vec<PathBuf>,
+    /// inferenceconfig.json (entryScript, sourceDirectory, environment)
+    #[arg(
+        long = "ic",
+        visible_alias = "inference-config-file",
+        value_name = "FILE"
+    )]
+    pub inference_config: Option<PathBuf>,
+    /// deploymentconfig.json (computeType, replicas, resources, auth, timeouts, ...)
+    #[arg(long = "dc", visible_alias = "deploy-config-file", value_name = "FILE")]
+    pub deploy_config: Option<PathBuf>,
+    /// Entry script (instead of --ic)
+    #[arg(long = "es", visible_alias = "entry-script", value_name = "FILE")]
+    pub entry_script: Option<String>,
+    /// Source directory (instead of --ic)
+    #[arg(long = "sd", visible_alias = "source-directory", value_name = "DIR")]
+    pub source_directory: Option<PathBuf>,
+    /// Registered environment name (instead of --ic's environment)
+    #[arg(short = 'e', long = "environment-name")]
+    pub environment_name: Option<String>,
+    /// Registered environment version [default: latest]
+    #[arg(
+        long = "ev",
+        visible_alias = "environment-version",
+        requires = "environment_name"
+    )]
+    pub environment_version: Option<u32>,
+    /// Service description
+    #[arg(short = 'd', long)]
+    pub description: Option<String>,
+    /// Tag `key=value` (repeatable)
+    #[arg(long = "tag", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub tags: Vec<(String, String)>,
+    /// Property `key=value` (repeatable)
+    #[arg(long = "property", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub properties: Vec<(String, String)>,
+    /// Replace an existing service of this name (rolls it to a new revision)
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Return once the deployment is accepted
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// `berth model register`

@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use berth_api::{
-    Environment, EnvironmentList, ErrorBody, Model, ModelList, RegisterEnvironmentRequest,
-    RegisterEnvironmentResponse, RegisterModelMetadata, Snapshot, UpdateModelRequest,
-    WorkspaceInfo,
+    CreateServiceRequest, Environment, EnvironmentList, ErrorBody, Model, ModelList, Operation,
+    OperationAccepted, RegisterEnvironmentRequest, RegisterEnvironmentResponse,
+    RegisterModelMetadata, Service, ServiceKeys, ServiceList, ServiceLogs, Snapshot,
+    UpdateModelRequest, WorkspaceInfo,
 };
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -220,6 +221,115 @@ impl Client {
                 .body(body),
         )
         .await
+    }
+
+    /// `POST /v1/services`.
+    pub async fn create_service(
+        &self,
+        request: &CreateServiceRequest,
+    ) -> Result<OperationAccepted> {
+        self.json(self.request(Method::POST, "/v1/services").json(request))
+            .await
+    }
+
+    /// `GET /v1/services/{name}`.
+    pub async fn service(&self, name: &str) -> Result<Service> {
+        self.json(self.request(Method::GET, &format!("/v1/services/{}", segment(name))))
+            .await
+    }
+
+    /// `GET /v1/services`.
+    pub async fn list_services(&self) -> Result<ServiceList> {
+        self.json(self.request(Method::GET, "/v1/services")).await
+    }
+
+    /// `DELETE /v1/services/{name}`.
+    pub async fn delete_service(&self, name: &str) -> Result<OperationAccepted> {
+        self.json(self.request(Method::DELETE, &format!("/v1/services/{}", segment(name))))
+            .await
+    }
+
+    /// `GET /v1/services/{name}/keys`.
+    pub async fn service_keys(&self, name: &str) -> Result<ServiceKeys> {
+        self.json(self.request(Method::GET, &format!("/v1/services/{}/keys", segment(name))))
+            .await
+    }
+
+    /// `GET /v1/services/{name}/logs`.
+    pub async fn service_logs(&self, name: &str, tail: usize, init: bool) -> Result<ServiceLogs> {
+        let path = format!("/v1/services/{}/logs", segment(name));
+        self.json(
+            self.request(Method::GET, &path)
+                .query(&[("tail", tail.to_string()), ("init", init.to_string())]),
+        )
+        .await
+    }
+
+    /// Streams `GET /v1/services/{name}/logs?follow=true` to stdout until it ends.
+    pub async fn follow_service_logs(&self, name: &str, tail: usize) -> Result<()> {
+        use std::io::Write;
+        let path = format!("/v1/services/{}/logs", segment(name));
+        let response = self
+            .send(
+                self.request(Method::GET, &path)
+                    .query(&[("tail", tail.to_string()), ("follow", "true".into())]),
+            )
+            .await?;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| ClientError::Unreachable {
+                endpoint: self.workspace.endpoint.clone(),
+                source,
+            })?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&chunk)
+                .and_then(|()| out.flush())
+                .map_err(local("write", Path::new("stdout")))?;
+        }
+        Ok(())
+    }
+
+    /// `GET /v1/operations/{id}?offset=N`.
+    pub async fn operation(&self, id: &str, offset: u64) -> Result<Operation> {
+        self.json(
+            self.request(Method::GET, &format!("/v1/operations/{}", segment(id)))
+                .query(&[("offset", offset.to_string())]),
+        )
+        .await
+    }
+
+    /// Sends a scoring request; returns status, headers and body.
+    pub async fn score(
+        &self,
+        uri: &str,
+        key: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, bytes::Bytes)> {
+        let mut request = self
+            .http
+            .post(uri)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                endpoint: uri.to_owned(),
+                source,
+            })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                endpoint: uri.to_owned(),
+                source,
+            })?;
+        Ok((status, headers, bytes))
     }
 
     /// `GET /v1/workspace`.

@@ -24,6 +24,7 @@ pub async fn run(command: ClientCommand, global: GlobalArgs) -> anyhow::Result<(
     match command {
         ClientCommand::Model(cmd) => commands::model::run(*cmd, &global).await,
         ClientCommand::Environment(cmd) => commands::environment::run(cmd, &global).await,
+        ClientCommand::Service(cmd) => commands::service::run(cmd, &global).await,
         ClientCommand::Workspace(cmd) => commands::workspace::run(cmd, &global).await,
     }
 }

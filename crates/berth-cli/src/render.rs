@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use berth_api::{Environment, Model};
+use berth_api::{Environment, Model, Service};
 use comfy_table::{Table, presets};
 use serde::Serialize;
 
@@ -198,6 +198,104 @@ pub fn environment(e: &Environment, format: OutputFormat) -> anyhow::Result<()> 
     ];
     for (k, v) in rows {
         if !v.is_empty() || matches!(k, "id" | "build") {
+            t.add_row(vec![k.to_owned(), v]);
+        }
+    }
+    line(&t.to_string())
+}
+
+/// Prints services as a table or JSON.
+pub fn services(list: &[Service], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return json(&list);
+    }
+    let mut t = table(&[
+        "NAME",
+        "STATE",
+        "REVISION",
+        "REPLICAS",
+        "MODELS",
+        "SCORING URI",
+    ]);
+    for s in list {
+        t.add_row(vec![
+            s.name.clone(),
+            format!("{:?}", s.state),
+            s.serving_revision
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+            format!(
+                "{}/{}",
+                s.deployment_status.available_replicas, s.deployment_status.desired_replicas
+            ),
+            s.models.join(", "),
+            s.scoring_uri.clone().unwrap_or_default(),
+        ]);
+    }
+    line(&t.to_string())
+}
+
+/// Prints one service.
+pub fn service(s: &Service, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return json(s);
+    }
+    let mut t = table(&["FIELD", "VALUE"]);
+    let d = &s.settings;
+    let rows = [
+        ("name", s.name.clone()),
+        ("state", format!("{:?}", s.state)),
+        (
+            "serving revision",
+            s.serving_revision
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "none".into()),
+        ),
+        ("latest revision", s.latest_revision.to_string()),
+        (
+            "replicas",
+            format!(
+                "{} ready of {}",
+                s.deployment_status.available_replicas, s.deployment_status.desired_replicas
+            ),
+        ),
+        ("models", s.models.join(", ")),
+        ("environment", s.environment.clone()),
+        ("entry script", s.entry_script.clone()),
+        ("scoring uri", s.scoring_uri.clone().unwrap_or_default()),
+        ("swagger uri", s.swagger_uri.clone().unwrap_or_default()),
+        ("compute type", format!("{:?}", d.compute_type)),
+        (
+            "auth",
+            if d.auth_enabled {
+                "key".into()
+            } else if d.token_auth_enabled {
+                "token".into()
+            } else {
+                "none".into()
+            },
+        ),
+        ("scoring timeout", format!("{} ms", d.scoring_timeout_ms)),
+        (
+            "queue",
+            format!(
+                "{} per replica, wait {} ms",
+                d.max_concurrent_requests_per_container, d.max_queue_wait_ms
+            ),
+        ),
+        ("description", s.description.clone().unwrap_or_default()),
+        ("tags", key_values(&s.tags)),
+        ("operation", s.operation_id.clone().unwrap_or_default()),
+        (
+            "error",
+            s.error
+                .as_ref()
+                .map(|e| format!("{} at `{}`: {}", e.code, e.step, e.message))
+                .unwrap_or_default(),
+        ),
+    ];
+    for (k, v) in rows {
+        if !v.is_empty() {
             t.add_row(vec![k.to_owned(), v]);
         }
     }

@@ -62,6 +62,10 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_MAX_SNAPSHOT_FILES, default_value_t = DEFAULT_MAX_SNAPSHOT_FILES)]
     pub max_snapshot_files: u64,
 
+    /// Largest scoring request body accepted, in bytes (larger ones get 413)
+    #[arg(long, env = env::BERTH_MAX_REQUEST_BYTES, default_value_t = 100 << 20)]
+    pub max_request_bytes: u64,
+
     /// Log filter (`info`, `berth_server=debug`, ...)
     #[arg(long, env = env::BERTH_LOG, default_value = "info")]
     pub log: String,
@@ -97,6 +101,8 @@ pub struct ServerConfig {
     pub max_snapshot_bytes: u64,
     /// Snapshot limit in files.
     pub max_snapshot_files: u64,
+    /// Scoring body limit.
+    pub max_request_bytes: u64,
 }
 
 /// A setting that cannot be used.
@@ -168,6 +174,7 @@ impl ServerArgs {
             env_build_timeout: std::time::Duration::from_secs(self.env_build_timeout_secs.max(1)),
             max_snapshot_bytes: self.max_snapshot_bytes.max(1),
             max_snapshot_files: self.max_snapshot_files.max(1),
+            max_request_bytes: self.max_request_bytes.max(1),
         })
     }
 }

@@ -27,3 +27,5 @@ pub const BERTH_ENV_BUILD_TIMEOUT_SECS: &str = "BERTH_ENV_BUILD_TIMEOUT_SECS";
 pub const BERTH_MAX_SNAPSHOT_BYTES: &str = "BERTH_MAX_SNAPSHOT_BYTES";
 /// Largest number of files in a source snapshot (`--max-snapshot-files`).
 pub const BERTH_MAX_SNAPSHOT_FILES: &str = "BERTH_MAX_SNAPSHOT_FILES";
+/// Largest scoring request body in bytes (`--max-request-bytes`).
+pub const BERTH_MAX_REQUEST_BYTES: &str = "BERTH_MAX_REQUEST_BYTES";

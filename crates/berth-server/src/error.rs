@@ -26,6 +26,14 @@ pub enum ApiError {
         /// What to do.
         hint: String,
     },
+    /// The change conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
     /// Upload over the limit.
     #[error("the upload is larger than this server's limit of {limit} bytes")]
     PayloadTooLarge {
@@ -76,6 +84,11 @@ impl ApiError {
             Self::PreconditionFailed { hint, .. } => (
                 StatusCode::PRECONDITION_FAILED,
                 ErrorCode::PreconditionFailed,
+                Some(hint.clone()),
+            ),
+            Self::Conflict { hint, .. } => (
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
                 Some(hint.clone()),
             ),
             Self::PayloadTooLarge { flag, .. } => (
@@ -169,6 +182,23 @@ impl From<StoreError> for ApiError {
             StoreError::SnapshotNotFound(id) => {
                 Self::NotFound(format!("snapshot `{id}` not found"))
             }
+            StoreError::ServiceNotFound(name) => Self::NotFound(format!(
+                "service `{name}` not found; `berth service list` shows the services"
+            )),
+            StoreError::OperationNotFound(id) => Self::NotFound(format!("operation `{id}` not found")),
+            StoreError::RevisionNotFound { service, revision } => Self::NotFound(format!(
+                "revision {revision} of service `{service}` not found"
+            )),
+            StoreError::ServiceExists(name) => Self::Conflict {
+                message: format!("service `{name}` exists already"),
+                hint: "pick another name, or pass `overwrite` (`--overwrite`) to roll it to a new revision".into(),
+            },
+            StoreError::OperationInProgress { service, operation, kind } => Self::Conflict {
+                message: format!(
+                    "service `{service}` has operation `{operation}` ({kind}) in progress; one change at a time"
+                ),
+                hint: format!("wait for it (`berth service wait -n {service}`), then send the change again"),
+            },
             StoreError::Invalid(problems) => Self::Invalid(problems),
             other => Self::internal(&other),
         }
@@ -191,6 +221,13 @@ mod tests {
             (ApiError::Unauthenticated("x".into()), 401),
             (ApiError::invalid("x"), 400),
             (ApiError::NotFound("x".into()), 404),
+            (
+                ApiError::Conflict {
+                    message: "x".into(),
+                    hint: "y".into(),
+                },
+                409,
+            ),
             (
                 ApiError::PreconditionFailed {
                     message: "x".into(),

@@ -20,10 +20,13 @@ pub mod api;
 pub mod archive;
 pub mod blobs;
 pub mod config;
+pub mod deploy_config;
 pub mod env;
 pub mod envs;
 pub mod error;
+pub mod gateway;
 pub mod health;
+pub mod runtime;
 pub mod shutdown;
 pub mod store;
 pub mod workspace_files;
@@ -115,15 +118,33 @@ pub async fn run(
             tracing::warn!(error = %e, "the default Python does not run; environments without `--python` will fail to build")
         }
     }
+    let config = Arc::new(config);
+    let table = Arc::new(gateway::RouteTable::default());
+    let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
+        store: store.clone(),
+        services: store.clone(),
+        blobs: blobs.clone(),
+        envs: envs.clone(),
+        table: table.clone(),
+        config: config.clone(),
+    });
+    runtime.restore().await;
     let state = api::AppState {
-        store,
+        store: store.clone(),
+        services: store,
         blobs,
-        config: Arc::new(config),
+        config: config.clone(),
         token: token.into(),
         ready: ready.clone(),
         envs,
+        runtime: runtime.clone(),
+        endpoint: endpoint.clone().into(),
     };
     let app = api::router(state)
+        .merge(gateway::router(gateway::GatewayState {
+            table,
+            max_body: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
+        }))
         .merge(health::router(ready.clone()))
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
@@ -150,6 +171,7 @@ pub async fn run(
         result = serve => result.map_err(ServerError::Serve)?,
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; stopping with requests still in flight"),
     }
+    runtime.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -34,6 +34,9 @@ pub const SHIM_VERSION: &str = "1.0.0";
 pub(crate) mod testing;
 
 #[cfg(test)]
+mod conformance_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -1,7 +1,9 @@
 //! One module per command group.
 
+pub mod deploy;
 pub mod environment;
 pub mod model;
+pub mod service;
 pub mod workspace;
 
 use crate::args::{GlobalArgs, UsageError};

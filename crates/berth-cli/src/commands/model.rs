@@ -29,6 +29,7 @@ pub async fn run(command: ModelCommand, global: &GlobalArgs) -> anyhow::Result<(
             render::model(&model, global.output)
         }
         ModelCommand::Download(args) => download(&client, args).await,
+        ModelCommand::Deploy(args) => super::deploy::deploy(&client, args, global.output).await,
         ModelCommand::Update(args) => update(&client, args, global.output).await,
         ModelCommand::Delete(IdArg { id }) => {
             let (name, version) = exact(&id)?;

@@ -8,7 +8,9 @@ mod auth;
 mod environments;
 mod json;
 mod models;
+mod operations;
 mod query;
+pub mod services;
 mod snapshots;
 mod upload;
 mod workspace;
@@ -27,7 +29,8 @@ pub use json::ApiJson;
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
-use crate::store::Store;
+use crate::runtime::Runtime;
+use crate::store::{ServiceStore, Store};
 
 /// What every route can reach.
 #[derive(Clone)]
@@ -44,6 +47,12 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Environment builds.
     pub envs: Arc<EnvBuilder>,
+    /// Services, revisions, operations.
+    pub services: Arc<dyn ServiceStore>,
+    /// The local compute target.
+    pub runtime: Arc<Runtime>,
+    /// Base URL clients reach this server at.
+    pub endpoint: Arc<str>,
 }
 
 #[derive(OpenApi)]
@@ -58,6 +67,7 @@ pub struct AppState {
         (name = "models", description = "The model registry"),
         (name = "environments", description = "Python environments and their builds"),
         (name = "snapshots", description = "Uploaded source directories"),
+        (name = "services", description = "Scoring services, their revisions and operations"),
         (name = "workspace", description = "This server")
     )
 )]
@@ -96,6 +106,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(environments::build_environment))
         .routes(routes!(snapshots::upload_snapshot))
         .routes(routes!(snapshots::show_snapshot))
+        .routes(routes!(services::create_service, services::list_services))
+        .routes(routes!(services::show_service, services::delete_service))
+        .routes(routes!(services::service_keys))
+        .routes(routes!(services::service_logs))
+        .routes(routes!(operations::show_operation))
         .routes(routes!(workspace::workspace_info))
         .split_for_parts();
     let doc = Arc::new(doc);

@@ -33,6 +33,10 @@ fn publish(inner: &Arc<Inner>, temp: &mut TempFile, digest: String, size: u64) -
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io("create folder", parent))?;
         }
+        // Blobs are shared (hard-linked into revisions): nobody may write to them.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&temp.path, std::fs::Permissions::from_mode(0o444))
+            .map_err(io("protect blob", &temp.path))?;
         std::fs::rename(&temp.path, &target).map_err(io("publish blob", &target))?;
     }
     temp.keep = true;

@@ -3,13 +3,16 @@
 //! Routes and the registry talk to `dyn Store`; nothing outside this module writes
 //! SQL. Every method is one transaction.
 
+mod services;
 mod sqlite;
+mod sqlite_services;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use berth_api::{EnvironmentSpec, Model, ModelFile, ModelKind, Snapshot};
 
+pub use services::{NewService, OperationOutcome, ServiceStore, StoredService};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the store.
@@ -32,6 +35,33 @@ pub enum StoreError {
     /// The snapshot does not exist.
     #[error("snapshot `{0}` not found")]
     SnapshotNotFound(String),
+    /// The service does not exist.
+    #[error("service `{0}` not found")]
+    ServiceNotFound(String),
+    /// A service of that name exists.
+    #[error("service `{0}` exists already")]
+    ServiceExists(String),
+    /// Another operation of the service is running.
+    #[error("service `{service}` has operation `{operation}` ({kind}) in progress")]
+    OperationInProgress {
+        /// Service.
+        service: String,
+        /// The running operation's id.
+        operation: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// The operation does not exist.
+    #[error("operation `{0}` not found")]
+    OperationNotFound(String),
+    /// The revision does not exist.
+    #[error("revision {revision} of service `{service}` not found")]
+    RevisionNotFound {
+        /// Service.
+        service: String,
+        /// Revision.
+        revision: u32,
+    },
     /// The change breaks a rule; every problem is listed.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),

@@ -18,6 +18,7 @@ use super::{
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_registry.sql"),
     include_str!("migrations/0002_environments_snapshots.sql"),
+    include_str!("migrations/0003_services.sql"),
 ];
 
 /// Most reader connections kept open.
@@ -34,7 +35,7 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
 }
 
-fn db(step: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+pub(super) fn db(step: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Database { step, source }
 }
 
@@ -91,7 +92,7 @@ impl SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    async fn read<T, F>(&self, f: F) -> Result<T>
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -114,7 +115,7 @@ impl SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    async fn write<T, F>(&self, f: F) -> Result<T>
+    pub(super) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,

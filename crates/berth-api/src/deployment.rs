@@ -1,0 +1,157 @@
+//! Deployment settings: how a service runs (replicas, resources, auth, timeouts,
+//! probes). Parsed from Azure ML `deploymentconfig.json` files and kept, fully
+//! resolved with defaults, in every revision.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where the reference would have run the service; all run on the local target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ComputeType {
+    /// `local`.
+    Local,
+    /// `aci`.
+    Aci,
+    /// `aks`.
+    Aks,
+}
+
+/// Autoscaling bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoScaler {
+    /// Whether replicas follow load.
+    pub autoscale_enabled: bool,
+    /// Fewest replicas.
+    pub min_replicas: u32,
+    /// Most replicas.
+    pub max_replicas: u32,
+    /// Seconds between scaling decisions.
+    pub refresh_period_in_seconds: u32,
+    /// Target utilisation in percent.
+    pub target_utilization: u32,
+}
+
+/// CPU, memory and GPU per replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerResourceRequirements {
+    /// CPU cores requested.
+    pub cpu: f64,
+    /// CPU cores limit.
+    pub cpu_limit: Option<f64>,
+    /// Memory requested, GB.
+    pub memory_in_gb: f64,
+    /// Memory limit, GB.
+    pub memory_in_gb_limit: Option<f64>,
+    /// GPUs.
+    pub gpu: u32,
+}
+
+/// Liveness probe settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LivenessProbeRequirements {
+    /// Seconds between probes.
+    pub period_seconds: u32,
+    /// Seconds before the first probe.
+    pub initial_delay_seconds: u32,
+    /// Seconds a probe may take.
+    pub timeout_seconds: u32,
+    /// Successes to count as alive.
+    pub success_threshold: u32,
+    /// Failures to count as dead.
+    pub failure_threshold: u32,
+}
+
+/// Model data collection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataCollection {
+    /// Store inputs and outputs.
+    pub storage_enabled: bool,
+    /// Send to an event hub.
+    pub event_hub_enabled: bool,
+}
+
+/// Every setting of a deployment, defaults resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSettings {
+    /// The reference compute type the config was written for.
+    pub compute_type: ComputeType,
+    /// Replicas when autoscaling is off.
+    pub num_replicas: u32,
+    /// Autoscaling.
+    pub auto_scaler: AutoScaler,
+    /// Resources per replica.
+    pub container_resource_requirements: ContainerResourceRequirements,
+    /// Key auth on the scoring endpoint.
+    pub auth_enabled: bool,
+    /// Token auth on the scoring endpoint.
+    pub token_auth_enabled: bool,
+    /// Longest a `run()` may take before 504, ms.
+    pub scoring_timeout_ms: u64,
+    /// Requests one replica works on at once (queue depth per replica).
+    pub max_concurrent_requests_per_container: u32,
+    /// Longest a request may wait for a replica before 503, ms.
+    pub max_queue_wait_ms: u64,
+    /// Liveness probes.
+    pub liveness_probe_requirements: LivenessProbeRequirements,
+    /// Data collection.
+    pub data_collection: DataCollection,
+    /// Application Insights.
+    pub app_insights_enabled: bool,
+    /// Kubernetes namespace (kept for reference; not used locally).
+    pub namespace: Option<String>,
+}
+
+impl DeploymentSettings {
+    /// The reference's defaults for `compute_type`.
+    pub fn defaults(compute_type: ComputeType) -> Self {
+        let aks = compute_type == ComputeType::Aks;
+        Self {
+            compute_type,
+            num_replicas: 1,
+            auto_scaler: AutoScaler {
+                autoscale_enabled: false,
+                min_replicas: 1,
+                max_replicas: 10,
+                refresh_period_in_seconds: 1,
+                target_utilization: 70,
+            },
+            container_resource_requirements: ContainerResourceRequirements {
+                cpu: 0.1,
+                cpu_limit: None,
+                memory_in_gb: 0.5,
+                memory_in_gb_limit: None,
+                gpu: 0,
+            },
+            auth_enabled: aks,
+            token_auth_enabled: false,
+            scoring_timeout_ms: 60_000,
+            max_concurrent_requests_per_container: 1,
+            max_queue_wait_ms: 500,
+            liveness_probe_requirements: LivenessProbeRequirements {
+                period_seconds: 10,
+                initial_delay_seconds: 310,
+                timeout_seconds: 2,
+                success_threshold: 1,
+                failure_threshold: 3,
+            },
+            data_collection: DataCollection::default(),
+            app_insights_enabled: false,
+            namespace: None,
+        }
+    }
+
+    /// Replicas to run now.
+    pub fn desired_replicas(&self) -> u32 {
+        if self.auto_scaler.autoscale_enabled {
+            self.auto_scaler.min_replicas
+        } else {
+            self.num_replicas
+        }
+    }
+}

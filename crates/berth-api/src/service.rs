@@ -1,0 +1,320 @@
+//! Services, their revisions and the operations that change them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::deployment::DeploymentSettings;
+
+/// Observed state of a service (the reference's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum ServiceState {
+    /// An operation is changing it.
+    Transitioning,
+    /// Serving with every desired replica ready.
+    Healthy,
+    /// Serving, with fewer ready replicas than desired (or none).
+    Unhealthy,
+    /// The last operation failed.
+    Failed,
+}
+
+/// The inference part of a revision: what code runs, in which environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceSpec {
+    /// Entry script, relative to the source directory.
+    pub entry_script: String,
+    /// The uploaded source directory (`sha256:<hex>`).
+    pub source_snapshot: String,
+    /// Basename of the source directory (`AZUREML_SOURCE_DIRECTORY`); `None`
+    /// when the files sit at the app root.
+    pub source_directory_name: Option<String>,
+    /// Environment, `name:version`.
+    pub environment: String,
+}
+
+/// Everything a revision runs: immutable once written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Models, `name:version`, in the order given.
+    pub models: Vec<String>,
+    /// Code and environment.
+    pub inference: InferenceSpec,
+    /// How it runs.
+    pub deployment: DeploymentSettings,
+}
+
+/// The inference config of a create request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InferenceConfigRequest {
+    /// Entry script, relative to the source directory.
+    pub entry_script: String,
+    /// An uploaded snapshot (`POST /v1/snapshots`) holding the source directory.
+    pub source_snapshot: String,
+    /// Basename of the source directory.
+    #[serde(default)]
+    pub source_directory_name: Option<String>,
+    /// `name`, `name:version` or `name:latest`; the workspace default
+    /// environment (the server's Python, no packages) when absent.
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+/// `POST /v1/services`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateServiceRequest {
+    /// Service name: 3–32 characters, `^[a-z]([-a-z0-9]*[a-z0-9])?$`.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Properties.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Models: `name:version`, `name:latest` or `name`.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Entry script, source and environment.
+    pub inference_config: InferenceConfigRequest,
+    /// An Azure ML `deploymentconfig.json` object; defaults when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub deployment_config: Option<serde_json::Value>,
+    /// Replace a service of the same name.
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// Kinds of operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum OperationType {
+    /// First revision.
+    Create,
+    /// New revision.
+    Update,
+    /// Remove the service.
+    Delete,
+    /// Serve an older revision again.
+    Rollback,
+    /// Fresh replicas of the serving revision.
+    Redeploy,
+    /// New scoring key.
+    RegenerateKey,
+}
+
+/// Operation states (the reference's names; the last four are terminal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum OperationState {
+    /// Accepted, not started.
+    NotStarted,
+    /// Running.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Failed; see `error`.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// Took too long.
+    TimedOut,
+}
+
+impl OperationState {
+    /// Whether the operation has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::NotStarted | Self::Running)
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationError {
+    /// Stable code, e.g. `EnvironmentBuildFailed`, `CrashLoopBackOff`.
+    pub code: String,
+    /// The step that failed.
+    pub step: String,
+    /// What happened.
+    pub message: String,
+    /// The worker's or builder's output (traceback, pip error), last lines.
+    #[serde(default)]
+    pub output: Vec<String>,
+}
+
+/// One line of an operation's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationEvent {
+    /// Position, from 0.
+    pub seq: u64,
+    /// RFC 3339 time.
+    pub time: String,
+    /// Milliseconds since the operation started.
+    pub elapsed_ms: u64,
+    /// What happened.
+    pub message: String,
+}
+
+/// An asynchronous change to a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// Id (uuid).
+    pub id: String,
+    /// Kind.
+    pub operation_type: OperationType,
+    /// State.
+    pub state: OperationState,
+    /// The service.
+    pub service: String,
+    /// The revision it rolls out, if any.
+    pub target_revision: Option<u32>,
+    /// RFC 3339.
+    pub created_time: String,
+    /// RFC 3339, once ended.
+    pub end_time: Option<String>,
+    /// Why it failed.
+    pub error: Option<OperationError>,
+    /// Its log, from `?offset=N` on.
+    #[serde(default)]
+    pub events: Vec<OperationEvent>,
+}
+
+/// Replica counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    /// Replicas wanted.
+    pub desired_replicas: u32,
+    /// Replicas ready to score.
+    pub available_replicas: u32,
+}
+
+/// A service as `GET /v1/services/{name}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Properties.
+    pub properties: BTreeMap<String, String>,
+    /// State.
+    pub state: ServiceState,
+    /// RFC 3339.
+    pub created_time: String,
+    /// RFC 3339.
+    pub updated_time: String,
+    /// Workspace name.
+    pub workspace_name: String,
+    /// `POST` here to score.
+    pub scoring_uri: Option<String>,
+    /// The generated (or shipped) swagger document.
+    pub swagger_uri: Option<String>,
+    /// The revision answering requests.
+    pub serving_revision: Option<u32>,
+    /// The newest revision.
+    pub latest_revision: u32,
+    /// Models of the serving (else newest) revision.
+    pub models: Vec<String>,
+    /// Environment of the serving (else newest) revision.
+    pub environment: String,
+    /// Entry script of the serving (else newest) revision.
+    pub entry_script: String,
+    /// Replica counts.
+    pub deployment_status: DeploymentStatus,
+    /// The last failure, when `state` is `Failed`.
+    pub error: Option<OperationError>,
+    /// The running or last operation.
+    pub operation_id: Option<String>,
+    /// Settings of the serving (else newest) revision.
+    #[serde(flatten)]
+    pub settings: DeploymentSettings,
+}
+
+/// `GET /v1/services` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceList {
+    /// Services by name.
+    pub value: Vec<Service>,
+}
+
+/// `GET /v1/services/{name}/logs` answer (the reference's shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceLogs {
+    /// The log text, oldest line first.
+    pub content: String,
+}
+
+/// Scoring keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceKeys {
+    /// Primary key.
+    pub primary_key: String,
+    /// Secondary key.
+    pub secondary_key: String,
+}
+
+/// Answer of create/update/delete: the operation started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationAccepted {
+    /// The operation.
+    pub operation: Operation,
+    /// Settings accepted but not used, and other notes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+macro_rules! wire_names {
+    ($ty:ty { $($variant:ident),* $(,)? }) => {
+        impl $ty {
+            /// The name as stored and sent.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => stringify!($variant)),* }
+            }
+
+            /// Parses a stored name.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $(stringify!($variant) => Some(Self::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+wire_names!(ServiceState {
+    Transitioning,
+    Healthy,
+    Unhealthy,
+    Failed
+});
+wire_names!(OperationType {
+    Create,
+    Update,
+    Delete,
+    Rollback,
+    Redeploy,
+    RegenerateKey
+});
+wire_names!(OperationState {
+    NotStarted,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut
+});

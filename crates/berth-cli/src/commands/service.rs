@@ -1,0 +1,215 @@
+//! `berth service list|show|logs|wait|run|keys|delete`, and following operations.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use berth_api::{OperationState, ServiceState};
+
+use crate::args::{GlobalArgs, OutputFormat, ServiceCommand, UsageError};
+use crate::client::Client;
+use crate::render;
+
+/// Runs a service command.
+pub async fn run(command: ServiceCommand, global: &GlobalArgs) -> anyhow::Result<()> {
+    let client = super::client(global)?;
+    match command {
+        ServiceCommand::List => {
+            let list = client
+                .list_services()
+                .await
+                .context("cannot list services")?;
+            render::services(&list.value, global.output)
+        }
+        ServiceCommand::Show(s) => {
+            let service = client
+                .service(&s.name)
+                .await
+                .with_context(|| format!("cannot show service `{}`", s.name))?;
+            render::service(&service, global.output)
+        }
+        ServiceCommand::Logs(args) => {
+            if args.follow {
+                return client
+                    .follow_service_logs(&args.name, args.tail)
+                    .await
+                    .with_context(|| format!("cannot follow the logs of `{}`", args.name));
+            }
+            let logs = client
+                .service_logs(&args.name, args.tail, args.init)
+                .await
+                .with_context(|| format!("cannot read the logs of `{}`", args.name))?;
+            if global.output == OutputFormat::Json {
+                return render::json(&logs);
+            }
+            print!("{}", logs.content);
+            Ok(())
+        }
+        ServiceCommand::Wait(s) => {
+            let service = client
+                .service(&s.name)
+                .await
+                .with_context(|| format!("cannot wait for service `{}`", s.name))?;
+            let Some(operation) = service.operation_id else {
+                bail!(
+                    "service `{}` has no operation to wait for; it is {:?}",
+                    s.name,
+                    service.state
+                );
+            };
+            wait_for_operation(&client, &operation, global.output).await
+        }
+        ServiceCommand::Run(args) => score(&client, &args.name, &args.data).await,
+        ServiceCommand::Keys(s) => {
+            let keys = client
+                .service_keys(&s.name)
+                .await
+                .with_context(|| format!("cannot read the keys of `{}`", s.name))?;
+            if global.output == OutputFormat::Json {
+                return render::json(&keys);
+            }
+            render::line(&format!("primaryKey    {}", keys.primary_key))?;
+            render::line(&format!("secondaryKey  {}", keys.secondary_key))
+        }
+        ServiceCommand::Delete(args) => {
+            let accepted = client
+                .delete_service(&args.name)
+                .await
+                .with_context(|| format!("cannot delete service `{}`", args.name))?;
+            if args.no_wait {
+                eprintln!(
+                    "Deleting service {} (operation {})",
+                    args.name, accepted.operation.id
+                );
+                return Ok(());
+            }
+            wait_for_operation(&client, &accepted.operation.id, OutputFormat::Table).await?;
+            eprintln!("Deleted service {}", args.name);
+            Ok(())
+        }
+    }
+}
+
+/// Prints an operation's log lines until it ends; fails with its error.
+pub async fn wait_for_operation(
+    client: &Client,
+    id: &str,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let mut offset = 0u64;
+    let operation = loop {
+        let operation = client
+            .operation(id, offset)
+            .await
+            .with_context(|| format!("cannot follow operation `{id}`"))?;
+        for event in &operation.events {
+            eprintln!(
+                "{:>7.1}s  {}",
+                event.elapsed_ms as f64 / 1000.0,
+                event.message
+            );
+            offset = event.seq + 1;
+        }
+        if operation.state.is_terminal() {
+            break operation;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if operation.state == OperationState::Succeeded {
+        if operation.operation_type == berth_api::OperationType::Delete {
+            return Ok(());
+        }
+        let service = client.service(&operation.service).await?;
+        if output == OutputFormat::Json {
+            return render::json(&service);
+        }
+        eprintln!(
+            "{} operation {} succeeded: service {} is {:?}, serving revision {}",
+            operation.operation_type.as_str(),
+            operation.id,
+            service.name,
+            service.state,
+            service
+                .serving_revision
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "none".into())
+        );
+        if let Some(uri) = &service.scoring_uri {
+            render::line(&format!("Scoring URI: {uri}"))?;
+        }
+        return Ok(());
+    }
+    let mut text = format!(
+        "{} operation {} ended {:?}",
+        operation.operation_type.as_str(),
+        operation.id,
+        operation.state
+    );
+    if let Some(error) = &operation.error {
+        text.push_str(&format!(
+            " at step `{}` ({}): {}",
+            error.step, error.code, error.message
+        ));
+        if !error.output.is_empty() {
+            let start = error.output.len().saturating_sub(25);
+            text.push_str("\n--- output (last lines) ---\n");
+            text.push_str(&error.output[start..].join("\n"));
+        }
+    }
+    if let Ok(service) = client.service(&operation.service).await {
+        text.push_str(&format!(
+            "\nservice {} is {:?}; serving revision: {}",
+            service.name,
+            service.state,
+            service
+                .serving_revision
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "none".into())
+        ));
+        if service.state == ServiceState::Failed {
+            text.push_str(&format!(
+                "\nhint: `berth service logs -n {} --init` prints the start-up output",
+                service.name
+            ));
+        }
+    }
+    bail!(text)
+}
+
+async fn score(client: &Client, name: &str, data: &str) -> anyhow::Result<()> {
+    let body = match data.strip_prefix('@') {
+        Some(path) => std::fs::read(path).map_err(|e| UsageError {
+            message: format!("input file `{path}` cannot be read: {e}"),
+            hint: None,
+        })?,
+        None => data.as_bytes().to_vec(),
+    };
+    let service = client
+        .service(name)
+        .await
+        .with_context(|| format!("cannot score service `{name}`"))?;
+    let Some(uri) = service.scoring_uri.clone() else {
+        bail!(
+            "service `{name}` has no scoring URI yet; it is {:?}",
+            service.state
+        );
+    };
+    let key = if service.settings.auth_enabled {
+        Some(client.service_keys(name).await?.primary_key)
+    } else {
+        None
+    };
+    let (status, headers, bytes) = client.score(&uri, key.as_deref(), body).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    if status.is_success() {
+        render::line(text.trim_end())
+    } else {
+        let revision = headers
+            .get("x-berth-revision")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        bail!(
+            "scoring `{name}` answered HTTP {status} (revision {revision}): {}",
+            text.trim_end()
+        )
+    }
+}

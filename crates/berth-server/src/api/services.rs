@@ -1,0 +1,420 @@
+//! `/v1/services`: create (first revision), show, list, logs, keys, delete.
+//! Routes validate and write intent; the runtime does the work.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_api::names::{ModelRef, check_service_name};
+use berth_api::service::DeploymentStatus;
+use berth_api::{
+    CreateServiceRequest, ErrorBody, InferenceSpec, OperationAccepted, RegisterEnvironmentRequest,
+    Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec, ServiceState,
+};
+
+use super::query::{parse_bool, parse_query};
+use super::{ApiJson, AppState};
+use crate::archive::safe_relative_path;
+use crate::deploy_config;
+use crate::envs::spec;
+use crate::error::ApiError;
+use crate::store::{NewEnvironment, NewService, StoreError, StoredService};
+
+/// Name of the workspace default environment: the server's Python, no packages.
+pub const DEFAULT_ENVIRONMENT: &str = "workspace-default";
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Whether `stem` is a valid, non-keyword Python identifier (the reference's rule).
+fn python_identifier(stem: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield",
+    ];
+    let mut chars = stem.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+        && !KEYWORDS.contains(&stem)
+}
+
+async fn resolve_environment(state: &AppState, reference: Option<&str>) -> Result<String, String> {
+    match reference {
+        Some(text) => {
+            let r = ModelRef::parse(text).map_err(|e| e.replace("model", "environment"))?;
+            state
+                .store
+                .environment(&r.name, r.version)
+                .await
+                .map(|env| format!("{}:{}", env.name, env.version))
+                .map_err(|e| match e {
+                    StoreError::EnvironmentNotFound(id) => format!(
+                        "environment `{id}` not found; register it with `berth environment register`"
+                    ),
+                    other => other.to_string(),
+                })
+        }
+        None => {
+            let request = RegisterEnvironmentRequest {
+                name: DEFAULT_ENVIRONMENT.into(),
+                ..Default::default()
+            };
+            let normalised = spec::normalise(&request).map_err(|p| p.join("; "))?;
+            let (_, env) = state
+                .store
+                .register_environment(NewEnvironment {
+                    name: DEFAULT_ENVIRONMENT.into(),
+                    spec_digest: spec::spec_digest(&normalised.spec),
+                    build_hash: spec::build_hash(&normalised.spec),
+                    spec: normalised.spec,
+                    warnings: Vec::new(),
+                    description: Some("The server's Python with no packages".into()),
+                    created_time: now(),
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("{}:{}", env.name, env.version))
+        }
+    }
+}
+
+/// Resolves `name`, `name:version` and `name:latest` to `name:version`.
+async fn resolve_models(
+    state: &AppState,
+    models: &[String],
+    problems: &mut Vec<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for text in models {
+        match ModelRef::parse(text) {
+            Err(e) => problems.push(e),
+            Ok(r) => match state.store.model(&r.name, r.version).await {
+                Ok(model) if out.contains(&model.id) => {
+                    problems.push(format!("model `{}` is listed twice", model.id));
+                }
+                Ok(model) => out.push(model.id),
+                Err(StoreError::ModelNotFound(id)) => problems.push(format!(
+                    "model `{id}` not found; `berth model list` shows the registered models"
+                )),
+                Err(e) => problems.push(e.to_string()),
+            },
+        }
+    }
+    out
+}
+
+/// Creates a service: writes revision 1 and starts its deployment (202 with
+/// `Operation-Location`). An existing name is a 409 unless `overwrite`, which
+/// rolls the existing service to a new revision instead.
+#[utoipa::path(post, path = "/v1/services", tag = "services",
+    request_body = CreateServiceRequest,
+    responses(
+        (status = 202, body = OperationAccepted, description = "Deployment started; follow `Operation-Location`"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_service(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateServiceRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Vec::new();
+    if let Err(e) = check_service_name(&request.name) {
+        problems.push(e);
+    }
+    let parsed = match deploy_config::parse(request.deployment_config.as_ref()) {
+        Ok(parsed) => Some(parsed),
+        Err(mut p) => {
+            problems.append(&mut p);
+            None
+        }
+    };
+    let models = resolve_models(&state, &request.models, &mut problems).await;
+    let ic = &request.inference_config;
+    let entry = ic.entry_script.as_str();
+    let entry_path = safe_relative_path(std::path::Path::new(entry))
+        .ok()
+        .flatten();
+    match &entry_path {
+        None => problems.push(format!(
+            "`entryScript` `{entry}` must be a relative path inside the source directory"
+        )),
+        Some(path) => {
+            let stem = path
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(".py");
+            if !path.ends_with(".py") {
+                problems.push(format!(
+                    "`entryScript` `{entry}` is not a Python file: only `.py` entry scripts are supported"
+                ));
+            } else if !python_identifier(stem) {
+                problems.push(format!(
+                    "`entryScript` `{entry}`: `{stem}` is not a valid Python module name (use letters, digits and `_`, e.g. `score.py`)"
+                ));
+            }
+        }
+    }
+    if let Some(name) = &ic.source_directory_name
+        && (name.is_empty() || name.contains(['/', '\\']) || name == "." || name == "..")
+    {
+        problems.push(format!(
+            "`sourceDirectoryName` `{name}` must be a plain folder name"
+        ));
+    }
+    match state.store.snapshot(&ic.source_snapshot).await {
+        Ok((_, files)) => {
+            if let Some(path) = &entry_path
+                && !files.iter().any(|f| &f.file.path == path)
+            {
+                problems.push(format!(
+                    "`entryScript` `{entry}` is not in the source snapshot; it holds {} file(s)",
+                    files.len()
+                ));
+            }
+        }
+        Err(StoreError::SnapshotNotFound(id)) => problems.push(format!(
+            "source snapshot `{id}` not found: upload the source directory with `POST /v1/snapshots` first"
+        )),
+        Err(e) => return Err(e.into()),
+    }
+    let environment = match resolve_environment(&state, ic.environment.as_deref()).await {
+        Ok(env) => Some(env),
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+    let (Some(parsed), Some(environment), true) = (parsed, environment, problems.is_empty()) else {
+        return Err(ApiError::Invalid(problems));
+    };
+    let keys_given = parsed.keys.is_some();
+    let new = NewService {
+        name: request.name.clone(),
+        description: request.description.filter(|d| !d.is_empty()),
+        tags: request.tags,
+        properties: request.properties,
+        spec: ServiceSpec {
+            models,
+            inference: InferenceSpec {
+                entry_script: entry_path.unwrap_or_default(),
+                source_snapshot: ic.source_snapshot.clone(),
+                source_directory_name: ic.source_directory_name.clone(),
+                environment,
+            },
+            deployment: parsed.settings,
+        },
+        keys: deploy_config::complete_keys(parsed.keys),
+        keys_given,
+        overwrite: request.overwrite,
+        operation_id: uuid::Uuid::new_v4().to_string(),
+        now: now(),
+    };
+    let operation = state.services.create_service(new).await?;
+    tracing::info!(service = %operation.service, operation = %operation.id, kind = operation.operation_type.as_str(), "service change accepted");
+    state.runtime.run_operation(operation.clone());
+    let location = format!("/v1/operations/{}", operation.id);
+    let body = OperationAccepted {
+        operation,
+        warnings: parsed.warnings,
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        [
+            ("operation-location", location),
+            (
+                header::LOCATION.as_str(),
+                format!("/v1/services/{}", request.name),
+            ),
+        ],
+        Json(body),
+    )
+        .into_response())
+}
+
+async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, ApiError> {
+    let shown = stored.serving_revision.unwrap_or(stored.latest_revision);
+    let spec = state.services.revision(&stored.name, shown).await?;
+    let (ready, desired) = state.runtime.replica_counts(&stored.name);
+    let desired = if desired == 0 {
+        spec.deployment.desired_replicas()
+    } else {
+        desired
+    };
+    let observed = match stored.state {
+        ServiceState::Healthy | ServiceState::Unhealthy if ready >= desired => {
+            ServiceState::Healthy
+        }
+        ServiceState::Healthy | ServiceState::Unhealthy => ServiceState::Unhealthy,
+        other => other,
+    };
+    let base = format!("{}/api/v1/service/{}", state.endpoint, stored.name);
+    Ok(Service {
+        scoring_uri: Some(format!("{base}/score")),
+        swagger_uri: Some(format!("{base}/swagger.json")),
+        name: stored.name,
+        description: stored.description,
+        tags: stored.tags,
+        properties: stored.properties,
+        state: observed,
+        created_time: stored.created_time,
+        updated_time: stored.updated_time,
+        workspace_name: state.config.workspace_name.clone(),
+        serving_revision: stored.serving_revision,
+        latest_revision: stored.latest_revision,
+        models: spec.models,
+        environment: spec.inference.environment,
+        entry_script: spec.inference.entry_script,
+        deployment_status: DeploymentStatus {
+            desired_replicas: desired,
+            available_replicas: ready,
+        },
+        error: if observed == ServiceState::Failed {
+            stored.error
+        } else {
+            None
+        },
+        operation_id: stored.last_operation,
+        settings: spec.deployment,
+    })
+}
+
+/// A service with its state, serving revision and settings.
+#[utoipa::path(get, path = "/v1/services/{name}", tag = "services",
+    params(("name" = String, Path, description = "Service name")),
+    responses((status = 200, body = Service), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn show_service(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Service>, ApiError> {
+    let stored = state.services.service(&name).await?;
+    Ok(Json(to_wire(&state, stored).await?))
+}
+
+/// All services, by name.
+#[utoipa::path(get, path = "/v1/services", tag = "services",
+    responses((status = 200, body = ServiceList), (status = 401, body = ErrorBody)))]
+pub async fn list_services(State(state): State<AppState>) -> Result<Json<ServiceList>, ApiError> {
+    let mut value = Vec::new();
+    for stored in state.services.list_services().await? {
+        value.push(to_wire(&state, stored).await?);
+    }
+    Ok(Json(ServiceList { value }))
+}
+
+/// Deletes a service: drains and stops its replicas, releases its models (202).
+#[utoipa::path(delete, path = "/v1/services/{name}", tag = "services",
+    params(("name" = String, Path, description = "Service name")),
+    responses(
+        (status = 202, body = OperationAccepted, description = "Deleting; follow `Operation-Location`"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn delete_service(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let operation = state.services.start_delete(&name, &id, &now()).await?;
+    state.runtime.run_operation(operation.clone());
+    Ok((
+        StatusCode::ACCEPTED,
+        [("operation-location", format!("/v1/operations/{id}"))],
+        Json(OperationAccepted {
+            operation,
+            warnings: Vec::new(),
+        }),
+    )
+        .into_response())
+}
+
+/// The scoring keys (both work).
+#[utoipa::path(get, path = "/v1/services/{name}/keys", tag = "services",
+    params(("name" = String, Path, description = "Service name")),
+    responses((status = 200, body = ServiceKeys), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn service_keys(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceKeys>, ApiError> {
+    Ok(Json(state.services.service(&name).await?.keys))
+}
+
+/// The replicas' output: `tail` lines (default 5000); `init=true` gives the
+/// output of the last failed start; `follow=true` streams new lines as text.
+#[utoipa::path(get, path = "/v1/services/{name}/logs", tag = "services",
+    params(
+        ("name" = String, Path, description = "Service name"),
+        ("tail" = Option<usize>, Query, description = "Lines, default 5000"),
+        ("init" = Option<bool>, Query, description = "Output of the last failed start"),
+        ("follow" = Option<bool>, Query, description = "Stream new lines (text/plain)")),
+    responses((status = 200, body = ServiceLogs), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn service_logs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut tail = 5000usize;
+    let mut init = false;
+    let mut follow = false;
+    for (key, value) in parse_query(raw.as_deref(), &["tail", "init", "follow"])? {
+        match key.as_str() {
+            "tail" => {
+                tail = value.parse().map_err(|_| {
+                    ApiError::invalid(format!("`tail` is `{value}`: it must be a whole number"))
+                })?
+            }
+            "init" => init = parse_bool(&key, &value)?,
+            _ => follow = parse_bool(&key, &value)?,
+        }
+    }
+    let stored = state.services.service(&name).await?;
+    let lines = if init {
+        stored.error.map(|e| e.output).unwrap_or_default()
+    } else {
+        state.runtime.logs(&name, tail).unwrap_or_default()
+    };
+    let start = lines.len().saturating_sub(tail);
+    let mut content = lines[start..].join("\n");
+    if !content.is_empty() {
+        content.push('\n');
+    }
+    if !follow {
+        return Ok(Json(ServiceLogs { content }).into_response());
+    }
+    let receivers = state.runtime.follow(&name);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(256);
+    let _ = tx.send(Ok(content)).await;
+    for (revision, index, mut receiver) in receivers {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(line) => {
+                        let text = format!(
+                            "{} r{revision}/{index} {}: {}\n",
+                            humantime::format_rfc3339_millis(line.at),
+                            line.stream.as_str(),
+                            line.text
+                        );
+                        if tx.send(Ok(text)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx.send(Ok(format!("... {n} lines skipped ...\n"))).await;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    drop(tx);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

@@ -1,0 +1,618 @@
+//! Reading Azure ML `deploymentconfig.json` objects into [`DeploymentSettings`].
+//!
+//! Every key the reference's parser reads is accepted for every compute type (all
+//! run on the local target). Unknown keys, wrong types and out-of-range values
+//! are all reported at once, each naming the key, the value and the rule. Keys
+//! that describe cloud resources Berth does not have are accepted with a warning.
+
+use berth_api::ServiceKeys;
+use berth_api::deployment::{ComputeType, DeploymentSettings};
+use serde_json::{Map, Value};
+
+/// A parsed deployment config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedDeploymentConfig {
+    /// The settings.
+    pub settings: DeploymentSettings,
+    /// Keys given in `keys`, if any.
+    pub keys: Option<PartialKeys>,
+    /// Accepted but unused settings.
+    pub warnings: Vec<String>,
+}
+
+/// `keys.primaryKey` / `keys.secondaryKey`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartialKeys {
+    /// Primary.
+    pub primary: Option<String>,
+    /// Secondary.
+    pub secondary: Option<String>,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "computeType",
+    "containerResourceRequirements",
+    "gpuCores",
+    "autoScaler",
+    "dataCollection",
+    "authEnabled",
+    "tokenAuthEnabled",
+    "appInsightsEnabled",
+    "scoringTimeoutMs",
+    "maxConcurrentRequestsPerContainer",
+    "maxQueueWaitMs",
+    "numReplicas",
+    "keys",
+    "livenessProbeRequirements",
+    "namespace",
+    "computeTargetName",
+    "location",
+    "sslEnabled",
+    "sslCertificate",
+    "sslKey",
+    "cname",
+    "dnsNameLabel",
+    "vaultBaseUrl",
+    "keyName",
+    "keyVersion",
+    "vnetName",
+    "subnetName",
+    "port",
+    "versionName",
+    "trafficPercentile",
+    "description",
+    "tags",
+    "properties",
+];
+
+/// Cloud-only settings: accepted, unused, named in a warning.
+const UNUSED_KEYS: &[&str] = &[
+    "computeTargetName",
+    "location",
+    "dnsNameLabel",
+    "vaultBaseUrl",
+    "keyName",
+    "keyVersion",
+    "vnetName",
+    "subnetName",
+    "port",
+    "versionName",
+    "trafficPercentile",
+    "namespace",
+    "appInsightsEnabled",
+    "sslEnabled",
+    "sslCertificate",
+    "sslKey",
+    "cname",
+];
+
+struct Reader<'a> {
+    problems: Vec<String>,
+    object: &'a Map<String, Value>,
+    prefix: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(object: &'a Map<String, Value>, prefix: &'static str) -> Self {
+        Self {
+            problems: Vec::new(),
+            object,
+            prefix,
+        }
+    }
+
+    fn name(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.object.get(key).filter(|v| !v.is_null())
+    }
+
+    fn bool(&mut self, key: &str) -> Option<bool> {
+        let value = self.get(key)?;
+        match value {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.problems.push(format!(
+                    "`{}` is {other}: it must be true or false",
+                    self.name(key)
+                ));
+                None
+            }
+        }
+    }
+
+    /// A whole number ≥ `min`.
+    fn whole(&mut self, key: &str, min: u64) -> Option<u64> {
+        let value = self.get(key)?;
+        match value.as_u64() {
+            Some(n) if n >= min => Some(n),
+            _ => {
+                let rule = if min == 0 {
+                    "a whole number ≥ 0".to_owned()
+                } else {
+                    format!("a whole number greater than zero (≥ {min})")
+                };
+                self.problems.push(format!(
+                    "`{}` is {value}: it must be {rule}",
+                    self.name(key)
+                ));
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, key: &str) -> Option<f64> {
+        let value = self.get(key)?;
+        match value.as_f64() {
+            Some(n) if n > 0.0 && n.is_finite() => Some(n),
+            _ => {
+                self.problems.push(format!(
+                    "`{}` is {value}: it must be a number greater than zero",
+                    self.name(key)
+                ));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, key: &str) -> Option<String> {
+        let value = self.get(key)?;
+        match value.as_str() {
+            Some(s) => Some(s.to_owned()),
+            None => {
+                self.problems.push(format!(
+                    "`{}` is {value}: it must be a string",
+                    self.name(key)
+                ));
+                None
+            }
+        }
+    }
+
+    fn object(&mut self, key: &str, known: &[&str]) -> Option<&'a Map<String, Value>> {
+        let value = self.get(key)?;
+        let Some(map) = value.as_object() else {
+            self.problems.push(format!(
+                "`{}` must be an object, not {value}",
+                self.name(key)
+            ));
+            return None;
+        };
+        for inner in map.keys() {
+            if !known.contains(&inner.as_str()) {
+                self.problems.push(format!(
+                    "unknown key `{}.{inner}`{}; known keys: `{}`",
+                    self.name(key),
+                    suggestion(inner, known),
+                    known.join("`, `")
+                ));
+            }
+        }
+        Some(map)
+    }
+}
+
+/// " (did you mean `x`?)" for a near miss.
+fn suggestion(key: &str, known: &[&str]) -> String {
+    let lower = key.to_ascii_lowercase();
+    known
+        .iter()
+        .find(|k| {
+            let k = k.to_ascii_lowercase();
+            k == lower || edit_distance(&k, &lower) <= 2
+        })
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Parses a deployment config; `None` gives the defaults of a local deployment.
+pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String>> {
+    let empty = Map::new();
+    let object = match value {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            return Err(vec![format!(
+                "the deployment config must be a JSON object, not {other}"
+            )]);
+        }
+    };
+    let mut r = Reader::new(object, "");
+    let mut warnings = Vec::new();
+    for key in object.keys() {
+        if !TOP_KEYS.contains(&key.as_str()) {
+            r.problems.push(format!(
+                "unknown key `{key}` in the deployment config{}",
+                suggestion(key, TOP_KEYS)
+            ));
+        }
+    }
+    let compute_type = match (value.is_some(), r.string("computeType")) {
+        (_, Some(t)) => match t.to_ascii_lowercase().as_str() {
+            "local" => ComputeType::Local,
+            "aci" => ComputeType::Aci,
+            "aks" | "aksendpoint" => ComputeType::Aks,
+            _ => {
+                r.problems.push(format!(
+                    "`computeType` is `{t}`: it must be `local`, `aci` or `aks`"
+                ));
+                ComputeType::Local
+            }
+        },
+        (true, None) if !object.is_empty() => {
+            r.problems.push(
+                "`computeType` is missing: set it to `local`, `aci` or `aks` (every type runs on this server)".into(),
+            );
+            ComputeType::Local
+        }
+        _ => ComputeType::Local,
+    };
+    let mut s = DeploymentSettings::defaults(compute_type);
+    for key in UNUSED_KEYS {
+        if let Some(v) = r.get(key)
+            && v != &Value::Bool(false)
+        {
+            warnings.push(format!(
+                "`{key}` is accepted but not used: it configures a cloud resource this server does not have"
+            ));
+        }
+    }
+    if let Some(res) = r.object(
+        "containerResourceRequirements",
+        &["cpu", "memoryInGB", "cpuLimit", "memoryInGBLimit", "gpu"],
+    ) {
+        let mut inner = Reader::new(res, "containerResourceRequirements");
+        if let Some(v) = inner.positive("cpu") {
+            s.container_resource_requirements.cpu = v;
+        }
+        if let Some(v) = inner.positive("memoryInGB") {
+            s.container_resource_requirements.memory_in_gb = v;
+        }
+        s.container_resource_requirements.cpu_limit = inner.positive("cpuLimit");
+        s.container_resource_requirements.memory_in_gb_limit = inner.positive("memoryInGBLimit");
+        if let Some(v) = inner.whole("gpu", 0) {
+            s.container_resource_requirements.gpu = v as u32;
+        }
+        r.problems.append(&mut inner.problems);
+    }
+    if let Some(v) = r.whole("gpuCores", 0) {
+        s.container_resource_requirements.gpu = v as u32;
+    }
+    let res = &s.container_resource_requirements;
+    if let Some(limit) = res.cpu_limit
+        && res.cpu > limit
+    {
+        r.problems.push(format!(
+            "`containerResourceRequirements.cpu` ({}) is above `cpuLimit` ({limit}): the request must not exceed the limit",
+            res.cpu
+        ));
+    }
+    if let Some(limit) = res.memory_in_gb_limit
+        && res.memory_in_gb > limit
+    {
+        r.problems.push(format!(
+            "`containerResourceRequirements.memoryInGB` ({}) is above `memoryInGBLimit` ({limit}): the request must not exceed the limit",
+            res.memory_in_gb
+        ));
+    }
+    if res.gpu > 0 {
+        r.problems.push(format!(
+            "`gpuCores` is {}: this server has no GPUs configured, so the service could not be scheduled; use 0",
+            res.gpu
+        ));
+    }
+    let num_replicas = r.whole("numReplicas", 1);
+    let mut autoscale_given = false;
+    if let Some(auto) = r.object(
+        "autoScaler",
+        &[
+            "autoscaleEnabled",
+            "minReplicas",
+            "maxReplicas",
+            "refreshPeriodInSeconds",
+            "targetUtilization",
+        ],
+    ) {
+        let mut inner = Reader::new(auto, "autoScaler");
+        let enabled = inner.bool("autoscaleEnabled");
+        let parts = [
+            inner.whole("minReplicas", 1),
+            inner.whole("maxReplicas", 1),
+            inner.whole("refreshPeriodInSeconds", 1),
+            inner.whole("targetUtilization", 1),
+        ];
+        if let Some(t) = parts[3]
+            && t > 100
+        {
+            inner.problems.push(format!(
+                "`autoScaler.targetUtilization` is {t}: it is a percentage from 1 to 100"
+            ));
+        }
+        r.problems.append(&mut inner.problems);
+        let a = &mut s.auto_scaler;
+        a.min_replicas = parts[0].map_or(a.min_replicas, |v| v as u32);
+        a.max_replicas = parts[1].map_or(a.max_replicas, |v| v as u32);
+        a.refresh_period_in_seconds = parts[2].map_or(a.refresh_period_in_seconds, |v| v as u32);
+        a.target_utilization = parts[3].map_or(a.target_utilization, |v| v as u32);
+        if enabled == Some(true) {
+            a.autoscale_enabled = true;
+        } else if parts.iter().any(Option::is_some) {
+            r.problems.push(
+                "`autoScaler` bounds are given without `autoScaler.autoscaleEnabled: true`: enable autoscaling, or drop the bounds".into(),
+            );
+        }
+        autoscale_given = enabled.is_some();
+    }
+    if s.auto_scaler.autoscale_enabled && num_replicas.is_some() {
+        r.problems.push(
+            "`numReplicas` is given while autoscaling is enabled: give one or the other".into(),
+        );
+    }
+    if s.auto_scaler.min_replicas > s.auto_scaler.max_replicas {
+        r.problems.push(format!(
+            "`autoScaler.minReplicas` ({}) is above `autoScaler.maxReplicas` ({})",
+            s.auto_scaler.min_replicas, s.auto_scaler.max_replicas
+        ));
+    }
+    match num_replicas {
+        Some(n) => s.num_replicas = n as u32,
+        // The reference autoscales an AKS service that names no replica count.
+        None if compute_type == ComputeType::Aks && !autoscale_given => {
+            s.auto_scaler.autoscale_enabled = true;
+        }
+        None => {}
+    }
+    if let Some(dc) = r.object("dataCollection", &["storageEnabled", "eventHubEnabled"]) {
+        let mut inner = Reader::new(dc, "dataCollection");
+        s.data_collection.storage_enabled = inner.bool("storageEnabled").unwrap_or(false);
+        s.data_collection.event_hub_enabled = inner.bool("eventHubEnabled").unwrap_or(false);
+        r.problems.append(&mut inner.problems);
+    }
+    if let Some(v) = r.bool("authEnabled") {
+        s.auth_enabled = v;
+    }
+    if let Some(v) = r.bool("tokenAuthEnabled") {
+        s.token_auth_enabled = v;
+    }
+    if s.auth_enabled && s.token_auth_enabled {
+        r.problems.push(
+            "`authEnabled` and `tokenAuthEnabled` are both true: a service uses key auth or token auth, not both".into(),
+        );
+    } else if s.token_auth_enabled {
+        r.problems.push(
+            "`tokenAuthEnabled` is true, but this server issues no scoring tokens yet: use key auth (`authEnabled: true`)".into(),
+        );
+    }
+    s.app_insights_enabled = r.bool("appInsightsEnabled").unwrap_or(false);
+    if let Some(v) = r.whole("scoringTimeoutMs", 1) {
+        s.scoring_timeout_ms = v;
+    }
+    if let Some(v) = r.whole("maxConcurrentRequestsPerContainer", 1) {
+        s.max_concurrent_requests_per_container = v.min(u32::MAX as u64) as u32;
+    }
+    if let Some(v) = r.whole("maxQueueWaitMs", 1) {
+        s.max_queue_wait_ms = v;
+    }
+    if let Some(probe) = r.object(
+        "livenessProbeRequirements",
+        &[
+            "periodSeconds",
+            "initialDelaySeconds",
+            "timeoutSeconds",
+            "successThreshold",
+            "failureThreshold",
+        ],
+    ) {
+        let mut inner = Reader::new(probe, "livenessProbeRequirements");
+        let p = &mut s.liveness_probe_requirements;
+        p.period_seconds = inner
+            .whole("periodSeconds", 1)
+            .map_or(p.period_seconds, |v| v as u32);
+        p.initial_delay_seconds = inner
+            .whole("initialDelaySeconds", 1)
+            .map_or(p.initial_delay_seconds, |v| v as u32);
+        p.timeout_seconds = inner
+            .whole("timeoutSeconds", 1)
+            .map_or(p.timeout_seconds, |v| v as u32);
+        p.success_threshold = inner
+            .whole("successThreshold", 1)
+            .map_or(p.success_threshold, |v| v as u32);
+        p.failure_threshold = inner
+            .whole("failureThreshold", 1)
+            .map_or(p.failure_threshold, |v| v as u32);
+        r.problems.append(&mut inner.problems);
+    }
+    if let Some(ns) = r.string("namespace") {
+        let valid = !ns.is_empty()
+            && ns.len() <= 63
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !ns.starts_with('-')
+            && !ns.ends_with('-');
+        if !valid {
+            r.problems.push(format!(
+                "`namespace` is `{ns}`: it must be a lowercase DNS label (letters, digits, '-', at most 63)"
+            ));
+        }
+        s.namespace = Some(ns);
+    }
+    let mut keys = None;
+    if let Some(k) = r.object("keys", &["primaryKey", "secondaryKey"]) {
+        let mut inner = Reader::new(k, "keys");
+        let parsed = PartialKeys {
+            primary: inner.string("primaryKey"),
+            secondary: inner.string("secondaryKey"),
+        };
+        for (name, key) in [
+            ("keys.primaryKey", &parsed.primary),
+            ("keys.secondaryKey", &parsed.secondary),
+        ] {
+            if let Some(key) = key
+                && (key.len() < 16 || key.len() > 256 || !key.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                inner.problems.push(format!(
+                    "`{name}` must be 16 to 256 printable ASCII characters without spaces"
+                ));
+            }
+        }
+        r.problems.append(&mut inner.problems);
+        keys = Some(parsed);
+    }
+    for key in ["description", "tags", "properties"] {
+        if r.get(key).is_some() {
+            warnings.push(format!(
+                "`{key}` in the deployment config is not used: pass it with the service (`--description`, `--tag`, `--property`)"
+            ));
+        }
+    }
+    if r.problems.is_empty() {
+        Ok(ParsedDeploymentConfig {
+            settings: s,
+            keys,
+            warnings,
+        })
+    } else {
+        Err(r.problems)
+    }
+}
+
+/// Fills missing keys with fresh random ones (32 alphanumeric characters).
+pub fn complete_keys(given: Option<PartialKeys>) -> ServiceKeys {
+    let given = given.unwrap_or_default();
+    ServiceKeys {
+        primary_key: given.primary.unwrap_or_else(random_key),
+        secondary_key: given.secondary.unwrap_or_else(random_key),
+    }
+}
+
+/// A random 32-character alphanumeric key.
+pub fn random_key() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 32];
+    // getrandom failing means the OS has no entropy source; fall back loudly.
+    if getrandom::fill(&mut bytes).is_err() {
+        tracing::error!("the operating system gave no random bytes for a scoring key");
+    }
+    bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn absent_config_means_one_local_replica() {
+        let parsed = parse(None).unwrap();
+        assert_eq!(parsed.settings.compute_type, ComputeType::Local);
+        assert_eq!(parsed.settings.desired_replicas(), 1);
+        assert!(!parsed.settings.auth_enabled);
+    }
+
+    #[test]
+    fn the_reference_aks_example_parses() {
+        let parsed = parse(Some(&json!({"computeType":"aks","autoScaler":{"autoscaleEnabled":true,"minReplicas":1,
+            "maxReplicas":3,"refreshPeriodInSeconds":1,"targetUtilization":70},"dataCollection":
+            {"storageEnabled":true},"authEnabled":true,"containerResourceRequirements":{"cpu":0.5,"memoryInGB":1.0}})))
+        .unwrap();
+        let s = parsed.settings;
+        assert_eq!(s.compute_type, ComputeType::Aks);
+        assert!(s.auto_scaler.autoscale_enabled);
+        assert_eq!(s.auto_scaler.max_replicas, 3);
+        assert!(s.data_collection.storage_enabled);
+        assert_eq!(s.container_resource_requirements.cpu, 0.5);
+        assert_eq!(s.scoring_timeout_ms, 60_000);
+    }
+
+    #[test]
+    fn aks_without_replicas_autoscales_and_aci_has_auth_off() {
+        assert!(
+            parse(Some(&json!({"computeType": "AKS"})))
+                .unwrap()
+                .settings
+                .auto_scaler
+                .autoscale_enabled
+        );
+        let aci = parse(Some(&json!({"computeType": "aci"})))
+            .unwrap()
+            .settings;
+        assert!(!aci.auth_enabled && !aci.auto_scaler.autoscale_enabled);
+    }
+
+    #[test]
+    fn every_problem_names_key_value_and_rule() {
+        let problems = parse(Some(&json!({
+            "computeType": "aks", "numReplica": 2, "scoringTimeoutMs": 0,
+            "containerResourceRequirements": {"cpu": 2, "cpuLimit": 1, "memoryInGb": 1},
+            "autoScaler": {"minReplicas": 3}, "authEnabled": "yes",
+            "livenessProbeRequirements": {"periodSeconds": -1}
+        })))
+        .unwrap_err()
+        .join("\n");
+        for needle in [
+            "unknown key `numReplica` in the deployment config (did you mean `numReplicas`?)",
+            "`scoringTimeoutMs` is 0: it must be a whole number greater than zero",
+            "`containerResourceRequirements.cpu` (2) is above `cpuLimit` (1)",
+            "unknown key `containerResourceRequirements.memoryInGb` (did you mean `memoryInGB`?)",
+            "without `autoScaler.autoscaleEnabled: true`",
+            "`authEnabled` is \"yes\": it must be true or false",
+            "`livenessProbeRequirements.periodSeconds` is -1",
+        ] {
+            assert!(problems.contains(needle), "{needle} missing in\n{problems}");
+        }
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        let p = parse(Some(&json!({"computeType": "aks", "numReplicas": 2, "autoScaler": {"autoscaleEnabled": true}}))).unwrap_err();
+        assert!(p[0].contains("one or the other"));
+        let p = parse(Some(
+            &json!({"computeType": "aks", "authEnabled": true, "tokenAuthEnabled": true}),
+        ))
+        .unwrap_err();
+        assert!(p[0].contains("not both"));
+        let p = parse(Some(&json!({"computeType": "vm"}))).unwrap_err();
+        assert!(p[0].contains("`local`, `aci` or `aks`"));
+        let p = parse(Some(&json!({"numReplicas": 1}))).unwrap_err();
+        assert!(p[0].contains("`computeType` is missing"));
+    }
+
+    #[test]
+    fn cloud_only_keys_are_accepted_with_a_warning_and_keys_are_kept() {
+        let parsed = parse(Some(
+            &json!({"computeType": "aci", "location": "westeurope", "dnsNameLabel": "x",
+            "keys": {"primaryKey": "p".repeat(32)}}),
+        ))
+        .unwrap();
+        assert_eq!(parsed.warnings.len(), 2);
+        let keys = complete_keys(parsed.keys);
+        assert_eq!(keys.primary_key, "p".repeat(32));
+        assert_eq!(keys.secondary_key.len(), 32);
+    }
+}

@@ -1,0 +1,36 @@
+//! The scoring gateway (data plane): `POST|GET /api/v1/service/{name}/score` and
+//! `GET /api/v1/service/{name}/swagger.json`.
+//!
+//! A request is authenticated (key auth, per service), admitted (at most
+//! replicas × `maxConcurrentRequestsPerContainer` in flight; a wait longer than
+//! `maxQueueWaitMs` gets 503), sent as one frame to the ready replica with the
+//! fewest requests in flight, and answered with the reference server's headers.
+//! `scoringTimeoutMs` exceeded → 504 and the replica is recycled. The route is
+//! read from memory; the database is never touched here.
+
+mod score;
+pub mod table;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get};
+
+pub use table::{Replica, Route, RouteSettings, RouteTable};
+
+/// What the gateway routes need.
+#[derive(Clone)]
+pub struct GatewayState {
+    /// Routes.
+    pub table: Arc<RouteTable>,
+    /// Largest request body, bytes.
+    pub max_body: usize,
+}
+
+/// The data-plane routes.
+pub fn router(state: GatewayState) -> Router {
+    Router::new()
+        .route("/api/v1/service/{name}/score", any(score::score))
+        .route("/api/v1/service/{name}/swagger.json", get(score::swagger))
+        .with_state(state)
+}

@@ -1,0 +1,289 @@
+//! The scoring and swagger handlers.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_worker::{ConnError, ScoreRequest};
+use subtle::ConstantTimeEq;
+
+use super::GatewayState;
+use super::table::Route;
+
+const SERVER_VERSION: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
+const MAX_REQUEST_ID: usize = 100;
+
+/// `{"message": ...}` with `status`.
+fn message(status: StatusCode, text: &str) -> Response {
+    let body = serde_json::json!({ "message": text }).to_string();
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn unavailable(text: &str) -> Response {
+    let mut response = message(StatusCode::SERVICE_UNAVAILABLE, text);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The request id: the client's `x-request-id`, else a new one; `None` when
+/// the client's is too long (431).
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    match headers.get("x-request-id") {
+        Some(value) if value.len() > MAX_REQUEST_ID => None,
+        Some(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        None => Some(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+fn authorized(route: &Route, headers: &HeaderMap) -> bool {
+    let Some(keys) = &route.settings.keys else {
+        return true;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or("");
+    let primary: bool = presented
+        .as_bytes()
+        .ct_eq(keys.primary_key.as_bytes())
+        .into();
+    let secondary: bool = presented
+        .as_bytes()
+        .ct_eq(keys.secondary_key.as_bytes())
+        .into();
+    !presented.is_empty() && (primary | secondary)
+}
+
+/// Scores one request.
+pub async fn score(
+    State(gw): State<GatewayState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(request_id) = request_id(&headers) else {
+        return message(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "x-request-id must not exceed 100 characters",
+        );
+    };
+    let mut response = score_inner(&gw, &name, query, method, &headers, body, &request_id).await;
+    let out = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        out.insert("x-request-id", value.clone());
+        let legacy = headers
+            .get("x-ms-request-id")
+            .or_else(|| headers.get("x-ms-client-request-id"))
+            .cloned()
+            .unwrap_or(value);
+        out.insert("x-ms-request-id", legacy);
+    }
+    if let Some(client) = headers.get("x-ms-client-request-id") {
+        out.insert("x-ms-client-request-id", client.clone());
+    }
+    out.insert(
+        "x-ms-server-version",
+        HeaderValue::from_static(SERVER_VERSION),
+    );
+    if !out.contains_key("x-ms-run-function-failed") {
+        out.insert(
+            "x-ms-run-function-failed",
+            HeaderValue::from_static("False"),
+        );
+    }
+    response
+}
+
+async fn score_inner(
+    gw: &GatewayState,
+    name: &str,
+    query: Option<String>,
+    method: Method,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+) -> Response {
+    let Some(route) = gw.table.get(name) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            &format!("Service `{name}` not found."),
+        );
+    };
+    if !authorized(&route, headers) {
+        let mut response = message(
+            StatusCode::UNAUTHORIZED,
+            "This service needs a key: send `Authorization: Bearer <key>` (`berth service keys` shows them).",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"berth-scoring\""),
+        );
+        return response;
+    }
+    if route.ready_count() == 0 {
+        return unavailable(&format!(
+            "Service `{name}` has no ready replica; `berth service show -n {name}` tells why."
+        ));
+    }
+    let permit = match tokio::time::timeout(
+        route.settings.max_queue_wait,
+        route.admission.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return unavailable(&format!(
+                "Service `{name}` is at capacity: the request waited longer than maxQueueWaitMs ({} ms).",
+                route.settings.max_queue_wait.as_millis()
+            ));
+        }
+    };
+    let body = match axum::body::to_bytes(body, gw.max_body).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("The request body is larger than {} bytes.", gw.max_body),
+            );
+        }
+    };
+    let Some(replica) = route.pick().cloned() else {
+        return unavailable(&format!("Service `{name}` has no ready replica."));
+    };
+    let request = ScoreRequest {
+        method: method.as_str().to_owned(),
+        request_id: request_id.to_owned(),
+        query: Bytes::from(query.unwrap_or_default()),
+        headers: forward_headers(headers, route.settings.keys.is_some()),
+        body,
+    };
+    let timeout = route.settings.scoring_timeout;
+    let outcome = tokio::time::timeout(timeout, replica.worker.conn().score(request)).await;
+    drop(permit);
+    let result = match outcome {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => return replica_failed(name, e),
+        Err(_) => {
+            // Python cannot be interrupted safely: recycle the replica.
+            replica
+                .healthy
+                .store(false, std::sync::atomic::Ordering::Release);
+            replica.worker.kill();
+            tracing::warn!(service = %name, replica = replica.index, timeout_ms = timeout.as_millis() as u64, "scoring timeout; replica recycled");
+            let mut response = message(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("Scoring timeout after {} ms.", timeout.as_millis()),
+            );
+            response
+                .headers_mut()
+                .insert("x-ms-run-function-failed", HeaderValue::from_static("True"));
+            return response;
+        }
+    };
+    let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let run_failed = result.run_failed();
+    let exec = result
+        .run_returned()
+        .then(|| format!("{:.3}", f64::from(result.exec_us) / 1000.0));
+    let mut response = Response::new(Body::from(result.body));
+    *response.status_mut() = status;
+    let out = response.headers_mut();
+    for (key, value) in result.headers {
+        if let (Ok(key), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
+            out.append(key, value);
+        }
+    }
+    out.insert(
+        "x-ms-run-function-failed",
+        HeaderValue::from_static(if run_failed { "True" } else { "False" }),
+    );
+    if let Some(exec) = exec.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        out.insert("x-ms-run-fn-exec-ms", exec);
+    }
+    out.insert("x-berth-revision", HeaderValue::from(replica.revision));
+    response
+}
+
+/// Headers for the worker: lowercase names; the scoring key is not passed to user code.
+fn forward_headers(headers: &HeaderMap, strip_auth: bool) -> Vec<(String, Bytes)> {
+    headers
+        .iter()
+        .filter(|(k, _)| !(strip_auth && *k == header::AUTHORIZATION))
+        .map(|(k, v)| (k.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+        .collect()
+}
+
+fn replica_failed(name: &str, error: ConnError) -> Response {
+    tracing::warn!(service = %name, error = %error, "replica failed while scoring");
+    let mut response = message(
+        StatusCode::BAD_GATEWAY,
+        "The replica serving this request stopped before answering; `berth service logs` shows its output.",
+    );
+    response
+        .headers_mut()
+        .insert("x-ms-run-function-failed", HeaderValue::from_static("True"));
+    response
+}
+
+/// The service's swagger document, from a ready replica.
+pub async fn swagger(
+    State(gw): State<GatewayState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(route) = gw.table.get(&name) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            &format!("Service `{name}` not found."),
+        );
+    };
+    let Some(replica) = route.pick().cloned() else {
+        return unavailable(&format!("Service `{name}` has no ready replica."));
+    };
+    let version = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "version")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        replica.worker.conn().swagger(&version),
+    )
+    .await;
+    match answer {
+        Ok(Ok(result)) => {
+            let mut response = Response::new(Body::from(result.body));
+            *response.status_mut() =
+                StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Ok(Err(e)) => replica_failed(&name, e),
+        Err(_) => message(
+            StatusCode::GATEWAY_TIMEOUT,
+            "The swagger document took too long.",
+        ),
+    }
+}

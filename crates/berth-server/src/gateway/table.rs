@@ -1,0 +1,119 @@
+//! The routing table the gateway reads on every request and the runtime
+//! publishes on every switch. Readers clone an `Arc` under a read lock held for
+//! nanoseconds, never across an await; writers swap a whole new map.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use berth_api::ServiceKeys;
+use berth_worker::Worker;
+use tokio::sync::Semaphore;
+
+/// One running worker process.
+pub struct Replica {
+    /// Position in its set, from 0.
+    pub index: u32,
+    /// Revision it serves.
+    pub revision: u32,
+    /// The process and its connection.
+    pub worker: Worker,
+    /// False once the replica must get no new requests (timed out, exited, draining).
+    pub healthy: AtomicBool,
+}
+
+impl Replica {
+    /// Whether it takes new requests.
+    pub fn is_ready(&self) -> bool {
+        self.healthy.load(Ordering::Acquire) && !self.worker.conn().is_closed()
+    }
+
+    /// Requests written to it and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.worker.conn().in_flight()
+    }
+}
+
+/// Per-service settings the gateway applies.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// 504 after this long.
+    pub scoring_timeout: std::time::Duration,
+    /// 503 after waiting this long for a slot.
+    pub max_queue_wait: std::time::Duration,
+    /// Keys, when key auth is on.
+    pub keys: Option<ServiceKeys>,
+}
+
+/// Where a service's requests go.
+pub struct Route {
+    /// Service name.
+    pub service: String,
+    /// Serving revision, if any.
+    pub revision: Option<u32>,
+    /// Its replicas.
+    pub replicas: Vec<Arc<Replica>>,
+    /// Settings.
+    pub settings: RouteSettings,
+    /// Admission: replicas × maxConcurrentRequestsPerContainer slots.
+    pub admission: Arc<Semaphore>,
+}
+
+impl Route {
+    /// The ready replica with the fewest requests in flight.
+    pub fn pick(&self) -> Option<&Arc<Replica>> {
+        self.replicas
+            .iter()
+            .filter(|r| r.is_ready())
+            .min_by_key(|r| r.in_flight())
+    }
+
+    /// Ready replicas.
+    pub fn ready_count(&self) -> usize {
+        self.replicas.iter().filter(|r| r.is_ready()).count()
+    }
+}
+
+/// Service name → route.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: RwLock<Arc<HashMap<String, Arc<Route>>>>,
+}
+
+impl RouteTable {
+    /// The route of `service`.
+    pub fn get(&self, service: &str) -> Option<Arc<Route>> {
+        let map = match self.routes.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        map.get(service).cloned()
+    }
+
+    /// Installs (or with `None` removes) the route of `service`.
+    pub fn publish(&self, service: &str, route: Option<Arc<Route>>) {
+        let mut guard = match self.routes.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next: HashMap<String, Arc<Route>> = guard.as_ref().clone();
+        match route {
+            Some(route) => {
+                next.insert(service.to_owned(), route);
+            }
+            None => {
+                next.remove(service);
+            }
+        }
+        *guard = Arc::new(next);
+    }
+
+    /// Every route.
+    pub fn all(&self) -> Vec<Arc<Route>> {
+        let map = match self.routes.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        map.values().cloned().collect()
+    }
+}

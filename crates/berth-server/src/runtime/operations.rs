@@ -1,0 +1,488 @@
+//! Running operations: roll out a revision, delete a service, restore after a restart.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use berth_api::{Operation, OperationError, OperationType, ServiceSpec, ServiceState};
+
+use super::materialise::{RevisionContent, materialise, revision_root};
+use super::replicas::{self, LaunchPlan};
+use super::{DRAIN_LIMIT, Runtime, STOP_GRACE, ServiceRuntime};
+use crate::store::OperationOutcome;
+
+/// Lines of worker or build output kept in an operation error.
+const OUTPUT_LINES: usize = 60;
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Writes an operation's log (or, during restore, only the server log).
+struct OpLog<'a> {
+    runtime: &'a Runtime,
+    id: Option<String>,
+    started: Instant,
+}
+
+impl OpLog<'_> {
+    async fn event(&self, message: &str) {
+        tracing::info!(operation = ?self.id, "{message}");
+        if let Some(id) = &self.id {
+            let elapsed = self.started.elapsed().as_millis() as u64;
+            if let Err(e) = self
+                .runtime
+                .deps
+                .services
+                .add_event(id, elapsed, message)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record an operation event");
+            }
+        }
+    }
+}
+
+fn failure(
+    code: &str,
+    step: impl Into<String>,
+    message: impl Into<String>,
+    output: Vec<String>,
+) -> OperationError {
+    let start = output.len().saturating_sub(OUTPUT_LINES);
+    OperationError {
+        code: code.into(),
+        step: step.into(),
+        message: message.into(),
+        output: output[start..].to_vec(),
+    }
+}
+
+fn split_id(id: &str) -> Option<(&str, u32)> {
+    let (name, version) = id.rsplit_once(':')?;
+    Some((name, version.parse().ok()?))
+}
+
+impl Runtime {
+    /// Runs `operation` in the background.
+    pub fn run_operation(self: &Arc<Self>, operation: Operation) {
+        let runtime = self.clone();
+        tokio::spawn(async move { runtime.execute(operation).await });
+    }
+
+    async fn execute(self: Arc<Self>, op: Operation) {
+        let log = OpLog {
+            runtime: &self,
+            id: Some(op.id.clone()),
+            started: Instant::now(),
+        };
+        let outcome = match op.operation_type {
+            OperationType::Delete => {
+                self.delete(&log, &op.service).await;
+                OperationOutcome::Deleted
+            }
+            _ => {
+                let Some(revision) = op.target_revision else {
+                    return;
+                };
+                if self.deps.table.get(&op.service).is_none() {
+                    self.publish_empty(&op.service).await;
+                }
+                match self.roll_out(&log, &op.service, revision).await {
+                    Ok(()) => OperationOutcome::Succeeded {
+                        serving_revision: revision,
+                    },
+                    Err(error) => {
+                        log.event(&format!(
+                            "Failed at step `{}`: {}",
+                            error.step, error.message
+                        ))
+                        .await;
+                        OperationOutcome::Failed(error)
+                    }
+                }
+            }
+        };
+        let succeeded = !matches!(outcome, OperationOutcome::Failed(_));
+        if let Err(e) = self
+            .deps
+            .services
+            .finish_operation(&op.id, outcome, &now())
+            .await
+        {
+            tracing::error!(operation = %op.id, error = %e, "could not record the end of an operation");
+        }
+        if succeeded {
+            log.event("Succeeded").await;
+        }
+    }
+
+    /// A route with no replicas, so the gateway answers 503 rather than 404.
+    async fn publish_empty(&self, service: &str) {
+        let Ok(stored) = self.deps.services.service(service).await else {
+            return;
+        };
+        let spec = match self
+            .deps
+            .services
+            .revision(service, stored.latest_revision)
+            .await
+        {
+            Ok(spec) => spec,
+            Err(_) => return,
+        };
+        self.publish(service, None, Vec::new(), &spec, &stored.keys);
+    }
+
+    /// Brings up `revision` and switches traffic to it.
+    async fn roll_out(
+        &self,
+        log: &OpLog<'_>,
+        service: &str,
+        revision: u32,
+    ) -> Result<(), OperationError> {
+        let internal = |step: &str, e: &dyn std::fmt::Display| {
+            failure("InternalError", step, e.to_string(), Vec::new())
+        };
+        let spec = self
+            .deps
+            .services
+            .revision(service, revision)
+            .await
+            .map_err(|e| internal("read the revision", &e))?;
+        log.event(&format!(
+            "Preparing revision {revision}: models [{}], entry script `{}`, environment `{}`, {} replica(s)",
+            spec.models.join(", "),
+            spec.inference.entry_script,
+            spec.inference.environment,
+            spec.deployment.desired_replicas()
+        ))
+        .await;
+
+        let (env_name, env_version) = split_id(&spec.inference.environment).ok_or_else(|| {
+            internal(
+                "read the environment",
+                &format!("bad reference `{}`", spec.inference.environment),
+            )
+        })?;
+        let environment = self
+            .deps
+            .store
+            .environment(env_name, Some(env_version))
+            .await
+            .map_err(|e| internal("read the environment", &e))?;
+        let cached = self.deps.envs.status(&environment.spec).await.state
+            == berth_api::BuildState::Succeeded;
+        if !cached {
+            log.event(&format!("Building environment {env_name}:{env_version}"))
+                .await;
+        }
+        let built = self
+            .deps
+            .envs
+            .ensure(&environment.spec)
+            .await
+            .map_err(|e| {
+                failure(
+                    "EnvironmentBuildFailed",
+                    format!("build environment {env_name}:{env_version} ({})", e.step),
+                    e.message.clone(),
+                    e.log_tail.clone(),
+                )
+            })?;
+        log.event(&format!(
+            "Environment {env_name}:{env_version} ready{}: Python {} ({})",
+            if cached { " (cached)" } else { "" },
+            built.full_version,
+            built.installer
+        ))
+        .await;
+
+        let content = self.gather(&spec).await?;
+        let root = revision_root(&self.deps.config.data_dir, service, revision);
+        let blobs = self.deps.blobs.clone();
+        let spec_for_layout = spec.clone();
+        let dir = tokio::task::spawn_blocking(move || {
+            materialise(&root, &spec_for_layout, &content, &blobs)
+        })
+        .await
+        .map_err(|e| internal("lay out the revision", &e))?
+        .map_err(|e| {
+            failure(
+                "RevisionLayoutFailed",
+                "lay out the revision",
+                e.to_string(),
+                Vec::new(),
+            )
+        })?;
+        log.event(&format!(
+            "Revision {revision} laid out in {}",
+            dir.app.display()
+        ))
+        .await;
+
+        let (runtime_dir, socket_dir) = self.run_dirs();
+        let plan = Arc::new(LaunchPlan {
+            service: service.to_owned(),
+            revision,
+            python: built.python.clone(),
+            runtime_dir,
+            socket_dir,
+            app: dir.app.clone(),
+            env: self.worker_env(
+                service,
+                revision,
+                &spec,
+                &dir,
+                &environment.spec.environment_variables,
+            ),
+        });
+        let count = spec.deployment.desired_replicas();
+        log.event(&format!("Starting {count} replica(s)")).await;
+        let replicas = replicas::start_replicas(&plan, count).await.map_err(|f| {
+            let (code, what) = match f.error.init_stage() {
+                Some(berth_worker::InitStage::Init) => ("CrashLoopBackOff", "init() raised"),
+                Some(berth_worker::InitStage::LoadScript) => {
+                    ("CrashLoopBackOff", "the entry script failed to load")
+                }
+                Some(berth_worker::InitStage::Contract) => {
+                    ("EntryScriptInvalid", "the entry script breaks the contract")
+                }
+                None => ("ReplicaStartFailed", "the worker did not start"),
+            };
+            let output: Vec<String> = f.error.output().lines().map(str::to_owned).collect();
+            failure(
+                code,
+                format!("start replica {}: {what}", f.index),
+                f.error.to_string(),
+                output,
+            )
+        })?;
+        for replica in &replicas {
+            log.event(&format!(
+                "Replica {} ready (pid {}): init() took {} ms",
+                replica.index,
+                replica.worker.pid(),
+                replica.worker.init().init_ms
+            ))
+            .await;
+        }
+        let keys = self
+            .deps
+            .services
+            .service(service)
+            .await
+            .map_err(|e| internal("read the service", &e))?
+            .keys;
+        let old = self.publish(service, Some(revision), replicas.clone(), &spec, &keys);
+        self.watch(service, &replicas);
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(
+                service.to_owned(),
+                ServiceRuntime {
+                    spec: Arc::new(spec),
+                    plan,
+                    restarts: 0,
+                },
+            );
+        }
+        log.event(&format!("Switched traffic to revision {revision}"))
+            .await;
+        if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
+            let old_revision = old.revision.unwrap_or(0);
+            log.event(&format!("Draining revision {old_revision}"))
+                .await;
+            for replica in &old.replicas {
+                replica
+                    .healthy
+                    .store(false, std::sync::atomic::Ordering::Release);
+            }
+            replicas::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
+            log.event(&format!("Revision {old_revision} stopped")).await;
+        }
+        Ok(())
+    }
+
+    /// Reads what the revision lays out.
+    async fn gather(&self, spec: &ServiceSpec) -> Result<RevisionContent, OperationError> {
+        let mut models = Vec::new();
+        for id in &spec.models {
+            let (name, version) = split_id(id).ok_or_else(|| {
+                failure(
+                    "InternalError",
+                    "read the models",
+                    format!("bad model reference `{id}`"),
+                    Vec::new(),
+                )
+            })?;
+            let model = self
+                .deps
+                .store
+                .model(name, Some(version))
+                .await
+                .map_err(|e| {
+                    failure(
+                        "ModelNotFound",
+                        "read the models",
+                        e.to_string(),
+                        Vec::new(),
+                    )
+                })?;
+            let files = self
+                .deps
+                .store
+                .model_files(name, version)
+                .await
+                .map_err(|e| {
+                    failure(
+                        "ModelNotFound",
+                        "read the models",
+                        e.to_string(),
+                        Vec::new(),
+                    )
+                })?;
+            models.push((
+                name.to_owned(),
+                version,
+                model.kind,
+                model.asset_name,
+                files,
+            ));
+        }
+        let (_, source) = self
+            .deps
+            .store
+            .snapshot(&spec.inference.source_snapshot)
+            .await
+            .map_err(|e| {
+                failure(
+                    "SnapshotNotFound",
+                    "read the source snapshot",
+                    e.to_string(),
+                    Vec::new(),
+                )
+            })?;
+        Ok(RevisionContent { models, source })
+    }
+
+    fn worker_env(
+        &self,
+        service: &str,
+        revision: u32,
+        spec: &ServiceSpec,
+        dir: &super::materialise::RevisionDir,
+        variables: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(String, String)> {
+        let entry = match &spec.inference.source_directory_name {
+            Some(source) => format!("{source}/{}", spec.inference.entry_script),
+            None => spec.inference.entry_script.clone(),
+        };
+        let mut env: Vec<(String, String)> = variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.extend([
+            ("AML_APP_ROOT".to_owned(), dir.app.display().to_string()),
+            (
+                "AZUREML_MODEL_DIR".to_owned(),
+                dir.model_dir.display().to_string(),
+            ),
+            ("AZUREML_ENTRY_SCRIPT".to_owned(), entry),
+            ("SERVICE_NAME".to_owned(), service.to_owned()),
+            ("SERVICE_VERSION".to_owned(), revision.to_string()),
+            (
+                "SERVICE_PATH_PREFIX".to_owned(),
+                format!("api/v1/service/{service}"),
+            ),
+            (
+                "WORKSPACE_NAME".to_owned(),
+                self.deps.config.workspace_name.clone(),
+            ),
+            // The gateway enforces scoringTimeoutMs and recycles the replica.
+            ("SCORING_TIMEOUT_MS".to_owned(), "0".to_owned()),
+        ]);
+        if let Some(source) = &spec.inference.source_directory_name {
+            env.push(("AZUREML_SOURCE_DIRECTORY".to_owned(), source.clone()));
+        }
+        env
+    }
+
+    /// Stops a service's replicas and removes its files.
+    async fn delete(&self, log: &OpLog<'_>, service: &str) {
+        let old = self.deps.table.get(service);
+        self.deps.table.publish(service, None);
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(service);
+        }
+        if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
+            log.event("Draining replicas").await;
+            for replica in &old.replicas {
+                replica
+                    .healthy
+                    .store(false, std::sync::atomic::Ordering::Release);
+            }
+            replicas::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
+        }
+        let dir = self.deps.config.data_dir.join("services").join(service);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%service, error = %e, "could not remove the service's files");
+        }
+        log.event("Replicas stopped and files removed").await;
+    }
+
+    /// After a restart: fails cut-off operations, then brings every service back
+    /// to its serving revision.
+    pub async fn restore(self: &Arc<Self>) {
+        match self.deps.services.fail_interrupted_operations(&now()).await {
+            Ok(ops) => {
+                for op in ops {
+                    tracing::warn!(operation = %op.id, service = %op.service, "operation cut off by a restart marked Failed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not scan for interrupted operations"),
+        }
+        let services = match self.deps.services.list_services().await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "could not list services to restore");
+                return;
+            }
+        };
+        for stored in services {
+            let runtime = self.clone();
+            tokio::spawn(async move {
+                let name = stored.name.clone();
+                runtime.publish_empty(&name).await;
+                let Some(revision) = stored.serving_revision else {
+                    return;
+                };
+                let log = OpLog {
+                    runtime: &runtime,
+                    id: None,
+                    started: Instant::now(),
+                };
+                match runtime.roll_out(&log, &name, revision).await {
+                    Ok(()) => {
+                        tracing::info!(service = %name, revision, "service restored");
+                        if stored.state != ServiceState::Failed {
+                            let _ = runtime
+                                .deps
+                                .services
+                                .set_service_state(&name, ServiceState::Healthy)
+                                .await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(service = %name, revision, step = %e.step, error = %e.message, "could not restore the service");
+                        let _ = runtime
+                            .deps
+                            .services
+                            .set_service_state(&name, ServiceState::Unhealthy)
+                            .await;
+                    }
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Starting, draining and stopping the worker processes of a revision.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use berth_worker::{SpawnError, WorkerSpec};
+
+use crate::gateway::{Replica, Route};
+
+/// Everything needed to start a replica of one revision.
+#[derive(Debug, Clone)]
+pub struct LaunchPlan {
+    /// Service.
+    pub service: String,
+    /// Revision.
+    pub revision: u32,
+    /// The environment's interpreter.
+    pub python: PathBuf,
+    /// Where the shim is written.
+    pub runtime_dir: PathBuf,
+    /// Where sockets are created.
+    pub socket_dir: PathBuf,
+    /// The app root (cwd).
+    pub app: PathBuf,
+    /// Variables for the worker (the whole environment: nothing is inherited).
+    pub env: Vec<(String, String)>,
+}
+
+/// Variables passed through from the server's own environment.
+const PASSED_THROUGH: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME",
+];
+
+impl LaunchPlan {
+    fn spec(&self) -> WorkerSpec {
+        let mut spec = WorkerSpec::new(
+            self.python.clone(),
+            self.runtime_dir.clone(),
+            self.socket_dir.clone(),
+            self.app.clone(),
+        );
+        spec.clear_env = true;
+        for key in PASSED_THROUGH {
+            if let Some(value) = std::env::var_os(key) {
+                spec.env.push((OsString::from(key), value));
+            }
+        }
+        for (key, value) in &self.env {
+            spec.env.push((key.into(), value.into()));
+        }
+        spec
+    }
+}
+
+/// Why a replica did not start.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// Which replica.
+    pub index: u32,
+    /// What happened.
+    pub error: SpawnError,
+}
+
+/// Starts one replica.
+pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>, StartFailure> {
+    let worker = berth_worker::spawn(plan.spec())
+        .await
+        .map_err(|error| StartFailure { index, error })?;
+    Ok(Arc::new(Replica {
+        index,
+        revision: plan.revision,
+        worker,
+        healthy: AtomicBool::new(true),
+    }))
+}
+
+/// Starts `count` replicas at once; on any failure stops the others.
+pub async fn start_replicas(
+    plan: &LaunchPlan,
+    count: u32,
+) -> Result<Vec<Arc<Replica>>, StartFailure> {
+    let starts = (0..count).map(|i| start_replica(plan, i));
+    let results = futures_util::future::join_all(starts).await;
+    let mut started = Vec::new();
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok(replica) => started.push(replica),
+            Err(e) if failure.is_none() => failure = Some(e),
+            Err(_) => {}
+        }
+    }
+    match failure {
+        None => Ok(started),
+        Some(failure) => {
+            stop_all(started, Duration::from_secs(5)).await;
+            Err(failure)
+        }
+    }
+}
+
+/// Stops replicas: SHUTDOWN, then kill after `grace`.
+pub async fn stop_all(replicas: Vec<Arc<Replica>>, grace: Duration) {
+    let stops = replicas.iter().map(|r| {
+        r.healthy.store(false, std::sync::atomic::Ordering::Release);
+        r.worker.shutdown(grace)
+    });
+    for result in futures_util::future::join_all(stops).await {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "a replica did not stop cleanly");
+        }
+    }
+}
+
+/// Waits until no request holds `route` (every request that was routed to it
+/// has been answered), at most `limit`, then stops its replicas.
+pub async fn drain(route: Arc<Route>, limit: Duration, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    // The route itself plus our clone: 1 means nobody else holds it.
+    while Arc::strong_count(&route) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while route.replicas.iter().any(|r| r.in_flight() > 0) && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_all(route.replicas.clone(), grace).await;
+}

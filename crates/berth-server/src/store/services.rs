@@ -1,0 +1,105 @@
+//! Persistence of services, revisions and operations: the `ServiceStore` trait.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use berth_api::{Operation, OperationError, OperationType, ServiceKeys, ServiceSpec, ServiceState};
+
+use super::Result;
+
+/// A service row.
+#[derive(Debug, Clone)]
+pub struct StoredService {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Properties.
+    pub properties: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub created_time: String,
+    /// RFC 3339.
+    pub updated_time: String,
+    /// Newest revision.
+    pub latest_revision: u32,
+    /// Revision answering requests.
+    pub serving_revision: Option<u32>,
+    /// State.
+    pub state: ServiceState,
+    /// Last failure.
+    pub error: Option<OperationError>,
+    /// Scoring keys.
+    pub keys: ServiceKeys,
+    /// Running or last operation.
+    pub last_operation: Option<String>,
+}
+
+/// A create (or overwrite) request, validated.
+#[derive(Debug, Clone)]
+pub struct NewService {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Properties.
+    pub properties: BTreeMap<String, String>,
+    /// The revision's spec.
+    pub spec: ServiceSpec,
+    /// Keys given in the deployment config (the rest are generated).
+    pub keys: ServiceKeys,
+    /// Whether the config named keys explicitly (an overwrite then replaces them).
+    pub keys_given: bool,
+    /// Replace an existing service of this name.
+    pub overwrite: bool,
+    /// New operation id.
+    pub operation_id: String,
+    /// RFC 3339.
+    pub now: String,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone)]
+pub enum OperationOutcome {
+    /// The service now serves this revision.
+    Succeeded {
+        /// Serving revision.
+        serving_revision: u32,
+    },
+    /// Failed; the serving revision is unchanged.
+    Failed(OperationError),
+    /// The service was deleted.
+    Deleted,
+}
+
+/// Service persistence.
+#[async_trait]
+pub trait ServiceStore: Send + Sync + 'static {
+    /// Creates a service (revision 1), or with `overwrite` adds a revision to an
+    /// existing one; either way starts one operation. Refused while another
+    /// operation of the service runs.
+    async fn create_service(&self, new: NewService) -> Result<Operation>;
+    /// Starts deleting a service.
+    async fn start_delete(&self, name: &str, operation_id: &str, now: &str) -> Result<Operation>;
+    /// A service.
+    async fn service(&self, name: &str) -> Result<StoredService>;
+    /// All services, by name.
+    async fn list_services(&self) -> Result<Vec<StoredService>>;
+    /// A revision's spec.
+    async fn revision(&self, name: &str, number: u32) -> Result<ServiceSpec>;
+    /// An operation with its events from `offset` on.
+    async fn operation(&self, id: &str, offset: u64) -> Result<Operation>;
+    /// The operation kind and target of an operation.
+    async fn operation_kind(&self, id: &str) -> Result<(OperationType, Option<u32>)>;
+    /// Appends a line to an operation's log.
+    async fn add_event(&self, id: &str, elapsed_ms: u64, message: &str) -> Result<()>;
+    /// Ends an operation and applies its outcome to the service.
+    async fn finish_operation(&self, id: &str, outcome: OperationOutcome, now: &str) -> Result<()>;
+    /// Marks operations cut off by a restart as failed; returns them.
+    async fn fail_interrupted_operations(&self, now: &str) -> Result<Vec<Operation>>;
+    /// Records the observed state of a serving service (Healthy/Unhealthy).
+    async fn set_service_state(&self, name: &str, state: ServiceState) -> Result<()>;
+}

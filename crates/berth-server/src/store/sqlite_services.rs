@@ -1,0 +1,546 @@
+//! SQLite implementation of [`ServiceStore`].
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use berth_api::{
+    Operation, OperationError, OperationEvent, OperationState, OperationType, ServiceKeys,
+    ServiceSpec, ServiceState,
+};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use super::services::{NewService, OperationOutcome, ServiceStore, StoredService};
+use super::sqlite::db;
+use super::{Result, SqliteStore, StoreError};
+
+const SERVICE_COLUMNS: &str = "name, description, tags, properties, created_time, updated_time, \
+     latest_revision, serving_revision, state, error, primary_key, secondary_key, last_operation";
+
+fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
+    move |e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+type RawService = (
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    u32,
+    Option<u32>,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+);
+
+fn raw_service(r: &Row<'_>) -> rusqlite::Result<RawService> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+    ))
+}
+
+fn finish_service(raw: RawService) -> Result<StoredService> {
+    let (
+        name,
+        description,
+        tags,
+        properties,
+        created,
+        updated,
+        latest,
+        serving,
+        state,
+        error,
+        primary,
+        secondary,
+        last,
+    ) = raw;
+    Ok(StoredService {
+        name,
+        description,
+        tags: serde_json::from_str(&tags).map_err(corrupt("service tags"))?,
+        properties: serde_json::from_str(&properties).map_err(corrupt("service properties"))?,
+        created_time: created,
+        updated_time: updated,
+        latest_revision: latest,
+        serving_revision: serving,
+        state: ServiceState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+            what: "service state",
+            detail: state.clone(),
+        })?,
+        error: error
+            .map(|e| serde_json::from_str(&e))
+            .transpose()
+            .map_err(corrupt("service error"))?,
+        keys: ServiceKeys {
+            primary_key: primary,
+            secondary_key: secondary,
+        },
+        last_operation: last,
+    })
+}
+
+fn find_service(conn: &Connection, name: &str) -> Result<Option<StoredService>> {
+    conn.query_row(
+        &format!("SELECT {SERVICE_COLUMNS} FROM services WHERE name = ?1"),
+        params![name],
+        raw_service,
+    )
+    .optional()
+    .map_err(db("read service"))?
+    .map(finish_service)
+    .transpose()
+}
+
+fn active_operation(conn: &Connection, service: &str) -> Result<Option<(String, String)>> {
+    conn.query_row(
+        "SELECT id, kind FROM operations WHERE service = ?1 AND state IN ('NotStarted', 'Running')",
+        params![service],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(db("read active operation"))
+}
+
+fn refuse_if_busy(conn: &Connection, service: &str) -> Result<()> {
+    match active_operation(conn, service)? {
+        Some((operation, kind)) => Err(StoreError::OperationInProgress {
+            service: service.to_owned(),
+            operation,
+            kind,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn read_revision(conn: &Connection, service: &str, number: u32) -> Result<ServiceSpec> {
+    let text: String = conn
+        .query_row(
+            "SELECT spec FROM revisions WHERE service = ?1 AND number = ?2",
+            params![service, number],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db("read revision"))?
+        .ok_or_else(|| StoreError::RevisionNotFound {
+            service: service.to_owned(),
+            revision: number,
+        })?;
+    serde_json::from_str(&text).map_err(corrupt("revision spec"))
+}
+
+/// Model references = models of the serving revision and of the revision an
+/// active operation rolls out.
+fn refresh_model_references(tx: &Transaction<'_>, service: &str) -> Result<()> {
+    tx.execute(
+        "DELETE FROM model_references WHERE service = ?1",
+        params![service],
+    )
+    .map_err(db("clear model references"))?;
+    let mut revisions = BTreeSet::new();
+    if let Some(serving) = tx
+        .query_row(
+            "SELECT serving_revision FROM services WHERE name = ?1",
+            params![service],
+            |r| r.get::<_, Option<u32>>(0),
+        )
+        .optional()
+        .map_err(db("read serving revision"))?
+        .flatten()
+    {
+        revisions.insert(serving);
+    }
+    if let Some(target) = tx
+        .query_row(
+            "SELECT target_revision FROM operations WHERE service = ?1 AND state IN ('NotStarted', 'Running')",
+            params![service],
+            |r| r.get::<_, Option<u32>>(0),
+        )
+        .optional()
+        .map_err(db("read target revision"))?
+        .flatten()
+    {
+        revisions.insert(target);
+    }
+    for number in revisions {
+        let spec = read_revision(tx, service, number)?;
+        for id in &spec.models {
+            if let Some((name, version)) = id.rsplit_once(':') {
+                tx.execute(
+                    "INSERT OR IGNORE INTO model_references (service, model_name, model_version) VALUES (?1, ?2, ?3)",
+                    params![service, name, version.parse::<u32>().unwrap_or(0)],
+                )
+                .map_err(db("write model reference"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn insert_operation(
+    tx: &Transaction<'_>,
+    id: &str,
+    service: &str,
+    kind: OperationType,
+    target: Option<u32>,
+    now: &str,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO operations (id, service, kind, state, target_revision, created_time) VALUES (?1, ?2, ?3, 'Running', ?4, ?5)",
+        params![id, service, kind.as_str(), target, now],
+    )
+    .map_err(|source| match source {
+        rusqlite::Error::SqliteFailure(ref e, _)
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::OperationInProgress {
+                service: service.to_owned(),
+                operation: "(another)".into(),
+                kind: "unknown".into(),
+            }
+        }
+        source => StoreError::Database {
+            step: "insert operation",
+            source,
+        },
+    })?;
+    tx.execute(
+        "UPDATE services SET last_operation = ?1, state = 'Transitioning', updated_time = ?2 WHERE name = ?3",
+        params![id, now, service],
+    )
+    .map_err(db("mark service transitioning"))?;
+    Ok(())
+}
+
+fn find_operation(conn: &Connection, id: &str, offset: u64) -> Result<Operation> {
+    let row = conn
+        .query_row(
+            "SELECT id, service, kind, state, target_revision, created_time, end_time, error FROM operations WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<u32>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(db("read operation"))?
+        .ok_or_else(|| StoreError::OperationNotFound(id.to_owned()))?;
+    let (id, service, kind, state, target, created, end, error) = row;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, time, elapsed_ms, message FROM operation_events WHERE operation = ?1 AND seq >= ?2 ORDER BY seq",
+        )
+        .map_err(db("prepare operation events"))?;
+    let events = stmt
+        .query_map(params![id, offset.min(i64::MAX as u64) as i64], |r| {
+            Ok(OperationEvent {
+                seq: r.get(0)?,
+                time: r.get(1)?,
+                elapsed_ms: r.get(2)?,
+                message: r.get(3)?,
+            })
+        })
+        .map_err(db("read operation events"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("read operation events"))?;
+    Ok(Operation {
+        operation_type: OperationType::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+            what: "operation type",
+            detail: kind.clone(),
+        })?,
+        state: OperationState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+            what: "operation state",
+            detail: state.clone(),
+        })?,
+        id,
+        service,
+        target_revision: target,
+        created_time: created,
+        end_time: end,
+        error: error
+            .map(|e| serde_json::from_str::<OperationError>(&e))
+            .transpose()
+            .map_err(corrupt("operation error"))?,
+        events,
+    })
+}
+
+fn append_event(
+    conn: &Connection,
+    id: &str,
+    now: &str,
+    elapsed_ms: u64,
+    message: &str,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO operation_events (operation, seq, time, elapsed_ms, message) \
+         VALUES (?1, (SELECT COALESCE(MAX(seq) + 1, 0) FROM operation_events WHERE operation = ?1), ?2, ?3, ?4)",
+        params![id, now, elapsed_ms, message],
+    )
+    .map_err(db("append operation event"))?;
+    Ok(())
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[async_trait]
+impl ServiceStore for SqliteStore {
+    async fn create_service(&self, new: NewService) -> Result<Operation> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin service create"))?;
+            let spec = serde_json::to_string(&new.spec).map_err(corrupt("revision spec"))?;
+            let tags = serde_json::to_string(&new.tags).map_err(corrupt("tags"))?;
+            let properties = serde_json::to_string(&new.properties).map_err(corrupt("properties"))?;
+            let (kind, revision) = match find_service(&tx, &new.name)? {
+                Some(_) if !new.overwrite => return Err(StoreError::ServiceExists(new.name)),
+                Some(existing) => {
+                    refuse_if_busy(&tx, &new.name)?;
+                    let revision = existing.latest_revision + 1;
+                    let keys = if new.keys_given { new.keys.clone() } else { existing.keys };
+                    tx.execute(
+                        "UPDATE services SET description = ?1, tags = ?2, properties = ?3, latest_revision = ?4, \
+                         primary_key = ?5, secondary_key = ?6, error = NULL WHERE name = ?7",
+                        params![new.description, tags, properties, revision, keys.primary_key, keys.secondary_key, new.name],
+                    )
+                    .map_err(db("update service for overwrite"))?;
+                    (OperationType::Update, revision)
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO services (name, description, tags, properties, created_time, updated_time, \
+                         latest_revision, serving_revision, state, primary_key, secondary_key) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, NULL, 'Transitioning', ?6, ?7)",
+                        params![new.name, new.description, tags, properties, new.now, new.keys.primary_key, new.keys.secondary_key],
+                    )
+                    .map_err(db("insert service"))?;
+                    (OperationType::Create, 1)
+                }
+            };
+            tx.execute(
+                "INSERT INTO revisions (service, number, spec, created_time) VALUES (?1, ?2, ?3, ?4)",
+                params![new.name, revision, spec, new.now],
+            )
+            .map_err(db("insert revision"))?;
+            insert_operation(&tx, &new.operation_id, &new.name, kind, Some(revision), &new.now)?;
+            append_event(&tx, &new.operation_id, &new.now, 0, &format!("{} accepted: revision {revision}", kind.as_str()))?;
+            refresh_model_references(&tx, &new.name)?;
+            let operation = find_operation(&tx, &new.operation_id, 0)?;
+            tx.commit().map_err(db("commit service create"))?;
+            Ok(operation)
+        })
+        .await
+    }
+
+    async fn start_delete(&self, name: &str, operation_id: &str, now: &str) -> Result<Operation> {
+        let (name, id, now) = (name.to_owned(), operation_id.to_owned(), now.to_owned());
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin service delete"))?;
+            if find_service(&tx, &name)?.is_none() {
+                return Err(StoreError::ServiceNotFound(name));
+            }
+            refuse_if_busy(&tx, &name)?;
+            insert_operation(&tx, &id, &name, OperationType::Delete, None, &now)?;
+            append_event(&tx, &id, &now, 0, "Delete accepted")?;
+            let operation = find_operation(&tx, &id, 0)?;
+            tx.commit().map_err(db("commit service delete"))?;
+            Ok(operation)
+        })
+        .await
+    }
+
+    async fn service(&self, name: &str) -> Result<StoredService> {
+        let name = name.to_owned();
+        self.read(move |conn| find_service(conn, &name)?.ok_or(StoreError::ServiceNotFound(name)))
+            .await
+    }
+
+    async fn list_services(&self) -> Result<Vec<StoredService>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {SERVICE_COLUMNS} FROM services ORDER BY name"
+                ))
+                .map_err(db("prepare service list"))?;
+            let rows = stmt
+                .query_map([], raw_service)
+                .map_err(db("list services"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(finish_service(row.map_err(db("list services"))?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn revision(&self, name: &str, number: u32) -> Result<ServiceSpec> {
+        let name = name.to_owned();
+        self.read(move |conn| read_revision(conn, &name, number))
+            .await
+    }
+
+    async fn operation(&self, id: &str, offset: u64) -> Result<Operation> {
+        let id = id.to_owned();
+        self.read(move |conn| find_operation(conn, &id, offset))
+            .await
+    }
+
+    async fn operation_kind(&self, id: &str) -> Result<(OperationType, Option<u32>)> {
+        let op = self.operation(id, u64::MAX).await?;
+        Ok((op.operation_type, op.target_revision))
+    }
+
+    async fn add_event(&self, id: &str, elapsed_ms: u64, message: &str) -> Result<()> {
+        let (id, message) = (id.to_owned(), message.to_owned());
+        self.write(move |conn| append_event(conn, &id, &now(), elapsed_ms, &message))
+            .await
+    }
+
+    async fn finish_operation(&self, id: &str, outcome: OperationOutcome, now: &str) -> Result<()> {
+        let (id, now) = (id.to_owned(), now.to_owned());
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin operation finish"))?;
+            let op = find_operation(&tx, &id, u64::MAX)?;
+            let service = op.service.clone();
+            match &outcome {
+                OperationOutcome::Succeeded { serving_revision } => {
+                    tx.execute(
+                        "UPDATE operations SET state = 'Succeeded', end_time = ?1 WHERE id = ?2",
+                        params![now, id],
+                    )
+                    .map_err(db("finish operation"))?;
+                    tx.execute(
+                        "UPDATE services SET serving_revision = ?1, state = 'Healthy', error = NULL, updated_time = ?2 WHERE name = ?3",
+                        params![serving_revision, now, service],
+                    )
+                    .map_err(db("record serving revision"))?;
+                    refresh_model_references(&tx, &service)?;
+                }
+                OperationOutcome::Failed(error) => {
+                    let error = serde_json::to_string(error).map_err(corrupt("operation error"))?;
+                    tx.execute(
+                        "UPDATE operations SET state = 'Failed', end_time = ?1, error = ?2 WHERE id = ?3",
+                        params![now, error, id],
+                    )
+                    .map_err(db("fail operation"))?;
+                    tx.execute(
+                        "UPDATE services SET state = 'Failed', error = ?1, updated_time = ?2 WHERE name = ?3",
+                        params![error, now, service],
+                    )
+                    .map_err(db("record service failure"))?;
+                    refresh_model_references(&tx, &service)?;
+                }
+                OperationOutcome::Deleted => {
+                    tx.execute(
+                        "UPDATE operations SET state = 'Succeeded', end_time = ?1 WHERE id = ?2",
+                        params![now, id],
+                    )
+                    .map_err(db("finish delete"))?;
+                    for sql in [
+                        "DELETE FROM services WHERE name = ?1",
+                        "DELETE FROM revisions WHERE service = ?1",
+                        "DELETE FROM model_references WHERE service = ?1",
+                    ] {
+                        tx.execute(sql, params![service]).map_err(db("delete service rows"))?;
+                    }
+                }
+            }
+            tx.commit().map_err(db("commit operation finish"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fail_interrupted_operations(&self, now: &str) -> Result<Vec<Operation>> {
+        let now = now.to_owned();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin interrupted scan"))?;
+            let ids: Vec<String> = {
+                let mut stmt = tx
+                    .prepare("SELECT id FROM operations WHERE state IN ('NotStarted', 'Running')")
+                    .map_err(db("scan interrupted operations"))?;
+                let rows = stmt
+                    .query_map([], |r| r.get(0))
+                    .map_err(db("scan interrupted operations"))?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+                    .map_err(db("scan interrupted operations"))?
+            };
+            let mut out = Vec::new();
+            for id in ids {
+                let op = find_operation(&tx, &id, u64::MAX)?;
+                let error = OperationError {
+                    code: "ServerRestarted".into(),
+                    step: "run the operation".into(),
+                    message: "the server stopped while this operation ran; the service keeps serving its previous revision. Send the change again.".into(),
+                    output: Vec::new(),
+                };
+                let text = serde_json::to_string(&error).map_err(corrupt("operation error"))?;
+                tx.execute(
+                    "UPDATE operations SET state = 'Failed', end_time = ?1, error = ?2 WHERE id = ?3",
+                    params![now, text, id],
+                )
+                .map_err(db("fail interrupted operation"))?;
+                tx.execute(
+                    "UPDATE services SET state = 'Failed', error = ?1, updated_time = ?2 WHERE name = ?3",
+                    params![text, now, op.service],
+                )
+                .map_err(db("record interrupted operation"))?;
+                append_event(&tx, &id, &now, 0, "Failed: the server stopped while this operation ran")?;
+                refresh_model_references(&tx, &op.service)?;
+                out.push(find_operation(&tx, &id, u64::MAX)?);
+            }
+            tx.commit().map_err(db("commit interrupted scan"))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_service_state(&self, name: &str, state: ServiceState) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE services SET state = ?1 WHERE name = ?2 AND state IN ('Healthy', 'Unhealthy')",
+                params![state.as_str(), name],
+            )
+            .map_err(db("record service state"))?;
+            Ok(())
+        })
+        .await
+    }
+}
