@@ -18,8 +18,11 @@ pub struct Replica {
     pub revision: u32,
     /// The process and its connection.
     pub worker: Worker,
-    /// False once the replica must get no new requests (timed out, exited, draining).
+    /// False once the replica must get no new requests (timed out, exited, stopping).
     pub healthy: AtomicBool,
+    /// True once the runtime stops it on purpose (drain, delete, shutdown): its
+    /// exit is then expected and it is not replaced.
+    pub retiring: AtomicBool,
 }
 
 impl Replica {

@@ -131,10 +131,10 @@ impl Runtime {
             let service = service.to_owned();
             tokio::spawn(async move {
                 let status = replica.worker.exited().await;
-                if replica
+                replica
                     .healthy
-                    .swap(false, std::sync::atomic::Ordering::AcqRel)
-                {
+                    .store(false, std::sync::atomic::Ordering::Release);
+                if !replica.retiring.load(std::sync::atomic::Ordering::Acquire) {
                     tracing::warn!(%service, revision = replica.revision, replica = replica.index, ?status, "replica exited while serving");
                     let _ = tx.send(ReplicaExit {
                         service,

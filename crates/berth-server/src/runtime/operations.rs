@@ -291,11 +291,6 @@ impl Runtime {
             let old_revision = old.revision.unwrap_or(0);
             log.event(&format!("Draining revision {old_revision}"))
                 .await;
-            for replica in &old.replicas {
-                replica
-                    .healthy
-                    .store(false, std::sync::atomic::Ordering::Release);
-            }
             replicas::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
             log.event(&format!("Revision {old_revision} stopped")).await;
         }

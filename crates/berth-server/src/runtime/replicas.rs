@@ -74,6 +74,7 @@ pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>
         revision: plan.revision,
         worker,
         healthy: AtomicBool::new(true),
+        retiring: AtomicBool::new(false),
     }))
 }
 
@@ -105,6 +106,7 @@ pub async fn start_replicas(
 /// Stops replicas: SHUTDOWN, then kill after `grace`.
 pub async fn stop_all(replicas: Vec<Arc<Replica>>, grace: Duration) {
     let stops = replicas.iter().map(|r| {
+        r.retiring.store(true, std::sync::atomic::Ordering::Release);
         r.healthy.store(false, std::sync::atomic::Ordering::Release);
         r.worker.shutdown(grace)
     });
@@ -118,6 +120,11 @@ pub async fn stop_all(replicas: Vec<Arc<Replica>>, grace: Duration) {
 /// Waits until no request holds `route` (every request that was routed to it
 /// has been answered), at most `limit`, then stops its replicas.
 pub async fn drain(route: Arc<Route>, limit: Duration, grace: Duration) {
+    for replica in &route.replicas {
+        replica
+            .retiring
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
     let deadline = tokio::time::Instant::now() + limit;
     // The route itself plus our clone: 1 means nobody else holds it.
     while Arc::strong_count(&route) > 1 && tokio::time::Instant::now() < deadline {

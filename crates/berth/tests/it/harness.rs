@@ -303,3 +303,81 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     }
     builder.into_inner().expect("tar")
 }
+
+impl TestServer {
+    /// Uploads `files` as a source snapshot and creates service `name` from it.
+    pub async fn create_service(
+        &self,
+        name: &str,
+        files: &[(&str, &[u8])],
+        models: &[&str],
+        deployment_config: Value,
+    ) -> (u16, Value) {
+        let response = self
+            .request(Method::POST, "/v1/snapshots")
+            .header("content-type", "application/x-tar")
+            .body(tar_of(files))
+            .send()
+            .await
+            .expect("upload snapshot");
+        let (status, snapshot) = json_of(response).await;
+        assert!(status == 200 || status == 201, "snapshot: {snapshot}");
+        let body = serde_json::json!({
+            "name": name,
+            "models": models,
+            "inferenceConfig": {"entryScript": "score.py", "sourceSnapshot": snapshot["id"], "sourceDirectoryName": "src"},
+            "deploymentConfig": deployment_config,
+        });
+        json_of(
+            self.request(Method::POST, "/v1/services")
+                .json(&body)
+                .send()
+                .await
+                .expect("create"),
+        )
+        .await
+    }
+
+    /// Polls an operation until it ends; returns it.
+    pub async fn wait_operation(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, op) = self.get_json(&format!("/v1/operations/{id}")).await;
+            assert_eq!(status, 200, "{op}");
+            let state = op["state"].as_str().unwrap_or_default().to_owned();
+            if !matches!(state.as_str(), "NotStarted" | "Running") {
+                return op;
+            }
+            assert!(Instant::now() < deadline, "operation did not end: {op}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates a service and waits for the operation; panics unless it succeeded.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        files: &[(&str, &[u8])],
+        models: &[&str],
+        dc: Value,
+    ) -> Value {
+        let (status, accepted) = self.create_service(name, files, models, dc).await;
+        assert_eq!(status, 202, "{accepted}");
+        let op = self
+            .wait_operation(accepted["operation"]["id"].as_str().unwrap_or_default())
+            .await;
+        assert_eq!(op["state"], "Succeeded", "{op}\n{}", self.log());
+        op
+    }
+
+    /// POSTs `body` to a service's scoring route.
+    pub async fn score(&self, service: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/v1/service/{service}/score")))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("score")
+    }
+}

@@ -11,5 +11,6 @@ mod cli;
 mod environments;
 mod lifecycle;
 mod registry;
+mod services;
 mod snapshots;
 mod uploads;
