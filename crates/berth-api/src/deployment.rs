@@ -42,8 +42,10 @@ pub struct ContainerResourceRequirements {
     /// CPU cores limit.
     pub cpu_limit: Option<f64>,
     /// Memory requested, GB.
+    #[serde(rename = "memoryInGB")]
     pub memory_in_gb: f64,
     /// Memory limit, GB.
+    #[serde(rename = "memoryInGBLimit")]
     pub memory_in_gb_limit: Option<f64>,
     /// GPUs.
     pub gpu: u32,

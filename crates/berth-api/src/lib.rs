@@ -25,8 +25,8 @@ pub use model::{
 };
 pub use service::{
     CreateServiceRequest, InferenceConfigRequest, InferenceSpec, Operation, OperationAccepted,
-    OperationError, OperationEvent, OperationState, OperationType, Service, ServiceKeys,
-    ServiceList, ServiceLogs, ServiceSpec, ServiceState,
+    OperationError, OperationEvent, OperationState, OperationType, Revision, RevisionList,
+    RollbackRequest, Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec, ServiceState,
 };
 pub use snapshot::Snapshot;
 pub use workspace::{ClientConfig, WorkspaceInfo};

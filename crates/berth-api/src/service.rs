@@ -280,6 +280,35 @@ pub struct OperationAccepted {
     pub warnings: Vec<String>,
 }
 
+/// `POST /v1/services/{name}/rollback` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The revision to serve again.
+    pub revision: u32,
+}
+
+/// One revision of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    /// Number, from 1.
+    pub revision: u32,
+    /// RFC 3339.
+    pub created_time: String,
+    /// Whether it answers requests now.
+    pub serving: bool,
+    /// Its spec.
+    pub spec: ServiceSpec,
+}
+
+/// `GET /v1/services/{name}/revisions` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RevisionList {
+    /// Oldest first.
+    pub value: Vec<Revision>,
+}
+
 macro_rules! wire_names {
     ($ty:ty { $($variant:ident),* $(,)? }) => {
         impl $ty {

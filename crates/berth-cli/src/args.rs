@@ -74,7 +74,7 @@ pub enum ServiceCommand {
     /// List services
     List,
     /// Show a service: state, serving revision, scoring URI, settings
-    Show(ServiceName),
+    Show(ShowServiceArgs),
     /// Print the replicas' output
     Logs(LogsArgs),
     /// Follow the running (or last) operation until it ends
@@ -85,6 +85,202 @@ pub enum ServiceCommand {
     Keys(ServiceName),
     /// Delete a service (drains and stops its replicas)
     Delete(DeleteServiceArgs),
+    /// Change a service in place (new revision; zero downtime; old revision kept on failure)
+    Update(Box<UpdateServiceArgs>),
+    /// List a service's revisions
+    Revisions(ServiceName),
+    /// Show what changed between two revisions
+    Diff(DiffArgs),
+    /// Serve an earlier revision again
+    Rollback(RollbackArgs),
+    /// Start fresh replicas of the serving revision
+    Redeploy(WaitableName),
+}
+
+/// `-n SERVICE [--no-wait]`.
+#[derive(Debug, Args)]
+pub struct WaitableName {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Return once the operation is accepted
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `berth service diff`
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Older revision
+    pub from: u32,
+    /// Newer revision
+    pub to: u32,
+}
+
+/// `berth service rollback`
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Revision to serve again
+    #[arg(long = "to", value_name = "REVISION")]
+    pub to: u32,
+    /// Return once the rollback is accepted
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+fn flag_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("`{text}` is not `true` or `false`")),
+    }
+}
+
+/// `berth service update`: the reference's flags.
+#[derive(Debug, Args)]
+pub struct UpdateServiceArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Model `name:version` (or `name:latest`); replaces the model list; repeatable
+    #[arg(short = 'm', long = "model", value_name = "NAME:VERSION")]
+    pub models: Vec<String>,
+    /// Model metadata file written by `model register -t`; repeatable
+    #[arg(short = 'f', long = "model-metadata-file", value_name = "FILE")]
+    pub model_metadata_files: Vec<PathBuf>,
+    /// inferenceconfig.json: new entry script, source directory, environment
+    #[arg(
+        long = "ic",
+        visible_alias = "inference-config-file",
+        value_name = "FILE"
+    )]
+    pub inference_config: Option<PathBuf>,
+    /// deploymentconfig.json: settings to change
+    #[arg(long = "dc", visible_alias = "deploy-config-file", value_name = "FILE")]
+    pub deploy_config: Option<PathBuf>,
+    /// Entry script
+    #[arg(long = "es", visible_alias = "entry-script", value_name = "FILE")]
+    pub entry_script: Option<String>,
+    /// Source directory
+    #[arg(long = "sd", visible_alias = "source-directory", value_name = "DIR")]
+    pub source_directory: Option<PathBuf>,
+    /// Registered environment name
+    #[arg(short = 'e', long = "environment-name")]
+    pub environment_name: Option<String>,
+    /// Registered environment version [default: latest]
+    #[arg(
+        long = "ev",
+        visible_alias = "environment-version",
+        requires = "environment_name"
+    )]
+    pub environment_version: Option<u32>,
+    /// Tag to add or change, `key=value` (repeatable)
+    #[arg(long = "add-tag", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub add_tags: Vec<(String, String)>,
+    /// Tag key to remove (repeatable)
+    #[arg(long = "remove-tag", value_name = "KEY")]
+    pub remove_tags: Vec<String>,
+    /// Property to add, `key=value` (repeatable; add-only)
+    #[arg(long = "add-property", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub add_properties: Vec<(String, String)>,
+    /// Description
+    #[arg(short = 'd', long)]
+    pub description: Option<String>,
+    /// Key auth on or off
+    #[arg(long = "ae", visible_alias = "auth-enabled", value_parser = flag_bool, value_name = "BOOL")]
+    pub auth_enabled: Option<bool>,
+    /// Token auth on or off
+    #[arg(long = "token-auth-enabled", value_parser = flag_bool, value_name = "BOOL")]
+    pub token_auth_enabled: Option<bool>,
+    /// Primary key
+    #[arg(long = "kp", visible_alias = "primary-key")]
+    pub primary_key: Option<String>,
+    /// Secondary key
+    #[arg(long = "ks", visible_alias = "secondary-key")]
+    pub secondary_key: Option<String>,
+    /// Autoscaling on or off
+    #[arg(long = "as", visible_alias = "autoscale-enabled", value_parser = flag_bool, value_name = "BOOL")]
+    pub autoscale_enabled: Option<bool>,
+    /// Autoscale minimum replicas
+    #[arg(long = "mi", visible_alias = "autoscale-min-replicas")]
+    pub autoscale_min_replicas: Option<u32>,
+    /// Autoscale maximum replicas
+    #[arg(long = "ma", visible_alias = "autoscale-max-replicas")]
+    pub autoscale_max_replicas: Option<u32>,
+    /// Autoscale refresh period, seconds
+    #[arg(long = "ar", visible_alias = "autoscale-refresh-seconds")]
+    pub autoscale_refresh_seconds: Option<u32>,
+    /// Autoscale target utilisation, percent
+    #[arg(long = "at", visible_alias = "autoscale-target-utilization")]
+    pub autoscale_target_utilization: Option<u32>,
+    /// Replicas
+    #[arg(long = "nr", visible_alias = "num-replicas")]
+    pub num_replicas: Option<u32>,
+    /// CPU cores per replica
+    #[arg(long = "cc", visible_alias = "cpu-cores")]
+    pub cpu_cores: Option<f64>,
+    /// CPU cores limit per replica
+    #[arg(long = "ccl", visible_alias = "cpu-cores-limit")]
+    pub cpu_cores_limit: Option<f64>,
+    /// Memory per replica, GB
+    #[arg(long = "gb", visible_alias = "memory-gb")]
+    pub memory_gb: Option<f64>,
+    /// Memory limit per replica, GB
+    #[arg(long = "gbl", visible_alias = "memory-gb-limit")]
+    pub memory_gb_limit: Option<f64>,
+    /// GPUs per replica
+    #[arg(long = "gc", visible_alias = "gpu-cores")]
+    pub gpu_cores: Option<u32>,
+    /// Scoring timeout, ms
+    #[arg(long = "tm", visible_alias = "scoring-timeout-ms")]
+    pub scoring_timeout_ms: Option<u64>,
+    /// Requests one replica works on at once
+    #[arg(long = "rm", visible_alias = "replica-max-concurrent-requests")]
+    pub replica_max_concurrent_requests: Option<u32>,
+    /// Longest a request waits for a replica, ms
+    #[arg(long = "mr", visible_alias = "max-request-wait-time")]
+    pub max_request_wait_time: Option<u64>,
+    /// Liveness probe period, seconds
+    #[arg(long = "ps", visible_alias = "period-seconds")]
+    pub period_seconds: Option<u32>,
+    /// Liveness probe initial delay, seconds
+    #[arg(long = "id", visible_alias = "initial-delay-seconds")]
+    pub initial_delay_seconds: Option<u32>,
+    /// Liveness probe timeout, seconds
+    #[arg(long = "ts", visible_alias = "timeout-seconds")]
+    pub timeout_seconds: Option<u32>,
+    /// Liveness probe success threshold
+    #[arg(long = "st", visible_alias = "success-threshold")]
+    pub success_threshold: Option<u32>,
+    /// Liveness probe failure threshold
+    #[arg(long = "ft", visible_alias = "failure-threshold")]
+    pub failure_threshold: Option<u32>,
+    /// Model data collection on or off
+    #[arg(long = "md", visible_alias = "collect-model-data", value_parser = flag_bool, value_name = "BOOL")]
+    pub collect_model_data: Option<bool>,
+    /// Application Insights on or off
+    #[arg(long = "ai", visible_alias = "enable-app-insights", value_parser = flag_bool, value_name = "BOOL")]
+    pub enable_app_insights: Option<bool>,
+    /// Return once the update is accepted
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `berth service show`
+#[derive(Debug, Args)]
+pub struct ShowServiceArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Show this revision's spec instead
+    #[arg(long)]
+    pub revision: Option<u32>,
 }
 
 /// `berth service logs`

@@ -6,8 +6,8 @@ use std::path::Path;
 use berth_api::{
     CreateServiceRequest, Environment, EnvironmentList, ErrorBody, Model, ModelList, Operation,
     OperationAccepted, RegisterEnvironmentRequest, RegisterEnvironmentResponse,
-    RegisterModelMetadata, Service, ServiceKeys, ServiceList, ServiceLogs, Snapshot,
-    UpdateModelRequest, WorkspaceInfo,
+    RegisterModelMetadata, RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList,
+    ServiceLogs, Snapshot, UpdateModelRequest, WorkspaceInfo,
 };
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -330,6 +330,49 @@ impl Client {
                 source,
             })?;
         Ok((status, headers, bytes))
+    }
+
+    /// `PATCH /v1/services/{name}` with the changed fields.
+    pub async fn update_service(
+        &self,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<OperationAccepted> {
+        self.json(
+            self.request(Method::PATCH, &format!("/v1/services/{}", segment(name)))
+                .json(patch),
+        )
+        .await
+    }
+
+    /// `POST /v1/services/{name}/rollback`.
+    pub async fn rollback_service(&self, name: &str, revision: u32) -> Result<OperationAccepted> {
+        self.json(
+            self.request(
+                Method::POST,
+                &format!("/v1/services/{}/rollback", segment(name)),
+            )
+            .json(&RollbackRequest { revision }),
+        )
+        .await
+    }
+
+    /// `POST /v1/services/{name}/redeploy`.
+    pub async fn redeploy_service(&self, name: &str) -> Result<OperationAccepted> {
+        self.json(self.request(
+            Method::POST,
+            &format!("/v1/services/{}/redeploy", segment(name)),
+        ))
+        .await
+    }
+
+    /// `GET /v1/services/{name}/revisions`.
+    pub async fn revisions(&self, name: &str) -> Result<RevisionList> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/v1/services/{}/revisions", segment(name)),
+        ))
+        .await
     }
 
     /// `GET /v1/workspace`.

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use berth_api::{Environment, Model, Service};
+use berth_api::{Environment, Model, Revision, Service};
 use comfy_table::{Table, presets};
 use serde::Serialize;
 
@@ -302,9 +302,87 @@ pub fn service(s: &Service, format: OutputFormat) -> anyhow::Result<()> {
     line(&t.to_string())
 }
 
+/// Prints revisions.
+pub fn revisions(list: &[Revision], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return json(&list);
+    }
+    let mut t = table(&[
+        "REVISION",
+        "SERVING",
+        "MODELS",
+        "ENTRY SCRIPT",
+        "ENVIRONMENT",
+        "REPLICAS",
+        "CREATED",
+    ]);
+    for r in list {
+        t.add_row(vec![
+            r.revision.to_string(),
+            if r.serving { "*".into() } else { String::new() },
+            r.spec.models.join(", "),
+            r.spec.inference.entry_script.clone(),
+            r.spec.inference.environment.clone(),
+            r.spec.deployment.desired_replicas().to_string(),
+            r.created_time.clone(),
+        ]);
+    }
+    line(&t.to_string())
+}
+
+/// Appends `path: old → new` lines for every leaf that differs.
+pub fn diff_values(
+    path: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                diff_values(
+                    &child,
+                    x.get(key).unwrap_or(&Value::Null),
+                    y.get(key).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} → {b}")),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::size;
+
+    #[test]
+    fn diffs_name_every_changed_leaf() {
+        let mut out = Vec::new();
+        super::diff_values(
+            "",
+            &serde_json::json!({"models": ["m:1"], "deployment": {"numReplicas": 1, "x": 2}}),
+            &serde_json::json!({"models": ["m:2"], "deployment": {"numReplicas": 3, "x": 2}}),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![
+                "deployment.numReplicas: 1 → 3",
+                "models: [\"m:1\"] → [\"m:2\"]"
+            ]
+        );
+    }
 
     #[test]
     fn sizes_read_naturally() {

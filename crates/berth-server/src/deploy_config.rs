@@ -227,6 +227,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// Whether the config is read for a create or an update of `current`.
+enum Mode<'a> {
+    Create,
+    Update(&'a DeploymentSettings),
+}
+
 /// Parses a deployment config; `None` gives the defaults of a local deployment.
 pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String>> {
     let empty = Map::new();
@@ -239,6 +245,24 @@ pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String
             )]);
         }
     };
+    read(object, Mode::Create, value.is_some())
+}
+
+/// Applies the deployment fields of an update to `current`, with the
+/// reference's update rules (autoscale bounds need `autoscaleEnabled: true` in
+/// the same change, switching auth flips both flags, requests vs limits).
+pub fn apply_update(
+    current: &DeploymentSettings,
+    patch: &Map<String, Value>,
+) -> Result<ParsedDeploymentConfig, Vec<String>> {
+    read(patch, Mode::Update(current), true)
+}
+
+fn read(
+    object: &Map<String, Value>,
+    mode: Mode<'_>,
+    given: bool,
+) -> Result<ParsedDeploymentConfig, Vec<String>> {
     let mut r = Reader::new(object, "");
     let mut warnings = Vec::new();
     for key in object.keys() {
@@ -249,27 +273,39 @@ pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String
             ));
         }
     }
-    let compute_type = match (value.is_some(), r.string("computeType")) {
-        (_, Some(t)) => match t.to_ascii_lowercase().as_str() {
-            "local" => ComputeType::Local,
-            "aci" => ComputeType::Aci,
-            "aks" | "aksendpoint" => ComputeType::Aks,
-            _ => {
-                r.problems.push(format!(
-                    "`computeType` is `{t}`: it must be `local`, `aci` or `aks`"
-                ));
-                ComputeType::Local
-            }
-        },
-        (true, None) if !object.is_empty() => {
+    let named_type = r
+        .string("computeType")
+        .map(|t| match t.to_ascii_lowercase().as_str() {
+            "local" => Ok(ComputeType::Local),
+            "aci" => Ok(ComputeType::Aci),
+            "aks" | "aksendpoint" => Ok(ComputeType::Aks),
+            _ => Err(t),
+        });
+    let mut s = match (&mode, named_type) {
+        (_, Some(Err(t))) => {
+            r.problems.push(format!(
+                "`computeType` is `{t}`: it must be `local`, `aci` or `aks`"
+            ));
+            DeploymentSettings::defaults(ComputeType::Local)
+        }
+        (Mode::Create, Some(Ok(t))) => DeploymentSettings::defaults(t),
+        (Mode::Create, None) if given && !object.is_empty() => {
             r.problems.push(
                 "`computeType` is missing: set it to `local`, `aci` or `aks` (every type runs on this server)".into(),
             );
-            ComputeType::Local
+            DeploymentSettings::defaults(ComputeType::Local)
         }
-        _ => ComputeType::Local,
+        (Mode::Create, None) => DeploymentSettings::defaults(ComputeType::Local),
+        (Mode::Update(current), Some(Ok(t))) if t != current.compute_type => {
+            r.problems.push(format!(
+                "`computeType` cannot change from {:?} to {t:?} in an update; deploy a new service instead",
+                current.compute_type
+            ));
+            (*current).clone()
+        }
+        (Mode::Update(current), _) => (*current).clone(),
     };
-    let mut s = DeploymentSettings::defaults(compute_type);
+    let compute_type = s.compute_type;
     for key in UNUSED_KEYS {
         if let Some(v) = r.get(key)
             && v != &Value::Bool(false)
@@ -284,16 +320,21 @@ pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String
         &["cpu", "memoryInGB", "cpuLimit", "memoryInGBLimit", "gpu"],
     ) {
         let mut inner = Reader::new(res, "containerResourceRequirements");
+        let c = &mut s.container_resource_requirements;
         if let Some(v) = inner.positive("cpu") {
-            s.container_resource_requirements.cpu = v;
+            c.cpu = v;
         }
         if let Some(v) = inner.positive("memoryInGB") {
-            s.container_resource_requirements.memory_in_gb = v;
+            c.memory_in_gb = v;
         }
-        s.container_resource_requirements.cpu_limit = inner.positive("cpuLimit");
-        s.container_resource_requirements.memory_in_gb_limit = inner.positive("memoryInGBLimit");
+        if let Some(v) = inner.positive("cpuLimit") {
+            c.cpu_limit = Some(v);
+        }
+        if let Some(v) = inner.positive("memoryInGBLimit") {
+            c.memory_in_gb_limit = Some(v);
+        }
         if let Some(v) = inner.whole("gpu", 0) {
-            s.container_resource_requirements.gpu = v as u32;
+            c.gpu = v as u32;
         }
         r.problems.append(&mut inner.problems);
     }
@@ -324,7 +365,7 @@ pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String
         ));
     }
     let num_replicas = r.whole("numReplicas", 1);
-    let mut autoscale_given = false;
+    let mut enabled_in_call = None;
     if let Some(auto) = r.object(
         "autoScaler",
         &[
@@ -356,19 +397,27 @@ pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String
         a.max_replicas = parts[1].map_or(a.max_replicas, |v| v as u32);
         a.refresh_period_in_seconds = parts[2].map_or(a.refresh_period_in_seconds, |v| v as u32);
         a.target_utilization = parts[3].map_or(a.target_utilization, |v| v as u32);
-        if enabled == Some(true) {
-            a.autoscale_enabled = true;
-        } else if parts.iter().any(Option::is_some) {
+        if let Some(enabled) = enabled {
+            a.autoscale_enabled = enabled;
+        }
+        if enabled != Some(true) && parts.iter().any(Option::is_some) {
             r.problems.push(
-                "`autoScaler` bounds are given without `autoScaler.autoscaleEnabled: true`: enable autoscaling, or drop the bounds".into(),
+                "`autoScaler` bounds are given without `autoScaler.autoscaleEnabled: true` in the same change: enable autoscaling, or drop the bounds".into(),
             );
         }
-        autoscale_given = enabled.is_some();
+        enabled_in_call = enabled;
     }
-    if s.auto_scaler.autoscale_enabled && num_replicas.is_some() {
-        r.problems.push(
-            "`numReplicas` is given while autoscaling is enabled: give one or the other".into(),
-        );
+    match (enabled_in_call, num_replicas) {
+        (Some(true), Some(_)) => r.problems.push(
+            "`numReplicas` is given while enabling autoscaling: give one or the other".into(),
+        ),
+        (Some(false), None) => r.problems.push(
+            "`autoScaler.autoscaleEnabled` is false but `numReplicas` is not given: say how many replicas to run".into(),
+        ),
+        (None, Some(_)) if s.auto_scaler.autoscale_enabled => r.problems.push(
+            "`numReplicas` is given while autoscaling is enabled: set `autoScaler.autoscaleEnabled: false` in the same change, or drop `numReplicas`".into(),
+        ),
+        _ => {}
     }
     if s.auto_scaler.min_replicas > s.auto_scaler.max_replicas {
         r.problems.push(format!(
@@ -379,24 +428,45 @@ pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String
     match num_replicas {
         Some(n) => s.num_replicas = n as u32,
         // The reference autoscales an AKS service that names no replica count.
-        None if compute_type == ComputeType::Aks && !autoscale_given => {
+        None if matches!(mode, Mode::Create)
+            && compute_type == ComputeType::Aks
+            && enabled_in_call.is_none() =>
+        {
             s.auto_scaler.autoscale_enabled = true;
         }
         None => {}
     }
     if let Some(dc) = r.object("dataCollection", &["storageEnabled", "eventHubEnabled"]) {
         let mut inner = Reader::new(dc, "dataCollection");
-        s.data_collection.storage_enabled = inner.bool("storageEnabled").unwrap_or(false);
-        s.data_collection.event_hub_enabled = inner.bool("eventHubEnabled").unwrap_or(false);
+        if let Some(v) = inner.bool("storageEnabled") {
+            s.data_collection.storage_enabled = v;
+        }
+        if let Some(v) = inner.bool("eventHubEnabled") {
+            s.data_collection.event_hub_enabled = v;
+        }
         r.problems.append(&mut inner.problems);
     }
-    if let Some(v) = r.bool("authEnabled") {
+    let key_flag = r.bool("authEnabled");
+    let token_flag = r.bool("tokenAuthEnabled");
+    if let Mode::Update(current) = &mode {
+        if token_flag == Some(true) && current.auth_enabled && key_flag != Some(false) {
+            r.problems.push(
+                "enabling `tokenAuthEnabled` needs `authEnabled: false` in the same change: a service uses one auth mode".into(),
+            );
+        }
+        if key_flag == Some(true) && current.token_auth_enabled && token_flag != Some(false) {
+            r.problems.push(
+                "enabling `authEnabled` needs `tokenAuthEnabled: false` in the same change: a service uses one auth mode".into(),
+            );
+        }
+    }
+    if let Some(v) = key_flag {
         s.auth_enabled = v;
     }
-    if let Some(v) = r.bool("tokenAuthEnabled") {
+    if let Some(v) = token_flag {
         s.token_auth_enabled = v;
     }
-    if s.auth_enabled && s.token_auth_enabled {
+    if key_flag == Some(true) && token_flag == Some(true) {
         r.problems.push(
             "`authEnabled` and `tokenAuthEnabled` are both true: a service uses key auth or token auth, not both".into(),
         );
@@ -405,7 +475,9 @@ pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String
             "`tokenAuthEnabled` is true, but this server issues no scoring tokens yet: use key auth (`authEnabled: true`)".into(),
         );
     }
-    s.app_insights_enabled = r.bool("appInsightsEnabled").unwrap_or(false);
+    if let Some(v) = r.bool("appInsightsEnabled") {
+        s.app_insights_enabled = v;
+    }
     if let Some(v) = r.whole("scoringTimeoutMs", 1) {
         s.scoring_timeout_ms = v;
     }
@@ -482,7 +554,7 @@ pub fn parse(value: Option<&Value>) -> Result<ParsedDeploymentConfig, Vec<String
         keys = Some(parsed);
     }
     for key in ["description", "tags", "properties"] {
-        if r.get(key).is_some() {
+        if matches!(mode, Mode::Create) && r.get(key).is_some() {
             warnings.push(format!(
                 "`{key}` in the deployment config is not used: pass it with the service (`--description`, `--tag`, `--property`)"
             ));
@@ -526,6 +598,63 @@ pub fn random_key() -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn update(current: &DeploymentSettings, patch: Value) -> Result<DeploymentSettings, String> {
+        apply_update(current, patch.as_object().unwrap())
+            .map(|p| p.settings)
+            .map_err(|p| p.join("\n"))
+    }
+
+    #[test]
+    fn updates_follow_the_reference_quirks() {
+        let aks = parse(Some(&json!({"computeType": "aks", "numReplicas": 2})))
+            .unwrap()
+            .settings;
+        let err = update(&aks, json!({"autoScaler": {"maxReplicas": 4}})).unwrap_err();
+        assert!(err.contains("in the same change"), "{err}");
+        let scaled = update(
+            &aks,
+            json!({"autoScaler": {"autoscaleEnabled": true, "maxReplicas": 4}}),
+        )
+        .unwrap();
+        assert!(scaled.auto_scaler.autoscale_enabled);
+        let err = update(&scaled, json!({"numReplicas": 3})).unwrap_err();
+        assert!(err.contains("autoscaleEnabled: false"), "{err}");
+        let err = update(&scaled, json!({"autoScaler": {"autoscaleEnabled": false}})).unwrap_err();
+        assert!(err.contains("`numReplicas` is not given"), "{err}");
+        let fixed = update(
+            &scaled,
+            json!({"autoScaler": {"autoscaleEnabled": false}, "numReplicas": 3}),
+        )
+        .unwrap();
+        assert_eq!(fixed.desired_replicas(), 3);
+        let err = update(
+            &aks,
+            json!({"containerResourceRequirements": {"cpuLimit": 0.05}}),
+        )
+        .unwrap_err();
+        assert!(err.contains("above `cpuLimit`"), "{err}");
+        let err = update(&aks, json!({"computeType": "aci"})).unwrap_err();
+        assert!(err.contains("cannot change"), "{err}");
+        let err = update(&aks, json!({"tokenAuthEnabled": true})).unwrap_err();
+        assert!(
+            err.contains("`authEnabled: false` in the same change"),
+            "{err}"
+        );
+        let timeouts = update(
+            &aks,
+            json!({"scoringTimeoutMs": 5000, "maxQueueWaitMs": 100}),
+        )
+        .unwrap();
+        assert_eq!(
+            (timeouts.scoring_timeout_ms, timeouts.max_queue_wait_ms),
+            (5000, 100)
+        );
+        assert_eq!(
+            timeouts.num_replicas, 2,
+            "untouched fields keep their values"
+        );
+    }
 
     #[test]
     fn absent_config_means_one_local_replica() {
@@ -591,7 +720,7 @@ mod tests {
     #[test]
     fn contradictions_are_refused() {
         let p = parse(Some(&json!({"computeType": "aks", "numReplicas": 2, "autoScaler": {"autoscaleEnabled": true}}))).unwrap_err();
-        assert!(p[0].contains("one or the other"));
+        assert!(p[0].contains("one or the other"), "{p:?}");
         let p = parse(Some(
             &json!({"computeType": "aks", "authEnabled": true, "tokenAuthEnabled": true}),
         ))

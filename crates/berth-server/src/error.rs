@@ -199,6 +199,13 @@ impl From<StoreError> for ApiError {
                 ),
                 hint: format!("wait for it (`berth service wait -n {service}`), then send the change again"),
             },
+            StoreError::Moved { service, now } => Self::Conflict {
+                message: format!(
+                    "service `{service}` changed while this change was prepared (it now serves revision {})",
+                    now.map(|n| n.to_string()).unwrap_or_else(|| "none".into())
+                ),
+                hint: "send the change again; it applies to the serving revision".into(),
+            },
             StoreError::Invalid(problems) => Self::Invalid(problems),
             other => Self::internal(&other),
         }

@@ -217,40 +217,38 @@ fn pack_source(
     Ok((archive, count))
 }
 
-fn model_ids(args: &DeployArgs) -> Result<Vec<String>, UsageError> {
-    let mut ids = args.models.clone();
-    for file in &args.model_metadata_files {
-        let value = read_json(file, "model metadata file")?;
-        let id = value.get("modelId").and_then(Value::as_str).ok_or_else(|| {
-            usage(format!(
-                "model metadata file `{}` has no `modelId`; write it with `berth model register ... -t FILE`",
-                file.display()
-            ))
-        })?;
-        ids.push(id.to_owned());
-    }
-    Ok(ids)
+/// Where the inference part of a deploy or update comes from.
+pub(super) struct InferenceSources<'a> {
+    pub service: &'a str,
+    pub inference_config: Option<&'a Path>,
+    pub entry_script: Option<&'a str>,
+    pub source_directory: Option<&'a Path>,
+    pub environment_name: Option<&'a str>,
+    pub environment_version: Option<u32>,
 }
 
-/// Runs `berth model deploy`.
-pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> anyhow::Result<()> {
-    berth_api::names::check_service_name(&args.name).map_err(usage)?;
-    let mut input = match &args.inference_config {
+/// The `inferenceConfig` fields the sources name: uploads the source as a
+/// snapshot and registers an inline environment. Empty when nothing is named.
+pub(super) async fn inference_fields(
+    client: &Client,
+    sources: InferenceSources<'_>,
+) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let mut input = match sources.inference_config {
         Some(path) => read_inference_config(path)?,
         None => InferenceInput::default(),
     };
-    if let Some(es) = &args.entry_script {
-        input.entry_script = Some(es.clone());
+    if let Some(es) = sources.entry_script {
+        input.entry_script = Some(es.to_owned());
     }
-    if let Some(sd) = &args.source_directory {
-        input.source_directory = Some(sd.clone());
+    if let Some(sd) = sources.source_directory {
+        input.source_directory = Some(sd.to_owned());
     }
-    let entry = input.entry_script.clone().ok_or_else(|| UsageError {
-        message: "no entry script: give `--ic inferenceconfig.json` with `entryScript`, or `--es score.py`".into(),
-        hint: None,
-    })?;
-    let (archive, files, entry_in_snapshot, source_name) = match &input.source_directory {
-        Some(dir) => {
+    for warning in &input.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let mut fields = serde_json::Map::new();
+    let packed = match (&input.source_directory, &input.entry_script) {
+        (Some(dir), entry) => {
             if !dir.is_dir() {
                 return Err(usage(format!(
                     "source directory `{}` is not a folder",
@@ -258,7 +256,9 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
                 ))
                 .into());
             }
-            if !dir.join(&entry).is_file() {
+            if let Some(entry) = entry
+                && !dir.join(entry).is_file()
+            {
                 return Err(usage(format!(
                     "entry script `{entry}` does not exist in source directory `{}`",
                     dir.display()
@@ -268,41 +268,45 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
             let name = std::fs::canonicalize(dir)?
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned());
-            let (archive, count) = pack_source(Some(dir), None)?;
-            (archive, count, entry.clone(), name)
+            fields.insert("sourceDirectoryName".into(), serde_json::json!(name));
+            if let Some(entry) = entry {
+                fields.insert("entryScript".into(), Value::String(entry.clone()));
+            }
+            Some(pack_source(Some(dir), None)?)
         }
-        None => {
-            let path = PathBuf::from(&entry);
+        (None, Some(entry)) => {
+            let path = PathBuf::from(entry);
             if !path.is_file() {
                 return Err(usage(format!(
                     "entry script `{entry}` does not exist; paths are relative to the current directory"
                 ))
                 .into());
             }
-            let (archive, count) = pack_source(None, Some(&path))?;
             let base = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or(entry.clone());
-            (archive, count, base, None)
+                .unwrap_or_else(|| entry.clone());
+            fields.insert("entryScript".into(), Value::String(base));
+            fields.insert("sourceDirectoryName".into(), Value::Null);
+            Some(pack_source(None, Some(&path))?)
         }
+        (None, None) => None,
     };
-    for warning in &input.warnings {
-        eprintln!("warning: {warning}");
+    if let Some((archive, files)) = packed {
+        let snapshot = client
+            .upload_snapshot(archive.path())
+            .await
+            .context("cannot upload the source directory")?;
+        eprintln!(
+            "Uploaded source ({files} file(s)) as snapshot {}",
+            snapshot.id
+        );
+        fields.insert("sourceSnapshot".into(), Value::String(snapshot.id));
     }
-    let snapshot = client
-        .upload_snapshot(archive.path())
-        .await
-        .context("cannot upload the source directory")?;
-    eprintln!(
-        "Uploaded source ({files} file(s)) as snapshot {}",
-        snapshot.id
-    );
-
-    let environment = if let Some(name) = &args.environment_name {
-        Some(match args.environment_version {
+    let environment = if let Some(name) = sources.environment_name {
+        Some(match sources.environment_version {
             Some(v) => format!("{name}:{v}"),
-            None => name.clone(),
+            None => name.to_owned(),
         })
     } else if let Some(json) = input.environment_json.take() {
         let only_reference = json
@@ -312,22 +316,21 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
         if only_reference {
             let name = json_name
                 .ok_or_else(|| usage("the inference config's `environment` has no `name`"))?;
-            Some(
-                match json.get("version").and_then(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .or_else(|| v.as_u64().map(|n| n.to_string()))
-                }) {
-                    Some(v) => format!("{name}:{v}"),
-                    None => name,
-                },
-            )
+            let version = json.get("version").and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            });
+            Some(match version {
+                Some(v) => format!("{name}:{v}"),
+                None => name,
+            })
         } else {
             let name = json_name
                 .filter(|n| {
                     berth_api::names::check_model_name(n).is_ok() && !n.starts_with("AzureML")
                 })
-                .unwrap_or_else(|| format!("{}-env", args.name));
+                .unwrap_or_else(|| format!("{}-env", sources.service));
             let request = RegisterEnvironmentRequest {
                 name,
                 azure_environment: Some(json),
@@ -343,7 +346,7 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
             ))
         })?;
         let request = RegisterEnvironmentRequest {
-            name: format!("{}-env", args.name),
+            name: format!("{}-env", sources.service),
             conda_file: Some(text),
             ..Default::default()
         };
@@ -351,7 +354,57 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
     } else {
         None
     };
+    if let Some(env) = environment {
+        fields.insert("environment".into(), Value::String(env));
+    }
+    Ok(fields)
+}
 
+/// Model ids from `-m` and `-f` flags.
+pub(super) fn model_list(models: &[String], files: &[PathBuf]) -> Result<Vec<String>, UsageError> {
+    let mut ids = models.to_vec();
+    for file in files {
+        let value = read_json(file, "model metadata file")?;
+        let id = value.get("modelId").and_then(Value::as_str).ok_or_else(|| {
+            usage(format!(
+                "model metadata file `{}` has no `modelId`; write it with `berth model register ... -t FILE`",
+                file.display()
+            ))
+        })?;
+        ids.push(id.to_owned());
+    }
+    Ok(ids)
+}
+
+/// Reads a JSON file (CLI usage error when unreadable).
+pub(super) fn json_file(path: &Path, what: &str) -> Result<Value, UsageError> {
+    read_json(path, what)
+}
+
+/// Runs `berth model deploy`.
+pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> anyhow::Result<()> {
+    berth_api::names::check_service_name(&args.name).map_err(usage)?;
+    let fields = inference_fields(
+        client,
+        InferenceSources {
+            service: &args.name,
+            inference_config: args.inference_config.as_deref(),
+            entry_script: args.entry_script.as_deref(),
+            source_directory: args.source_directory.as_deref(),
+            environment_name: args.environment_name.as_deref(),
+            environment_version: args.environment_version,
+        },
+    )
+    .await?;
+    let text = |key: &str| fields.get(key).and_then(Value::as_str).map(str::to_owned);
+    let (Some(entry_script), Some(source_snapshot)) = (text("entryScript"), text("sourceSnapshot"))
+    else {
+        return Err(UsageError {
+            message: "no entry script: give `--ic inferenceconfig.json` with `entryScript`, or `--es score.py`".into(),
+            hint: None,
+        }
+        .into());
+    };
     let deployment_config = match &args.deploy_config {
         Some(path) => Some(read_json(path, "deployment config")?),
         None => None,
@@ -361,12 +414,12 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
         description: args.description.clone(),
         tags: args.tags.iter().cloned().collect(),
         properties: args.properties.iter().cloned().collect(),
-        models: model_ids(&args)?,
+        models: model_list(&args.models, &args.model_metadata_files)?,
         inference_config: InferenceConfigRequest {
-            entry_script: entry_in_snapshot,
-            source_snapshot: snapshot.id,
-            source_directory_name: source_name,
-            environment,
+            entry_script,
+            source_snapshot,
+            source_directory_name: text("sourceDirectoryName"),
+            environment: text("environment"),
         },
         deployment_config,
         overwrite: args.overwrite,

@@ -4,6 +4,7 @@ pub mod deploy;
 pub mod environment;
 pub mod model;
 pub mod service;
+pub mod update;
 pub mod workspace;
 
 use crate::args::{GlobalArgs, UsageError};

@@ -147,6 +147,26 @@ async fn register(client: &Client, args: RegisterArgs, output: OutputFormat) -> 
         render::size(model.size),
         model.file_count
     );
+    if let Ok(services) = client.list_services().await {
+        let prefix = format!("{}:", model.name);
+        for service in services.value {
+            let older: Vec<&String> = service
+                .models
+                .iter()
+                .filter(|id| {
+                    id.strip_prefix(&prefix)
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .is_some_and(|v| v < model.version)
+                })
+                .collect();
+            for id in older {
+                eprintln!(
+                    "Service {} serves {id}; to move it to {}: berth service update -n {} -m {}",
+                    service.name, model.id, service.name, model.id
+                );
+            }
+        }
+    }
     if let Some(file) = &args.output_metadata_file {
         let workspace_name = info.name.clone();
         let metadata = serde_json::json!({

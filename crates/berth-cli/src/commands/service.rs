@@ -21,11 +21,85 @@ pub async fn run(command: ServiceCommand, global: &GlobalArgs) -> anyhow::Result
             render::services(&list.value, global.output)
         }
         ServiceCommand::Show(s) => {
+            if let Some(number) = s.revision {
+                let list = client
+                    .revisions(&s.name)
+                    .await
+                    .with_context(|| format!("cannot show service `{}`", s.name))?;
+                let revision = list
+                    .value
+                    .into_iter()
+                    .find(|r| r.revision == number)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("service `{}` has no revision {number}", s.name)
+                    })?;
+                return render::json(&revision);
+            }
             let service = client
                 .service(&s.name)
                 .await
                 .with_context(|| format!("cannot show service `{}`", s.name))?;
             render::service(&service, global.output)
+        }
+        ServiceCommand::Update(args) => super::update::update(&client, *args, global.output).await,
+        ServiceCommand::Revisions(s) => {
+            let list = client
+                .revisions(&s.name)
+                .await
+                .with_context(|| format!("cannot list the revisions of `{}`", s.name))?;
+            render::revisions(&list.value, global.output)
+        }
+        ServiceCommand::Diff(args) => {
+            let list = client
+                .revisions(&args.name)
+                .await
+                .with_context(|| format!("cannot read the revisions of `{}`", args.name))?;
+            let find = |n: u32| {
+                list.value
+                    .iter()
+                    .find(|r| r.revision == n)
+                    .map(|r| serde_json::to_value(&r.spec).unwrap_or_default())
+                    .ok_or_else(|| anyhow::anyhow!("service `{}` has no revision {n}", args.name))
+            };
+            let (from, to) = (find(args.from)?, find(args.to)?);
+            let mut lines = Vec::new();
+            render::diff_values("", &from, &to, &mut lines);
+            if lines.is_empty() {
+                render::line(&format!(
+                    "revisions {} and {} are identical",
+                    args.from, args.to
+                ))
+            } else {
+                render::line(&lines.join("\n"))
+            }
+        }
+        ServiceCommand::Rollback(args) => {
+            let accepted = client
+                .rollback_service(&args.name, args.to)
+                .await
+                .with_context(|| format!("cannot roll back service `{}`", args.name))?;
+            eprintln!(
+                "Rolling service {} back to revision {} (operation {})",
+                args.name, args.to, accepted.operation.id
+            );
+            if args.no_wait {
+                return render::line(&accepted.operation.id);
+            }
+            wait_for_operation(&client, &accepted.operation.id, global.output).await
+        }
+        ServiceCommand::Redeploy(args) => {
+            let accepted = client
+                .redeploy_service(&args.name)
+                .await
+                .with_context(|| format!("cannot redeploy service `{}`", args.name))?;
+            eprintln!(
+                "Redeploying service {} (operation {})",
+                args.name, accepted.operation.id
+            );
+            if args.no_wait {
+                return render::line(&accepted.operation.id);
+            }
+            wait_for_operation(&client, &accepted.operation.id, global.output).await
         }
         ServiceCommand::Logs(args) => {
             if args.follow {

@@ -12,6 +12,7 @@ mod operations;
 mod query;
 pub mod services;
 mod snapshots;
+mod updates;
 mod upload;
 mod workspace;
 
@@ -107,7 +108,14 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(snapshots::upload_snapshot))
         .routes(routes!(snapshots::show_snapshot))
         .routes(routes!(services::create_service, services::list_services))
-        .routes(routes!(services::show_service, services::delete_service))
+        .routes(routes!(
+            services::show_service,
+            services::delete_service,
+            updates::update_service
+        ))
+        .routes(routes!(updates::rollback_service))
+        .routes(routes!(updates::redeploy_service))
+        .routes(routes!(updates::list_revisions))
         .routes(routes!(services::service_keys))
         .routes(routes!(services::service_logs))
         .routes(routes!(operations::show_operation))

@@ -42,7 +42,10 @@ fn python_identifier(stem: &str) -> bool {
         && !KEYWORDS.contains(&stem)
 }
 
-async fn resolve_environment(state: &AppState, reference: Option<&str>) -> Result<String, String> {
+pub(super) async fn resolve_environment(
+    state: &AppState,
+    reference: Option<&str>,
+) -> Result<String, String> {
     match reference {
         Some(text) => {
             let r = ModelRef::parse(text).map_err(|e| e.replace("model", "environment"))?;
@@ -82,8 +85,63 @@ async fn resolve_environment(state: &AppState, reference: Option<&str>) -> Resul
     }
 }
 
+/// Checks an entry script path; returns its normalised form.
+pub(super) fn validate_entry_script(entry: &str, problems: &mut Vec<String>) -> Option<String> {
+    let Some(path) = safe_relative_path(std::path::Path::new(entry))
+        .ok()
+        .flatten()
+    else {
+        problems.push(format!(
+            "`entryScript` `{entry}` must be a relative path inside the source directory"
+        ));
+        return None;
+    };
+    let stem = path
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(".py");
+    if !path.ends_with(".py") {
+        problems.push(format!(
+            "`entryScript` `{entry}` is not a Python file: only `.py` entry scripts are supported"
+        ));
+    } else if !python_identifier(stem) {
+        problems.push(format!(
+            "`entryScript` `{entry}`: `{stem}` is not a valid Python module name (use letters, digits and `_`, e.g. `score.py`)"
+        ));
+    }
+    Some(path)
+}
+
+/// Checks that the snapshot exists and holds the entry script.
+pub(super) async fn snapshot_problems(
+    state: &AppState,
+    snapshot: &str,
+    entry: &str,
+    problems: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    match state.store.snapshot(snapshot).await {
+        Ok((_, files)) => {
+            if !entry.is_empty() && !files.iter().any(|f| f.file.path == entry) {
+                problems.push(format!(
+                    "`entryScript` `{entry}` is not in the source snapshot; it holds {} file(s)",
+                    files.len()
+                ));
+            }
+            Ok(())
+        }
+        Err(StoreError::SnapshotNotFound(id)) => {
+            problems.push(format!(
+                "source snapshot `{id}` not found: upload the source directory with `POST /v1/snapshots` first"
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Resolves `name`, `name:version` and `name:latest` to `name:version`.
-async fn resolve_models(
+pub(super) async fn resolve_models(
     state: &AppState,
     models: &[String],
     problems: &mut Vec<String>,
@@ -132,31 +190,7 @@ pub async fn create_service(
     };
     let models = resolve_models(&state, &request.models, &mut problems).await;
     let ic = &request.inference_config;
-    let entry = ic.entry_script.as_str();
-    let entry_path = safe_relative_path(std::path::Path::new(entry))
-        .ok()
-        .flatten();
-    match &entry_path {
-        None => problems.push(format!(
-            "`entryScript` `{entry}` must be a relative path inside the source directory"
-        )),
-        Some(path) => {
-            let stem = path
-                .rsplit('/')
-                .next()
-                .unwrap_or("")
-                .trim_end_matches(".py");
-            if !path.ends_with(".py") {
-                problems.push(format!(
-                    "`entryScript` `{entry}` is not a Python file: only `.py` entry scripts are supported"
-                ));
-            } else if !python_identifier(stem) {
-                problems.push(format!(
-                    "`entryScript` `{entry}`: `{stem}` is not a valid Python module name (use letters, digits and `_`, e.g. `score.py`)"
-                ));
-            }
-        }
-    }
+    let entry_path = validate_entry_script(&ic.entry_script, &mut problems);
     if let Some(name) = &ic.source_directory_name
         && (name.is_empty() || name.contains(['/', '\\']) || name == "." || name == "..")
     {
@@ -164,22 +198,13 @@ pub async fn create_service(
             "`sourceDirectoryName` `{name}` must be a plain folder name"
         ));
     }
-    match state.store.snapshot(&ic.source_snapshot).await {
-        Ok((_, files)) => {
-            if let Some(path) = &entry_path
-                && !files.iter().any(|f| &f.file.path == path)
-            {
-                problems.push(format!(
-                    "`entryScript` `{entry}` is not in the source snapshot; it holds {} file(s)",
-                    files.len()
-                ));
-            }
-        }
-        Err(StoreError::SnapshotNotFound(id)) => problems.push(format!(
-            "source snapshot `{id}` not found: upload the source directory with `POST /v1/snapshots` first"
-        )),
-        Err(e) => return Err(e.into()),
-    }
+    snapshot_problems(
+        &state,
+        &ic.source_snapshot,
+        entry_path.as_deref().unwrap_or(""),
+        &mut problems,
+    )
+    .await?;
     let environment = match resolve_environment(&state, ic.environment.as_deref()).await {
         Ok(env) => Some(env),
         Err(e) => {

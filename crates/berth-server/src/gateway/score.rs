@@ -220,7 +220,10 @@ async fn score_inner(
     if let Some(exec) = exec.and_then(|e| HeaderValue::from_str(&e).ok()) {
         out.insert("x-ms-run-fn-exec-ms", exec);
     }
-    out.insert("x-berth-revision", HeaderValue::from(replica.revision));
+    out.insert(
+        "x-berth-revision",
+        HeaderValue::from(route.revision.unwrap_or(replica.revision)),
+    );
     response
 }
 

@@ -71,6 +71,16 @@ pub struct Runtime {
     exits: mpsc::UnboundedSender<ReplicaExit>,
 }
 
+/// Whether moving from `old` to `new` needs new replicas: code, models,
+/// environment, resources and probes do; everything else is applied live.
+pub fn needs_new_replicas(old: &ServiceSpec, new: &ServiceSpec) -> bool {
+    old.models != new.models
+        || old.inference != new.inference
+        || old.deployment.container_resource_requirements
+            != new.deployment.container_resource_requirements
+        || old.deployment.liveness_probe_requirements != new.deployment.liveness_probe_requirements
+}
+
 /// Drain limit for old replicas after a switch.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 /// Time a replica gets to finish after SHUTDOWN before it is killed.
@@ -255,7 +265,11 @@ impl Runtime {
             replicas::stop_all(vec![replica], STOP_GRACE).await;
             return;
         };
-        if route.revision != Some(exit.revision) {
+        let still_listed = route
+            .replicas
+            .iter()
+            .any(|r| r.index == exit.index && r.revision == exit.revision);
+        if !still_listed {
             replicas::stop_all(vec![replica], STOP_GRACE).await;
             return;
         }

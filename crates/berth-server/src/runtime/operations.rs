@@ -57,6 +57,65 @@ fn failure(
     }
 }
 
+/// How long a replica may take to become ready: the time the liveness probe
+/// would give it (initial delay plus `failureThreshold` periods).
+fn readiness_limit(d: &berth_api::DeploymentSettings) -> std::time::Duration {
+    let p = &d.liveness_probe_requirements;
+    std::time::Duration::from_secs(
+        u64::from(p.initial_delay_seconds)
+            + u64::from(p.period_seconds) * u64::from(p.failure_threshold),
+    )
+}
+
+/// Human lines for the live settings that differ.
+fn describe_changes(
+    old: &berth_api::DeploymentSettings,
+    new: &berth_api::DeploymentSettings,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |what: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{what} {a} → {b}"));
+        }
+    };
+    note(
+        "replicas",
+        old.desired_replicas().to_string(),
+        new.desired_replicas().to_string(),
+    );
+    note(
+        "autoscale",
+        format!("{:?}", old.auto_scaler),
+        format!("{:?}", new.auto_scaler),
+    );
+    note(
+        "key auth",
+        old.auth_enabled.to_string(),
+        new.auth_enabled.to_string(),
+    );
+    note(
+        "scoringTimeoutMs",
+        old.scoring_timeout_ms.to_string(),
+        new.scoring_timeout_ms.to_string(),
+    );
+    note(
+        "maxQueueWaitMs",
+        old.max_queue_wait_ms.to_string(),
+        new.max_queue_wait_ms.to_string(),
+    );
+    note(
+        "maxConcurrentRequestsPerContainer",
+        old.max_concurrent_requests_per_container.to_string(),
+        new.max_concurrent_requests_per_container.to_string(),
+    );
+    note(
+        "dataCollection",
+        format!("{:?}", old.data_collection),
+        format!("{:?}", new.data_collection),
+    );
+    out
+}
+
 fn split_id(id: &str) -> Option<(&str, u32)> {
     let (name, version) = id.rsplit_once(':')?;
     Some((name, version.parse().ok()?))
@@ -87,7 +146,11 @@ impl Runtime {
                 if self.deps.table.get(&op.service).is_none() {
                     self.publish_empty(&op.service).await;
                 }
-                match self.roll_out(&log, &op.service, revision).await {
+                let result = match op.operation_type {
+                    OperationType::Update => self.update(&log, &op.service, revision).await,
+                    _ => self.roll_out(&log, &op.service, revision).await,
+                };
+                match result {
                     Ok(()) => OperationOutcome::Succeeded {
                         serving_revision: revision,
                     },
@@ -235,11 +298,17 @@ impl Runtime {
                 &dir,
                 &environment.spec.environment_variables,
             ),
+            init_timeout: readiness_limit(&spec.deployment),
         });
         let count = spec.deployment.desired_replicas();
         log.event(&format!("Starting {count} replica(s)")).await;
         let replicas = replicas::start_replicas(&plan, count).await.map_err(|f| {
-            let (code, what) = match f.error.init_stage() {
+            let (code, what) = match (&f.error, f.error.init_stage()) {
+                (berth_worker::SpawnError::InitTimeout { .. }, _) => (
+                    "DeploymentTimedOut",
+                    "init() did not finish within the readiness limit (livenessProbeRequirements: initialDelaySeconds + periodSeconds × failureThreshold)",
+                ),
+                (_, stage) => match stage {
                 Some(berth_worker::InitStage::Init) => ("CrashLoopBackOff", "init() raised"),
                 Some(berth_worker::InitStage::LoadScript) => {
                     ("CrashLoopBackOff", "the entry script failed to load")
@@ -248,6 +317,7 @@ impl Runtime {
                     ("EntryScriptInvalid", "the entry script breaks the contract")
                 }
                 None => ("ReplicaStartFailed", "the worker did not start"),
+                },
             };
             let output: Vec<String> = f.error.output().lines().map(str::to_owned).collect();
             failure(
@@ -293,6 +363,139 @@ impl Runtime {
                 .await;
             replicas::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
             log.event(&format!("Revision {old_revision} stopped")).await;
+        }
+        Ok(())
+    }
+
+    /// Applies an update: live when only live settings changed, else a rollout.
+    async fn update(
+        &self,
+        log: &OpLog<'_>,
+        service: &str,
+        revision: u32,
+    ) -> Result<(), OperationError> {
+        let spec = self
+            .deps
+            .services
+            .revision(service, revision)
+            .await
+            .map_err(|e| {
+                failure(
+                    "InternalError",
+                    "read the revision",
+                    e.to_string(),
+                    Vec::new(),
+                )
+            })?;
+        let running = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|m| m.get(service).map(|s| (s.spec.clone(), s.plan.clone())));
+        let route = self
+            .deps
+            .table
+            .get(service)
+            .filter(|r| !r.replicas.is_empty());
+        match (running, route) {
+            (Some((old, plan)), Some(route)) if !super::needs_new_replicas(&old, &spec) => {
+                self.apply_live(log, service, revision, spec, &old, plan, route)
+                    .await
+            }
+            _ => {
+                log.event("The change needs new replicas: rolling out")
+                    .await;
+                self.roll_out(log, service, revision).await
+            }
+        }
+    }
+
+    /// Applies settings to the running replicas, scaling them when the count changed.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_live(
+        &self,
+        log: &OpLog<'_>,
+        service: &str,
+        revision: u32,
+        spec: ServiceSpec,
+        old: &ServiceSpec,
+        plan: Arc<LaunchPlan>,
+        route: Arc<crate::gateway::Route>,
+    ) -> Result<(), OperationError> {
+        for change in describe_changes(&old.deployment, &spec.deployment) {
+            log.event(&format!("Live change: {change}")).await;
+        }
+        let desired = spec.deployment.desired_replicas() as usize;
+        let mut current: Vec<Arc<crate::gateway::Replica>> = route.replicas.clone();
+        current.sort_by_key(|r| r.index);
+        let mut added = Vec::new();
+        if desired > current.len() {
+            log.event(&format!(
+                "Scaling up from {} to {desired} replica(s)",
+                current.len()
+            ))
+            .await;
+            let first = current.iter().map(|r| r.index + 1).max().unwrap_or(0);
+            for next in first..first + (desired - current.len()) as u32 {
+                match replicas::start_replica(&plan, next).await {
+                    Ok(replica) => added.push(replica),
+                    Err(f) => {
+                        replicas::stop_all(added, STOP_GRACE).await;
+                        let output = f.error.output().lines().map(str::to_owned).collect();
+                        return Err(failure(
+                            "ReplicaStartFailed",
+                            format!("start replica {}", f.index),
+                            f.error.to_string(),
+                            output,
+                        ));
+                    }
+                }
+            }
+        }
+        let retired = if desired < current.len() {
+            log.event(&format!(
+                "Scaling down from {} to {desired} replica(s)",
+                current.len()
+            ))
+            .await;
+            current.split_off(desired)
+        } else {
+            Vec::new()
+        };
+        current.extend(added.iter().cloned());
+        let keys = self
+            .deps
+            .services
+            .service(service)
+            .await
+            .map_err(|e| {
+                failure(
+                    "InternalError",
+                    "read the service",
+                    e.to_string(),
+                    Vec::new(),
+                )
+            })?
+            .keys;
+        let old_route = self.publish(service, Some(revision), current, &spec, &keys);
+        self.watch(service, &added);
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(
+                service.to_owned(),
+                ServiceRuntime {
+                    spec: Arc::new(spec),
+                    plan,
+                    restarts: 0,
+                },
+            );
+        }
+        log.event(&format!(
+            "Revision {revision} applied to the running replicas"
+        ))
+        .await;
+        if let (Some(old_route), false) = (old_route, retired.is_empty()) {
+            replicas::drain_subset(old_route, retired, DRAIN_LIMIT, STOP_GRACE).await;
+            log.event("Retired replicas stopped").await;
         }
         Ok(())
     }

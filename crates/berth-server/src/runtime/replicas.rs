@@ -27,6 +27,8 @@ pub struct LaunchPlan {
     pub app: PathBuf,
     /// Variables for the worker (the whole environment: nothing is inherited).
     pub env: Vec<(String, String)>,
+    /// How long import + `init()` may take before the replica counts as failed.
+    pub init_timeout: Duration,
 }
 
 /// Variables passed through from the server's own environment.
@@ -43,6 +45,7 @@ impl LaunchPlan {
             self.app.clone(),
         );
         spec.clear_env = true;
+        spec.init_timeout = self.init_timeout;
         for key in PASSED_THROUGH {
             if let Some(value) = std::env::var_os(key) {
                 spec.env.push((OsString::from(key), value));
@@ -120,19 +123,30 @@ pub async fn stop_all(replicas: Vec<Arc<Replica>>, grace: Duration) {
 /// Waits until no request holds `route` (every request that was routed to it
 /// has been answered), at most `limit`, then stops its replicas.
 pub async fn drain(route: Arc<Route>, limit: Duration, grace: Duration) {
-    for replica in &route.replicas {
+    let replicas = route.replicas.clone();
+    drain_subset(route, replicas, limit, grace).await;
+}
+
+/// Like [`drain`], but stops only `retired` (a scale-down keeps the others).
+pub async fn drain_subset(
+    route: Arc<Route>,
+    retired: Vec<Arc<Replica>>,
+    limit: Duration,
+    grace: Duration,
+) {
+    for replica in &retired {
         replica
             .retiring
             .store(true, std::sync::atomic::Ordering::Release);
     }
     let deadline = tokio::time::Instant::now() + limit;
-    // The route itself plus our clone: 1 means nobody else holds it.
+    // Our clone is the last one once no request holds the old route.
     while Arc::strong_count(&route) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    while route.replicas.iter().any(|r| r.in_flight() > 0) && tokio::time::Instant::now() < deadline
-    {
+    drop(route);
+    while retired.iter().any(|r| r.in_flight() > 0) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop_all(route.replicas.clone(), grace).await;
+    stop_all(retired, grace).await;
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use berth_api::{EnvironmentSpec, Model, ModelFile, ModelKind, Snapshot};
 
-pub use services::{NewService, OperationOutcome, ServiceStore, StoredService};
+pub use services::{NewService, OperationOutcome, ServiceChange, ServiceStore, StoredService};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the store.
@@ -54,6 +54,16 @@ pub enum StoreError {
     /// The operation does not exist.
     #[error("operation `{0}` not found")]
     OperationNotFound(String),
+    /// The service changed between reading it and writing the change.
+    #[error(
+        "service `{service}` changed while this change was prepared (now serving revision {now:?})"
+    )]
+    Moved {
+        /// Service.
+        service: String,
+        /// Serving revision now.
+        now: Option<u32>,
+    },
     /// The revision does not exist.
     #[error("revision {revision} of service `{service}` not found")]
     RevisionNotFound {

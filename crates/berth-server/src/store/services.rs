@@ -61,6 +61,35 @@ pub struct NewService {
     pub now: String,
 }
 
+/// A change to an existing service: an update (new revision), a rollback or a
+/// redeploy (an existing revision). Written with its operation in one transaction.
+#[derive(Debug, Clone)]
+pub struct ServiceChange {
+    /// Service.
+    pub name: String,
+    /// Kind of operation.
+    pub kind: OperationType,
+    /// New operation id.
+    pub operation_id: String,
+    /// RFC 3339.
+    pub now: String,
+    /// The revision the change was computed from; the change is refused (409)
+    /// when the service moved on meanwhile.
+    pub based_on: Option<u32>,
+    /// A new revision to write and roll out.
+    pub new_revision: Option<ServiceSpec>,
+    /// Otherwise: the existing revision to roll out.
+    pub target: Option<u32>,
+    /// New description.
+    pub description: Option<String>,
+    /// New tags.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// New properties (already checked add-only).
+    pub properties: Option<BTreeMap<String, String>>,
+    /// New keys.
+    pub keys: Option<ServiceKeys>,
+}
+
 /// How an operation ended.
 #[derive(Debug, Clone)]
 pub enum OperationOutcome {
@@ -82,6 +111,10 @@ pub trait ServiceStore: Send + Sync + 'static {
     /// existing one; either way starts one operation. Refused while another
     /// operation of the service runs.
     async fn create_service(&self, new: NewService) -> Result<Operation>;
+    /// Records a change and starts its operation; refused while another runs.
+    async fn change_service(&self, change: ServiceChange) -> Result<Operation>;
+    /// Every revision of a service, oldest first.
+    async fn revisions(&self, name: &str) -> Result<Vec<(u32, String, ServiceSpec)>>;
     /// Starts deleting a service.
     async fn start_delete(&self, name: &str, operation_id: &str, now: &str) -> Result<Operation>;
     /// A service.

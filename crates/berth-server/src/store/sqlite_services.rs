@@ -9,7 +9,7 @@ use berth_api::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
-use super::services::{NewService, OperationOutcome, ServiceStore, StoredService};
+use super::services::{NewService, OperationOutcome, ServiceChange, ServiceStore, StoredService};
 use super::sqlite::db;
 use super::{Result, SqliteStore, StoreError};
 
@@ -357,6 +357,108 @@ impl ServiceStore for SqliteStore {
             let operation = find_operation(&tx, &new.operation_id, 0)?;
             tx.commit().map_err(db("commit service create"))?;
             Ok(operation)
+        })
+        .await
+    }
+
+    async fn change_service(&self, change: ServiceChange) -> Result<Operation> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin service change"))?;
+            let Some(current) = find_service(&tx, &change.name)? else {
+                return Err(StoreError::ServiceNotFound(change.name));
+            };
+            refuse_if_busy(&tx, &change.name)?;
+            if change.based_on != current.serving_revision.or(Some(current.latest_revision)) {
+                return Err(StoreError::Moved {
+                    service: change.name,
+                    now: current.serving_revision,
+                });
+            }
+            let target = match (&change.new_revision, change.target) {
+                (Some(spec), _) => {
+                    let number = current.latest_revision + 1;
+                    let text = serde_json::to_string(spec).map_err(corrupt("revision spec"))?;
+                    tx.execute(
+                        "INSERT INTO revisions (service, number, spec, created_time) VALUES (?1, ?2, ?3, ?4)",
+                        params![change.name, number, text, change.now],
+                    )
+                    .map_err(db("insert revision"))?;
+                    tx.execute(
+                        "UPDATE services SET latest_revision = ?1 WHERE name = ?2",
+                        params![number, change.name],
+                    )
+                    .map_err(db("record latest revision"))?;
+                    Some(number)
+                }
+                (None, Some(number)) => {
+                    read_revision(&tx, &change.name, number)?;
+                    Some(number)
+                }
+                (None, None) => None,
+            };
+            if let Some(description) = &change.description {
+                tx.execute(
+                    "UPDATE services SET description = ?1 WHERE name = ?2",
+                    params![description, change.name],
+                )
+                .map_err(db("update description"))?;
+            }
+            if let Some(tags) = &change.tags {
+                let text = serde_json::to_string(tags).map_err(corrupt("tags"))?;
+                tx.execute("UPDATE services SET tags = ?1 WHERE name = ?2", params![text, change.name])
+                    .map_err(db("update tags"))?;
+            }
+            if let Some(properties) = &change.properties {
+                let text = serde_json::to_string(properties).map_err(corrupt("properties"))?;
+                tx.execute(
+                    "UPDATE services SET properties = ?1 WHERE name = ?2",
+                    params![text, change.name],
+                )
+                .map_err(db("update properties"))?;
+            }
+            if let Some(keys) = &change.keys {
+                tx.execute(
+                    "UPDATE services SET primary_key = ?1, secondary_key = ?2 WHERE name = ?3",
+                    params![keys.primary_key, keys.secondary_key, change.name],
+                )
+                .map_err(db("update keys"))?;
+            }
+            insert_operation(&tx, &change.operation_id, &change.name, change.kind, target, &change.now)?;
+            let accepted = match target {
+                Some(n) => format!("{} accepted: revision {n}", change.kind.as_str()),
+                None => format!("{} accepted", change.kind.as_str()),
+            };
+            append_event(&tx, &change.operation_id, &change.now, 0, &accepted)?;
+            refresh_model_references(&tx, &change.name)?;
+            let operation = find_operation(&tx, &change.operation_id, 0)?;
+            tx.commit().map_err(db("commit service change"))?;
+            Ok(operation)
+        })
+        .await
+    }
+
+    async fn revisions(&self, name: &str) -> Result<Vec<(u32, String, ServiceSpec)>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            if find_service(conn, &name)?.is_none() {
+                return Err(StoreError::ServiceNotFound(name));
+            }
+            let mut stmt = conn
+                .prepare("SELECT number, created_time, spec FROM revisions WHERE service = ?1 ORDER BY number")
+                .map_err(db("prepare revision list"))?;
+            let rows = stmt
+                .query_map(params![name], |r| {
+                    Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(db("list revisions"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (number, created, spec) = row.map_err(db("list revisions"))?;
+                out.push((number, created, serde_json::from_str(&spec).map_err(corrupt("revision spec"))?));
+            }
+            Ok(out)
         })
         .await
     }
