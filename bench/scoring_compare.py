@@ -108,6 +108,16 @@ end
 '''
 
 
+NOTES = """
+¹ reference: process start → first 200 on POST /score; Berth: `berth model deploy` start → first
+  200 on the scoring URL (server already running; environment and model registered before).
+² user+system CPU of the server's process tree over the wrk window ÷ requests (wrk excluded).
+³ sum of VmRSS over the server's process tree (Berth: server + worker; reference: azmlinfsrv,
+  gunicorn master + worker) after the c=64 window.
+⁴ echo only: the same Berth server answering GET /livez (HTTP + routing, no worker), for how much
+  of the c=1 latency the worker path adds."""
+
+
 class BenchError(Exception):
     """A server failed to start, answered an error, or answered differently."""
 
@@ -211,7 +221,7 @@ def free_port() -> int:
 
 def wrk(lua: Path, url: str, conns: int, seconds: float) -> dict:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "-s", str(lua), url],
+        ["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "-s", str(lua), url],
         capture_output=True, text=True, check=False,
     )
     for line in out.stdout.splitlines():
@@ -373,6 +383,10 @@ def run_berth(ctx: "Context", script: str, run_no: int) -> dict:
         figures = {"cold_s": t1 - t_deploy, "deploy_cli_s": deploy_cli_s,
                    "server_ready_s": server_ready_s, "answer": answer.decode()}
         figures.update(load(server, ctx.lua, ctx.duration))
+        if script == "echo":
+            # The HTTP floor on this machine: the same server answering GET /livez (no worker).
+            figures["floor"] = wrk(ctx.floor_lua, f"http://127.0.0.1:{port}/livez", 1,
+                                   min(ctx.duration, 4))
         t_stop = time.monotonic()
         left = stop(proc)
         figures["stop_s"] = time.monotonic() - t_stop
@@ -396,6 +410,7 @@ class Context:
     berth: Path
     body: bytes
     lua: Path
+    floor_lua: Path
     duration: float
     keep: bool
 
@@ -432,22 +447,25 @@ def rows_for(ref_runs: list[dict], berth_runs: list[dict]) -> list[tuple[str, st
         return median([getter(r) for r in runs])
 
     rows = []
-    rows.append(("cold start, s (ref: process start → first 200; Berth: `model deploy` → first 200)",
+    rows.append(("cold start¹, s",
                  *(lambda r, b: (fmt(r, "s"), fmt(b, "s"), ratio(b, r)))(
                      m(ref_runs, lambda x: x["cold_s"]), m(berth_runs, lambda x: x["cold_s"]))))
-    rows.append(("Berth server process start → /readyz 200, s", "–",
+    rows.append(("Berth server start → /readyz 200, s", "–",
                  fmt(m(berth_runs, lambda x: x["server_ready_s"]), "s"), "–"))
     for c in CONCURRENCY:
         k = f"c{c}"
         for label, key, kind, scale in (("requests/s", "rps", "rps", 1),
                                         ("p50, ms", "p50_us", "ms", 1e-3),
                                         ("p99, ms", "p99_us", "ms", 1e-3),
-                                        ("CPU µs/request (server tree)", "cpu_us_per_req", "us", 1)):
+                                        ("CPU µs/request²", "cpu_us_per_req", "us", 1)):
             r = m(ref_runs, lambda x: x[k][key] * scale)
             b = m(berth_runs, lambda x: x[k][key] * scale)
             rows.append((f"c={c} {label}", fmt(r, kind), fmt(b, kind), ratio(b, r)))
+    if all("floor" in x for x in berth_runs):
+        rows.append(("HTTP floor⁴: Berth GET /livez, c=1 p50, ms", "–",
+                     fmt(m(berth_runs, lambda x: x["floor"]["p50_us"] / 1e3), "ms"), "–"))
     r, b = m(ref_runs, lambda x: x["rss_mib"]), m(berth_runs, lambda x: x["rss_mib"])
-    rows.append(("RSS after the runs, MiB (server + workers)", fmt(r, "mib"), fmt(b, "mib"), ratio(b, r)))
+    rows.append(("RSS after the runs³, MiB", fmt(r, "mib"), fmt(b, "mib"), ratio(b, r)))
     errs = lambda runs: sum(x["warm_errors"] + sum(x[f"c{c}"]["errors"] for c in CONCURRENCY)
                             for x in runs)
     rows.append(("non-2xx + socket errors (all runs)", str(errs(ref_runs)), str(errs(berth_runs)), "–"))
@@ -489,7 +507,9 @@ def prepare(work: Path, venv: Path) -> tuple[bytes, Path]:
     body = body_path.read_bytes()
     lua = work / "post.lua"
     lua.write_text(WRK_LUA % body.decode())
-    return body, lua
+    floor_lua = work / "get.lua"
+    floor_lua.write_text((WRK_LUA % "").split("\n", 3)[3])  # the done() reporter only: a plain GET
+    return body, lua, floor_lua
 
 
 def main() -> int:
@@ -505,11 +525,26 @@ def main() -> int:
     args = p.parse_args()
 
     work = args.work.resolve()
-    body, lua = prepare(work, args.venv.resolve())
-    ctx = Context(work, args.venv.resolve(), args.berth.resolve(), body, lua, args.duration, args.keep)
+    body, lua, floor_lua = prepare(work, args.venv.resolve())
+    ctx = Context(work, args.venv.resolve(), args.berth.resolve(), body, lua, floor_lua,
+                  args.duration, args.keep)
     scripts = [s for s in args.scripts.split(",") if s]
+    versions = subprocess.run(
+        [str(ctx.venv / "bin" / "python"), "-c",
+         "import sys, importlib.metadata as m; print('Python %d.%d.%d' % sys.version_info[:3], "
+         "'azureml-inference-server-http', m.version('azureml-inference-server-http'), "
+         "'scikit-learn', m.version('scikit-learn'))"],
+        capture_output=True, text=True, check=False).stdout.strip()
+    berth_version = subprocess.run([str(ctx.berth), "--version"], capture_output=True, text=True,
+                                   check=False).stdout.strip()
+    print(f"{berth_version} ({ctx.berth}); {versions}; {os.cpu_count()} cores", file=sys.stderr)
     print(f"body: {len(body)} bytes; wrk -t1 -c{{1,8,64}} -d{args.duration:g}s; "
           f"{args.runs} run(s); work dir {work}", file=sys.stderr)
+
+    load1 = float(Path("/proc/loadavg").read_text().split()[0])
+    if load1 > 0.5:
+        print(f"warning: load average {load1:.2f} before starting: something else is using the "
+              f"{os.cpu_count()} cores; figures will be noisy", file=sys.stderr)
 
     results: dict[str, dict[str, list[dict]]] = {s: {"reference": [], "berth": []} for s in scripts}
     started = time.monotonic()
@@ -556,15 +591,18 @@ def main() -> int:
             problems.append("echo: the answer is not the request body")
 
     print("\n\n".join(tables_txt))
+    print(NOTES)
     if "echo" in scripts and results["echo"]["berth"] and results["echo"]["reference"]:
         b, r = results["echo"]["berth"], results["echo"]["reference"]
         p50 = median([x["c1"]["p50_us"] for x in b])
+        floor = median([x["floor"]["p50_us"] for x in b if "floor" in x])
         x64 = median([x["c64"]["rps"] for x in b]) / median([x["c64"]["rps"] for x in r])
-        print(f"\nDESIGN §9 budget (echo): c=1 p50 {p50:.0f} µs end to end (budget: overhead ≤ 150 µs); "
+        print(f"\nDESIGN §9 budget (echo): c=1 p50 {p50:.0f} µs end to end, {p50 - floor:.0f} µs over "
+              f"this machine's HTTP floor ({floor:.0f} µs) (budget: overhead ≤ 150 µs); "
               f"c=64 requests/s {x64:.1f}× the reference (budget: 20×)")
     print(f"\n{elapsed:.0f} s for {args.runs} run(s); raw figures in {work / 'results.json'}")
     if args.markdown:
-        args.markdown.write_text("\n\n".join(tables_md) + "\n")
+        args.markdown.write_text("\n\n".join(tables_md) + "\n" + NOTES + "\n")
     if failure:
         print(f"error: {failure}", file=sys.stderr)
         return 1

@@ -50,7 +50,7 @@ elif [ -n "${BENCH_REV:-}" ]; then
     src="$PWD/target/bench-src/$rev"
     if [ ! -f "$src/Cargo.toml" ]; then
         mkdir -p "$src"
-        git archive "$rev" | tar -x -C "$src"
+        git archive "$rev" | tar -x -m -C "$src"   # -m: fresh mtimes, so cargo rebuilds
     fi
     echo "== cargo build --release (revision $rev, in $src)" >&2
     CARGO_TARGET_DIR="$PWD/target/bench-src/target" \

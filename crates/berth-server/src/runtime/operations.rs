@@ -397,17 +397,21 @@ impl Runtime {
             .table
             .get(service)
             .filter(|r| !r.replicas.is_empty());
-        match (running, route) {
-            (Some((old, plan)), Some(route)) if !super::needs_new_replicas(&old, &spec) => {
-                self.apply_live(log, service, revision, spec, &old, plan, route)
-                    .await
-            }
-            _ => {
-                log.event("The change needs new replicas: rolling out")
+        if let (Some((old, plan)), Some(route)) = (running, route) {
+            if !super::needs_new_replicas(&old, &spec) {
+                let current = route.replicas.clone();
+                // Draining waits for the old route's last holder: never this function.
+                drop(route);
+                return self
+                    .apply_live(log, service, revision, spec, &old, plan, current)
                     .await;
-                self.roll_out(log, service, revision).await
             }
+            // The old route must not be held here: draining waits for its last holder.
+            drop(route);
         }
+        log.event("The change needs new replicas: rolling out")
+            .await;
+        self.roll_out(log, service, revision).await
     }
 
     /// Applies settings to the running replicas, scaling them when the count changed.
@@ -420,13 +424,12 @@ impl Runtime {
         spec: ServiceSpec,
         old: &ServiceSpec,
         plan: Arc<LaunchPlan>,
-        route: Arc<crate::gateway::Route>,
+        mut current: Vec<Arc<crate::gateway::Replica>>,
     ) -> Result<(), OperationError> {
         for change in describe_changes(&old.deployment, &spec.deployment) {
             log.event(&format!("Live change: {change}")).await;
         }
         let desired = spec.deployment.desired_replicas() as usize;
-        let mut current: Vec<Arc<crate::gateway::Replica>> = route.replicas.clone();
         current.sort_by_key(|r| r.index);
         let mut added = Vec::new();
         if desired > current.len() {

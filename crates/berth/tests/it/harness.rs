@@ -120,6 +120,20 @@ impl TestServer {
             .expect("join")
     }
 
+    /// Kills the server with SIGKILL (no cleanup) and waits for it.
+    pub async fn kill9(&mut self) {
+        let mut child = self.child.take().expect("server running");
+        let _ = child.kill();
+        tokio::task::spawn_blocking(move || child.wait().expect("wait"))
+            .await
+            .expect("join");
+    }
+
+    /// Starts the server again on the same data directory.
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
         let pid = self.child.as_ref().expect("server running").id();
@@ -379,5 +393,74 @@ impl TestServer {
             .send()
             .await
             .expect("score")
+    }
+}
+
+/// A bounded load of scoring requests running in the background.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<LoadReport>>,
+}
+
+/// What a load saw.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Requests answered 200.
+    pub ok: u64,
+    /// Requests that failed (any other status, or no answer), with what happened.
+    pub failures: Vec<String>,
+    /// Bodies seen, by count.
+    pub bodies: std::collections::BTreeMap<String, u64>,
+}
+
+impl Load {
+    /// Starts `clients` loops POSTing `body` to `service` until stopped (at most 60 s).
+    pub fn start(server: &TestServer, service: &str, body: &str, clients: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let url = server.url(&format!("/api/v1/service/{service}/score"));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, url, body) = (stop.clone(), url.clone(), body.to_owned());
+                let http = reqwest::Client::new();
+                tokio::spawn(async move {
+                    let mut report = LoadReport::default();
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while !stop.load(std::sync::atomic::Ordering::Acquire)
+                        && Instant::now() < deadline
+                    {
+                        match http.post(&url).body(body.clone()).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                report.ok += 1;
+                                let text = r.text().await.unwrap_or_default();
+                                *report.bodies.entry(text).or_default() += 1;
+                            }
+                            Ok(r) => {
+                                let status = r.status();
+                                let text = r.text().await.unwrap_or_default();
+                                report.failures.push(format!("{status}: {text}"));
+                            }
+                            Err(e) => report.failures.push(format!("no answer: {e}")),
+                        }
+                    }
+                    report
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Stops the loops and merges their reports.
+    pub async fn finish(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let mut total = LoadReport::default();
+        for task in self.tasks {
+            let report = task.await.expect("load task");
+            total.ok += report.ok;
+            total.failures.extend(report.failures);
+            for (body, n) in report.bodies {
+                *total.bodies.entry(body).or_default() += n;
+            }
+        }
+        total
     }
 }

@@ -13,4 +13,5 @@ mod lifecycle;
 mod registry;
 mod services;
 mod snapshots;
+mod updates;
 mod uploads;
