@@ -556,12 +556,13 @@ def main() -> int:
                 for which in order:
                     fig = (run_reference(ctx, script) if which == "reference"
                            else run_berth(ctx, script, run_no))
+                    fig["load1"] = float(Path("/proc/loadavg").read_text().split()[0])
                     results[script][which].append(fig)
                     print(f"run {run_no} {script:6} {which:9} cold {fig['cold_s']:.2f}s  "
                           + "  ".join(f"c={c}: {fig[f'c{c}']['rps']:,.0f}/s "
                                       f"p50 {fig[f'c{c}']['p50_us'] / 1e3:.2f}ms "
                                       f"err {fig[f'c{c}']['errors']}" for c in CONCURRENCY)
-                          + f"  rss {fig['rss_mib']:.0f}MiB", file=sys.stderr)
+                          + f"  rss {fig['rss_mib']:.0f}MiB  load {fig['load1']:.2f}", file=sys.stderr)
     except BenchError as e:
         failure = str(e)
     except KeyboardInterrupt:

@@ -10,7 +10,6 @@ export BERTH_TEST_PYTHON
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast "$@"
-    cargo test --doc --workspace --locked
 else
     cargo test --workspace --locked "$@"
 fi

@@ -25,8 +25,9 @@ pub use model::{
 };
 pub use service::{
     CreateServiceRequest, InferenceConfigRequest, InferenceSpec, Operation, OperationAccepted,
-    OperationError, OperationEvent, OperationState, OperationType, Revision, RevisionList,
-    RollbackRequest, Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec, ServiceState,
+    OperationError, OperationEvent, OperationState, OperationType, RegenerateKeyRequest, Revision,
+    RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec,
+    ServiceState, ServiceToken,
 };
 pub use snapshot::Snapshot;
 pub use workspace::{ClientConfig, WorkspaceInfo};

@@ -280,6 +280,31 @@ pub struct OperationAccepted {
     pub warnings: Vec<String>,
 }
 
+/// `POST /v1/services/{name}/regenerateKeys` body (the reference's shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegenerateKeyRequest {
+    /// `Primary` or `Secondary` (any case).
+    pub key_type: String,
+    /// The new key; a random one when absent.
+    #[serde(default)]
+    pub key_value: Option<String>,
+}
+
+/// `POST /v1/services/{name}/token` answer (the reference's shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceToken {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Epoch seconds after which to fetch a new token.
+    pub refresh_after: u64,
+    /// Epoch seconds after which it is refused.
+    pub expiry_on: u64,
+}
+
 /// `POST /v1/services/{name}/rollback` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

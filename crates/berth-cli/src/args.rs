@@ -83,6 +83,10 @@ pub enum ServiceCommand {
     Run(RunArgs),
     /// Show the scoring keys
     Keys(ServiceName),
+    /// Replace the primary or secondary key (an operation; the other key keeps working)
+    RegenKey(RegenKeyArgs),
+    /// Get a scoring token (services with token auth)
+    Token(ServiceName),
     /// Delete a service (drains and stops its replicas)
     Delete(DeleteServiceArgs),
     /// Change a service in place (new revision; zero downtime; old revision kept on failure)
@@ -104,6 +108,23 @@ pub struct WaitableName {
     #[arg(short = 'n', long)]
     pub name: String,
     /// Return once the operation is accepted
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `berth service regen-key`
+#[derive(Debug, Args)]
+pub struct RegenKeyArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Which key: Primary or Secondary
+    #[arg(short = 'k', long = "key")]
+    pub key: String,
+    /// The new key [default: random]
+    #[arg(short = 's', long = "value", visible_alias = "set-key")]
+    pub value: Option<String>,
+    /// Return once the change is accepted
     #[arg(long)]
     pub no_wait: bool,
 }

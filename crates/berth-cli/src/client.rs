@@ -5,9 +5,10 @@ use std::path::Path;
 
 use berth_api::{
     CreateServiceRequest, Environment, EnvironmentList, ErrorBody, Model, ModelList, Operation,
-    OperationAccepted, RegisterEnvironmentRequest, RegisterEnvironmentResponse,
-    RegisterModelMetadata, RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList,
-    ServiceLogs, Snapshot, UpdateModelRequest, WorkspaceInfo,
+    OperationAccepted, RegenerateKeyRequest, RegisterEnvironmentRequest,
+    RegisterEnvironmentResponse, RegisterModelMetadata, RevisionList, RollbackRequest, Service,
+    ServiceKeys, ServiceList, ServiceLogs, ServiceToken, Snapshot, UpdateModelRequest,
+    WorkspaceInfo,
 };
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -342,6 +343,35 @@ impl Client {
             self.request(Method::PATCH, &format!("/v1/services/{}", segment(name)))
                 .json(patch),
         )
+        .await
+    }
+
+    /// `POST /v1/services/{name}/regenerateKeys`.
+    pub async fn regenerate_key(
+        &self,
+        name: &str,
+        key_type: &str,
+        key_value: Option<String>,
+    ) -> Result<OperationAccepted> {
+        self.json(
+            self.request(
+                Method::POST,
+                &format!("/v1/services/{}/regenerateKeys", segment(name)),
+            )
+            .json(&RegenerateKeyRequest {
+                key_type: key_type.to_owned(),
+                key_value,
+            }),
+        )
+        .await
+    }
+
+    /// `POST /v1/services/{name}/token`.
+    pub async fn service_token(&self, name: &str) -> Result<ServiceToken> {
+        self.json(self.request(
+            Method::POST,
+            &format!("/v1/services/{}/token", segment(name)),
+        ))
         .await
     }
 

@@ -470,10 +470,6 @@ fn read(
         r.problems.push(
             "`authEnabled` and `tokenAuthEnabled` are both true: a service uses key auth or token auth, not both".into(),
         );
-    } else if s.token_auth_enabled {
-        r.problems.push(
-            "`tokenAuthEnabled` is true, but this server issues no scoring tokens yet: use key auth (`authEnabled: true`)".into(),
-        );
     }
     if let Some(v) = r.bool("appInsightsEnabled") {
         s.app_insights_enabled = v;

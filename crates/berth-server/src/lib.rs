@@ -29,6 +29,7 @@ pub mod health;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
+pub mod tokens;
 pub mod workspace_files;
 
 use std::future::Future;
@@ -118,6 +119,12 @@ pub async fn run(
             tracing::warn!(error = %e, "the default Python does not run; environments without `--python` will fail to build")
         }
     }
+    let signer = tokens::TokenSigner::load_or_create(&config.data_dir).map_err(|source| {
+        ServerError::Bind {
+            addr: config.addr,
+            source,
+        }
+    })?;
     let config = Arc::new(config);
     let table = Arc::new(gateway::RouteTable::default());
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
@@ -139,11 +146,13 @@ pub async fn run(
         envs,
         runtime: runtime.clone(),
         endpoint: endpoint.clone().into(),
+        signer: signer.clone(),
     };
     let app = api::router(state)
         .merge(gateway::router(gateway::GatewayState {
             table,
             max_body: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
+            signer,
         }))
         .merge(health::router(ready.clone()))
         .layer(tower_http::trace::TraceLayer::new_for_http());

@@ -144,6 +144,33 @@ pub async fn run(command: ServiceCommand, global: &GlobalArgs) -> anyhow::Result
             render::line(&format!("primaryKey    {}", keys.primary_key))?;
             render::line(&format!("secondaryKey  {}", keys.secondary_key))
         }
+        ServiceCommand::RegenKey(args) => {
+            let accepted = client
+                .regenerate_key(&args.name, &args.key, args.value.clone())
+                .await
+                .with_context(|| {
+                    format!("cannot regenerate the {} key of `{}`", args.key, args.name)
+                })?;
+            if args.no_wait {
+                return render::line(&accepted.operation.id);
+            }
+            wait_for_operation(&client, &accepted.operation.id, OutputFormat::Table).await?;
+            eprintln!("The {} key of {} is replaced", args.key, args.name);
+            Ok(())
+        }
+        ServiceCommand::Token(s) => {
+            let token = client
+                .service_token(&s.name)
+                .await
+                .with_context(|| format!("cannot get a token for `{}`", s.name))?;
+            if global.output == OutputFormat::Json {
+                return render::json(&token);
+            }
+            render::line(&format!("accessToken   {}", token.access_token))?;
+            render::line(&format!("tokenType     {}", token.token_type))?;
+            render::line(&format!("refreshAfter  {}", token.refresh_after))?;
+            render::line(&format!("expiryOn      {}", token.expiry_on))
+        }
         ServiceCommand::Delete(args) => {
             let accepted = client
                 .delete_service(&args.name)
@@ -269,6 +296,8 @@ async fn score(client: &Client, name: &str, data: &str) -> anyhow::Result<()> {
     };
     let key = if service.settings.auth_enabled {
         Some(client.service_keys(name).await?.primary_key)
+    } else if service.settings.token_auth_enabled {
+        Some(client.service_token(name).await?.access_token)
     } else {
         None
     };

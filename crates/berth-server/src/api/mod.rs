@@ -7,6 +7,7 @@
 mod auth;
 mod environments;
 mod json;
+mod keys;
 mod models;
 mod operations;
 mod query;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     /// Base URL clients reach this server at.
     pub endpoint: Arc<str>,
+    /// Signs scoring tokens.
+    pub signer: crate::tokens::TokenSigner,
 }
 
 #[derive(OpenApi)]
@@ -117,6 +120,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(updates::redeploy_service))
         .routes(routes!(updates::list_revisions))
         .routes(routes!(services::service_keys))
+        .routes(routes!(keys::regenerate_key))
+        .routes(routes!(keys::service_token))
         .routes(routes!(services::service_logs))
         .routes(routes!(operations::show_operation))
         .routes(routes!(workspace::workspace_info))

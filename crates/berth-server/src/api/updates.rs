@@ -313,7 +313,11 @@ pub async fn update_service(
     Ok(accepted(&state, operation, warnings))
 }
 
-fn accepted(state: &AppState, operation: berth_api::Operation, warnings: Vec<String>) -> Response {
+pub(super) fn accepted(
+    state: &AppState,
+    operation: berth_api::Operation,
+    warnings: Vec<String>,
+) -> Response {
     tracing::info!(service = %operation.service, operation = %operation.id, kind = operation.operation_type.as_str(), revision = ?operation.target_revision, "service change accepted");
     state.runtime.run_operation(operation.clone());
     (

@@ -25,6 +25,8 @@ pub struct GatewayState {
     pub table: Arc<RouteTable>,
     /// Largest request body, bytes.
     pub max_body: usize,
+    /// Checks scoring tokens.
+    pub signer: crate::tokens::TokenSigner,
 }
 
 /// The data-plane routes.

@@ -44,10 +44,10 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
     }
 }
 
-fn authorized(route: &Route, headers: &HeaderMap) -> bool {
-    let Some(keys) = &route.settings.keys else {
+fn authorized(gw: &GatewayState, route: &Route, headers: &HeaderMap) -> bool {
+    if route.settings.keys.is_none() && !route.settings.token_auth {
         return true;
-    };
+    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -57,6 +57,15 @@ fn authorized(route: &Route, headers: &HeaderMap) -> bool {
         })
         .map(str::trim)
         .unwrap_or("");
+    if presented.is_empty() {
+        return false;
+    }
+    if route.settings.token_auth {
+        return gw.signer.verify(presented, &route.service);
+    }
+    let Some(keys) = &route.settings.keys else {
+        return false;
+    };
     let primary: bool = presented
         .as_bytes()
         .ct_eq(keys.primary_key.as_bytes())
@@ -65,7 +74,7 @@ fn authorized(route: &Route, headers: &HeaderMap) -> bool {
         .as_bytes()
         .ct_eq(keys.secondary_key.as_bytes())
         .into();
-    !presented.is_empty() && (primary | secondary)
+    primary | secondary
 }
 
 /// Scores one request.
@@ -125,10 +134,14 @@ async fn score_inner(
             &format!("Service `{name}` not found."),
         );
     };
-    if !authorized(&route, headers) {
+    if !authorized(gw, &route, headers) {
         let mut response = message(
             StatusCode::UNAUTHORIZED,
-            "This service needs a key: send `Authorization: Bearer <key>` (`berth service keys` shows them).",
+            if route.settings.token_auth {
+                "This service needs a token: send `Authorization: Bearer <token>` (`berth service token` gets one; tokens expire)."
+            } else {
+                "This service needs a key: send `Authorization: Bearer <key>` (`berth service keys` shows them)."
+            },
         );
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -171,7 +184,10 @@ async fn score_inner(
         method: method.as_str().to_owned(),
         request_id: request_id.to_owned(),
         query: Bytes::from(query.unwrap_or_default()),
-        headers: forward_headers(headers, route.settings.keys.is_some()),
+        headers: forward_headers(
+            headers,
+            route.settings.keys.is_some() || route.settings.token_auth,
+        ),
         body,
     };
     let timeout = route.settings.scoring_timeout;

@@ -46,6 +46,8 @@ pub struct RouteSettings {
     pub max_queue_wait: std::time::Duration,
     /// Keys, when key auth is on.
     pub keys: Option<ServiceKeys>,
+    /// Whether token auth is on.
+    pub token_auth: bool,
 }
 
 /// Where a service's requests go.

@@ -125,12 +125,44 @@ impl Runtime {
                 scoring_timeout: Duration::from_millis(d.scoring_timeout_ms),
                 max_queue_wait: Duration::from_millis(d.max_queue_wait_ms),
                 keys: d.auth_enabled.then(|| keys.clone()),
+                token_auth: d.token_auth_enabled,
             },
             admission: Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS))),
         });
         let old = self.deps.table.get(service);
         self.deps.table.publish(service, Some(route));
         old
+    }
+
+    /// Republishes a service's route with its current keys (after a key change).
+    pub async fn refresh_keys(&self, service: &str) -> Result<(), String> {
+        let keys = self
+            .deps
+            .services
+            .service(service)
+            .await
+            .map_err(|e| e.to_string())?
+            .keys;
+        let spec = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|m| m.get(service).map(|s| s.spec.clone()));
+        let (Some(route), Some(spec)) = (self.deps.table.get(service), spec) else {
+            return Ok(());
+        };
+        let next = Arc::new(Route {
+            service: route.service.clone(),
+            revision: route.revision,
+            replicas: route.replicas.clone(),
+            settings: RouteSettings {
+                keys: spec.deployment.auth_enabled.then_some(keys),
+                ..route.settings.clone()
+            },
+            admission: route.admission.clone(),
+        });
+        self.deps.table.publish(service, Some(next));
+        Ok(())
     }
 
     /// Watches each replica's process; an exit while serving is reported.

@@ -139,6 +139,18 @@ impl Runtime {
                 self.delete(&log, &op.service).await;
                 OperationOutcome::Deleted
             }
+            OperationType::RegenerateKey => match self.refresh_keys(&op.service).await {
+                Ok(()) => {
+                    log.event("New key in effect").await;
+                    OperationOutcome::Completed
+                }
+                Err(e) => OperationOutcome::Failed(failure(
+                    "InternalError",
+                    "apply the new key",
+                    e,
+                    Vec::new(),
+                )),
+            },
             _ => {
                 let Some(revision) = op.target_revision else {
                     return;

@@ -102,6 +102,8 @@ pub enum OperationOutcome {
     Failed(OperationError),
     /// The service was deleted.
     Deleted,
+    /// Done without changing the serving revision (a key change).
+    Completed,
 }
 
 /// Service persistence.

@@ -566,6 +566,19 @@ impl ServiceStore for SqliteStore {
                     .map_err(db("record service failure"))?;
                     refresh_model_references(&tx, &service)?;
                 }
+                OperationOutcome::Completed => {
+                    tx.execute(
+                        "UPDATE operations SET state = 'Succeeded', end_time = ?1 WHERE id = ?2",
+                        params![now, id],
+                    )
+                    .map_err(db("finish operation"))?;
+                    tx.execute(
+                        "UPDATE services SET state = CASE WHEN serving_revision IS NULL OR error IS NOT NULL \
+                         THEN 'Failed' ELSE 'Healthy' END, updated_time = ?1 WHERE name = ?2",
+                        params![now, service],
+                    )
+                    .map_err(db("restore service state"))?;
+                }
                 OperationOutcome::Deleted => {
                     tx.execute(
                         "UPDATE operations SET state = 'Succeeded', end_time = ?1 WHERE id = ?2",

@@ -1,0 +1,176 @@
+//! Scoring tokens for services with token auth: short-lived, scoped to one
+//! service, signed with the workspace's signing key (HMAC-SHA256).
+//!
+//! A token is `<payload hex>.<signature hex>`, the payload being
+//! `{"svc": name, "exp": epoch seconds}`. The key lives in
+//! `<data>/token-signing-key` (0600) and never leaves the server.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// How long a token is valid.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
+/// When clients should fetch a new one.
+pub const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// Signs and checks scoring tokens.
+#[derive(Clone)]
+pub struct TokenSigner {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSigner(..)")
+    }
+}
+
+/// A minted token.
+#[derive(Debug, Clone)]
+pub struct MintedToken {
+    /// The token.
+    pub access_token: String,
+    /// Epoch seconds after which clients should refresh.
+    pub refresh_after: u64,
+    /// Epoch seconds after which it is refused.
+    pub expiry_on: u64,
+}
+
+fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    let mut inner_key = [0x36u8; 64];
+    let mut outer_key = [0x5cu8; 64];
+    for (i, b) in key.iter().enumerate() {
+        inner_key[i] ^= b;
+        outer_key[i] ^= b;
+    }
+    let inner = Sha256::new()
+        .chain_update(inner_key)
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(outer_key)
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl TokenSigner {
+    /// Loads the signing key, creating it at first start.
+    pub fn load_or_create(data: &Path) -> std::io::Result<Self> {
+        let path = data.join("token-signing-key");
+        let key = match std::fs::read_to_string(&path) {
+            Ok(text) => hex::decode(text.trim())
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or_else(|| std::io::Error::other(format!("`{}` is corrupt", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)?;
+                file.write_all(hex::encode(key).as_bytes())?;
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self { key })
+    }
+
+    /// A signer with a given key (tests).
+    pub fn from_key(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    /// Mints a token for `service`.
+    pub fn mint(&self, service: &str) -> MintedToken {
+        let now = now_secs();
+        let expiry_on = now + TOKEN_LIFETIME.as_secs();
+        let payload = serde_json::json!({"svc": service, "exp": expiry_on}).to_string();
+        let signature = hmac(&self.key, payload.as_bytes());
+        MintedToken {
+            access_token: format!("{}.{}", hex::encode(payload), hex::encode(signature)),
+            refresh_after: now + TOKEN_REFRESH_AFTER.as_secs(),
+            expiry_on,
+        }
+    }
+
+    /// Whether `token` is valid now for `service`.
+    pub fn verify(&self, token: &str, service: &str) -> bool {
+        let Some((payload_hex, signature_hex)) = token.split_once('.') else {
+            return false;
+        };
+        let (Ok(payload), Ok(signature)) = (hex::decode(payload_hex), hex::decode(signature_hex))
+        else {
+            return false;
+        };
+        let expected = hmac(&self.key, &payload);
+        if !bool::from(expected.as_slice().ct_eq(&signature)) {
+            return false;
+        }
+        let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&payload) else {
+            return false;
+        };
+        claims["svc"] == service && claims["exp"].as_u64().is_some_and(|exp| exp > now_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_scoped_signed_and_expire() {
+        let signer = TokenSigner::from_key([7; 32]);
+        let token = signer.mint("svc-a");
+        assert!(signer.verify(&token.access_token, "svc-a"));
+        assert!(
+            !signer.verify(&token.access_token, "svc-b"),
+            "scoped to one service"
+        );
+        assert!(token.refresh_after < token.expiry_on);
+        let other = TokenSigner::from_key([8; 32]);
+        assert!(
+            !other.verify(&token.access_token, "svc-a"),
+            "another workspace's key"
+        );
+        let (payload, sig) = token.access_token.split_once('.').unwrap();
+        let forged = format!(
+            "{}.{sig}",
+            hex::encode(r#"{"svc":"svc-a","exp":99999999999}"#)
+        );
+        assert!(!signer.verify(&forged, "svc-a"));
+        let expired_payload = r#"{"svc":"svc-a","exp":1}"#;
+        let expired = format!(
+            "{}.{}",
+            hex::encode(expired_payload),
+            hex::encode(hmac(&[7; 32], expired_payload.as_bytes()))
+        );
+        assert!(!signer.verify(&expired, "svc-a"));
+        assert!(!signer.verify(payload, "svc-a"));
+    }
+
+    #[test]
+    fn hmac_matches_pythons_hmac_module() {
+        // hmac.new(b"\x0b" * 32, b"Hi There", hashlib.sha256).hexdigest()
+        let mac = hmac(&[0x0b; 32], b"Hi There");
+        assert_eq!(
+            hex::encode(mac),
+            "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"
+        );
+    }
+}
