@@ -68,11 +68,13 @@ class Api:
         return model["id"]
 
     def wait(self, operation: str) -> dict:
-        while True:
+        deadline = time.time() + 120
+        while time.time() < deadline:
             status, op = self.call("GET", f"/v1/operations/{operation}")
             if op["state"] not in ("NotStarted", "Running"):
                 return op
             time.sleep(0.02)
+        raise SystemExit(f"operation {operation} did not end within 120 s")
 
 
 def main() -> None:
@@ -148,7 +150,10 @@ def main() -> None:
                 target = body["operation"]["targetRevision"]
                 op = api.wait(body["operation"]["id"])
                 assert op["state"] == "Succeeded", op
+                deadline = time.time() + 30
                 while target not in latest["seen_at"]:
+                    if time.time() > deadline:
+                        raise SystemExit(f"revision {target} never answered a request")
                     time.sleep(0.001)
                 latencies.append((latest["seen_at"][target] - sent) * 1000)
             time.sleep(0.3)

@@ -196,14 +196,25 @@ pub async fn wait_for_operation(
     id: &str,
     output: OutputFormat,
 ) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    // On a terminal a status line under the log shows the operation is alive.
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let spinner = ['|', '/', '-', '\\'];
     let mut offset = 0u64;
+    let mut tick = 0usize;
     let operation = loop {
         let operation = client
             .operation(id, offset)
             .await
             .with_context(|| format!("cannot follow operation `{id}`"))?;
+        let mut err = std::io::stderr().lock();
+        if tty {
+            let _ = write!(err, "\r\x1b[2K");
+        }
         for event in &operation.events {
-            eprintln!(
+            let _ = writeln!(
+                err,
                 "{:>7.1}s  {}",
                 event.elapsed_ms as f64 / 1000.0,
                 event.message
@@ -213,6 +224,19 @@ pub async fn wait_for_operation(
         if operation.state.is_terminal() {
             break operation;
         }
+        if tty {
+            tick += 1;
+            let _ = write!(
+                err,
+                "{} {} {:?} {:.1}s",
+                spinner[tick % spinner.len()],
+                operation.operation_type.as_str(),
+                operation.state,
+                started.elapsed().as_secs_f64()
+            );
+            let _ = err.flush();
+        }
+        drop(err);
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     if operation.state == OperationState::Succeeded {

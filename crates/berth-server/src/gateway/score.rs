@@ -168,6 +168,16 @@ async fn score_inner(
             ));
         }
     };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > gw.max_body) {
+        return message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("The request body is larger than {} bytes.", gw.max_body),
+        );
+    }
     let body = match axum::body::to_bytes(body, gw.max_body).await {
         Ok(bytes) => bytes,
         Err(_) => {

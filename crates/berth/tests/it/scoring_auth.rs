@@ -248,3 +248,32 @@ async fn tokens_are_scoped_to_one_service_and_auth_modes_switch_in_one_change() 
         "does not use token auth",
     );
 }
+
+#[tokio::test]
+async fn admission_queues_then_503s_and_oversized_bodies_get_413() {
+    let server = TestServer::start_with(&["--max-request-bytes", "1000"]).await;
+    let slow: &[u8] =
+        b"import time\ndef init():\n    pass\ndef run(raw):\n    time.sleep(0.5)\n    return raw\n";
+    server
+        .deploy(
+            "narrow",
+            &[("score.py", slow)],
+            &[],
+            json!({"computeType": "aks", "numReplicas": 1, "authEnabled": false,
+                   "maxConcurrentRequestsPerContainer": 1, "maxQueueWaitMs": 100}),
+        )
+        .await;
+    let sends = (0..3).map(|_| server.score("narrow", "\"x\""));
+    let responses = futures_util::future::join_all(sends).await;
+    let mut statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses[0], 200, "one request is admitted: {statuses:?}");
+    assert_eq!(statuses[2], 503, "the queue wait is bounded: {statuses:?}");
+    let refused = responses.iter().find(|r| r.status() == 503).unwrap();
+    assert_eq!(refused.headers()["retry-after"], "1");
+
+    let big = server.score("narrow", &"x".repeat(2000)).await;
+    assert_eq!(big.status(), 413);
+    let body: Value = big.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("1000 bytes"));
+}
