@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 # Interpreter with inference-schema + numpy so the schema conformance cases run in Rust and Python.
 BERTH_TEST_PYTHON="$(bash scripts/schema-python.sh)"
 export BERTH_TEST_PYTHON
+# uv, so the environment builder's uv path is tested as well as venv + pip.
+BERTH_TEST_UV="$(dirname "$BERTH_TEST_PYTHON")/uv"
+if [[ ! -x "$BERTH_TEST_UV" ]]; then
+    "$BERTH_TEST_PYTHON" -m pip install --quiet uv >&2
+fi
+export BERTH_TEST_UV
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast "$@"

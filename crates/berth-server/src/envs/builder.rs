@@ -221,10 +221,12 @@ impl EnvBuilder {
         let work = self.config.root.join(format!("{hash}.building"));
         let _ = tokio::fs::remove_dir_all(&work).await;
         let _ = tokio::fs::remove_dir_all(&final_dir).await;
-        tokio::fs::create_dir_all(&work)
+        tokio::fs::create_dir_all(&self.config.root)
             .await
-            .map_err(|e| plain_error("create the build folder", e.to_string()))?;
-        let log_path = work.join("build.log");
+            .map_err(|e| plain_error("create the environments folder", e.to_string()))?;
+        // The log sits beside the folder being built: the venv tools want to create it themselves.
+        let log_path = self.config.root.join(format!("{hash}.building.log"));
+        let _ = tokio::fs::remove_file(&log_path).await;
         let mut run = BuildRun {
             log_path: log_path.clone(),
             timeout: self.config.timeout,
@@ -232,6 +234,12 @@ impl EnvBuilder {
         let outcome = self.build_steps(&mut run, &work, spec).await;
         match outcome {
             Ok((installer, full_version)) => {
+                tokio::fs::create_dir_all(&work)
+                    .await
+                    .map_err(|e| plain_error("create the build folder", e.to_string()))?;
+                tokio::fs::rename(&log_path, work.join("build.log"))
+                    .await
+                    .map_err(|e| plain_error("keep the build log", e.to_string()))?;
                 tokio::fs::rename(&work, &final_dir)
                     .await
                     .map_err(|e| plain_error("publish the build", e.to_string()))?;
@@ -584,6 +592,67 @@ mod tests {
         assert_eq!(status.state, BuildState::Failed);
         assert!(status.error.unwrap().contains("install the requirements"));
         assert!(!dir.path().join("envs").join(build_hash(&s)).exists());
+    }
+
+    /// `uv`: `BERTH_TEST_UV`, else `uv` on PATH (scripts/test.sh installs one).
+    fn test_uv() -> PathBuf {
+        std::env::var_os("BERTH_TEST_UV")
+            .map(PathBuf::from)
+            .or_else(|| crate::config::find_on_path("uv"))
+            .expect("uv is needed for this test: run scripts/test.sh, or set BERTH_TEST_UV")
+    }
+
+    #[tokio::test]
+    async fn uv_builds_environments_and_installs_a_local_wheel_without_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheels = dir.path().join("wheels");
+        std::fs::create_dir(&wheels).unwrap();
+        let script = r#"
+import base64, hashlib, sys, zipfile
+files = {"uvpkg/__init__.py": "VALUE = 7\n",
+         "uvpkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: uvpkg\nVersion: 1.0\n",
+         "uvpkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+record = []
+with zipfile.ZipFile(sys.argv[1] + "/uvpkg-1.0-py3-none-any.whl", "w") as z:
+    for name, text in files.items():
+        data = text.encode()
+        z.writestr(name, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("uvpkg-1.0.dist-info/RECORD,,")
+    z.writestr("uvpkg-1.0.dist-info/RECORD", "\n".join(record) + "\n")
+"#;
+        let made = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&wheels)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let builder = EnvBuilder::new(EnvBuilderConfig {
+            root: dir.path().join("envs"),
+            default_python: PathBuf::from("python3"),
+            uv: Some(test_uv()),
+            timeout: Duration::from_secs(300),
+        });
+        let find_links = format!("--find-links {}", wheels.display());
+        let s = spec(&["--no-index", &find_links, "uvpkg==1.0"]);
+        let built = builder.ensure(&s).await.unwrap();
+        assert_eq!(built.installer, "uv");
+        let out = std::process::Command::new(&built.python)
+            .args(["-c", "import uvpkg; print(uvpkg.VALUE)"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
+        let log = std::fs::read_to_string(
+            dir.path()
+                .join("envs")
+                .join(build_hash(&s))
+                .join("build.log"),
+        )
+        .unwrap();
+        assert!(log.contains("uv pip install"), "{log}");
+        let empty = builder.ensure(&spec(&[])).await.unwrap();
+        assert_eq!(empty.installer, "uv");
     }
 
     #[tokio::test]
