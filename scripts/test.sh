@@ -21,3 +21,6 @@ else
 fi
 
 python3 -m unittest discover -s python/tests -v
+
+# The SDK against real servers started from the binary the Rust tests just built.
+BERTH_BIN="$PWD/target/debug/berth" python3 -m unittest discover -s python/sdk_tests -v

@@ -89,6 +89,7 @@ def pack_directory(
     visited: Set[str] = set()
 
     def walk(directory: str, relative: str) -> None:
+        """Adds every file under ``directory`` (following links, each real folder once)."""
         nonlocal count
         real = os.path.realpath(directory)
         if real in visited:

@@ -81,9 +81,11 @@ class MultipartBody(io.RawIOBase):
         return f"multipart/form-data; boundary={self.boundary}"
 
     def readable(self) -> bool:
+        """Always true: the body is read once, front to back."""
         return True
 
     def read(self, size: Optional[int] = -1) -> bytes:
+        """The next ``size`` bytes of the body (``b""`` at the end)."""
         want = _CHUNK if size is None or size < 0 else size
         out = bytearray()
         while len(out) < want and self._index < len(self._pieces):

@@ -314,6 +314,34 @@ class AksServiceTests(ServiceTestCase):
             service.wait_for_deployment()
         self.assertEqual(service.state, "Healthy")
 
+    def test_models_only_update_for_a_no_code_model(self) -> None:
+        service = self.deploy("aks-nocode", AksWebservice.deploy_configuration(num_replicas=1, auth_enabled=False))
+        with silence():
+            onnx = Model.register(
+                self.ws, model_file(self.path("onnx"), "onnx"), "svc-onnx", model_framework=Model.Framework.ONNX
+            )
+            service.update(models=[onnx])  # the reference's no-code rule lets one Onnx model through
+            service.wait_for_deployment()
+        self.assertEqual((service.model_ids, service.entry_script), (["svc-onnx:1"], "score.py"))
+        self.assertEqual(service.run("1")["model"], "onnx")
+        with self.assertRaises(TypeError):
+            service.update(num_replica=2)  # type: ignore[call-arg]
+
+    def test_failed_environment_build(self) -> None:
+        service = self.deploy("aks-badenv", AksWebservice.deploy_configuration(num_replicas=1, auth_enabled=False))
+        requirements = self.write("badenv/requirements.txt", "--no-index\nberth-sdk-test-no-such-package==1.0\n")
+        env = Environment.from_pip_requirements("bad-env", requirements)
+        with silence():
+            service.update(inference_config=self.ic(environment=env))
+        with silence(), self.assertRaises(WebserviceException) as ctx:
+            service.wait_for_deployment()
+        message = str(ctx.exception)
+        self.assertIn('"code": "EnvironmentBuildFailed"', message)
+        self.assertIn("More information can be found here: the build log of bad-env:1", message)
+        self.assertIn("berth-sdk-test-no-such-package", message)
+        self.assertEqual((service.state, service.serving_revision), ("Failed", 1))
+        self.assertEqual(service.run("1")["model"], "one")
+
     def test_conflict_timeout_and_unknown_operation(self) -> None:
         service = self.deploy("aks-busy", AksWebservice.deploy_configuration(num_replicas=1, auth_enabled=False))
         fresh = Webservice(self.ws, "aks-busy")

@@ -123,6 +123,8 @@ class Model:
             if version is None:
                 raise WebserviceException(f"Error, invalid model id {id}: the version must be a number.")
         assert name is not None
+        if isinstance(version, str) and version.isdigit():
+            version = int(version)
         if version is not None and tags is None and properties is None and run_id is None and model_framework is None:
             payload = Model._fetch(workspace, name, version)
         elif version is None and tags is None and properties is None and run_id is None and model_framework is None:
@@ -246,8 +248,12 @@ class Model:
         :param model_path: A local file or folder; its basename is kept (scoring code finds
             ``$AZUREML_MODEL_DIR/<basename>``).
         :param child_paths: For a folder: the files or subfolders (relative to it) to include.
+        :param kwargs: Berth: ``experiment_name`` and ``run_id`` recorded with the model.
         :raises WebserviceException: Invalid arguments, or the server refused the upload.
         """
+        unexpected = sorted(set(kwargs) - {"experiment_name", "run_id"})
+        if unexpected:
+            raise TypeError(f"register() got an unexpected keyword argument '{unexpected[0]}'")
         errors: List[str] = []
         if not isinstance(model_name, str) or not re.match(MODEL_NAME_REGEX, model_name):
             errors.append(

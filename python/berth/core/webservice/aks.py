@@ -450,6 +450,9 @@ class AksWebservice(Webservice):
         :raises WebserviceException: "No parameters provided to update."; every validation problem
             as ``Error, ...`` lines; or the server's refusal (409 while another operation runs).
         """
+        unexpected = sorted(set(kwargs) - {"is_migration", "compute_target"})
+        if unexpected:
+            raise TypeError(f"update() got an unexpected keyword argument '{unexpected[0]}'")
         if kwargs.get("is_migration"):
             raise WebserviceException("Error, service migration is not supported by Berth.")
         if (

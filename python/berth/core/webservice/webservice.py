@@ -720,7 +720,8 @@ class Webservice:
                 step = str((error or {}).get("step", ""))
                 code = str((error or {}).get("code", ""))
                 if code == "EnvironmentBuildFailed" or step.startswith("build environment"):
-                    env = self.environment_id or "the environment"
+                    named = re.match(r"build environment (\S+)", step)
+                    env = named.group(1) if named else "the environment"
                     hint = (
                         f"More information can be found here: the build log of {env} "
                         "(Environment.get(...).build_details['logTail'])"
