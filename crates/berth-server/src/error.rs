@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// A precondition does not hold.
     #[error("{message}")]
     PreconditionFailed {
@@ -81,6 +84,11 @@ impl ApiError {
             ),
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, None),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            Self::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::InvalidArgument,
+                None,
+            ),
             Self::PreconditionFailed { hint, .. } => (
                 StatusCode::PRECONDITION_FAILED,
                 ErrorCode::PreconditionFailed,

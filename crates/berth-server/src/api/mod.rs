@@ -31,6 +31,7 @@ pub use json::ApiJson;
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
+use crate::error::ApiError;
 use crate::runtime::Runtime;
 use crate::store::{ServiceStore, Store};
 
@@ -134,6 +135,19 @@ pub fn router(state: AppState) -> Router {
             async move { axum::Json(doc.as_ref().clone()) }
         }),
     );
+    let api = api
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::NotFound(format!(
+                "there is no management API route `{}`; `GET /v1/openapi.json` lists them",
+                uri.path()
+            ))
+        })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            ApiError::MethodNotAllowed(format!(
+                "`{}` does not accept {method}; `GET /v1/openapi.json` lists the methods of each route",
+                uri.path()
+            ))
+        });
     api.layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_workspace_token,

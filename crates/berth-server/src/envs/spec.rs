@@ -31,8 +31,10 @@ pub struct Normalised {
 
 /// Checks an environment name: the model-name rule, and no reserved prefix.
 pub fn check_name(name: &str) -> Result<(), String> {
-    berth_api::names::check_model_name(name)
-        .map_err(|e| e.replace("model name", "environment name"))?;
+    berth_api::names::check_model_name(name).map_err(|e| {
+        e.replace("a model name", "an environment name")
+            .replace("model name", "environment name")
+    })?;
     if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(*p)) {
         return Err(format!(
             "environment name `{name}` starts with `{prefix}`, which is reserved for curated environments; pick another name"

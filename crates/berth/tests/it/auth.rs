@@ -86,3 +86,33 @@ async fn health_is_open_and_the_openapi_document_describes_the_routes() {
     assert_eq!(info["name"], "default");
     let _ = server.request(Method::GET, "/v1/workspace");
 }
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_the_api_error_format() {
+    let server = TestServer::start().await;
+    let missing = json_of(
+        server
+            .request(Method::GET, "/v1/nothing")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    crate::harness::assert_error(&missing, 404, "not_found", "/v1/nothing");
+    let wrong = json_of(
+        server
+            .request(Method::DELETE, "/v1/workspace")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    crate::harness::assert_error(&wrong, 405, "invalid_argument", "does not accept DELETE");
+    let anonymous = server
+        .http
+        .get(server.url("/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401, "authentication comes first");
+}
