@@ -107,6 +107,22 @@ pub struct DeploymentSettings {
     pub app_insights_enabled: bool,
     /// Kubernetes namespace (kept for reference; not used locally).
     pub namespace: Option<String>,
+    /// The service's own TLS certificate (`sslEnabled`), served for `cname`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<SslSettings>,
+}
+
+/// A service's TLS certificate. The private key is not part of the spec: the
+/// server keeps it in its data directory (0600) under `keySha256`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SslSettings {
+    /// The host name clients connect with (SNI).
+    pub cname: String,
+    /// The certificate chain, PEM.
+    pub certificate: String,
+    /// SHA-256 (hex) of the private key's PEM text.
+    pub key_sha256: String,
 }
 
 impl DeploymentSettings {
@@ -145,6 +161,7 @@ impl DeploymentSettings {
             data_collection: DataCollection::default(),
             app_insights_enabled: false,
             namespace: None,
+            ssl: None,
         }
     }
 

@@ -66,6 +66,23 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_MAX_REQUEST_BYTES, default_value_t = 100 << 20)]
     pub max_request_bytes: u64,
 
+    /// Serve over TLS with this certificate chain (PEM); needs `--tls-key`
+    #[arg(long, env = env::BERTH_TLS_CERT, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for `--tls-cert`
+    #[arg(long, env = env::BERTH_TLS_KEY, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Seconds a client gets for the TLS handshake and for each request's headers
+    /// (an idle keep-alive connection is closed after this long too)
+    #[arg(long, env = env::BERTH_HEADER_READ_TIMEOUT_SECS, default_value_t = 75)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a request body may stall between two chunks
+    #[arg(long, env = env::BERTH_BODY_READ_TIMEOUT_SECS, default_value_t = 60)]
+    pub body_read_timeout_secs: u64,
+
     /// Log filter (`info`, `berth_server=debug`, ...)
     #[arg(long, env = env::BERTH_LOG, default_value = "info")]
     pub log: String,
@@ -103,6 +120,21 @@ pub struct ServerConfig {
     pub max_snapshot_files: u64,
     /// Scoring body limit.
     pub max_request_bytes: u64,
+    /// Certificate and key files, when serving TLS.
+    pub tls: Option<TlsFiles>,
+    /// Slow-client limit on the handshake and headers.
+    pub header_read_timeout: std::time::Duration,
+    /// Slow-client limit on request bodies.
+    pub body_read_timeout: std::time::Duration,
+}
+
+/// The server certificate and key files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
 }
 
 /// A setting that cannot be used.
@@ -114,6 +146,9 @@ pub enum ConfigError {
         env::BERTH_DATA
     )]
     NoDataDir,
+    /// One of `--tls-cert` / `--tls-key` without the other.
+    #[error("`--tls-cert` and `--tls-key` go together: `{0}` is missing")]
+    TlsIncomplete(&'static str),
     /// A value out of range.
     #[error("`{flag}` is {value}: {rule}")]
     OutOfRange {
@@ -162,6 +197,12 @@ impl ServerArgs {
                 rule: "it must have 1 to 64 characters",
             });
         }
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::TlsIncomplete("--tls-key")),
+            (None, Some(_)) => return Err(ConfigError::TlsIncomplete("--tls-cert")),
+        };
         Ok(ServerConfig {
             data_dir,
             addr: self.addr,
@@ -175,6 +216,11 @@ impl ServerArgs {
             max_snapshot_bytes: self.max_snapshot_bytes.max(1),
             max_snapshot_files: self.max_snapshot_files.max(1),
             max_request_bytes: self.max_request_bytes.max(1),
+            tls,
+            header_read_timeout: std::time::Duration::from_secs(
+                self.header_read_timeout_secs.max(1),
+            ),
+            body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_secs.max(1)),
         })
     }
 }

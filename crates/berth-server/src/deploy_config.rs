@@ -18,6 +18,8 @@ pub struct ParsedDeploymentConfig {
     pub keys: Option<PartialKeys>,
     /// Accepted but unused settings.
     pub warnings: Vec<String>,
+    /// A new `sslKey` (PEM) to store under `settings.ssl.key_sha256`.
+    pub ssl_key: Option<String>,
 }
 
 /// `keys.primaryKey` / `keys.secondaryKey`.
@@ -80,10 +82,6 @@ const UNUSED_KEYS: &[&str] = &[
     "trafficPercentile",
     "namespace",
     "appInsightsEnabled",
-    "sslEnabled",
-    "sslCertificate",
-    "sslKey",
-    "cname",
 ];
 
 struct Reader<'a> {
@@ -556,15 +554,101 @@ fn read(
             ));
         }
     }
+    let ssl_key = read_ssl(&mut r, &mut s);
     if r.problems.is_empty() {
         Ok(ParsedDeploymentConfig {
             settings: s,
             keys,
             warnings,
+            ssl_key,
         })
     } else {
         Err(r.problems)
     }
+}
+
+/// Why an `sslEnabled` service is refused by a server without TLS.
+pub const SSL_NEEDS_TLS: &str = "`sslEnabled` needs the server to serve TLS: start it with `--tls-cert` and `--tls-key` (or BERTH_TLS_CERT / BERTH_TLS_KEY)";
+
+/// `sslEnabled`, `sslCertificate`, `sslKey`, `cname`: checks the pair and the
+/// name, updates `s.ssl`; returns a new key to store. In an update, keys not
+/// given keep their current values; a new certificate needs its key.
+fn read_ssl(r: &mut Reader<'_>, s: &mut DeploymentSettings) -> Option<String> {
+    let enabled = r.bool("sslEnabled");
+    let cert = r.string("sslCertificate");
+    let key = r.string("sslKey");
+    let cname = r.string("cname");
+    if enabled == Some(false) {
+        s.ssl = None;
+        return None;
+    }
+    if enabled.is_none() && cert.is_none() && key.is_none() && cname.is_none() {
+        return None;
+    }
+    let current = s.ssl.clone();
+    if enabled.is_none() && current.is_none() {
+        r.problems
+            .push("`sslCertificate`, `sslKey` and `cname` need `\"sslEnabled\": true`".into());
+        return None;
+    }
+    let cname = match cname.or_else(|| current.as_ref().map(|c| c.cname.clone())) {
+        Some(name) if valid_cname(&name) => Some(name.to_ascii_lowercase()),
+        Some(name) => {
+            r.problems.push(format!(
+                "`cname` `{name}` is not a host name (letters, digits, `-` and `.`, optionally starting with `*.`)"
+            ));
+            None
+        }
+        None => {
+            r.problems
+                .push("`sslEnabled` needs `cname`: the host name clients connect with".into());
+            None
+        }
+    };
+    let (certificate, key_sha256, new_key) = match (cert, key, current) {
+        (Some(cert), Some(key), _) => match crate::tls::parse_pem_pair(&cert, &key) {
+            Ok(_) => {
+                let digest = crate::tls::key_digest(&key);
+                (cert, digest, Some(key))
+            }
+            Err(e) => {
+                r.problems.push(e.to_string());
+                return None;
+            }
+        },
+        (None, None, Some(current)) => (current.certificate, current.key_sha256, None),
+        (None, None, None) => {
+            r.problems
+                .push("`sslEnabled` needs `sslCertificate` and `sslKey` (PEM text)".into());
+            return None;
+        }
+        (Some(_), None, _) | (None, Some(_), _) => {
+            r.problems
+                .push("`sslCertificate` and `sslKey` go together: give both".into());
+            return None;
+        }
+    };
+    s.ssl = Some(berth_api::deployment::SslSettings {
+        cname: cname?,
+        certificate,
+        key_sha256,
+    });
+    new_key
+}
+
+fn valid_cname(name: &str) -> bool {
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    !rest.is_empty()
+        && name.len() <= 253
+        && rest.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Fills missing keys with fresh random ones (32 alphanumeric characters).

@@ -29,3 +29,11 @@ pub const BERTH_MAX_SNAPSHOT_BYTES: &str = "BERTH_MAX_SNAPSHOT_BYTES";
 pub const BERTH_MAX_SNAPSHOT_FILES: &str = "BERTH_MAX_SNAPSHOT_FILES";
 /// Largest scoring request body in bytes (`--max-request-bytes`).
 pub const BERTH_MAX_REQUEST_BYTES: &str = "BERTH_MAX_REQUEST_BYTES";
+/// Server certificate chain, PEM (`--tls-cert`).
+pub const BERTH_TLS_CERT: &str = "BERTH_TLS_CERT";
+/// Server private key, PEM (`--tls-key`).
+pub const BERTH_TLS_KEY: &str = "BERTH_TLS_KEY";
+/// Seconds a client gets for the TLS handshake and each request's headers (`--header-read-timeout-secs`).
+pub const BERTH_HEADER_READ_TIMEOUT_SECS: &str = "BERTH_HEADER_READ_TIMEOUT_SECS";
+/// Seconds a request body may stall between chunks (`--body-read-timeout-secs`).
+pub const BERTH_BODY_READ_TIMEOUT_SECS: &str = "BERTH_BODY_READ_TIMEOUT_SECS";

@@ -12,9 +12,11 @@
 //! ```
 //!
 //! Startup order: resolve settings, prepare the data directory, open the store
-//! (migrating it), open the blob store and sweep unreferenced blobs, bind, write
-//! `config.json`, serve. Shutdown: on SIGINT/SIGTERM readiness turns false, the
-//! listener stops accepting, in-flight requests finish within the grace period.
+//! (migrating it), open the blob store and sweep unreferenced blobs, load the
+//! TLS certificate and key (if any, see [`tls`]), bind, write `config.json`
+//! (`https://` endpoint with TLS), serve. Shutdown: on SIGINT/SIGTERM readiness
+//! turns false, the listener stops accepting, in-flight requests finish within
+//! the grace period.
 
 pub mod api;
 pub mod archive;
@@ -29,6 +31,7 @@ pub mod health;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 pub mod workspace_files;
 
@@ -64,6 +67,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("cannot set up TLS")]
+    Tls(#[from] tls::TlsError),
     /// Serving failed.
     #[error("the server stopped with an error")]
     Serve(#[source] std::io::Error),
@@ -86,6 +92,11 @@ pub async fn run(
         tracing::info!(blobs = swept, "removed blobs no model references");
     }
 
+    let tls = match &config.tls {
+        Some(files) => Some(tls::Tls::new(tls::load_files(&files.cert, &files.key)?)?),
+        None => None,
+    };
+
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -93,7 +104,7 @@ pub async fn run(
             source,
         })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
-    let endpoint = workspace_files::endpoint_for(local);
+    let endpoint = workspace_files::endpoint_for(local, tls.is_some());
     let client_config = workspace_files::write_client_config(
         &config.data_dir,
         &ClientConfig {
@@ -134,6 +145,7 @@ pub async fn run(
         envs: envs.clone(),
         table: table.clone(),
         config: config.clone(),
+        certs: tls.as_ref().map(|t| t.resolver.clone()),
     });
     runtime.restore().await;
     let state = api::AppState {
@@ -171,13 +183,17 @@ pub async fn run(
         tracing::info!("shutting down: finishing in-flight requests");
         stop_signal.notify_one();
     };
-    let serve = axum::serve(listener, app).with_graceful_shutdown(drain);
+    let limits = tls::Limits {
+        header_read_timeout: config.header_read_timeout,
+        body_read_timeout: config.body_read_timeout,
+    };
+    let serve = tls::serve(listener, app, tls.map(|t| t.acceptor), limits, drain);
     let deadline = async move {
         stopping.notified().await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        result = serve => result.map_err(ServerError::Serve)?,
+        () = serve => {}
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; stopping with requests still in flight"),
     }
     runtime.stop().await;

@@ -62,14 +62,15 @@ pub fn load_or_create_token(dir: &Path) -> Result<String, FileError> {
 }
 
 /// The endpoint clients should use for a listener bound to `addr`.
-pub fn endpoint_for(addr: SocketAddr) -> String {
+pub fn endpoint_for(addr: SocketAddr, tls: bool) -> String {
     let host = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
         ip if ip.is_unspecified() => "[::1]".to_owned(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    format!("http://{host}:{}", addr.port())
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}:{}", addr.port())
 }
 
 /// Writes `config.json` atomically, mode 0600.
@@ -120,13 +121,16 @@ mod tests {
     #[test]
     fn endpoints_name_a_reachable_host() {
         assert_eq!(
-            endpoint_for("0.0.0.0:80".parse().unwrap()),
+            endpoint_for("0.0.0.0:80".parse().unwrap(), false),
             "http://127.0.0.1:80"
         );
-        assert_eq!(endpoint_for("[::]:1".parse().unwrap()), "http://[::1]:1");
         assert_eq!(
-            endpoint_for("10.1.2.3:9".parse().unwrap()),
-            "http://10.1.2.3:9"
+            endpoint_for("[::]:1".parse().unwrap(), false),
+            "http://[::1]:1"
+        );
+        assert_eq!(
+            endpoint_for("10.1.2.3:9".parse().unwrap(), true),
+            "https://10.1.2.3:9"
         );
     }
 }

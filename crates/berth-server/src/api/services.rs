@@ -188,6 +188,12 @@ pub async fn create_service(
             None
         }
     };
+    if let Some(parsed) = &parsed
+        && parsed.settings.ssl.is_some()
+        && state.config.tls.is_none()
+    {
+        problems.push(deploy_config::SSL_NEEDS_TLS.into());
+    }
     let models = resolve_models(&state, &request.models, &mut problems).await;
     let ic = &request.inference_config;
     let entry_path = validate_entry_script(&ic.entry_script, &mut problems);
@@ -215,6 +221,10 @@ pub async fn create_service(
     let (Some(parsed), Some(environment), true) = (parsed, environment, problems.is_empty()) else {
         return Err(ApiError::Invalid(problems));
     };
+    if let Some(key) = &parsed.ssl_key {
+        crate::tls::store_service_key(&state.config.data_dir, key)
+            .map_err(|e| ApiError::internal(&e))?;
+    }
     let keys_given = parsed.keys.is_some();
     let new = NewService {
         name: request.name.clone(),

@@ -160,12 +160,20 @@ pub async fn update_service(
         .collect();
     let mut warnings = Vec::new();
     let mut keys_from_patch = None;
+    let mut ssl_key = None;
     if !deployment_fields.is_empty() {
         match deploy_config::apply_update(&current.deployment, &deployment_fields) {
             Ok(parsed) => {
                 spec.deployment = parsed.settings;
                 warnings = parsed.warnings;
                 keys_from_patch = parsed.keys;
+                ssl_key = parsed.ssl_key;
+                if spec.deployment.ssl.is_some()
+                    && spec.deployment.ssl != current.deployment.ssl
+                    && state.config.tls.is_none()
+                {
+                    problems.push(deploy_config::SSL_NEEDS_TLS.into());
+                }
             }
             Err(mut p) => problems.append(&mut p),
         }
@@ -289,6 +297,10 @@ pub async fn update_service(
     }
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
+    }
+    if let Some(key) = &ssl_key {
+        crate::tls::store_service_key(&state.config.data_dir, key)
+            .map_err(|e| ApiError::internal(&e))?;
     }
     let keys = keys_from_patch.map(|k| ServiceKeys {
         primary_key: k.primary.unwrap_or_else(|| stored.keys.primary_key.clone()),

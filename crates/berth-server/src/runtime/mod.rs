@@ -62,6 +62,8 @@ pub struct RuntimeDeps {
     pub table: Arc<RouteTable>,
     /// Settings.
     pub config: Arc<ServerConfig>,
+    /// Per-service certificates by SNI, when the server serves TLS.
+    pub certs: Option<Arc<crate::tls::SniResolver>>,
 }
 
 /// The local compute target.
@@ -129,9 +131,31 @@ impl Runtime {
             },
             admission: Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS))),
         });
+        self.publish_cert(service, spec);
         let old = self.deps.table.get(service);
         self.deps.table.publish(service, Some(route));
         old
+    }
+
+    /// Serves the certificate of the revision that starts serving for its
+    /// `cname` (or none, when it has no `sslEnabled`).
+    fn publish_cert(&self, service: &str, spec: &ServiceSpec) {
+        let Some(certs) = &self.deps.certs else {
+            return;
+        };
+        match &spec.deployment.ssl {
+            None => certs.set_service(service, None),
+            Some(ssl) => match crate::tls::load_service_cert(&self.deps.config.data_dir, ssl) {
+                Ok(cert) => {
+                    certs.set_service(service, Some((&ssl.cname, cert)));
+                    tracing::info!(service, cname = %ssl.cname, "serving the service certificate");
+                }
+                Err(e) => {
+                    certs.set_service(service, None);
+                    tracing::warn!(service, cname = %ssl.cname, error = %e, "cannot serve the service certificate; the server certificate is used");
+                }
+            },
+        }
     }
 
     /// Republishes a service's route with its current keys (after a key change).

@@ -623,6 +623,9 @@ impl Runtime {
     async fn delete(&self, log: &OpLog<'_>, service: &str) {
         let old = self.deps.table.get(service);
         self.deps.table.publish(service, None);
+        if let Some(certs) = &self.deps.certs {
+            certs.set_service(service, None);
+        }
         if let Ok(mut running) = self.running.lock() {
             running.remove(service);
         }

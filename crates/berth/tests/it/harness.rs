@@ -13,6 +13,21 @@ pub fn berth_bin() -> &'static str {
     env!("CARGO_BIN_EXE_berth")
 }
 
+/// A reqwest client over rustls (ring) that trusts `ca_pem` only, resolving
+/// each `(name, addr)` in `resolve` to that address (for SNI tests).
+pub fn https_client(ca_pem: &[u8], resolve: &[(&str, std::net::SocketAddr)]) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .tls_info(true)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).expect("CA PEM"));
+    for (name, addr) in resolve {
+        builder = builder.resolve(name, *addr);
+    }
+    builder.build().expect("https client")
+}
+
 /// A running server with its own data directory.
 pub struct TestServer {
     child: Option<Child>,
@@ -31,6 +46,16 @@ impl TestServer {
 
     /// Starts a server with extra `berth server` flags.
     pub async fn start_with(args: &[&str]) -> Self {
+        Self::start_with_client(args, reqwest::Client::new()).await
+    }
+
+    /// Starts a TLS server (`args` carry `--tls-cert`/`--tls-key`); the client
+    /// trusts `ca_pem` only.
+    pub async fn start_tls(args: &[&str], ca_pem: &[u8]) -> Self {
+        Self::start_with_client(args, https_client(ca_pem, &[])).await
+    }
+
+    async fn start_with_client(args: &[&str], http: reqwest::Client) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
             child: None,
@@ -38,7 +63,7 @@ impl TestServer {
             args: args.iter().map(|s| s.to_string()).collect(),
             endpoint: String::new(),
             token: String::new(),
-            http: reqwest::Client::new(),
+            http,
         };
         server.spawn().await;
         server

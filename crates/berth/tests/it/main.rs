@@ -14,5 +14,6 @@ mod registry;
 mod scoring_auth;
 mod services;
 mod snapshots;
+mod tls;
 mod updates;
 mod uploads;
