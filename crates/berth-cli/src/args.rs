@@ -15,6 +15,10 @@ pub struct GlobalArgs {
     #[arg(long, env = "BERTH_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
 
+    /// PEM file of the CA that signed the server's TLS certificate (for `https://` endpoints)
+    #[arg(long, env = "BERTH_CA_CERT", global = true, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Path of a workspace config.json written by `berth server`
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,

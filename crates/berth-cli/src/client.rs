@@ -117,6 +117,27 @@ impl Client {
         }
     }
 
+    /// A client for `workspace` trusting the CA certificate(s) in `ca_pem`
+    /// (needed for `https://` endpoints: no system roots are trusted).
+    pub fn with_ca(
+        workspace: Workspace,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, crate::args::UsageError> {
+        let Some(pem) = ca_pem else {
+            return Ok(Self::new(workspace));
+        };
+        let bad = |e: reqwest::Error| crate::args::UsageError {
+            message: format!("the CA certificate is not usable PEM: {e}"),
+            hint: Some("pass the PEM file of the CA that signed the server's certificate".into()),
+        };
+        let mut builder = reqwest::Client::builder();
+        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(bad)? {
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(bad)?;
+        Ok(Self { http, workspace })
+    }
+
     /// The workspace this client talks to.
     pub fn workspace(&self) -> &Workspace {
         &self.workspace

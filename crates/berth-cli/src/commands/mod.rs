@@ -12,5 +12,13 @@ use crate::client::Client;
 
 /// A client for the workspace the flags and config files name.
 pub fn client(global: &GlobalArgs) -> Result<Client, UsageError> {
-    crate::workspace::resolve(global).map(Client::new)
+    let workspace = crate::workspace::resolve(global)?;
+    let ca = match &global.ca_cert {
+        Some(path) => Some(std::fs::read(path).map_err(|e| UsageError {
+            message: format!("CA certificate `{}` cannot be read: {e}", path.display()),
+            hint: None,
+        })?),
+        None => None,
+    };
+    Client::with_ca(workspace, ca.as_deref())
 }

@@ -188,6 +188,28 @@ async fn management_api_is_served_over_tls_and_plain_http_is_refused() {
     // A client that does not trust the CA is refused too.
     let untrusting = https_client(pki.read("server.pem").as_bytes(), &[]);
     assert!(untrusting.get(server.url("/readyz")).send().await.is_err());
+
+    // The CLI reaches the https endpoint from config.json when told which CA to trust.
+    let cwd = tempfile::tempdir().unwrap();
+    let trusted = server
+        .cli(cwd.path())
+        .args(["workspace", "show", "--ca-cert"])
+        .arg(pki.path("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains("https://127.0.0.1:"));
+    let refused = server
+        .cli(cwd.path())
+        .args(["workspace", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot reach"));
 }
 
 fn start_failure(args: &[&str]) -> String {
