@@ -173,38 +173,9 @@ pub struct UpdateServiceArgs {
     /// Service name
     #[arg(short = 'n', long)]
     pub name: String,
-    /// Model `name:version` (or `name:latest`); replaces the model list; repeatable
-    #[arg(short = 'm', long = "model", value_name = "NAME:VERSION")]
-    pub models: Vec<String>,
-    /// Model metadata file written by `model register -t`; repeatable
-    #[arg(short = 'f', long = "model-metadata-file", value_name = "FILE")]
-    pub model_metadata_files: Vec<PathBuf>,
-    /// inferenceconfig.json: new entry script, source directory, environment
-    #[arg(
-        long = "ic",
-        visible_alias = "inference-config-file",
-        value_name = "FILE"
-    )]
-    pub inference_config: Option<PathBuf>,
-    /// deploymentconfig.json: settings to change
-    #[arg(long = "dc", visible_alias = "deploy-config-file", value_name = "FILE")]
-    pub deploy_config: Option<PathBuf>,
-    /// Entry script
-    #[arg(long = "es", visible_alias = "entry-script", value_name = "FILE")]
-    pub entry_script: Option<String>,
-    /// Source directory
-    #[arg(long = "sd", visible_alias = "source-directory", value_name = "DIR")]
-    pub source_directory: Option<PathBuf>,
-    /// Registered environment name
-    #[arg(short = 'e', long = "environment-name")]
-    pub environment_name: Option<String>,
-    /// Registered environment version [default: latest]
-    #[arg(
-        long = "ev",
-        visible_alias = "environment-version",
-        requires = "environment_name"
-    )]
-    pub environment_version: Option<u32>,
+    /// Models, code, environment and settings to change
+    #[command(flatten)]
+    pub source: ServiceSourceArgs,
     /// Tag to add or change, `key=value` (repeatable)
     #[arg(long = "add-tag", value_parser = key_value, value_name = "KEY=VALUE")]
     pub add_tags: Vec<(String, String)>,
@@ -445,13 +416,11 @@ pub enum ModelCommand {
     Deploy(DeployArgs),
 }
 
-/// `berth model deploy`
+/// What a deploy or an update names: models, entry script and source, environment,
+/// deployment config (the reference's `-m/-f/--ic/--dc/--es/--sd/-e/--ev`).
 #[derive(Debug, Args)]
-pub struct DeployArgs {
-    /// Service name (3-32: lowercase letters, digits, '-')
-    #[arg(short = 'n', long)]
-    pub name: String,
-    /// Model `name:version` (or `name:latest`); repeatable
+pub struct ServiceSourceArgs {
+    /// Model `name:version` (or `name:latest`); repeatable (replaces the model list on update)
     #[arg(short = 'm', long = "model", value_name = "NAME:VERSION")]
     pub models: Vec<String>,
     /// Model metadata file written by `model register -t`; repeatable
@@ -483,6 +452,17 @@ pub struct DeployArgs {
         requires = "environment_name"
     )]
     pub environment_version: Option<u32>,
+}
+
+/// `berth model deploy`
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Service name (3-32: lowercase letters, digits, '-')
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// Models, code, environment and settings
+    #[command(flatten)]
+    pub source: ServiceSourceArgs,
     /// Service description
     #[arg(short = 'd', long)]
     pub description: Option<String>,

@@ -388,11 +388,11 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
         client,
         InferenceSources {
             service: &args.name,
-            inference_config: args.inference_config.as_deref(),
-            entry_script: args.entry_script.as_deref(),
-            source_directory: args.source_directory.as_deref(),
-            environment_name: args.environment_name.as_deref(),
-            environment_version: args.environment_version,
+            inference_config: args.source.inference_config.as_deref(),
+            entry_script: args.source.entry_script.as_deref(),
+            source_directory: args.source.source_directory.as_deref(),
+            environment_name: args.source.environment_name.as_deref(),
+            environment_version: args.source.environment_version,
         },
     )
     .await?;
@@ -405,7 +405,7 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
         }
         .into());
     };
-    let deployment_config = match &args.deploy_config {
+    let deployment_config = match &args.source.deploy_config {
         Some(path) => Some(read_json(path, "deployment config")?),
         None => None,
     };
@@ -414,7 +414,7 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
         description: args.description.clone(),
         tags: args.tags.iter().cloned().collect(),
         properties: args.properties.iter().cloned().collect(),
-        models: model_list(&args.models, &args.model_metadata_files)?,
+        models: model_list(&args.source.models, &args.source.model_metadata_files)?,
         inference_config: InferenceConfigRequest {
             entry_script,
             source_snapshot,

@@ -33,7 +33,7 @@ pub async fn build_patch(
     client: &Client,
     a: &UpdateServiceArgs,
 ) -> anyhow::Result<Map<String, Value>> {
-    let mut patch = match &a.deploy_config {
+    let mut patch = match &a.source.deploy_config {
         Some(path) => match json_file(path, "deployment config")? {
             Value::Object(map) => map,
             _ => {
@@ -49,7 +49,7 @@ pub async fn build_patch(
         },
         None => Map::new(),
     };
-    let models = model_list(&a.models, &a.model_metadata_files)?;
+    let models = model_list(&a.source.models, &a.source.model_metadata_files)?;
     if !models.is_empty() {
         patch.insert("models".into(), json!(models));
     }
@@ -57,11 +57,11 @@ pub async fn build_patch(
         client,
         InferenceSources {
             service: &a.name,
-            inference_config: a.inference_config.as_deref(),
-            entry_script: a.entry_script.as_deref(),
-            source_directory: a.source_directory.as_deref(),
-            environment_name: a.environment_name.as_deref(),
-            environment_version: a.environment_version,
+            inference_config: a.source.inference_config.as_deref(),
+            entry_script: a.source.entry_script.as_deref(),
+            source_directory: a.source.source_directory.as_deref(),
+            environment_name: a.source.environment_name.as_deref(),
+            environment_version: a.source.environment_version,
         },
     )
     .await?;
