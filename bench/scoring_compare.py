@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,8 @@ end
 
 NOTES = """
 ¹ reference: process start → first 200 on POST /score; Berth: `berth model deploy` start → first
-  200 on the scoring URL (server already running; environment and model registered before).
+  200 on the scoring URL, polled every 10 ms while the CLI runs (server already running;
+  environment and model registered before).
 ² user+system CPU of the server's process tree over the wrk window ÷ requests (wrk excluded).
 ³ sum of VmRSS over the server's process tree (Berth: server + worker; reference: azmlinfsrv,
   gunicorn master + worker) after the c=64 window.
@@ -144,9 +146,9 @@ def proc_tree(root: int) -> list[int]:
     return tree
 
 
-def tree_cpu_seconds(root: int) -> float:
+def tree_cpu_seconds(root: int, only_root: bool = False) -> float:
     total = 0
-    for pid in proc_tree(root):
+    for pid in [root] if only_root else proc_tree(root):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -192,13 +194,18 @@ def get(port: int, path: str) -> int:
 
 
 def wait_first_200(proc: subprocess.Popen, port: int, path: str, body: bytes,
-                   timeout: float = 180) -> tuple[float, bytes]:
-    """Poll POST `path` every 10 ms until a 200; returns (monotonic time, body)."""
+                   timeout: float = 180, side: subprocess.Popen | None = None) -> tuple[float, bytes]:
+    """Poll POST `path` every 10 ms until a 200; returns (monotonic time, body).
+
+    `side`: a process (the deploy CLI) whose failure also ends the wait."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BenchError(f"the server exited with {proc.returncode} before answering 200")
+        if side is not None and side.poll() not in (None, 0):
+            out = side.stdout.read() if side.stdout else ""
+            raise BenchError(f"`{' '.join(map(str, side.args))}` exited {side.returncode}:\n{out}")
         try:
             status, answer = post(port, path, body, timeout=30)
             if status == 200:
@@ -239,10 +246,13 @@ def load(server: "Server", lua: Path, duration: float) -> dict:
     warm = wrk(lua, server.url, 8, 2)
     figures["warm_errors"] = warm["errors"]
     for c in CONCURRENCY:
-        cpu0 = tree_cpu_seconds(server.pid)
+        cpu0, root0 = tree_cpu_seconds(server.pid), tree_cpu_seconds(server.pid, True)
         r = wrk(lua, server.url, c, duration)
         cpu = tree_cpu_seconds(server.pid) - cpu0
-        r["cpu_us_per_req"] = cpu * 1e6 / r["requests"] if r["requests"] else float("nan")
+        root = tree_cpu_seconds(server.pid, True) - root0
+        n = r["requests"] or float("nan")
+        r["cpu_us_per_req"] = cpu * 1e6 / n
+        r["cpu_root_us_per_req"] = root * 1e6 / n  # the server process alone, without workers
         figures[f"c{c}"] = r
     figures["rss_mib"] = tree_rss_mib(server.pid)
     return figures
@@ -377,9 +387,22 @@ def run_berth(ctx: "Context", script: str, run_no: int) -> dict:
             deploy += ["-m", "digits:1"]
         path = f"/api/v1/service/{script}/score"
         server = Server(proc, port, path)
+        # Poll the scoring URL while the CLI runs: the CLI follows the operation by polling
+        # it, so it may return a little after the service already answers.
         t_deploy = time.monotonic()
-        deploy_cli_s, _ = berth_cli(ctx, env, scratch, *deploy)
-        t1, answer = wait_first_200(proc, port, path, ctx.body)
+        cli = subprocess.Popen([str(ctx.berth), *deploy], cwd=scratch, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cli_done: list[float] = []
+        waiter = threading.Thread(target=lambda: (cli.wait(), cli_done.append(time.monotonic())))
+        waiter.start()
+        try:
+            t1, answer = wait_first_200(proc, port, path, ctx.body, side=cli)
+        finally:
+            waiter.join(120)
+        cli_output = cli.stdout.read() if cli.stdout else ""
+        if cli.returncode != 0:
+            raise BenchError(f"`berth {' '.join(deploy)}` exited {cli.returncode}:\n{cli_output}")
+        deploy_cli_s = cli_done[0] - t_deploy
         figures = {"cold_s": t1 - t_deploy, "deploy_cli_s": deploy_cli_s,
                    "server_ready_s": server_ready_s, "answer": answer.decode()}
         figures.update(load(server, ctx.lua, ctx.duration))
@@ -450,6 +473,8 @@ def rows_for(ref_runs: list[dict], berth_runs: list[dict]) -> list[tuple[str, st
     rows.append(("cold start¹, s",
                  *(lambda r, b: (fmt(r, "s"), fmt(b, "s"), ratio(b, r)))(
                      m(ref_runs, lambda x: x["cold_s"]), m(berth_runs, lambda x: x["cold_s"]))))
+    rows.append(("Berth `model deploy` CLI start → exit, s", "–",
+                 fmt(m(berth_runs, lambda x: x["deploy_cli_s"]), "s"), "–"))
     rows.append(("Berth server start → /readyz 200, s", "–",
                  fmt(m(berth_runs, lambda x: x["server_ready_s"]), "s"), "–"))
     for c in CONCURRENCY:
@@ -536,13 +561,13 @@ def main() -> int:
          "'scikit-learn', m.version('scikit-learn'))"],
         capture_output=True, text=True, check=False).stdout.strip()
     berth_version = subprocess.run([str(ctx.berth), "--version"], capture_output=True, text=True,
-                                   check=False).stdout.strip()
+                                   check=False).stdout.strip().split("\n")[0]
     print(f"{berth_version} ({ctx.berth}); {versions}; {os.cpu_count()} cores", file=sys.stderr)
     print(f"body: {len(body)} bytes; wrk -t1 -c{{1,8,64}} -d{args.duration:g}s; "
           f"{args.runs} run(s); work dir {work}", file=sys.stderr)
 
     load1 = float(Path("/proc/loadavg").read_text().split()[0])
-    if load1 > 0.5:
+    if load1 > 1.0:
         print(f"warning: load average {load1:.2f} before starting: something else is using the "
               f"{os.cpu_count()} cores; figures will be noisy", file=sys.stderr)
 
@@ -591,8 +616,9 @@ def main() -> int:
         if script == "echo" and json.loads(ref_runs[0]["answer"]) != json.loads(body):
             problems.append("echo: the answer is not the request body")
 
-    print("\n\n".join(tables_txt))
-    print(NOTES)
+    if tables_txt:
+        print("\n\n".join(tables_txt))
+        print(NOTES)
     if "echo" in scripts and results["echo"]["berth"] and results["echo"]["reference"]:
         b, r = results["echo"]["berth"], results["echo"]["reference"]
         p50 = median([x["c1"]["p50_us"] for x in b])

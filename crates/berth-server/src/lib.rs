@@ -97,6 +97,14 @@ pub async fn run(
         None => None,
     };
 
+    match envs::probe_version(&config.python).await {
+        Ok(version) => {
+            tracing::info!(python = %config.python.display(), %version, uv = ?config.uv, "environment builder ready")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the default Python does not run; environments without `--python` will fail to build")
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -122,14 +130,6 @@ pub async fn run(
         uv: config.uv.clone(),
         timeout: config.env_build_timeout,
     }));
-    match envs::probe_version(&config.python).await {
-        Ok(version) => {
-            tracing::info!(python = %config.python.display(), %version, uv = ?config.uv, "environment builder ready")
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "the default Python does not run; environments without `--python` will fail to build")
-        }
-    }
     let signer = tokens::TokenSigner::load_or_create(&config.data_dir).map_err(|source| {
         ServerError::Bind {
             addr: config.addr,

@@ -237,7 +237,7 @@ pub async fn wait_for_operation(
             let _ = err.flush();
         }
         drop(err);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     if operation.state == OperationState::Succeeded {
         if operation.operation_type == berth_api::OperationType::Delete {
