@@ -341,7 +341,8 @@ async fn failing_updates_of_every_kind_keep_the_serving_revision() {
 #[tokio::test]
 async fn fifty_concurrent_updates_accept_exactly_one() {
     let server = std::sync::Arc::new(TestServer::start().await);
-    let slow: &[u8] = b"import time\ndef init():\n    time.sleep(1)\ndef run(r):\n    return r\n";
+    // init() takes long enough that all 50 calls arrive while the accepted one still runs.
+    let slow: &[u8] = b"import time\ndef init():\n    time.sleep(3)\ndef run(r):\n    return r\n";
     server
         .deploy(
             "race",
