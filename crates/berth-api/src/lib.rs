@@ -21,7 +21,7 @@ pub use environment::{
 };
 pub use error::{ErrorBody, ErrorCode};
 pub use model::{
-    Model, ModelFile, ModelKind, ModelList, ModelUsage, RegisterModelMetadata, UpdateModelRequest,
+    Model, ModelFile, ModelKind, ModelList, RegisterModelMetadata, UpdateModelRequest,
 };
 pub use service::{
     CreateServiceRequest, InferenceConfigRequest, InferenceSpec, Operation, OperationAccepted,

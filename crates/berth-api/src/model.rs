@@ -147,13 +147,3 @@ pub struct UpdateModelRequest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub add_properties: BTreeMap<String, String>,
 }
-
-/// Which services use a model version (the delete precondition).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelUsage {
-    /// `name:version`.
-    pub id: String,
-    /// Names of the services whose revisions reference it.
-    pub services: Vec<String>,
-}

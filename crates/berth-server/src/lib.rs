@@ -43,6 +43,11 @@ use berth_api::ClientConfig;
 
 pub use config::{ServerArgs, ServerConfig};
 
+/// The current time as RFC 3339 UTC with milliseconds, the form every stored time takes.
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

@@ -9,7 +9,7 @@ use berth_api::{
     RegisterEnvironmentResponse,
 };
 
-use super::query::{parse_bool, parse_query};
+use super::query::{parse_bool, parse_query, version_param};
 use super::{ApiJson, AppState};
 use crate::envs::spec;
 use crate::error::ApiError;
@@ -51,7 +51,7 @@ pub async fn register_environment(
         spec: normalised.spec,
         warnings: normalised.warnings,
         description: request.description.filter(|d| !d.is_empty()),
-        created_time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        created_time: crate::now_rfc3339(),
     };
     let (created, stored) = state.store.register_environment(new).await?;
     let environment = to_wire(&state, stored).await;
@@ -99,14 +99,6 @@ pub async fn list_environments(
     Ok(Json(EnvironmentList { value }))
 }
 
-fn version_param(text: &str) -> Result<u32, ApiError> {
-    text.parse::<u32>().ok().filter(|v| *v >= 1).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "environment version `{text}` is invalid: a version is a whole number from 1"
-        ))
-    })
-}
-
 /// The newest version of an environment, with its build state.
 #[utoipa::path(get, path = "/v1/environments/{name}", tag = "environments",
     params(("name" = String, Path, description = "Environment name")),
@@ -127,7 +119,7 @@ pub async fn show_environment(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Environment>, ApiError> {
-    let version = version_param(&version)?;
+    let version = version_param("environment", &version)?;
     let stored = state.store.environment(&name, Some(version)).await?;
     Ok(Json(to_wire(&state, stored).await))
 }
@@ -143,7 +135,7 @@ pub async fn build_environment(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Environment>), ApiError> {
-    let version = version_param(&version)?;
+    let version = version_param("environment", &version)?;
     let stored = state.store.environment(&name, Some(version)).await?;
     state.envs.start(stored.spec.clone());
     Ok((StatusCode::ACCEPTED, Json(to_wire(&state, stored).await)))

@@ -48,7 +48,7 @@ pub async fn regenerate_key(
         name,
         kind: OperationType::RegenerateKey,
         operation_id: uuid::Uuid::new_v4().to_string(),
-        now: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        now: crate::now_rfc3339(),
         based_on: Some(stored.serving_revision.unwrap_or(stored.latest_revision)),
         new_revision: None,
         target: None,

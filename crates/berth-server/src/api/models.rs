@@ -9,7 +9,7 @@ use berth_api::names::{check_model_name, parse_key_value};
 use berth_api::{ErrorBody, Model, ModelKind, ModelList, UpdateModelRequest};
 use tokio_util::io::{ReaderStream, SyncIoBridge};
 
-use super::query::{parse_bool, parse_query};
+use super::query::{parse_bool, parse_query, version_param};
 use super::{ApiJson, AppState, upload};
 use crate::error::ApiError;
 use crate::store::{ModelChanges, ModelFilter, StoredFile};
@@ -130,14 +130,6 @@ pub async fn list_models(
     Ok(Json(ModelList { value }))
 }
 
-fn version_param(text: &str) -> Result<u32, ApiError> {
-    text.parse::<u32>().ok().filter(|v| *v >= 1).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "model version `{text}` is invalid: a version is a whole number from 1"
-        ))
-    })
-}
-
 fn name_param(name: &str) -> Result<(), ApiError> {
     check_model_name(name).map_err(|e| ApiError::NotFound(format!("{e}; no such model exists")))
 }
@@ -163,7 +155,7 @@ pub async fn show_model(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Model>, ApiError> {
     name_param(&name)?;
-    let version = version_param(&version)?;
+    let version = version_param("model", &version)?;
     Ok(Json(state.store.model(&name, Some(version)).await?))
 }
 
@@ -178,7 +170,7 @@ pub async fn update_model(
     ApiJson(request): ApiJson<UpdateModelRequest>,
 ) -> Result<Json<Model>, ApiError> {
     name_param(&name)?;
-    let version = version_param(&version)?;
+    let version = version_param("model", &version)?;
     let mut problems = Vec::new();
     let all_keys = request
         .tags
@@ -217,7 +209,7 @@ pub async fn delete_model(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     name_param(&name)?;
-    let version = version_param(&version)?;
+    let version = version_param("model", &version)?;
     let digests = state.store.delete_model(&name, version).await?;
     let removed = state.blobs.collect(&digests, state.store.as_ref()).await;
     tracing::info!(model = %format!("{name}:{version}"), blobs_removed = removed, "deleted model");
@@ -236,7 +228,7 @@ pub async fn download_model(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     name_param(&name)?;
-    let version = version_param(&version)?;
+    let version = version_param("model", &version)?;
     let model = state.store.model(&name, Some(version)).await?;
     let files = state.store.model_files(&name, version).await?;
     let disposition = |file_name: &str| {

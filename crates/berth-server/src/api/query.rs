@@ -34,6 +34,15 @@ pub fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// Parses a `{version}` path segment: a whole number from 1.
+pub fn version_param(what: &str, text: &str) -> Result<u32, ApiError> {
+    text.parse::<u32>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{what} version `{text}` is invalid: a version is a whole number from 1"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,10 +24,6 @@ use crate::store::{NewEnvironment, NewService, StoreError, StoredService};
 /// Name of the workspace default environment: the server's Python, no packages.
 pub const DEFAULT_ENVIRONMENT: &str = "workspace-default";
 
-fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
 /// Whether `stem` is a valid, non-keyword Python identifier (the reference's rule).
 fn python_identifier(stem: &str) -> bool {
     const KEYWORDS: &[&str] = &[
@@ -76,7 +72,7 @@ pub(super) async fn resolve_environment(
                     spec: normalised.spec,
                     warnings: Vec::new(),
                     description: Some("The server's Python with no packages".into()),
-                    created_time: now(),
+                    created_time: crate::now_rfc3339(),
                 })
                 .await
                 .map_err(|e| e.to_string())?;
@@ -245,7 +241,7 @@ pub async fn create_service(
         keys_given,
         overwrite: request.overwrite,
         operation_id: uuid::Uuid::new_v4().to_string(),
-        now: now(),
+        now: crate::now_rfc3339(),
     };
     let operation = state.services.create_service(new).await?;
     tracing::info!(service = %operation.service, operation = %operation.id, kind = operation.operation_type.as_str(), "service change accepted");
@@ -350,7 +346,10 @@ pub async fn delete_service(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
-    let operation = state.services.start_delete(&name, &id, &now()).await?;
+    let operation = state
+        .services
+        .start_delete(&name, &id, &crate::now_rfc3339())
+        .await?;
     state.runtime.run_operation(operation.clone());
     Ok((
         StatusCode::ACCEPTED,

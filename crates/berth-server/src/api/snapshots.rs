@@ -6,12 +6,10 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use berth_api::{ErrorBody, Snapshot};
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use super::upload::{drain, release};
-use crate::archive::{ArchiveError, ArchiveLimits, ingest_tar, manifest_digest};
+use super::upload::{drain, receive_tar, release};
+use crate::archive::{ArchiveError, ArchiveLimits, manifest_digest};
 use crate::error::ApiError;
 use crate::store::{NewModelFile, NewSnapshot};
 
@@ -57,7 +55,7 @@ pub async fn upload_snapshot(
     let task_state = state.clone();
     let task = tokio::spawn(async move {
         let mut published = Vec::new();
-        let result = store_snapshot(&task_state, body, tar_limit, &mut published).await;
+        let result = store_snapshot(&task_state, body, &mut published).await;
         if let Err(e) = &result {
             tracing::info!(error = %e, "snapshot upload failed; releasing its files");
             release(&task_state, published).await;
@@ -77,56 +75,18 @@ pub async fn upload_snapshot(
 async fn store_snapshot(
     state: &AppState,
     body: Body,
-    tar_limit: u64,
     published: &mut Vec<String>,
 ) -> Result<(bool, Snapshot), ApiError> {
-    let tar_path = state.blobs.temp_path();
-    let _guard = RemoveOnDrop(tar_path.clone());
-    let file = tokio::fs::File::create(&tar_path)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let mut stream = body.into_data_stream();
-    let mut received = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::UploadIncomplete(format!("the upload ended before it was complete ({e})"))
-        })?;
-        received += chunk.len() as u64;
-        if received > tar_limit {
-            drain(stream).await;
-            return Err(ApiError::PayloadTooLarge {
-                limit: state.config.max_snapshot_bytes,
-                flag: Some("--max-snapshot-bytes"),
-            });
-        }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-    }
-    file.flush().await.map_err(|e| ApiError::internal(&e))?;
-    drop(file);
-    let blobs = state.blobs.clone();
     let limits = ArchiveLimits {
         max_bytes: state.config.max_snapshot_bytes,
         max_files: state.config.max_snapshot_files,
     };
-    let path = tar_path.clone();
-    let (ingested, digests) = tokio::task::spawn_blocking(move || {
-        let mut digests = Vec::new();
-        let ingested = ingest_tar(&path, &blobs, limits, &mut digests);
-        (ingested, digests)
-    })
-    .await
-    .map_err(|e| ApiError::internal(&e))?;
-    published.extend(digests);
-    let files = match ingested {
+    let flag = Some("--max-snapshot-bytes");
+    let stream = body.into_data_stream();
+    let files = match receive_tar(state, stream, limits, flag, published).await? {
         Ok(files) => files,
         Err(ArchiveError::TooLarge { limit }) => {
-            return Err(ApiError::PayloadTooLarge {
-                limit,
-                flag: Some("--max-snapshot-bytes"),
-            });
+            return Err(ApiError::PayloadTooLarge { limit, flag });
         }
         Err(ArchiveError::TooManyFiles { limit }) => {
             return Err(ApiError::invalid(format!(
@@ -139,7 +99,7 @@ async fn store_snapshot(
     let digest = manifest_digest(files.iter().map(|f| (f.path.as_str(), f.blob.digest())));
     let new = NewSnapshot {
         digest,
-        created_time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        created_time: crate::now_rfc3339(),
         files: files
             .iter()
             .map(|f| NewModelFile {
@@ -153,14 +113,6 @@ async fn store_snapshot(
     let stored = state.store.insert_snapshot(new).await?;
     drop(files);
     Ok(stored)
-}
-
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// A snapshot with its files.

@@ -36,10 +36,6 @@ const SERVICE_KEYS: &[&str] = &[
     "keys",
 ];
 
-fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
 /// Converts the reference's JSON-Patch form into a merge object.
 pub fn json_patch_to_merge(ops: &[Value]) -> Result<Map<String, Value>, Vec<String>> {
     let mut merged = Map::new();
@@ -312,7 +308,7 @@ pub async fn update_service(
         name: name.clone(),
         kind: OperationType::Update,
         operation_id: uuid::Uuid::new_v4().to_string(),
-        now: now(),
+        now: crate::now_rfc3339(),
         based_on: Some(based_on),
         new_revision: Some(spec),
         target: None,
@@ -368,7 +364,7 @@ pub async fn rollback_service(
         name: name.clone(),
         kind: OperationType::Rollback,
         operation_id: uuid::Uuid::new_v4().to_string(),
-        now: now(),
+        now: crate::now_rfc3339(),
         based_on: Some(stored.serving_revision.unwrap_or(stored.latest_revision)),
         new_revision: None,
         target: Some(request.revision),
@@ -395,7 +391,7 @@ pub async fn redeploy_service(
         name: name.clone(),
         kind: OperationType::Redeploy,
         operation_id: uuid::Uuid::new_v4().to_string(),
-        now: now(),
+        now: crate::now_rfc3339(),
         based_on: Some(target),
         new_revision: None,
         target: Some(target),

@@ -45,7 +45,7 @@ pub async fn register(
             while let Some(chunk) = content.chunk().await.map_err(incomplete)? {
                 if let Err(e) = writer.write(&chunk).await {
                     drop(writer);
-                    drain_field(&mut content).await;
+                    drain(&mut content).await;
                     return Err(blob_error(e));
                 }
             }
@@ -77,7 +77,7 @@ pub async fn register(
         experiment_name: metadata.experiment_name,
         run_id: metadata.run_id,
         content_digest,
-        created_time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        created_time: crate::now_rfc3339(),
         created_by: "workspace-token".into(),
         files: files
             .iter()
@@ -167,22 +167,60 @@ async fn receive_folder(
     limit: u64,
     published: &mut Vec<String>,
 ) -> Result<Vec<(String, u32, BlobPin)>, ApiError> {
+    let limits = ArchiveLimits {
+        max_bytes: limit,
+        max_files: state.config.max_upload_files,
+    };
+    let flag = Some("--max-upload-bytes");
+    match receive_tar(state, content, limits, flag, published).await? {
+        Ok(files) => Ok(files
+            .into_iter()
+            .map(|f| (f.path, f.mode, f.blob))
+            .collect()),
+        Err(ArchiveError::TooLarge { limit }) => Err(ApiError::PayloadTooLarge { limit, flag }),
+        Err(ArchiveError::Blob(e)) => Err(blob_error(e)),
+        Err(other) => Err(ApiError::invalid(other.to_string())),
+    }
+}
+
+/// Spools a tar stream to a temporary file (refusing it with 413 once it passes
+/// `limits.max_bytes` plus tar framing), then stores its files as blobs. The
+/// outer error is the transfer's; the inner result is the archive's, for the
+/// caller to word. Digests of published blobs go to `published`.
+pub(super) async fn receive_tar<S, E>(
+    state: &AppState,
+    mut stream: S,
+    limits: ArchiveLimits,
+    flag: Option<&'static str>,
+    published: &mut Vec<String>,
+) -> Result<Result<Vec<crate::archive::ArchiveFile>, ArchiveError>, ApiError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
     let tar_path = state.blobs.temp_path();
-    let guard = RemoveOnDrop(tar_path.clone());
+    let _guard = RemoveOnDrop(tar_path.clone());
     let file = tokio::fs::File::create(&tar_path)
         .await
         .map_err(|e| ApiError::internal(&e))?;
     let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     // Tar framing adds headers and padding on top of the files themselves.
-    let tar_limit = limit.saturating_add(limit / 8).saturating_add(1 << 20);
+    let tar_limit = limits
+        .max_bytes
+        .saturating_add(limits.max_bytes / 8)
+        .saturating_add(1 << 20);
     let mut received: u64 = 0;
-    while let Some(chunk) = content.chunk().await.map_err(incomplete)? {
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::UploadIncomplete(format!("the upload ended before it was complete ({e})"))
+        })?;
         received += chunk.len() as u64;
         if received > tar_limit {
-            drain_field(content).await;
+            drain(stream).await;
             return Err(ApiError::PayloadTooLarge {
-                limit,
-                flag: Some("--max-upload-bytes"),
+                limit: limits.max_bytes,
+                flag,
             });
         }
         file.write_all(&chunk)
@@ -192,10 +230,6 @@ async fn receive_folder(
     file.flush().await.map_err(|e| ApiError::internal(&e))?;
     drop(file);
     let blobs = state.blobs.clone();
-    let limits = ArchiveLimits {
-        max_bytes: limit,
-        max_files: state.config.max_upload_files,
-    };
     let (ingested, digests) = tokio::task::spawn_blocking(move || {
         let mut digests = Vec::new();
         let ingested = ingest_tar(&tar_path, &blobs, limits, &mut digests);
@@ -204,19 +238,7 @@ async fn receive_folder(
     .await
     .map_err(|e| ApiError::internal(&e))?;
     published.extend(digests);
-    drop(guard);
-    match ingested {
-        Ok(files) => Ok(files
-            .into_iter()
-            .map(|f| (f.path, f.mode, f.blob))
-            .collect()),
-        Err(ArchiveError::TooLarge { limit }) => Err(ApiError::PayloadTooLarge {
-            limit,
-            flag: Some("--max-upload-bytes"),
-        }),
-        Err(ArchiveError::Blob(e)) => Err(blob_error(e)),
-        Err(other) => Err(ApiError::invalid(other.to_string())),
-    }
+    Ok(ingested)
 }
 
 fn manifest_digest(files: &[(String, u32, BlobPin)]) -> String {
@@ -243,19 +265,6 @@ where
     let mut read = 0u64;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         while let Some(Ok(chunk)) = body.next().await {
-            read += chunk.len() as u64;
-            if read > DRAIN_BYTES {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
-async fn drain_field(field: &mut Field<'_>) {
-    let mut read = 0u64;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Ok(Some(chunk)) = field.chunk().await {
             read += chunk.len() as u64;
             if read > DRAIN_BYTES {
                 break;

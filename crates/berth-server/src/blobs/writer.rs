@@ -1,6 +1,6 @@
 //! Writers that hash content on its way to disk and publish it under its digest.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -88,11 +88,6 @@ impl BlobWriter {
             .map_err(io("write", &self.temp.path))
     }
 
-    /// Bytes written so far.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Flushes, syncs and publishes the content; the returned pin protects it.
     pub async fn finish(mut self) -> Result<BlobPin> {
         self.file
@@ -162,10 +157,5 @@ impl SyncBlobWriter {
         let digest = format_digest(&self.hasher.finalize_reset());
         let _guard = self.inner.publish.blocking_lock();
         publish(&self.inner, &mut self.temp, digest, self.size)
-    }
-
-    /// The temporary path being written.
-    pub fn temp_path(&self) -> &Path {
-        &self.temp.path
     }
 }

@@ -86,11 +86,6 @@ impl EnvBuilder {
         }
     }
 
-    /// Whether `uv` is used.
-    pub fn uses_uv(&self) -> bool {
-        self.config.uv.is_some()
-    }
-
     /// Number of builds started since the server started (cache hits excluded).
     pub fn builds_started(&self) -> u64 {
         self.builds.load(Ordering::Relaxed)

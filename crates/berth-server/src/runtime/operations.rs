@@ -13,10 +13,6 @@ use crate::store::OperationOutcome;
 /// Lines of worker or build output kept in an operation error.
 const OUTPUT_LINES: usize = 60;
 
-fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
 /// Writes an operation's log (or, during restore, only the server log).
 struct OpLog<'a> {
     runtime: &'a Runtime,
@@ -181,7 +177,7 @@ impl Runtime {
         if let Err(e) = self
             .deps
             .services
-            .finish_operation(&op.id, outcome, &now())
+            .finish_operation(&op.id, outcome, &crate::now_rfc3339())
             .await
         {
             tracing::error!(operation = %op.id, error = %e, "could not record the end of an operation");
@@ -650,7 +646,12 @@ impl Runtime {
     /// After a restart: fails cut-off operations, then brings every service back
     /// to its serving revision.
     pub async fn restore(self: &Arc<Self>) {
-        match self.deps.services.fail_interrupted_operations(&now()).await {
+        match self
+            .deps
+            .services
+            .fail_interrupted_operations(&crate::now_rfc3339())
+            .await
+        {
             Ok(ops) => {
                 for op in ops {
                     tracing::warn!(operation = %op.id, service = %op.service, "operation cut off by a restart marked Failed");

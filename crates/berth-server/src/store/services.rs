@@ -127,8 +127,6 @@ pub trait ServiceStore: Send + Sync + 'static {
     async fn revision(&self, name: &str, number: u32) -> Result<ServiceSpec>;
     /// An operation with its events from `offset` on.
     async fn operation(&self, id: &str, offset: u64) -> Result<Operation>;
-    /// The operation kind and target of an operation.
-    async fn operation_kind(&self, id: &str) -> Result<(OperationType, Option<u32>)>;
     /// Appends a line to an operation's log.
     async fn add_event(&self, id: &str, elapsed_ms: u64, message: &str) -> Result<()>;
     /// Ends an operation and applies its outcome to the service.

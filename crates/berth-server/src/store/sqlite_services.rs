@@ -307,10 +307,6 @@ fn append_event(
     Ok(())
 }
 
-fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
 #[async_trait]
 impl ServiceStore for SqliteStore {
     async fn create_service(&self, new: NewService) -> Result<Operation> {
@@ -519,14 +515,9 @@ impl ServiceStore for SqliteStore {
             .await
     }
 
-    async fn operation_kind(&self, id: &str) -> Result<(OperationType, Option<u32>)> {
-        let op = self.operation(id, u64::MAX).await?;
-        Ok((op.operation_type, op.target_revision))
-    }
-
     async fn add_event(&self, id: &str, elapsed_ms: u64, message: &str) -> Result<()> {
         let (id, message) = (id.to_owned(), message.to_owned());
-        self.write(move |conn| append_event(conn, &id, &now(), elapsed_ms, &message))
+        self.write(move |conn| append_event(conn, &id, &crate::now_rfc3339(), elapsed_ms, &message))
             .await
     }
 
