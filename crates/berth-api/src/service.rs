@@ -188,14 +188,46 @@ pub struct Operation {
     pub events: Vec<OperationEvent>,
 }
 
-/// Replica counts.
+/// Replica counts and why they are what they are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
-    /// Replicas wanted.
+    /// Replicas wanted (with autoscale: the autoscaler's current choice).
     pub desired_replicas: u32,
     /// Replicas ready to score.
     pub available_replicas: u32,
+    /// Replica processes of the serving revision, ready or not.
+    #[serde(default)]
+    pub current_replicas: u32,
+    /// Replica restarts since the serving revision started.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Why fewer replicas than desired are ready (crash loop, probe failures,
+    /// memory kills), when they are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Mean utilisation over the last autoscale window, percent of capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<f64>,
+    /// The autoscaler's last change of the replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scaling: Option<ScalingDecision>,
+}
+
+/// One change of a service's replica count by the autoscaler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingDecision {
+    /// RFC 3339.
+    pub time: String,
+    /// Replicas before.
+    pub from: u32,
+    /// Replicas after.
+    pub to: u32,
+    /// Why, with the measured utilisation and the target.
+    pub reason: String,
+    /// Whether the new count was reached (`false`: a replica failed to start).
+    pub applied: bool,
 }
 
 /// A service as `GET /v1/services/{name}` shows it.

@@ -235,6 +235,37 @@ pub fn services(list: &[Service], format: OutputFormat) -> anyhow::Result<()> {
     line(&t.to_string())
 }
 
+/// "2 ready of 3 (3 running, 1 restart)".
+fn replicas_line(s: &Service) -> String {
+    let st = &s.deployment_status;
+    let mut out = format!("{} ready of {}", st.available_replicas, st.desired_replicas);
+    if st.current_replicas != st.available_replicas || st.restarts > 0 {
+        out.push_str(&format!(
+            " ({} running, {} restart{})",
+            st.current_replicas,
+            st.restarts,
+            if st.restarts == 1 { "" } else { "s" }
+        ));
+    }
+    out
+}
+
+/// "1–5 replicas, target 70%, now 42%", or empty without autoscale.
+fn autoscale_line(s: &Service) -> String {
+    let a = &s.settings.auto_scaler;
+    if !a.autoscale_enabled {
+        return String::new();
+    }
+    let mut out = format!(
+        "{}–{} replicas, target {}%, refresh {} s",
+        a.min_replicas, a.max_replicas, a.target_utilization, a.refresh_period_in_seconds
+    );
+    if let Some(u) = s.deployment_status.utilization {
+        out.push_str(&format!(", now {u:.0}%"));
+    }
+    out
+}
+
 /// Prints one service.
 pub fn service(s: &Service, format: OutputFormat) -> anyhow::Result<()> {
     if format == OutputFormat::Json {
@@ -252,12 +283,28 @@ pub fn service(s: &Service, format: OutputFormat) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "none".into()),
         ),
         ("latest revision", s.latest_revision.to_string()),
+        ("replicas", replicas_line(s)),
         (
-            "replicas",
-            format!(
-                "{} ready of {}",
-                s.deployment_status.available_replicas, s.deployment_status.desired_replicas
-            ),
+            "replica issue",
+            s.deployment_status.reason.clone().unwrap_or_default(),
+        ),
+        ("autoscale", autoscale_line(s)),
+        (
+            "last scaling",
+            s.deployment_status
+                .last_scaling
+                .as_ref()
+                .map(|d| {
+                    format!(
+                        "{} → {} at {}{}: {}",
+                        d.from,
+                        d.to,
+                        d.time,
+                        if d.applied { "" } else { " (failed)" },
+                        d.reason
+                    )
+                })
+                .unwrap_or_default(),
         ),
         ("models", s.models.join(", ")),
         ("environment", s.environment.clone()),

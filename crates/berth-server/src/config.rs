@@ -54,6 +54,10 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_ENV_BUILD_TIMEOUT_SECS, default_value_t = 1800)]
     pub env_build_timeout_secs: u64,
 
+    /// Seconds an autoscaled service's load must stay low before it scales down
+    #[arg(long, env = env::BERTH_SCALE_DOWN_STABILIZATION_SECS, default_value_t = 60)]
+    pub scale_down_stabilization_secs: u64,
+
     /// Largest source snapshot accepted, in bytes
     #[arg(long, env = env::BERTH_MAX_SNAPSHOT_BYTES, default_value_t = DEFAULT_MAX_SNAPSHOT_BYTES)]
     pub max_snapshot_bytes: u64,
@@ -114,6 +118,8 @@ pub struct ServerConfig {
     pub uv: Option<PathBuf>,
     /// Build time limit.
     pub env_build_timeout: std::time::Duration,
+    /// How long an autoscaled service's load must stay low before it scales down.
+    pub scale_down_stabilization: std::time::Duration,
     /// Snapshot limit in bytes.
     pub max_snapshot_bytes: u64,
     /// Snapshot limit in files.
@@ -213,6 +219,9 @@ impl ServerArgs {
             uv: self.uv.or_else(|| find_on_path("uv")),
             python: self.python,
             env_build_timeout: std::time::Duration::from_secs(self.env_build_timeout_secs.max(1)),
+            scale_down_stabilization: std::time::Duration::from_secs(
+                self.scale_down_stabilization_secs,
+            ),
             max_snapshot_bytes: self.max_snapshot_bytes.max(1),
             max_snapshot_files: self.max_snapshot_files.max(1),
             max_request_bytes: self.max_request_bytes.max(1),

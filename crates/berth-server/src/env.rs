@@ -15,6 +15,8 @@ pub const BERTH_MAX_UPLOAD_BYTES: &str = "BERTH_MAX_UPLOAD_BYTES";
 pub const BERTH_MAX_UPLOAD_FILES: &str = "BERTH_MAX_UPLOAD_FILES";
 /// Seconds in-flight requests get to finish after SIGINT/SIGTERM (`--shutdown-grace-secs`).
 pub const BERTH_SHUTDOWN_GRACE_SECS: &str = "BERTH_SHUTDOWN_GRACE_SECS";
+/// `--scale-down-stabilization-secs`.
+pub const BERTH_SCALE_DOWN_STABILIZATION_SECS: &str = "BERTH_SCALE_DOWN_STABILIZATION_SECS";
 /// Log filter, `tracing` syntax (`--log`).
 pub const BERTH_LOG: &str = "BERTH_LOG";
 /// Default Python interpreter for environments (`--python`).

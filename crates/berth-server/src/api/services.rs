@@ -268,11 +268,12 @@ pub async fn create_service(
 async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, ApiError> {
     let shown = stored.serving_revision.unwrap_or(stored.latest_revision);
     let spec = state.services.revision(&stored.name, shown).await?;
-    let (ready, desired) = state.runtime.replica_counts(&stored.name);
-    let desired = if desired == 0 {
+    let replicas = state.runtime.replica_status(&stored.name);
+    let ready = replicas.ready;
+    let desired = if replicas.desired == 0 {
         spec.deployment.desired_replicas()
     } else {
-        desired
+        replicas.desired
     };
     let observed = match stored.state {
         ServiceState::Healthy | ServiceState::Unhealthy if ready >= desired => {
@@ -301,6 +302,15 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
         deployment_status: DeploymentStatus {
             desired_replicas: desired,
             available_replicas: ready,
+            current_replicas: replicas.current,
+            restarts: replicas.restarts,
+            reason: (observed == ServiceState::Unhealthy).then(|| {
+                replicas
+                    .reason
+                    .unwrap_or_else(|| format!("{ready} of {desired} replica(s) ready"))
+            }),
+            utilization: replicas.utilization,
+            last_scaling: replicas.last_scaling,
         },
         error: if observed == ServiceState::Failed {
             stored.error

@@ -154,12 +154,14 @@ async fn score_inner(
             "Service `{name}` has no ready replica; `berth service show -n {name}` tells why."
         ));
     }
-    let permit = match tokio::time::timeout(
+    let waiting = route.wait_for_admission();
+    let admitted = tokio::time::timeout(
         route.settings.max_queue_wait,
         route.admission.clone().acquire_owned(),
     )
-    .await
-    {
+    .await;
+    drop(waiting);
+    let permit = match admitted {
         Ok(Ok(permit)) => permit,
         _ => {
             return unavailable(&format!(
@@ -208,10 +210,10 @@ async fn score_inner(
         Ok(Err(e)) => return replica_failed(name, e),
         Err(_) => {
             // Python cannot be interrupted safely: recycle the replica.
-            replica
-                .healthy
-                .store(false, std::sync::atomic::Ordering::Release);
-            replica.worker.kill();
+            replica.kill(format!(
+                "recycled after a request passed scoringTimeoutMs ({} ms)",
+                timeout.as_millis()
+            ));
             tracing::warn!(service = %name, replica = replica.index, timeout_ms = timeout.as_millis() as u64, "scoring timeout; replica recycled");
             let mut response = message(
                 StatusCode::GATEWAY_TIMEOUT,

@@ -3,8 +3,9 @@
 //! nanoseconds, never across an await; writers swap a whole new map.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
 
 use berth_api::ServiceKeys;
 use berth_worker::Worker;
@@ -23,6 +24,11 @@ pub struct Replica {
     /// True once the runtime stops it on purpose (drain, delete, shutdown): its
     /// exit is then expected and it is not replaced.
     pub retiring: AtomicBool,
+    /// When its worker passed `init()`.
+    pub started: Instant,
+    /// Why Berth killed it (scoring timeout, liveness probe, memory limit), set
+    /// once by whoever kills it and reported when it is replaced.
+    pub kill_reason: OnceLock<String>,
 }
 
 impl Replica {
@@ -34,6 +40,13 @@ impl Replica {
     /// Requests written to it and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.worker.conn().in_flight()
+    }
+
+    /// Takes it out of rotation and kills its process, recording why.
+    pub fn kill(&self, reason: String) {
+        self.healthy.store(false, Ordering::Release);
+        let _ = self.kill_reason.set(reason);
+        self.worker.kill();
     }
 }
 
@@ -62,6 +75,8 @@ pub struct Route {
     pub settings: RouteSettings,
     /// Admission: replicas × maxConcurrentRequestsPerContainer slots.
     pub admission: Arc<Semaphore>,
+    /// Requests waiting for an admission slot.
+    pub waiting: AtomicUsize,
 }
 
 impl Route {
@@ -77,6 +92,51 @@ impl Route {
     pub fn ready_count(&self) -> usize {
         self.replicas.iter().filter(|r| r.is_ready()).count()
     }
+
+    /// Counts the caller as waiting for admission until the guard drops (also
+    /// when the request is abandoned mid-wait).
+    pub fn wait_for_admission(&self) -> WaitingGuard<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingGuard(&self.waiting)
+    }
+
+    /// Requests waiting for an admission slot.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Requests written to the replicas and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.replicas.iter().map(|r| r.in_flight()).sum()
+    }
+
+    /// The same route serving `replicas`, with `per_replica` admission slots
+    /// each (a fresh semaphore: requests admitted before keep their permits).
+    pub fn with_replicas(&self, replicas: Vec<Arc<Replica>>, per_replica: u32) -> Route {
+        Route {
+            service: self.service.clone(),
+            revision: self.revision,
+            admission: Arc::new(admission_for(replicas.len(), per_replica)),
+            replicas,
+            settings: self.settings.clone(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// One request counted in [`Route::queued`].
+pub struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A semaphore with `replicas × per_replica` slots (at least one replica's worth).
+pub fn admission_for(replicas: usize, per_replica: u32) -> Semaphore {
+    let slots = replicas.max(1).saturating_mul(per_replica.max(1) as usize);
+    Semaphore::new(slots.min(Semaphore::MAX_PERMITS))
 }
 
 /// Service name → route.

@@ -11,17 +11,22 @@
 //! At start-up [`Runtime::restore`] fails operations a restart cut off and
 //! brings every service back to its serving revision.
 
+mod autoscale;
 mod materialise;
 mod operations;
+mod probes;
 mod replicas;
+mod scale;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use berth_api::service::ScalingDecision;
 use berth_api::{ServiceKeys, ServiceSpec, ServiceState};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 pub use materialise::revision_root;
 pub use replicas::LaunchPlan;
@@ -29,6 +34,7 @@ pub use replicas::LaunchPlan;
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
+use crate::gateway::table::admission_for;
 use crate::gateway::{Replica, Route, RouteSettings, RouteTable};
 use crate::store::{ServiceStore, Store};
 
@@ -38,14 +44,55 @@ struct ReplicaExit {
     service: String,
     revision: u32,
     index: u32,
+    /// How long it had served.
+    uptime: Duration,
+    /// What ended it, for people.
+    reason: String,
+    /// Its last lines of output.
+    output: String,
 }
 
 /// What the runtime keeps per service.
 struct ServiceRuntime {
     spec: Arc<ServiceSpec>,
     plan: Arc<LaunchPlan>,
-    /// Consecutive unexpected exits, for restart backoff.
+    /// Replicas wanted now: the spec's count, or the autoscaler's choice.
+    desired: u32,
+    /// Consecutive quick exits, for restart backoff and crash-loop reporting.
     restarts: u32,
+    /// Restarts since the serving revision started.
+    total_restarts: u64,
+    /// Why replicas are missing, while they are.
+    health: Option<String>,
+    /// The autoscaler's last change.
+    last_scaling: Option<ScalingDecision>,
+    /// Mean utilisation of the last autoscale window, percent.
+    utilization: Option<f64>,
+    /// Berth's own lines about the service's replicas (exits, restarts, kills),
+    /// shown with the replicas' output.
+    notes: VecDeque<(SystemTime, String)>,
+}
+
+/// Lines of [`ServiceRuntime::notes`] kept.
+const NOTES_KEPT: usize = 200;
+
+/// What `berth service show` reports from the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaStatus {
+    /// Ready replicas.
+    pub ready: u32,
+    /// Replica processes, ready or not.
+    pub current: u32,
+    /// Wanted replicas (0 when nothing runs).
+    pub desired: u32,
+    /// Restarts since the serving revision started.
+    pub restarts: u64,
+    /// Why replicas are missing.
+    pub reason: Option<String>,
+    /// Autoscale utilisation, percent.
+    pub utilization: Option<f64>,
+    /// The autoscaler's last change.
+    pub last_scaling: Option<ScalingDecision>,
 }
 
 /// Shared handles the runtime works with.
@@ -71,6 +118,9 @@ pub struct Runtime {
     deps: RuntimeDeps,
     running: Mutex<HashMap<String, ServiceRuntime>>,
     exits: mpsc::UnboundedSender<ReplicaExit>,
+    /// Per service: held by whatever changes its replica set (an operation, a
+    /// scale action, a replacement), so they never interleave.
+    replica_sets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Whether moving from `old` to `new` needs new replicas: code, models,
@@ -96,9 +146,94 @@ impl Runtime {
             deps,
             running: Mutex::new(HashMap::new()),
             exits: tx,
+            replica_sets: Mutex::new(HashMap::new()),
         });
         tokio::spawn(watch_exits(Arc::downgrade(&runtime), rx));
+        tokio::spawn(scale::autoscaler(Arc::downgrade(&runtime)));
         runtime
+    }
+
+    /// The lock over `service`'s replica set.
+    fn replica_set_lock(&self, service: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.replica_sets.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        locks.entry(service.to_owned()).or_default().clone()
+    }
+
+    /// Runs `f` on the runtime state of `service`, if it runs.
+    fn with_service<T>(
+        &self,
+        service: &str,
+        f: impl FnOnce(&mut ServiceRuntime) -> T,
+    ) -> Option<T> {
+        let mut running = match self.running.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        running.get_mut(service).map(f)
+    }
+
+    /// Records that `revision` of `service` now serves with `spec`, keeping
+    /// the history (notes, last scaling) of the service.
+    fn set_serving(&self, service: &str, spec: ServiceSpec, plan: Arc<LaunchPlan>, desired: u32) {
+        let mut running = match self.running.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let same_revision = running
+            .get(service)
+            .is_some_and(|s| s.plan.revision == plan.revision);
+        let entry = running
+            .entry(service.to_owned())
+            .or_insert_with(|| ServiceRuntime {
+                spec: Arc::new(spec.clone()),
+                plan: plan.clone(),
+                desired,
+                restarts: 0,
+                total_restarts: 0,
+                health: None,
+                last_scaling: None,
+                utilization: None,
+                notes: VecDeque::new(),
+            });
+        if !same_revision {
+            entry.restarts = 0;
+            entry.total_restarts = 0;
+            entry.health = None;
+        }
+        entry.spec = Arc::new(spec);
+        entry.plan = plan;
+        entry.desired = desired;
+    }
+
+    /// Adds one of Berth's own lines to the service's log.
+    fn note(&self, service: &str, line: String) {
+        tracing::info!(service, "{line}");
+        self.with_service(service, |s| {
+            if s.notes.len() == NOTES_KEPT {
+                s.notes.pop_front();
+            }
+            s.notes.push_back((SystemTime::now(), line));
+        });
+    }
+
+    /// How many replicas `spec` should run when `current` run now: the fixed
+    /// count, or with autoscale the current count within the new bounds.
+    fn target_replicas(spec: &ServiceSpec, current: usize) -> u32 {
+        let d = &spec.deployment;
+        if d.auto_scaler.autoscale_enabled {
+            let current = u32::try_from(current).unwrap_or(u32::MAX);
+            current.clamp(
+                d.auto_scaler.min_replicas.max(1),
+                d.auto_scaler
+                    .max_replicas
+                    .max(d.auto_scaler.min_replicas.max(1)),
+            )
+        } else {
+            d.desired_replicas()
+        }
     }
 
     /// Paths for the shim and sockets.
@@ -117,11 +252,13 @@ impl Runtime {
         keys: &ServiceKeys,
     ) -> Option<Arc<Route>> {
         let d = &spec.deployment;
-        let slots = (replicas.len().max(1))
-            .saturating_mul(d.max_concurrent_requests_per_container.max(1) as usize);
         let route = Arc::new(Route {
             service: service.to_owned(),
             revision,
+            admission: Arc::new(admission_for(
+                replicas.len(),
+                d.max_concurrent_requests_per_container,
+            )),
             replicas,
             settings: RouteSettings {
                 scoring_timeout: Duration::from_millis(d.scoring_timeout_ms),
@@ -129,7 +266,7 @@ impl Runtime {
                 keys: d.auth_enabled.then(|| keys.clone()),
                 token_auth: d.token_auth_enabled,
             },
-            admission: Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS))),
+            waiting: AtomicUsize::new(0),
         });
         self.publish_cert(service, spec);
         let old = self.deps.table.get(service);
@@ -184,49 +321,88 @@ impl Runtime {
                 ..route.settings.clone()
             },
             admission: route.admission.clone(),
+            waiting: AtomicUsize::new(0),
         });
         self.deps.table.publish(service, Some(next));
         Ok(())
     }
 
-    /// Watches each replica's process; an exit while serving is reported.
-    fn watch(&self, service: &str, replicas: &[Arc<Replica>]) {
+    /// Watches each replica: its process (an exit while serving is reported
+    /// for replacement) and its liveness (see [`probes`]).
+    fn watch(
+        &self,
+        service: &str,
+        replicas: &[Arc<Replica>],
+        probe: &berth_api::deployment::LivenessProbeRequirements,
+    ) {
         for replica in replicas {
+            tokio::spawn(probes::liveness(replica.clone(), probe.clone()));
             let replica = replica.clone();
             let tx = self.exits.clone();
             let service = service.to_owned();
             tokio::spawn(async move {
                 let status = replica.worker.exited().await;
-                replica
-                    .healthy
-                    .store(false, std::sync::atomic::Ordering::Release);
-                if !replica.retiring.load(std::sync::atomic::Ordering::Acquire) {
-                    tracing::warn!(%service, revision = replica.revision, replica = replica.index, ?status, "replica exited while serving");
-                    let _ = tx.send(ReplicaExit {
-                        service,
-                        revision: replica.revision,
-                        index: replica.index,
-                    });
+                replica.healthy.store(false, Ordering::Release);
+                if replica.retiring.load(Ordering::Acquire) {
+                    return;
                 }
+                let reason = match (replica.kill_reason.get(), status) {
+                    (Some(why), _) => format!("was killed: {why}"),
+                    (None, Some(status)) => describe_exit(status),
+                    (None, None) => "stopped".to_owned(),
+                };
+                tracing::warn!(%service, revision = replica.revision, replica = replica.index, %reason, "replica exited while serving");
+                let _ = tx.send(ReplicaExit {
+                    service,
+                    revision: replica.revision,
+                    index: replica.index,
+                    uptime: replica.started.elapsed(),
+                    reason,
+                    output: replica.worker.logs().tail_text(EXIT_OUTPUT_LINES),
+                });
             });
         }
     }
 
     /// Ready and desired replicas of a service.
     pub fn replica_counts(&self, service: &str) -> (u32, u32) {
-        let ready = self
+        let status = self.replica_status(service);
+        (status.ready, status.desired)
+    }
+
+    /// The replicas of a service as the runtime sees them.
+    pub fn replica_status(&self, service: &str) -> ReplicaStatus {
+        let (ready, current) = self
             .deps
             .table
             .get(service)
-            .map(|r| r.ready_count() as u32)
-            .unwrap_or(0);
-        let desired = self
-            .running
-            .lock()
-            .ok()
-            .and_then(|m| m.get(service).map(|s| s.spec.deployment.desired_replicas()))
-            .unwrap_or(0);
-        (ready, desired)
+            .map(|r| (r.ready_count() as u32, r.replicas.len() as u32))
+            .unwrap_or((0, 0));
+        let mut status = self
+            .with_service(service, |s| ReplicaStatus {
+                ready,
+                current,
+                desired: s.desired,
+                restarts: s.total_restarts,
+                reason: s.health.clone(),
+                utilization: s
+                    .spec
+                    .deployment
+                    .auto_scaler
+                    .autoscale_enabled
+                    .then_some(s.utilization)
+                    .flatten(),
+                last_scaling: s.last_scaling.clone(),
+            })
+            .unwrap_or_default();
+        status.ready = ready;
+        status.current = current;
+        if ready >= status.desired {
+            status.reason = None;
+        } else if status.reason.is_none() && status.desired > 0 {
+            status.reason = Some(format!("{ready} of {} replica(s) ready", status.desired));
+        }
+        status
     }
 
     /// The log lines of the serving replicas, oldest first, at most `tail`.
@@ -248,6 +424,14 @@ impl Runtime {
                 ));
             }
         }
+        self.with_service(service, |s| {
+            for (at, note) in &s.notes {
+                lines.push((
+                    *at,
+                    format!("{} berth: {note}", humantime::format_rfc3339_millis(*at)),
+                ));
+            }
+        });
         lines.sort_by_key(|(at, _)| *at);
         let start = lines.len().saturating_sub(tail);
         Some(lines.into_iter().skip(start).map(|(_, l)| l).collect())
@@ -287,36 +471,77 @@ impl Runtime {
         futures_util::future::join_all(stops).await;
     }
 
+    /// Restarts a replica that exited while serving, with exponential backoff
+    /// over consecutive quick exits (a crash loop is reported as one).
     async fn replace_replica(self: &Arc<Self>, exit: ReplicaExit) {
-        let (plan, backoff) = {
-            let Ok(mut running) = self.running.lock() else {
-                return;
-            };
-            let Some(state) = running.get_mut(&exit.service) else {
-                return;
-            };
+        let Some((plan, probe, backoff, restarts)) = self.with_service(&exit.service, |state| {
             if state.plan.revision != exit.revision {
-                return;
+                return None;
+            }
+            if exit.uptime >= STABLE_AFTER {
+                state.restarts = 0;
             }
             state.restarts += 1;
-            let backoff = Duration::from_millis(500u64 << state.restarts.min(7));
-            (state.plan.clone(), backoff)
+            state.total_restarts += 1;
+            let backoff = restart_backoff(state.restarts);
+            let waiting = humantime::format_duration(backoff);
+            state.health = Some(if state.restarts >= CRASH_LOOP_AFTER {
+                format!(
+                    "CrashLoopBackOff: replica {} {} ({} exits in a row); next start in {waiting}",
+                    exit.index, exit.reason, state.restarts
+                )
+            } else {
+                format!(
+                    "replica {} {}; restarting in {waiting}",
+                    exit.index, exit.reason
+                )
+            });
+            Some((
+                state.plan.clone(),
+                state.spec.deployment.liveness_probe_requirements.clone(),
+                backoff,
+                state.restarts,
+            ))
+        })
+        .flatten() else {
+            return;
         };
+        let health = self
+            .with_service(&exit.service, |s| s.health.clone())
+            .flatten()
+            .unwrap_or_default();
+        for line in exit.output.lines() {
+            self.note(
+                &exit.service,
+                format!("r{}/{} last output: {line}", exit.revision, exit.index),
+            );
+        }
+        self.note(
+            &exit.service,
+            format!("r{}/{}: {health}", exit.revision, exit.index),
+        );
         let _ = self
             .deps
             .services
             .set_service_state(&exit.service, ServiceState::Unhealthy)
             .await;
-        tracing::info!(service = %exit.service, replica = exit.index, backoff_ms = backoff.as_millis() as u64, "restarting replica");
         tokio::time::sleep(backoff).await;
         let replica = match replicas::start_replica(&plan, exit.index).await {
             Ok(replica) => replica,
             Err(failure) => {
-                tracing::warn!(service = %exit.service, replica = exit.index, error = %failure.error, "replica restart failed; retrying");
-                let _ = self.exits.send(exit);
+                let output = failure.error.output();
+                let start = output.lines().count().saturating_sub(EXIT_OUTPUT_LINES);
+                let _ = self.exits.send(ReplicaExit {
+                    uptime: Duration::ZERO,
+                    reason: format!("did not start again: {}", failure.error),
+                    output: output.lines().skip(start).collect::<Vec<_>>().join("\n"),
+                    ..exit
+                });
                 return;
             }
         };
+        let lock = self.replica_set_lock(&exit.service);
+        let _held = lock.lock().await;
         let Some(route) = self.deps.table.get(&exit.service) else {
             replicas::stop_all(vec![replica], STOP_GRACE).await;
             return;
@@ -326,6 +551,7 @@ impl Runtime {
             .iter()
             .any(|r| r.index == exit.index && r.revision == exit.revision);
         if !still_listed {
+            drop(route);
             replicas::stop_all(vec![replica], STOP_GRACE).await;
             return;
         }
@@ -338,30 +564,58 @@ impl Runtime {
         replicas_now.push(replica.clone());
         replicas_now.sort_by_key(|r| r.index);
         let next = Arc::new(Route {
-            service: route.service.clone(),
-            revision: route.revision,
-            replicas: replicas_now,
-            settings: route.settings.clone(),
             admission: route.admission.clone(),
+            ..route.with_replicas(replicas_now, 1)
         });
+        drop(route);
         self.deps.table.publish(&exit.service, Some(next));
-        self.watch(&exit.service, &[replica]);
-        if let Ok(mut running) = self.running.lock()
-            && let Some(state) = running.get_mut(&exit.service)
-        {
-            state.restarts = 0;
+        self.watch(&exit.service, std::slice::from_ref(&replica), &probe);
+        self.note(
+            &exit.service,
+            format!(
+                "r{}/{}: started again (pid {}, restart {restarts})",
+                exit.revision,
+                exit.index,
+                replica.worker.pid()
+            ),
+        );
+        let status = self.replica_status(&exit.service);
+        if status.ready >= status.desired {
+            self.with_service(&exit.service, |s| s.health = None);
+            let _ = self
+                .deps
+                .services
+                .set_service_state(&exit.service, ServiceState::Healthy)
+                .await;
         }
-        let (ready, desired) = self.replica_counts(&exit.service);
-        let state = if ready >= desired {
-            ServiceState::Healthy
-        } else {
-            ServiceState::Unhealthy
-        };
-        let _ = self
-            .deps
-            .services
-            .set_service_state(&exit.service, state)
-            .await;
+    }
+}
+
+/// Lines of a dead replica's output kept in the service's log.
+const EXIT_OUTPUT_LINES: usize = 20;
+
+/// A replica that served this long before exiting starts a fresh backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// Consecutive quick exits reported as a crash loop.
+const CRASH_LOOP_AFTER: u32 = 3;
+
+/// Wait before restart number `n` (from 1) of a row of quick exits: 250 ms,
+/// then 1 s doubling up to a minute.
+fn restart_backoff(n: u32) -> Duration {
+    if n <= 1 {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(1u64 << (n - 2).min(6)).min(Duration::from_secs(60))
+    }
+}
+
+/// "exited with code 1", "was killed by signal 9".
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => "exited".to_owned(),
     }
 }
 
@@ -374,5 +628,23 @@ async fn watch_exits(
             return;
         };
         tokio::spawn(async move { runtime.replace_replica(exit).await });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_backoff_doubles_to_a_minute() {
+        let waits: Vec<u64> = (1..=10)
+            .map(|n| restart_backoff(n).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                250, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000
+            ]
+        );
     }
 }

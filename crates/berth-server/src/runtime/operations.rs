@@ -7,7 +7,7 @@ use berth_api::{Operation, OperationError, OperationType, ServiceSpec, ServiceSt
 
 use super::materialise::{RevisionContent, materialise, revision_root};
 use super::replicas::{self, LaunchPlan};
-use super::{DRAIN_LIMIT, Runtime, STOP_GRACE, ServiceRuntime};
+use super::{DRAIN_LIMIT, Runtime, STOP_GRACE};
 use crate::store::OperationOutcome;
 
 /// Lines of worker or build output kept in an operation error.
@@ -125,6 +125,8 @@ impl Runtime {
     }
 
     async fn execute(self: Arc<Self>, op: Operation) {
+        let lock = self.replica_set_lock(&op.service);
+        let _held = lock.lock().await;
         let log = OpLog {
             runtime: &self,
             id: Some(op.id.clone()),
@@ -308,9 +310,15 @@ impl Runtime {
             ),
             init_timeout: readiness_limit(&spec.deployment),
         });
-        let count = spec.deployment.desired_replicas();
+        let running_now = self
+            .deps
+            .table
+            .get(service)
+            .map(|r| r.replicas.len())
+            .unwrap_or(0);
+        let count = Self::target_replicas(&spec, running_now);
         log.event(&format!("Starting {count} replica(s)")).await;
-        let replicas = replicas::start_replicas(&plan, count).await.map_err(|f| {
+        let replicas = self.start_more(&plan, &[], count).await.map_err(|f| {
             let (code, what) = match (&f.error, f.error.init_stage()) {
                 (berth_worker::SpawnError::InitTimeout { .. }, _) => (
                     "DeploymentTimedOut",
@@ -352,17 +360,12 @@ impl Runtime {
             .map_err(|e| internal("read the service", &e))?
             .keys;
         let old = self.publish(service, Some(revision), replicas.clone(), &spec, &keys);
-        self.watch(service, &replicas);
-        if let Ok(mut running) = self.running.lock() {
-            running.insert(
-                service.to_owned(),
-                ServiceRuntime {
-                    spec: Arc::new(spec),
-                    plan,
-                    restarts: 0,
-                },
-            );
-        }
+        self.watch(
+            service,
+            &replicas,
+            &spec.deployment.liveness_probe_requirements,
+        );
+        self.set_serving(service, spec, plan, count);
         log.event(&format!("Switched traffic to revision {revision}"))
             .await;
         if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
@@ -437,7 +440,7 @@ impl Runtime {
         for change in describe_changes(&old.deployment, &spec.deployment) {
             log.event(&format!("Live change: {change}")).await;
         }
-        let desired = spec.deployment.desired_replicas() as usize;
+        let desired = Self::target_replicas(&spec, current.len()) as usize;
         current.sort_by_key(|r| r.index);
         let mut added = Vec::new();
         if desired > current.len() {
@@ -446,22 +449,18 @@ impl Runtime {
                 current.len()
             ))
             .await;
-            let first = current.iter().map(|r| r.index + 1).max().unwrap_or(0);
-            for next in first..first + (desired - current.len()) as u32 {
-                match replicas::start_replica(&plan, next).await {
-                    Ok(replica) => added.push(replica),
-                    Err(f) => {
-                        replicas::stop_all(added, STOP_GRACE).await;
-                        let output = f.error.output().lines().map(str::to_owned).collect();
-                        return Err(failure(
-                            "ReplicaStartFailed",
-                            format!("start replica {}", f.index),
-                            f.error.to_string(),
-                            output,
-                        ));
-                    }
-                }
-            }
+            added = self
+                .start_more(&plan, &current, (desired - current.len()) as u32)
+                .await
+                .map_err(|f| {
+                    let output = f.error.output().lines().map(str::to_owned).collect();
+                    failure(
+                        "ReplicaStartFailed",
+                        format!("start replica {}", f.index),
+                        f.error.to_string(),
+                        output,
+                    )
+                })?;
         }
         let retired = if desired < current.len() {
             log.event(&format!(
@@ -489,17 +488,12 @@ impl Runtime {
             })?
             .keys;
         let old_route = self.publish(service, Some(revision), current, &spec, &keys);
-        self.watch(service, &added);
-        if let Ok(mut running) = self.running.lock() {
-            running.insert(
-                service.to_owned(),
-                ServiceRuntime {
-                    spec: Arc::new(spec),
-                    plan,
-                    restarts: 0,
-                },
-            );
-        }
+        self.watch(
+            service,
+            &added,
+            &spec.deployment.liveness_probe_requirements,
+        );
+        self.set_serving(service, spec, plan, desired as u32);
         log.event(&format!(
             "Revision {revision} applied to the running replicas"
         ))
@@ -670,6 +664,8 @@ impl Runtime {
             let runtime = self.clone();
             tokio::spawn(async move {
                 let name = stored.name.clone();
+                let lock = runtime.replica_set_lock(&name);
+                let _held = lock.lock().await;
                 runtime.publish_empty(&name).await;
                 let Some(revision) = stored.serving_revision else {
                     return;

@@ -78,32 +78,9 @@ pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>
         worker,
         healthy: AtomicBool::new(true),
         retiring: AtomicBool::new(false),
+        started: std::time::Instant::now(),
+        kill_reason: std::sync::OnceLock::new(),
     }))
-}
-
-/// Starts `count` replicas at once; on any failure stops the others.
-pub async fn start_replicas(
-    plan: &LaunchPlan,
-    count: u32,
-) -> Result<Vec<Arc<Replica>>, StartFailure> {
-    let starts = (0..count).map(|i| start_replica(plan, i));
-    let results = futures_util::future::join_all(starts).await;
-    let mut started = Vec::new();
-    let mut failure = None;
-    for result in results {
-        match result {
-            Ok(replica) => started.push(replica),
-            Err(e) if failure.is_none() => failure = Some(e),
-            Err(_) => {}
-        }
-    }
-    match failure {
-        None => Ok(started),
-        Some(failure) => {
-            stop_all(started, Duration::from_secs(5)).await;
-            Err(failure)
-        }
-    }
 }
 
 /// Stops replicas: SHUTDOWN, then kill after `grace`.

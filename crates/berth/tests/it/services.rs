@@ -84,7 +84,7 @@ async fn register_deploy_score_logs_and_delete_through_the_cli() {
     assert_eq!(service["computeType"], "ACI");
     assert_eq!(
         service["deploymentStatus"],
-        json!({"desiredReplicas": 1, "availableReplicas": 1})
+        json!({"desiredReplicas": 1, "availableReplicas": 1, "currentReplicas": 1, "restarts": 0})
     );
     let scoring_uri = service["scoringUri"].as_str().unwrap().to_owned();
     assert!(scoring_uri.ends_with("/api/v1/service/echo-svc/score"));

@@ -224,7 +224,7 @@ async fn settings_only_updates_apply_live_without_restarting_replicas() {
     let (_, service) = server.get_json("/v1/services/live").await;
     assert_eq!(
         service["deploymentStatus"],
-        json!({"desiredReplicas": 1, "availableReplicas": 1})
+        json!({"desiredReplicas": 1, "availableReplicas": 1, "currentReplicas": 1, "restarts": 0})
     );
 }
 
