@@ -146,6 +146,21 @@ async fn autoscale_scales_up_under_load_and_back_down_after_it() {
         "only one replica answered: {served_by:?}"
     );
 
+    // A lighter load: the service shrinks under it without failing a request.
+    let light = Load::start(&server, "elastic", "{}", 1);
+    until(&server, "elastic", Duration::from_secs(30), |b| {
+        current(b) < 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during_scale_down = light.finish().await;
+    assert!(
+        during_scale_down.failures.is_empty(),
+        "scaling down failed requests: {:?}",
+        during_scale_down.failures
+    );
+    assert!(during_scale_down.ok > 0);
+
     // With no load the count returns to the minimum after the stabilisation window.
     let calm = until(&server, "elastic", Duration::from_secs(30), |b| {
         current(b) == 1 && ready(b) == 1
