@@ -58,6 +58,8 @@ pub struct AppState {
     pub endpoint: Arc<str>,
     /// Signs scoring tokens.
     pub signer: crate::tokens::TokenSigner,
+    /// The workspace event log and webhooks.
+    pub events: Arc<crate::events::EventBus>,
 }
 
 #[derive(OpenApi)]

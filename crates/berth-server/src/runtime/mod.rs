@@ -64,6 +64,8 @@ pub struct RuntimeDeps {
     pub config: Arc<ServerConfig>,
     /// Per-service certificates by SNI, when the server serves TLS.
     pub certs: Option<Arc<crate::tls::SniResolver>>,
+    /// The workspace event log.
+    pub events: Arc<crate::events::EventBus>,
 }
 
 /// The local compute target.
