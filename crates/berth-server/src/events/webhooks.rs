@@ -158,7 +158,9 @@ fn http_client() -> reqwest::Client {
                     builder = builder.add_root_certificate(cert);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "the system CA bundle is unreadable; https webhooks will fail"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the system CA bundle is unreadable; https webhooks will fail")
+            }
         }
     }
     builder.build().unwrap_or_else(|e| {
@@ -315,9 +317,8 @@ async fn send_loop(
             return;
         }
         let dropped = hook.dropped.swap(0, Ordering::Relaxed);
-        let overflow = (dropped > 0).then(|| {
-            format!("{dropped} event(s) dropped: more than {QUEUE_LIMIT} were waiting")
-        });
+        let overflow = (dropped > 0)
+            .then(|| format!("{dropped} event(s) dropped: more than {QUEUE_LIMIT} were waiting"));
         let record = match outcome {
             Ok(()) => {
                 failures = 0;

@@ -749,7 +749,11 @@ impl Runtime {
                     Err(e) => {
                         tracing::error!(service = %name, revision, step = %e.step, error = %e.message, "could not restore the service");
                         runtime
-                            .set_state(&name, ServiceState::Unhealthy, "could not restore after a restart")
+                            .set_state(
+                                &name,
+                                ServiceState::Unhealthy,
+                                "could not restore after a restart",
+                            )
                             .await;
                     }
                 }
