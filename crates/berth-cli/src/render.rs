@@ -362,36 +362,6 @@ pub fn diff_values(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::size;
-
-    #[test]
-    fn diffs_name_every_changed_leaf() {
-        let mut out = Vec::new();
-        super::diff_values(
-            "",
-            &serde_json::json!({"models": ["m:1"], "deployment": {"numReplicas": 1, "x": 2}}),
-            &serde_json::json!({"models": ["m:2"], "deployment": {"numReplicas": 3, "x": 2}}),
-            &mut out,
-        );
-        assert_eq!(
-            out,
-            vec![
-                "deployment.numReplicas: 1 → 3",
-                "models: [\"m:1\"] → [\"m:2\"]"
-            ]
-        );
-    }
-
-    #[test]
-    fn sizes_read_naturally() {
-        assert_eq!(size(12), "12 B");
-        assert_eq!(size(1536), "1.5 KiB");
-        assert_eq!(size(3 << 30), "3.0 GiB");
-    }
-}
-
 /// One event as a line: `id time type service [operation] details`.
 pub fn event_line(e: &Event) -> String {
     let mut text = format!(
@@ -457,4 +427,34 @@ pub fn webhooks(list: &[Webhook], format: OutputFormat) -> anyhow::Result<()> {
         ]);
     }
     line(&t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn diffs_name_every_changed_leaf() {
+        let mut out = Vec::new();
+        super::diff_values(
+            "",
+            &serde_json::json!({"models": ["m:1"], "deployment": {"numReplicas": 1, "x": 2}}),
+            &serde_json::json!({"models": ["m:2"], "deployment": {"numReplicas": 3, "x": 2}}),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![
+                "deployment.numReplicas: 1 → 3",
+                "models: [\"m:1\"] → [\"m:2\"]"
+            ]
+        );
+    }
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(size(12), "12 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(3 << 30), "3.0 GiB");
+    }
 }
