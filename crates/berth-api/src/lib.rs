@@ -8,6 +8,7 @@
 pub mod deployment;
 pub mod environment;
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod names;
 pub mod service;
@@ -20,6 +21,10 @@ pub use environment::{
     RegisterEnvironmentRequest, RegisterEnvironmentResponse,
 };
 pub use error::{ErrorBody, ErrorCode};
+pub use events::{
+    CreateWebhookRequest, CreatedWebhook, EVENT_TYPES, Event, EventList, Webhook, WebhookList,
+    is_event_type,
+};
 pub use model::{
     Model, ModelFile, ModelKind, ModelList, RegisterModelMetadata, UpdateModelRequest,
 };

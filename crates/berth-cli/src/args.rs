@@ -62,6 +62,11 @@ pub enum ClientCommand {
     /// Show the workspace the CLI talks to
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// List or follow the workspace's events (operations, state changes, registrations)
+    Events(EventsArgs),
+    /// Add, list and remove webhooks that receive events
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
 }
 
 /// `-n SERVICE`.
@@ -594,4 +599,56 @@ pub struct UpdateArgs {
     /// New description (empty clears it)
     #[arg(short = 'd', long)]
     pub description: Option<String>,
+}
+
+/// `berth events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this service's events
+    #[arg(long, short = 'n', value_name = "SERVICE")]
+    pub service: Option<String>,
+    /// Only this event type, e.g. `operation.failed`
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_type: Option<String>,
+    /// Only events after this id
+    #[arg(long, value_name = "ID")]
+    pub after: Option<u64>,
+    /// At most this many (1..=1000)
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Keep printing new events as they happen (one JSON object per line with `-o json`)
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// `berth webhook ...`
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register a URL that receives events as signed POSTs; prints the secret once
+    Add(AddWebhookArgs),
+    /// List webhooks with their delivery status
+    List,
+    /// Remove a webhook
+    #[command(visible_alias = "rm")]
+    Remove(WebhookId),
+}
+
+/// `berth webhook add`.
+#[derive(Debug, Args)]
+pub struct AddWebhookArgs {
+    /// `http://` or `https://` URL events are POSTed to
+    pub url: String,
+    /// Event type to send (repeatable; default: all)
+    #[arg(long = "event", short = 'e', value_name = "TYPE")]
+    pub events: Vec<String>,
+    /// Signing secret (16 to 256 characters) [default: generated]
+    #[arg(long, env = "BERTH_WEBHOOK_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+}
+
+/// A webhook id.
+#[derive(Debug, Args)]
+pub struct WebhookId {
+    /// Webhook id (`wh-...`)
+    pub id: String,
 }

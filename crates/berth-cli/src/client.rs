@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use berth_api::{
-    CreateServiceRequest, Environment, EnvironmentList, ErrorBody, Model, ModelList, Operation,
-    OperationAccepted, RegenerateKeyRequest, RegisterEnvironmentRequest,
-    RegisterEnvironmentResponse, RegisterModelMetadata, RevisionList, RollbackRequest, Service,
-    ServiceKeys, ServiceList, ServiceLogs, ServiceToken, Snapshot, UpdateModelRequest,
-    WorkspaceInfo,
+    CreateServiceRequest, CreateWebhookRequest, CreatedWebhook, Environment, EnvironmentList,
+    ErrorBody, Event, EventList, Model, ModelList, Operation, OperationAccepted,
+    RegenerateKeyRequest, RegisterEnvironmentRequest, RegisterEnvironmentResponse,
+    RegisterModelMetadata, RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList,
+    ServiceLogs, ServiceToken, Snapshot, UpdateModelRequest, WebhookList, WorkspaceInfo,
 };
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -309,6 +309,67 @@ impl Client {
                 .map_err(local("write", Path::new("stdout")))?;
         }
         Ok(())
+    }
+
+    /// `GET /v1/events` with `query` pairs (`service`, `type`, `after`, `limit`).
+    pub async fn events(&self, query: &[(&str, String)]) -> Result<EventList> {
+        self.json(self.request(Method::GET, "/v1/events").query(query))
+            .await
+    }
+
+    /// Streams `GET /v1/events?follow=true`, calling `on_event` per event until
+    /// the server ends the stream or `on_event` fails.
+    pub async fn follow_events(
+        &self,
+        query: &[(&str, String)],
+        mut on_event: impl FnMut(Event) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let response = self
+            .send(
+                self.request(Method::GET, "/v1/events")
+                    .query(query)
+                    .query(&[("follow", "true")]),
+            )
+            .await?;
+        let status = response.status();
+        let mut stream = response.bytes_stream();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| ClientError::Unreachable {
+                endpoint: self.workspace.endpoint.clone(),
+                source,
+            })?;
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let event: Event =
+                    serde_json::from_slice(&line).map_err(|e| ClientError::Unexpected {
+                        endpoint: self.workspace.endpoint.clone(),
+                        status,
+                        detail: format!("an event line is not JSON: {e}"),
+                    })?;
+                on_event(event).map_err(local("write", Path::new("stdout")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/webhooks`.
+    pub async fn create_webhook(&self, request: &CreateWebhookRequest) -> Result<CreatedWebhook> {
+        self.json(self.request(Method::POST, "/v1/webhooks").json(request))
+            .await
+    }
+
+    /// `GET /v1/webhooks`.
+    pub async fn list_webhooks(&self) -> Result<WebhookList> {
+        self.json(self.request(Method::GET, "/v1/webhooks")).await
+    }
+
+    /// `DELETE /v1/webhooks/{id}`.
+    pub async fn delete_webhook(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/webhooks/{}", segment(id))))
+            .await
+            .map(|_| ())
     }
 
     /// `GET /v1/operations/{id}?offset=N`.

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use berth_api::{Environment, Model, Revision, Service};
+use berth_api::{Environment, Event, Model, Revision, Service, Webhook};
 use comfy_table::{Table, presets};
 use serde::Serialize;
 
@@ -407,6 +407,73 @@ pub fn diff_values(
         _ if a != b => out.push(format!("{path}: {a} → {b}")),
         _ => {}
     }
+}
+
+/// One event as a line: `id time type service [operation] details`.
+pub fn event_line(e: &Event) -> String {
+    let mut text = format!(
+        "{:>6}  {}  {:<22} {}",
+        e.id,
+        e.time,
+        e.event_type,
+        e.service.as_deref().unwrap_or("-")
+    );
+    if let Some(details) = e.data.as_object().filter(|d| !d.is_empty()) {
+        let parts: Vec<String> = details
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v.as_str() {
+                Some(s) => format!("{k}={s}"),
+                None => format!("{k}={v}"),
+            })
+            .collect();
+        text.push_str("  ");
+        text.push_str(&parts.join(" "));
+    }
+    if let Some(op) = &e.operation {
+        text.push_str(&format!("  (operation {op})"));
+    }
+    text
+}
+
+/// Prints events.
+pub fn events(list: &[Event], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return json(&serde_json::json!({ "events": list }));
+    }
+    for e in list {
+        line(&event_line(e))?;
+    }
+    Ok(())
+}
+
+/// Prints webhooks (never secrets: the server does not return them).
+pub fn webhooks(list: &[Webhook], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return json(&serde_json::json!({ "webhooks": list }));
+    }
+    let mut t = table(&[
+        "ID",
+        "URL",
+        "EVENTS",
+        "LAST DELIVERY",
+        "FAILURES",
+        "LAST ERROR",
+    ]);
+    for w in list {
+        t.add_row(vec![
+            w.id.clone(),
+            w.url.clone(),
+            w.events.join(","),
+            match (&w.last_delivery_status, &w.last_delivery_time) {
+                (Some(status), Some(time)) => format!("{status} {time}"),
+                _ => "-".into(),
+            },
+            w.consecutive_failures.to_string(),
+            w.last_error.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    line(&t.to_string())
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod deploy_config;
 pub mod env;
 pub mod envs;
 pub mod error;
+pub mod events;
 pub mod gateway;
 pub mod health;
 pub mod runtime;
@@ -143,6 +144,7 @@ pub async fn run(
     })?;
     let config = Arc::new(config);
     let table = Arc::new(gateway::RouteTable::default());
+    let events = events::EventBus::start(store.clone()).await;
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),
@@ -151,6 +153,7 @@ pub async fn run(
         table: table.clone(),
         config: config.clone(),
         certs: tls.as_ref().map(|t| t.resolver.clone()),
+        events: events.clone(),
     });
     runtime.restore().await;
     let state = api::AppState {
@@ -164,6 +167,7 @@ pub async fn run(
         runtime: runtime.clone(),
         endpoint: endpoint.clone().into(),
         signer: signer.clone(),
+        events,
     };
     let app = api::router(state)
         .merge(gateway::router(gateway::GatewayState {

@@ -40,9 +40,21 @@ pub struct MintedToken {
 }
 
 fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    hmac_sha256(key, message)
+}
+
+/// HMAC-SHA256 (RFC 2104) of `message` under `key` of any length; used for
+/// scoring tokens and webhook signatures.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > block.len() {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
     let mut inner_key = [0x36u8; 64];
     let mut outer_key = [0x5cu8; 64];
-    for (i, b) in key.iter().enumerate() {
+    for (i, b) in block.iter().enumerate() {
         inner_key[i] ^= b;
         outer_key[i] ^= b;
     }
@@ -171,6 +183,15 @@ mod tests {
         assert_eq!(
             hex::encode(mac),
             "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"
+        );
+        // RFC 4231 test case 6: a 131-byte key is hashed first.
+        let long = hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            hex::encode(long),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }
 }

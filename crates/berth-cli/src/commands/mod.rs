@@ -2,9 +2,11 @@
 
 pub mod deploy;
 pub mod environment;
+pub mod events;
 pub mod model;
 pub mod service;
 pub mod update;
+pub mod webhook;
 pub mod workspace;
 
 use crate::args::{GlobalArgs, UsageError};

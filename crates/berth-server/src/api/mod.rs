@@ -6,6 +6,7 @@
 
 mod auth;
 mod environments;
+mod events;
 mod json;
 mod keys;
 mod models;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub endpoint: Arc<str>,
     /// Signs scoring tokens.
     pub signer: crate::tokens::TokenSigner,
+    /// The workspace event log and webhooks.
+    pub events: Arc<crate::events::EventBus>,
 }
 
 #[derive(OpenApi)]
@@ -73,6 +76,7 @@ pub struct AppState {
         (name = "environments", description = "Python environments and their builds"),
         (name = "snapshots", description = "Uploaded source directories"),
         (name = "services", description = "Scoring services, their revisions and operations"),
+        (name = "events", description = "The workspace event log and webhooks"),
         (name = "workspace", description = "This server")
     )
 )]
@@ -126,6 +130,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(services::service_logs))
         .routes(routes!(operations::show_operation))
         .routes(routes!(workspace::workspace_info))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::create_webhook, events::list_webhooks))
+        .routes(routes!(events::delete_webhook))
         .split_for_parts();
     let doc = Arc::new(doc);
     let api = api.route(

@@ -90,6 +90,12 @@ pub async fn register(
             .collect(),
     };
     let model = state.store.insert_model(new).await?;
+    state
+        .events
+        .emit(crate::events::EventDraft::model_registered(
+            &model.name,
+            model.version,
+        ));
     // The row now references the blobs; the pins may go.
     drop(files);
     Ok(model)

@@ -111,6 +111,8 @@ pub struct RuntimeDeps {
     pub config: Arc<ServerConfig>,
     /// Per-service certificates by SNI, when the server serves TLS.
     pub certs: Option<Arc<crate::tls::SniResolver>>,
+    /// The workspace event log.
+    pub events: Arc<crate::events::EventBus>,
 }
 
 /// The local compute target.
@@ -347,7 +349,7 @@ impl Runtime {
                     return;
                 }
                 let reason = match (replica.kill_reason.get(), status) {
-                    (Some(why), _) => format!("was killed: {why}"),
+                    (Some(why), _) => format!("{KILLED}{why}"),
                     (None, Some(status)) => describe_exit(status),
                     (None, None) => "stopped".to_owned(),
                 };
@@ -520,10 +522,16 @@ impl Runtime {
             &exit.service,
             format!("r{}/{}: {health}", exit.revision, exit.index),
         );
-        let _ = self
-            .deps
-            .services
-            .set_service_state(&exit.service, ServiceState::Unhealthy)
+        if let Some(why) = exit.reason.strip_prefix(KILLED) {
+            self.deps
+                .events
+                .emit(crate::events::EventDraft::replica_killed(
+                    &exit.service,
+                    exit.index,
+                    why,
+                ));
+        }
+        self.set_state(&exit.service, ServiceState::Unhealthy, &health)
             .await;
         tokio::time::sleep(backoff).await;
         let replica = match replicas::start_replica(&plan, exit.index).await {
@@ -579,17 +587,29 @@ impl Runtime {
                 replica.worker.pid()
             ),
         );
+        self.deps
+            .events
+            .emit(crate::events::EventDraft::replica_restarted(
+                &exit.service,
+                exit.index,
+                &exit.reason,
+                backoff.as_millis() as u64,
+            ));
         let status = self.replica_status(&exit.service);
         if status.ready >= status.desired {
             self.with_service(&exit.service, |s| s.health = None);
-            let _ = self
-                .deps
-                .services
-                .set_service_state(&exit.service, ServiceState::Healthy)
-                .await;
+            self.set_state(
+                &exit.service,
+                ServiceState::Healthy,
+                "every desired replica is ready again",
+            )
+            .await;
         }
     }
 }
+
+/// How an exit reason starts when Berth killed the replica on purpose.
+const KILLED: &str = "was killed: ";
 
 /// Lines of a dead replica's output kept in the service's log.
 const EXIT_OUTPUT_LINES: usize = 20;

@@ -8,6 +8,7 @@ use berth_api::{Operation, OperationError, OperationType, ServiceSpec, ServiceSt
 use super::materialise::{RevisionContent, materialise, revision_root};
 use super::replicas::{self, LaunchPlan};
 use super::{DRAIN_LIMIT, Runtime, STOP_GRACE};
+use crate::events::EventDraft;
 use crate::store::OperationOutcome;
 
 /// Lines of worker or build output kept in an operation error.
@@ -132,6 +133,14 @@ impl Runtime {
             id: Some(op.id.clone()),
             started: Instant::now(),
         };
+        let events = &self.deps.events;
+        events.emit(EventDraft::operation_started(&op));
+        let kind = serde_json::to_value(op.operation_type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.note_state(&op.service, &format!("{kind} started"), Some(&op.id))
+            .await;
         let outcome = match op.operation_type {
             OperationType::Delete => {
                 self.delete(&log, &op.service).await;
@@ -176,6 +185,16 @@ impl Runtime {
             }
         };
         let succeeded = !matches!(outcome, OperationOutcome::Failed(_));
+        let ended = match &outcome {
+            OperationOutcome::Failed(error) => EventDraft::operation_failed(&op, error),
+            OperationOutcome::Succeeded { serving_revision } => {
+                EventDraft::operation_succeeded(&op, Some(*serving_revision))
+            }
+            OperationOutcome::Deleted | OperationOutcome::Completed => {
+                EventDraft::operation_succeeded(&op, None)
+            }
+        };
+        let deleted = matches!(outcome, OperationOutcome::Deleted);
         if let Err(e) = self
             .deps
             .services
@@ -184,9 +203,40 @@ impl Runtime {
         {
             tracing::error!(operation = %op.id, error = %e, "could not record the end of an operation");
         }
+        if deleted {
+            events.forget_service(&op.service);
+            events.emit(EventDraft::service_deleted(&op.service).with_operation(&op.id));
+        } else {
+            let how = if succeeded { "succeeded" } else { "failed" };
+            self.note_state(&op.service, &format!("{kind} {how}"), Some(&op.id))
+                .await;
+        }
+        events.emit(ended);
         if succeeded {
             log.event("Succeeded").await;
         }
+    }
+
+    /// Reads a service's stored state and emits `service.state_changed` when it
+    /// differs from the last one seen.
+    pub(super) async fn note_state(&self, service: &str, reason: &str, operation: Option<&str>) {
+        match self.deps.services.service(service).await {
+            Ok(stored) => self
+                .deps
+                .events
+                .observe_state(service, stored.state, reason, operation),
+            Err(e) => tracing::debug!(%service, error = %e, "no state to note"),
+        }
+    }
+
+    /// Records the observed state of a serving service (Healthy/Unhealthy) and
+    /// emits `service.state_changed` when it changed.
+    pub(super) async fn set_state(&self, service: &str, state: ServiceState, reason: &str) {
+        if let Err(e) = self.deps.services.set_service_state(service, state).await {
+            tracing::warn!(%service, error = %e, "could not record the service state");
+            return;
+        }
+        self.note_state(service, reason, None).await;
     }
 
     /// A route with no replicas, so the gateway answers 503 rather than 404.
@@ -649,6 +699,11 @@ impl Runtime {
             Ok(ops) => {
                 for op in ops {
                     tracing::warn!(operation = %op.id, service = %op.service, "operation cut off by a restart marked Failed");
+                    if let Some(error) = &op.error {
+                        self.deps
+                            .events
+                            .emit(EventDraft::operation_failed(&op, error));
+                    }
                 }
             }
             Err(e) => tracing::error!(error = %e, "could not scan for interrupted operations"),
@@ -660,6 +715,9 @@ impl Runtime {
                 return;
             }
         };
+        for stored in &services {
+            self.deps.events.seed_state(&stored.name, stored.state);
+        }
         for stored in services {
             let runtime = self.clone();
             tokio::spawn(async move {
@@ -679,19 +737,19 @@ impl Runtime {
                     Ok(()) => {
                         tracing::info!(service = %name, revision, "service restored");
                         if stored.state != ServiceState::Failed {
-                            let _ = runtime
-                                .deps
-                                .services
-                                .set_service_state(&name, ServiceState::Healthy)
+                            runtime
+                                .set_state(&name, ServiceState::Healthy, "restored after a restart")
                                 .await;
                         }
                     }
                     Err(e) => {
                         tracing::error!(service = %name, revision, step = %e.step, error = %e.message, "could not restore the service");
-                        let _ = runtime
-                            .deps
-                            .services
-                            .set_service_state(&name, ServiceState::Unhealthy)
+                        runtime
+                            .set_state(
+                                &name,
+                                ServiceState::Unhealthy,
+                                "could not restore after a restart",
+                            )
                             .await;
                     }
                 }

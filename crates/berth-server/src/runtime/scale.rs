@@ -185,6 +185,14 @@ impl Runtime {
         outcome: Result<(), String>,
     ) {
         let applied = outcome.is_ok();
+        if applied {
+            self.deps.events.emit(crate::events::EventDraft::scaled(
+                service,
+                decision.from,
+                decision.to,
+                &reason,
+            ));
+        }
         let reason = match outcome {
             Ok(()) => reason,
             Err(e) => format!("{reason}; not applied: {e}"),

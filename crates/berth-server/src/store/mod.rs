@@ -3,8 +3,10 @@
 //! Routes and the registry talk to `dyn Store`; nothing outside this module writes
 //! SQL. Every method is one transaction.
 
+mod events;
 mod services;
 mod sqlite;
+mod sqlite_events;
 mod sqlite_services;
 
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use berth_api::{EnvironmentSpec, Model, ModelFile, ModelKind, Snapshot};
 
+pub use events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
 pub use services::{NewService, OperationOutcome, ServiceChange, ServiceStore, StoredService};
 pub use sqlite::SqliteStore;
 

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_registry.sql"),
     include_str!("migrations/0002_environments_snapshots.sql"),
     include_str!("migrations/0003_services.sql"),
+    include_str!("migrations/0004_events_webhooks.sql"),
 ];
 
 /// Most reader connections kept open.

@@ -9,6 +9,7 @@ mod harness;
 mod auth;
 mod cli;
 mod environments;
+mod events;
 mod lifecycle;
 mod registry;
 mod scaling;

@@ -34,6 +34,15 @@ def run(raw):
     return {"pid": os.getpid()}
 "#;
 
+/// The events of `kind` about `service`.
+async fn events(server: &TestServer, service: &str, kind: &str) -> Vec<Value> {
+    let (status, body) = server
+        .get_json(&format!("/v1/events?service={service}&type={kind}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().cloned().unwrap_or_default()
+}
+
 async fn show(server: &TestServer, name: &str) -> Value {
     let (status, body) = server.get_json(&format!("/v1/services/{name}")).await;
     assert_eq!(status, 200, "{body}");
@@ -176,6 +185,10 @@ async fn autoscale_scales_up_under_load_and_back_down_after_it() {
         "{calm:#}"
     );
     assert_eq!(calm["state"], "Healthy");
+    let scaled = events(&server, "elastic", "service.scaled").await;
+    assert!(scaled.len() >= 2, "{scaled:?}");
+    assert_eq!(scaled.first().unwrap()["data"]["from"], 1, "{scaled:?}");
+    assert_eq!(scaled.last().unwrap()["data"]["to"], 1, "{scaled:?}");
     let after = server.score("elastic", "{}").await;
     assert_eq!(after.status(), 200);
 
@@ -241,6 +254,8 @@ async fn a_killed_replica_fails_only_its_requests_and_is_replaced() {
     let text = logs["content"].as_str().unwrap();
     assert!(text.contains("was killed by signal 9"), "{text}");
     assert!(text.contains("started again"), "{text}");
+    let restarted = events(&server, "sturdy", "replica.restarted").await;
+    assert_eq!(restarted.len(), 1, "{restarted:?}");
 }
 
 #[tokio::test]
@@ -285,6 +300,15 @@ async fn a_hung_replica_is_taken_out_of_rotation_and_replaced() {
     let (_, logs) = server.get_json("/v1/services/frozen/logs").await;
     let text = logs["content"].as_str().unwrap();
     assert!(text.contains("liveness probe failed"), "{text}");
+    let killed = events(&server, "frozen", "replica.killed").await;
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    assert!(
+        killed[0]["data"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("liveness probe failed"),
+        "{killed:?}"
+    );
 }
 
 #[tokio::test]

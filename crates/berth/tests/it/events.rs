@@ -1,0 +1,445 @@
+//! Events and webhooks: a receiver started by the test gets a deploy's and an
+//! update's events in order with valid signatures; listing with filters;
+//! following; retries; refused registrations.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{TestServer, assert_error, json_of};
+
+const SCRIPT: &[u8] = b"def init():\n    pass\ndef run(raw):\n    return raw\n";
+const SECRET: &str = "test-secret-0123456789";
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Delivery {
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Delivery {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A minimal HTTP/1.1 receiver answering each POST with the next scripted
+/// status (200 once the script is used up).
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Delivery>>>,
+}
+
+impl Receiver {
+    async fn start(script: Vec<u16>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let store = got.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let store = store.clone();
+                let script = script.clone();
+                tokio::spawn(async move {
+                    let Some(delivery) = read_request(&mut socket).await else {
+                        return;
+                    };
+                    let status = script.lock().unwrap().next().unwrap_or(200);
+                    store.lock().unwrap().push(delivery);
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self { url, got }
+    }
+
+    fn deliveries(&self) -> Vec<Delivery> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for the deliveries so far; returns them.
+    async fn wait_for(&self, done: impl Fn(&[Delivery]) -> bool) -> Vec<Delivery> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.deliveries();
+            if done(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the receiver did not get the expected events: {:?}",
+                got.iter().map(Delivery::json).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Delivery> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let headers: HashMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers.get("content-length")?.parse().ok()?;
+    while buf.len() < head_end + length {
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(Delivery {
+        headers,
+        body: buf[head_end..head_end + length].to_vec(),
+    })
+}
+
+/// Checks the headers and the signature of a delivery.
+fn assert_signed(delivery: &Delivery, secret: &str) {
+    let event = delivery.json();
+    let h = &delivery.headers;
+    assert_eq!(h["x-berth-event"], event["type"].as_str().unwrap());
+    assert_eq!(h["x-berth-delivery"], event["id"].to_string());
+    let timestamp = &h["x-berth-timestamp"];
+    let mut message = format!("{timestamp}.").into_bytes();
+    message.extend_from_slice(&delivery.body);
+    let expected = format!(
+        "sha256={}",
+        hex_of(&berth_server::tokens::hmac_sha256(
+            secret.as_bytes(),
+            &message
+        ))
+    );
+    assert_eq!(h["x-berth-signature"], expected, "signature of {event}");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn add_webhook(server: &TestServer, body: Value) -> (u16, Value) {
+    json_of(
+        server
+            .request(Method::POST, "/v1/webhooks")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// `(type, data.from, data.to)` of each event, for order checks.
+fn summary(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e["type"].as_str().unwrap() {
+            "service.state_changed" => format!(
+                "state {}->{}",
+                e["data"]["from"].as_str().unwrap_or("none"),
+                e["data"]["to"].as_str().unwrap()
+            ),
+            "operation.started" | "operation.succeeded" | "operation.failed" => format!(
+                "{} {}",
+                e["type"].as_str().unwrap(),
+                e["data"]["operationType"].as_str().unwrap()
+            ),
+            other => other.to_owned(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_webhook_gets_a_deploy_and_an_update_in_order_with_valid_signatures() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let (status, created) =
+        add_webhook(&server, json!({"url": receiver.url, "secret": SECRET})).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["secret"], SECRET);
+    assert_eq!(created["webhook"]["events"], json!(["*"]));
+
+    let (status, model) = server
+        .register_file("weights", "model.txt", b"v1".to_vec(), json!({}))
+        .await;
+    assert_eq!(status, 201, "{model}");
+    server
+        .deploy(
+            "hooked",
+            &[("score.py", SCRIPT)],
+            &["weights:1"],
+            json!({"computeType": "local"}),
+        )
+        .await;
+    let (status, accepted) = json_of(
+        server
+            .request(Method::PATCH, "/v1/services/hooked")
+            .json(&json!({"numReplicas": 2}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let update_id = accepted["operation"]["id"].as_str().unwrap().to_owned();
+    let op = server.wait_operation(&update_id).await;
+    assert_eq!(op["state"], "Succeeded", "{op}");
+
+    let got = receiver
+        .wait_for(|d| {
+            d.iter().any(|d| {
+                let e = d.json();
+                e["type"] == "operation.succeeded" && e["operation"] == update_id.as_str()
+            })
+        })
+        .await;
+    let events: Vec<Value> = got.iter().map(Delivery::json).collect();
+    assert_eq!(
+        summary(&events),
+        vec![
+            "model.registered",
+            "operation.started Create",
+            "state none->Transitioning",
+            "state Transitioning->Healthy",
+            "operation.succeeded Create",
+            "operation.started Update",
+            "state Healthy->Transitioning",
+            "state Transitioning->Healthy",
+            "operation.succeeded Update",
+        ],
+        "{events:#?}"
+    );
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids ascend: {ids:?}");
+    for delivery in &got {
+        assert_signed(delivery, SECRET);
+    }
+    assert_eq!(events[0]["data"], json!({"name": "weights", "version": 1}));
+    assert_eq!(events[8]["service"], "hooked");
+    assert_eq!(events[8]["data"]["servingRevision"], 2);
+
+    // The same events are listed, oldest first, with filters.
+    let (status, all) = server.get_json("/v1/events").await;
+    assert_eq!(status, 200, "{all}");
+    let listed: Vec<Value> = all["events"].as_array().unwrap().clone();
+    assert_eq!(listed, events, "the log and the webhook agree");
+    let (_, only_service) = server.get_json("/v1/events?service=hooked").await;
+    assert_eq!(only_service["events"].as_array().unwrap().len(), 8);
+    let (_, starts) = server
+        .get_json("/v1/events?type=operation.started&limit=1")
+        .await;
+    assert_eq!(
+        summary(starts["events"].as_array().unwrap()),
+        vec!["operation.started Create"]
+    );
+    let after = ids[4];
+    let (_, later) = server
+        .get_json(&format!(
+            "/v1/events?after={after}&type=service.state_changed"
+        ))
+        .await;
+    assert_eq!(
+        summary(later["events"].as_array().unwrap()),
+        vec![
+            "state Healthy->Transitioning",
+            "state Transitioning->Healthy"
+        ]
+    );
+
+    let (_, hooks) = server.get_json("/v1/webhooks").await;
+    let hook = &hooks["webhooks"][0];
+    assert_eq!(hook["lastDeliveryStatus"], "delivered", "{hooks}");
+    assert_eq!(hook["consecutiveFailures"], 0);
+    assert!(
+        !hooks.to_string().contains(SECRET),
+        "the secret is never listed: {hooks}"
+    );
+    assert!(
+        !server.log().contains(SECRET),
+        "the secret never reaches the log"
+    );
+}
+
+#[tokio::test]
+async fn following_replays_then_streams_new_events() {
+    let server = TestServer::start().await;
+    server
+        .register_file("first", "a.txt", b"a".to_vec(), json!({}))
+        .await;
+    let response = server
+        .request(Method::GET, "/v1/events?follow=true&type=model.registered")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    let mut next_line = async || -> Value {
+        loop {
+            if let Some(end) = text.find('\n') {
+                let line: String = text.drain(..=end).collect();
+                return serde_json::from_str(&line).unwrap();
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), stream.next())
+                .await
+                .expect("an event within 30 s")
+                .expect("stream open")
+                .unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    };
+    let replayed = next_line().await;
+    assert_eq!(replayed["data"]["name"], "first");
+    server
+        .register_file("second", "b.txt", b"b".to_vec(), json!({}))
+        .await;
+    let live = next_line().await;
+    assert_eq!(live["data"], json!({"name": "second", "version": 1}));
+    assert!(live["id"].as_u64() > replayed["id"].as_u64());
+}
+
+#[tokio::test]
+async fn a_webhook_answering_500_twice_gets_the_event_on_the_third_try() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start(vec![500, 500]).await;
+    let (status, created) = add_webhook(
+        &server,
+        json!({"url": receiver.url, "events": ["model.registered"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 32, "a generated secret: {secret}");
+    server
+        .register_file("retried", "m.txt", b"m".to_vec(), json!({}))
+        .await;
+    let got = receiver.wait_for(|d| d.len() >= 3).await;
+    assert_eq!(got.len(), 3);
+    for delivery in &got {
+        assert_signed(delivery, &secret);
+        assert_eq!(delivery.body, got[0].body, "the same event each time");
+    }
+    assert_eq!(got[0].json()["data"]["name"], "retried");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, hooks) = server.get_json("/v1/webhooks").await;
+        if hooks["webhooks"][0]["lastDeliveryStatus"] == "delivered" {
+            assert_eq!(hooks["webhooks"][0]["consecutiveFailures"], 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "delivery not recorded: {hooks}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn invalid_webhooks_and_event_queries_are_refused_naming_the_field() {
+    let server = TestServer::start().await;
+    let bad_scheme = add_webhook(&server, json!({"url": "ftp://example.com/x"})).await;
+    assert_error(&bad_scheme, 400, "invalid_argument", "`url`");
+    let not_url = add_webhook(&server, json!({"url": "not a url"})).await;
+    assert_error(&not_url, 400, "invalid_argument", "`url`");
+    let bad_event = add_webhook(
+        &server,
+        json!({"url": "http://127.0.0.1:9/h", "events": ["operation.exploded"]}),
+    )
+    .await;
+    assert_error(&bad_event, 400, "invalid_argument", "operation.exploded");
+    let short = add_webhook(
+        &server,
+        json!({"url": "http://127.0.0.1:9/h", "secret": "short"}),
+    )
+    .await;
+    assert_error(&short, 400, "invalid_argument", "`secret`");
+    let missing = json_of(
+        server
+            .request(Method::DELETE, "/v1/webhooks/wh-nope")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(&missing, 404, "not_found", "wh-nope");
+    let bad_type = server.get_json("/v1/events?type=nope").await;
+    assert_error(&bad_type, 400, "invalid_argument", "`type`");
+    let bad_after = server.get_json("/v1/events?after=-1").await;
+    assert_error(&bad_after, 400, "invalid_argument", "`after`");
+    let (_, hooks) = server.get_json("/v1/webhooks").await;
+    assert_eq!(hooks["webhooks"], json!([]), "nothing was registered");
+}
+
+#[tokio::test]
+async fn the_cli_adds_lists_and_removes_webhooks_and_lists_events() {
+    let server = TestServer::start().await;
+    let cwd = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| server.cli(cwd.path()).args(args).output().unwrap();
+    let added = run(&[
+        "webhook",
+        "add",
+        "http://127.0.0.1:9/hook",
+        "--event",
+        "model.registered",
+        "--event",
+        "operation.failed",
+        "-o",
+        "json",
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    let created: Value = serde_json::from_slice(&added.stdout).unwrap();
+    let id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["webhook"]["events"],
+        json!(["model.registered", "operation.failed"])
+    );
+    let listed = run(&["webhook", "list"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains(&id) && !text.contains(&secret), "{text}");
+    let bad = run(&["webhook", "add", "ftp://x/y"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`url`"));
+    assert!(run(&["webhook", "remove", &id]).status.success());
+    let gone = run(&["webhook", "list", "-o", "json"]);
+    let gone: Value = serde_json::from_slice(&gone.stdout).unwrap();
+    assert_eq!(gone["webhooks"], json!([]));
+
+    server
+        .register_file("clied", "c.txt", b"c".to_vec(), json!({}))
+        .await;
+    let events = run(&["events", "--type", "model.registered", "-o", "json"]);
+    assert!(events.status.success(), "{events:?}");
+    let events: Value = serde_json::from_slice(&events.stdout).unwrap();
+    assert_eq!(events["events"][0]["data"]["name"], "clied");
+    let table = run(&["events"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("model.registered"));
+}
