@@ -15,6 +15,10 @@ pub const BERTH_MAX_UPLOAD_BYTES: &str = "BERTH_MAX_UPLOAD_BYTES";
 pub const BERTH_MAX_UPLOAD_FILES: &str = "BERTH_MAX_UPLOAD_FILES";
 /// Seconds in-flight requests get to finish after SIGINT/SIGTERM (`--shutdown-grace-secs`).
 pub const BERTH_SHUTDOWN_GRACE_SECS: &str = "BERTH_SHUTDOWN_GRACE_SECS";
+/// Resource enforcement: auto, cgroup-v2, cgroup-v1, rlimit, off (`--resource-enforcement`).
+pub const BERTH_RESOURCE_ENFORCEMENT: &str = "BERTH_RESOURCE_ENFORCEMENT";
+/// GPU ids replicas may be given, comma-separated (`--gpus`).
+pub const BERTH_GPUS: &str = "BERTH_GPUS";
 /// Log filter, `tracing` syntax (`--log`).
 pub const BERTH_LOG: &str = "BERTH_LOG";
 /// Default Python interpreter for environments (`--python`).

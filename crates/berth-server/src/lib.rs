@@ -75,6 +75,9 @@ pub enum ServerError {
     /// The TLS certificate or key is unusable.
     #[error("cannot set up TLS")]
     Tls(#[from] tls::TlsError),
+    /// The asked-for resource enforcement cannot be used.
+    #[error("cannot set up resource enforcement")]
+    Resources(#[from] runtime::limits::LimitsError),
     /// Serving failed.
     #[error("the server stopped with an error")]
     Serve(#[source] std::io::Error),
@@ -143,6 +146,10 @@ pub async fn run(
     })?;
     let config = Arc::new(config);
     let table = Arc::new(gateway::RouteTable::default());
+    let resources = Arc::new(runtime::ResourceManager::start(
+        config.resource_enforcement,
+        &config.gpus,
+    )?);
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),
@@ -151,6 +158,7 @@ pub async fn run(
         table: table.clone(),
         config: config.clone(),
         certs: tls.as_ref().map(|t| t.resolver.clone()),
+        resources,
     });
     runtime.restore().await;
     let state = api::AppState {

@@ -23,6 +23,9 @@ pub struct Replica {
     /// True once the runtime stops it on purpose (drain, delete, shutdown): its
     /// exit is then expected and it is not replaced.
     pub retiring: AtomicBool,
+    /// Its resource group and GPUs, and why it was killed for a limit
+    /// ([`crate::runtime::ReplicaLimits::exit_reason`]).
+    pub limits: Arc<crate::runtime::ReplicaLimits>,
 }
 
 impl Replica {

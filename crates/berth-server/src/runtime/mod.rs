@@ -11,6 +11,7 @@
 //! At start-up [`Runtime::restore`] fails operations a restart cut off and
 //! brings every service back to its serving revision.
 
+pub mod limits;
 mod materialise;
 mod operations;
 mod replicas;
@@ -23,8 +24,9 @@ use std::time::Duration;
 use berth_api::{ServiceKeys, ServiceSpec, ServiceState};
 use tokio::sync::{Semaphore, mpsc};
 
+pub use limits::{ReplicaLimits, ResourceManager};
 pub use materialise::revision_root;
-pub use replicas::LaunchPlan;
+pub use replicas::{LaunchPlan, StartError};
 
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
@@ -64,6 +66,8 @@ pub struct RuntimeDeps {
     pub config: Arc<ServerConfig>,
     /// Per-service certificates by SNI, when the server serves TLS.
     pub certs: Option<Arc<crate::tls::SniResolver>>,
+    /// Resource enforcement and GPUs.
+    pub resources: Arc<ResourceManager>,
 }
 
 /// The local compute target.

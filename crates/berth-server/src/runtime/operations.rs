@@ -307,12 +307,17 @@ impl Runtime {
                 &environment.spec.environment_variables,
             ),
             init_timeout: readiness_limit(&spec.deployment),
+            requirements: spec.deployment.container_resource_requirements.clone(),
+            resources: self.deps.resources.clone(),
         });
         let count = spec.deployment.desired_replicas();
         log.event(&format!("Starting {count} replica(s)")).await;
         let replicas = replicas::start_replicas(&plan, count).await.map_err(|f| {
             let (code, what) = match (&f.error, f.error.init_stage()) {
-                (berth_worker::SpawnError::InitTimeout { .. }, _) => (
+                (e, _) if e.resource_code().is_some() => {
+                    e.resource_code().unwrap_or(("ReplicaStartFailed", "the worker did not start"))
+                }
+                (super::StartError::Spawn(berth_worker::SpawnError::InitTimeout { .. }), _) => (
                     "DeploymentTimedOut",
                     "init() did not finish within the readiness limit (livenessProbeRequirements: initialDelaySeconds + periodSeconds × failureThreshold)",
                 ),
@@ -453,8 +458,12 @@ impl Runtime {
                     Err(f) => {
                         replicas::stop_all(added, STOP_GRACE).await;
                         let output = f.error.output().lines().map(str::to_owned).collect();
+                        let code = f
+                            .error
+                            .resource_code()
+                            .map_or("ReplicaStartFailed", |(c, _)| c);
                         return Err(failure(
-                            "ReplicaStartFailed",
+                            code,
                             format!("start replica {}", f.index),
                             f.error.to_string(),
                             output,
@@ -625,6 +634,7 @@ impl Runtime {
         if let Ok(mut running) = self.running.lock() {
             running.remove(service);
         }
+        self.deps.resources.forget(service);
         if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
             log.event("Draining replicas").await;
             for replica in &old.replicas {
