@@ -210,6 +210,7 @@ pub async fn run(
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; stopping with requests still in flight"),
     }
     runtime.stop().await;
+    runtime.resource_manager().remove_groups();
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ mod cli;
 mod environments;
 mod lifecycle;
 mod registry;
+mod resources;
 mod scoring_auth;
 mod services;
 mod snapshots;

@@ -234,7 +234,7 @@ fn remove_stale(berth: &Path) {
 }
 
 /// rmdir bottom-up; groups that still hold processes stay.
-fn remove_tree(dir: &Path) {
+pub fn remove_tree(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {

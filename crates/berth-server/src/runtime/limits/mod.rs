@@ -217,6 +217,19 @@ impl ResourceManager {
         }
     }
 
+    /// Removes this server's groups (after every replica stopped); groups a
+    /// killed server leaves are removed by the next start.
+    pub fn remove_groups(&self) {
+        match &self.layout {
+            Some(Layout::V2 { base }) => cgroup::remove_tree(base),
+            Some(Layout::V1 { memory, cpu }) => {
+                cgroup::remove_tree(memory);
+                cgroup::remove_tree(cpu);
+            }
+            None => {}
+        }
+    }
+
     /// The enforcement in effect.
     pub fn mode(&self) -> ResourceEnforcement {
         self.mode
