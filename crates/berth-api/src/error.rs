@@ -25,6 +25,8 @@ pub enum ErrorCode {
     UploadIncomplete,
     /// The server is shutting down or not ready.
     Unavailable,
+    /// The resources asked for (GPUs) are not free on this server.
+    Unschedulable,
     /// Anything else; the server log has the details.
     Internal,
 }
@@ -42,6 +44,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::UploadIncomplete => "upload_incomplete",
             Self::Unavailable => "unavailable",
+            Self::Unschedulable => "unschedulable",
             Self::Internal => "internal",
         }
     }

@@ -273,6 +273,74 @@ pub struct Service {
     /// Settings of the serving (else newest) revision.
     #[serde(flatten)]
     pub settings: DeploymentSettings,
+    /// How this server enforces the resource settings, the GPUs assigned, and
+    /// the last replica killed for going over its limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceStatus>,
+}
+
+/// How the local target enforces resources (`--resource-enforcement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceEnforcement {
+    /// cgroup v2 groups: `cpu.weight`, `cpu.max`, `memory.low`, `memory.max`.
+    CgroupV2,
+    /// cgroup v1 groups: `cpu.shares`, CFS quota, memory soft and hard limits.
+    CgroupV1,
+    /// Best effort: CPU affinity and a memory watchdog in the server.
+    Rlimit,
+    /// Nothing is enforced.
+    Off,
+}
+
+impl ResourceEnforcement {
+    /// The name as shown and accepted by `--resource-enforcement`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CgroupV2 => "cgroup-v2",
+            Self::CgroupV1 => "cgroup-v1",
+            Self::Rlimit => "rlimit",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// What each resource setting of a service is mapped to on this server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    /// The enforcement mode of the server.
+    pub enforcement: ResourceEnforcement,
+    /// What `cpu` (the request) becomes.
+    pub cpu: String,
+    /// What `cpuLimit` becomes (no limit means no cap).
+    pub cpu_limit: String,
+    /// What `memoryInGB` (the request) becomes.
+    pub memory: String,
+    /// What `memoryInGBLimit` becomes (no limit means no cap).
+    pub memory_limit: String,
+    /// What `gpu` becomes.
+    pub gpu: String,
+    /// GPU ids assigned to the running replicas, as `r<revision>/<replica>=<ids>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_ids: Vec<String>,
+    /// The last replica killed for going over its memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_limit_kill: Option<LimitKill>,
+}
+
+/// A replica killed for going over a resource limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitKill {
+    /// Revision of the replica.
+    pub revision: u32,
+    /// Replica index.
+    pub replica: u32,
+    /// RFC 3339 time of the kill.
+    pub time: String,
+    /// What happened, e.g. `killed: memory 268 MB over the memoryInGBLimit ...`.
+    pub reason: String,
 }
 
 /// `GET /v1/services` answer.

@@ -341,12 +341,44 @@ pub fn service(s: &Service, format: OutputFormat) -> anyhow::Result<()> {
                 .unwrap_or_default(),
         ),
     ];
-    for (k, v) in rows {
+    for (k, v) in rows.into_iter().chain(resource_rows(s)) {
         if !v.is_empty() {
             t.add_row(vec![k.to_owned(), v]);
         }
     }
     line(&t.to_string())
+}
+
+/// The `resources` rows of `service show`: the requested values and what each
+/// is mapped to under the server's enforcement mode.
+fn resource_rows(s: &Service) -> Vec<(&'static str, String)> {
+    let Some(r) = &s.resources else {
+        return Vec::new();
+    };
+    let c = &s.settings.container_resource_requirements;
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    vec![
+        ("resource enforcement", r.enforcement.as_str().to_owned()),
+        ("cpu", format!("{} → {}", c.cpu, r.cpu)),
+        (
+            "cpu limit",
+            format!("{} → {}", opt(c.cpu_limit), r.cpu_limit),
+        ),
+        ("memory (GB)", format!("{} → {}", c.memory_in_gb, r.memory)),
+        (
+            "memory limit (GB)",
+            format!("{} → {}", opt(c.memory_in_gb_limit), r.memory_limit),
+        ),
+        ("gpu", format!("{} → {}", c.gpu, r.gpu)),
+        ("gpu ids", r.gpu_ids.join(" ")),
+        (
+            "last limit kill",
+            r.last_limit_kill
+                .as_ref()
+                .map(|k| format!("{} r{}/{}: {}", k.time, k.revision, k.replica, k.reason))
+                .unwrap_or_default(),
+        ),
+    ]
 }
 
 /// Prints revisions.

@@ -87,6 +87,15 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_BODY_READ_TIMEOUT_SECS, default_value_t = 60)]
     pub body_read_timeout_secs: u64,
 
+    /// How replica resources are enforced: `auto` takes cgroup-v2, else cgroup-v1,
+    /// else rlimit (CPU affinity + a memory watchdog)
+    #[arg(long, env = env::BERTH_RESOURCE_ENFORCEMENT, value_enum, default_value = "auto")]
+    pub resource_enforcement: crate::runtime::limits::EnforcementChoice,
+
+    /// GPU ids replicas may be given (as CUDA_VISIBLE_DEVICES), e.g. `0,1` [default: none]
+    #[arg(long, env = env::BERTH_GPUS, value_delimiter = ',', value_name = "IDS")]
+    pub gpus: Vec<String>,
+
     /// Log filter (`info`, `berth_server=debug`, ...)
     #[arg(long, env = env::BERTH_LOG, default_value = "info")]
     pub log: String,
@@ -132,6 +141,10 @@ pub struct ServerConfig {
     pub header_read_timeout: std::time::Duration,
     /// Slow-client limit on request bodies.
     pub body_read_timeout: std::time::Duration,
+    /// Resource enforcement asked for.
+    pub resource_enforcement: crate::runtime::limits::EnforcementChoice,
+    /// GPU ids replicas may be given.
+    pub gpus: Vec<String>,
 }
 
 /// The server certificate and key files.
@@ -209,6 +222,22 @@ impl ServerArgs {
             (Some(_), None) => return Err(ConfigError::TlsIncomplete("--tls-key")),
             (None, Some(_)) => return Err(ConfigError::TlsIncomplete("--tls-cert")),
         };
+        let gpus: Vec<String> = self
+            .gpus
+            .iter()
+            .map(|g| g.trim().to_owned())
+            .filter(|g| !g.is_empty())
+            .collect();
+        if let Some(bad) = gpus
+            .iter()
+            .find(|g| !g.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(ConfigError::OutOfRange {
+                flag: "--gpus",
+                value: format!("`{bad}`"),
+                rule: "GPU ids are device indexes or UUIDs (letters, digits, `-`), comma-separated, e.g. `--gpus 0,1`",
+            });
+        }
         Ok(ServerConfig {
             data_dir,
             addr: self.addr,
@@ -230,6 +259,8 @@ impl ServerArgs {
                 self.header_read_timeout_secs.max(1),
             ),
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_secs.max(1)),
+            resource_enforcement: self.resource_enforcement,
+            gpus,
         })
     }
 }

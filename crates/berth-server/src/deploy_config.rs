@@ -356,12 +356,7 @@ fn read(
             res.memory_in_gb
         ));
     }
-    if res.gpu > 0 {
-        r.problems.push(format!(
-            "`gpuCores` is {}: this server has no GPUs configured, so the service could not be scheduled; use 0",
-            res.gpu
-        ));
-    }
+    // GPUs are checked against the server's free GPUs by the routes (`Unschedulable`).
     let num_replicas = r.whole("numReplicas", 1);
     let mut enabled_in_call = None;
     if let Some(auto) = r.object(

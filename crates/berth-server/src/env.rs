@@ -17,6 +17,10 @@ pub const BERTH_MAX_UPLOAD_FILES: &str = "BERTH_MAX_UPLOAD_FILES";
 pub const BERTH_SHUTDOWN_GRACE_SECS: &str = "BERTH_SHUTDOWN_GRACE_SECS";
 /// `--scale-down-stabilization-secs`.
 pub const BERTH_SCALE_DOWN_STABILIZATION_SECS: &str = "BERTH_SCALE_DOWN_STABILIZATION_SECS";
+/// Resource enforcement: auto, cgroup-v2, cgroup-v1, rlimit, off (`--resource-enforcement`).
+pub const BERTH_RESOURCE_ENFORCEMENT: &str = "BERTH_RESOURCE_ENFORCEMENT";
+/// GPU ids replicas may be given, comma-separated (`--gpus`).
+pub const BERTH_GPUS: &str = "BERTH_GPUS";
 /// Log filter, `tracing` syntax (`--log`).
 pub const BERTH_LOG: &str = "BERTH_LOG";
 /// Default Python interpreter for environments (`--python`).

@@ -37,6 +37,9 @@ pub enum ApiError {
         /// What to do.
         hint: String,
     },
+    /// The resources asked for are not free (GPUs).
+    #[error("{0}")]
+    Unschedulable(String),
     /// Upload over the limit.
     #[error("the upload is larger than this server's limit of {limit} bytes")]
     PayloadTooLarge {
@@ -57,6 +60,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Resources that cannot be given (the message names request, free, configured, fix).
+    pub fn unschedulable(err: crate::runtime::limits::LimitsError) -> Self {
+        Self::Unschedulable(err.to_string())
+    }
+
     /// One invalid-argument problem.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::Invalid(vec![message.into()])
@@ -98,6 +106,11 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 ErrorCode::Conflict,
                 Some(hint.clone()),
+            ),
+            Self::Unschedulable(_) => (
+                StatusCode::CONFLICT,
+                ErrorCode::Unschedulable,
+                Some("`berth service show` lists the GPUs each service holds; the server's `--gpus` sets the pool".into()),
             ),
             Self::PayloadTooLarge { flag, .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -76,6 +76,9 @@ pub enum ServerError {
     /// The TLS certificate or key is unusable.
     #[error("cannot set up TLS")]
     Tls(#[from] tls::TlsError),
+    /// The asked-for resource enforcement cannot be used.
+    #[error("cannot set up resource enforcement")]
+    Resources(#[from] runtime::limits::LimitsError),
     /// Serving failed.
     #[error("the server stopped with an error")]
     Serve(#[source] std::io::Error),
@@ -145,6 +148,10 @@ pub async fn run(
     let config = Arc::new(config);
     let table = Arc::new(gateway::RouteTable::default());
     let events = events::EventBus::start(store.clone()).await;
+    let resources = Arc::new(runtime::ResourceManager::start(
+        config.resource_enforcement,
+        &config.gpus,
+    )?);
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),
@@ -154,6 +161,7 @@ pub async fn run(
         config: config.clone(),
         certs: tls.as_ref().map(|t| t.resolver.clone()),
         events: events.clone(),
+        resources,
     });
     runtime.restore().await;
     let state = api::AppState {
@@ -206,6 +214,7 @@ pub async fn run(
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; stopping with requests still in flight"),
     }
     runtime.stop().await;
+    runtime.resource_manager().remove_groups();
     tracing::info!("stopped");
     Ok(())
 }

@@ -79,6 +79,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INIT_FAILED = 3
 EXIT_PROTOCOL = 4
+EXIT_LIMITS = 5
 
 MSG_RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
 MSG_INTERNAL = "An unexpected internal error occurred. Check the logs for more info."
@@ -1756,6 +1757,48 @@ def serve(conn: Connection, script: UserScript) -> int:
             raise ProtocolError(f"unknown frame type 0x{frame_type:02x}")
 
 
+class ResourceLimitError(Exception):
+    """The resource limits the server asked for could not be applied."""
+
+
+def apply_resource_limits(environ: Mapping[str, str]) -> List[str]:
+    """Apply the server's resource settings to this process before any user code runs.
+
+    ``BERTH_CGROUP_PROCS``: ``:``-separated ``cgroup.procs`` files to write our pid into;
+    ``BERTH_CPU_AFFINITY``: comma-separated CPU ids for ``sched_setaffinity``;
+    ``BERTH_RLIMIT_AS_BYTES``: an address-space cap (a far backstop behind the server's watchdog).
+    Returns what was applied; raises ``ResourceLimitError`` naming what failed.
+    """
+    applied: List[str] = []
+    pid = os.getpid()
+    for path in filter(None, environ.get("BERTH_CGROUP_PROCS", "").split(":")):
+        try:
+            with open(path, "w") as f:
+                f.write(str(pid))
+        except OSError as ex:
+            raise ResourceLimitError(f"cannot join the replica's cgroup ({path}): {ex}") from None
+        applied.append(f"cgroup {os.path.dirname(path)}")
+    cpus = environ.get("BERTH_CPU_AFFINITY", "")
+    if cpus:
+        try:
+            ids = {int(c) for c in cpus.split(",")}
+            os.sched_setaffinity(0, ids)
+        except (ValueError, OSError, AttributeError) as ex:
+            raise ResourceLimitError(f"cannot set the CPU affinity to {cpus!r}: {ex}") from None
+        applied.append(f"cpu affinity {cpus}")
+    limit = environ.get("BERTH_RLIMIT_AS_BYTES", "")
+    if limit:
+        try:
+            import resource
+
+            value = int(limit)
+            resource.setrlimit(resource.RLIMIT_AS, (value, value))
+        except (ValueError, OSError, ImportError) as ex:
+            raise ResourceLimitError(f"cannot set RLIMIT_AS to {limit!r}: {ex}") from None
+        applied.append(f"address space {limit} bytes")
+    return applied
+
+
 def parse_args(argv: Sequence[str]) -> Tuple[str, int]:
     socket_path = ""
     max_frame = DEFAULT_MAX_FRAME
@@ -1788,6 +1831,11 @@ def main(argv: Sequence[str]) -> int:
     except ValueError as ex:
         diag(f"usage: berth_worker.py --socket PATH [--max-frame BYTES]: {ex}")
         return EXIT_USAGE
+    try:
+        apply_resource_limits(os.environ)
+    except ResourceLimitError as ex:
+        diag(f"resource limits: {ex}")
+        return EXIT_LIMITS
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(socket_path)

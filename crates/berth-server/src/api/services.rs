@@ -217,6 +217,17 @@ pub async fn create_service(
     let (Some(parsed), Some(environment), true) = (parsed, environment, problems.is_empty()) else {
         return Err(ApiError::Invalid(problems));
     };
+    let res = &parsed.settings.container_resource_requirements;
+    state
+        .runtime
+        .resource_manager()
+        .check_gpus(
+            &request.name,
+            res.gpu,
+            parsed.settings.desired_replicas(),
+            false,
+        )
+        .map_err(ApiError::unschedulable)?;
     if let Some(key) = &parsed.ssl_key {
         crate::tls::store_service_key(&state.config.data_dir, key)
             .map_err(|e| ApiError::internal(&e))?;
@@ -283,6 +294,10 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
         other => other,
     };
     let base = format!("{}/api/v1/service/{}", state.endpoint, stored.name);
+    let resources = state.runtime.resources(
+        &stored.name,
+        &spec.deployment.container_resource_requirements,
+    );
     Ok(Service {
         scoring_uri: Some(format!("{base}/score")),
         swagger_uri: Some(format!("{base}/swagger.json")),
@@ -318,6 +333,7 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
             None
         },
         operation_id: stored.last_operation,
+        resources: Some(resources),
         settings: spec.deployment,
     })
 }

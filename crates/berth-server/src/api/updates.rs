@@ -294,6 +294,13 @@ pub async fn update_service(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
+    let live = !crate::runtime::needs_new_replicas(&current, &spec);
+    let res = &spec.deployment.container_resource_requirements;
+    state
+        .runtime
+        .resource_manager()
+        .check_gpus(&name, res.gpu, spec.deployment.desired_replicas(), live)
+        .map_err(ApiError::unschedulable)?;
     if let Some(key) = &ssl_key {
         crate::tls::store_service_key(&state.config.data_dir, key)
             .map_err(|e| ApiError::internal(&e))?;

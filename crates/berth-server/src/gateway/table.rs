@@ -29,6 +29,9 @@ pub struct Replica {
     /// Why Berth killed it (scoring timeout, liveness probe, memory limit), set
     /// once by whoever kills it and reported when it is replaced.
     pub kill_reason: OnceLock<String>,
+    /// Its resource group and GPUs, and why it was killed for a limit
+    /// ([`crate::runtime::ReplicaLimits::exit_reason`]).
+    pub limits: Arc<crate::runtime::ReplicaLimits>,
 }
 
 impl Replica {

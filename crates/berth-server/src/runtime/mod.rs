@@ -12,6 +12,7 @@
 //! brings every service back to its serving revision.
 
 mod autoscale;
+pub mod limits;
 mod materialise;
 mod operations;
 mod probes;
@@ -28,8 +29,9 @@ use berth_api::service::ScalingDecision;
 use berth_api::{ServiceKeys, ServiceSpec, ServiceState};
 use tokio::sync::mpsc;
 
+pub use limits::{ReplicaLimits, ResourceManager};
 pub use materialise::revision_root;
-pub use replicas::LaunchPlan;
+pub use replicas::{LaunchPlan, StartError};
 
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
@@ -113,6 +115,8 @@ pub struct RuntimeDeps {
     pub certs: Option<Arc<crate::tls::SniResolver>>,
     /// The workspace event log.
     pub events: Arc<crate::events::EventBus>,
+    /// Resource enforcement and GPUs.
+    pub resources: Arc<ResourceManager>,
 }
 
 /// The local compute target.
@@ -348,7 +352,8 @@ impl Runtime {
                 if replica.retiring.load(Ordering::Acquire) {
                     return;
                 }
-                let reason = match (replica.kill_reason.get(), status) {
+                let limit_kill = replica.limits.exit_reason().await;
+                let reason = match (replica.kill_reason.get().cloned().or(limit_kill), status) {
                     (Some(why), _) => format!("{KILLED}{why}"),
                     (None, Some(status)) => describe_exit(status),
                     (None, None) => "stopped".to_owned(),

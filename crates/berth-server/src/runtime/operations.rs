@@ -359,6 +359,8 @@ impl Runtime {
                 &environment.spec.environment_variables,
             ),
             init_timeout: readiness_limit(&spec.deployment),
+            requirements: spec.deployment.container_resource_requirements.clone(),
+            resources: self.deps.resources.clone(),
         });
         let running_now = self
             .deps
@@ -370,7 +372,10 @@ impl Runtime {
         log.event(&format!("Starting {count} replica(s)")).await;
         let replicas = self.start_more(&plan, &[], count).await.map_err(|f| {
             let (code, what) = match (&f.error, f.error.init_stage()) {
-                (berth_worker::SpawnError::InitTimeout { .. }, _) => (
+                (e, _) if e.resource_code().is_some() => {
+                    e.resource_code().unwrap_or(("ReplicaStartFailed", "the worker did not start"))
+                }
+                (super::StartError::Spawn(berth_worker::SpawnError::InitTimeout { .. }), _) => (
                     "DeploymentTimedOut",
                     "init() did not finish within the readiness limit (livenessProbeRequirements: initialDelaySeconds + periodSeconds × failureThreshold)",
                 ),
@@ -504,8 +509,12 @@ impl Runtime {
                 .await
                 .map_err(|f| {
                     let output = f.error.output().lines().map(str::to_owned).collect();
+                    let code = f
+                        .error
+                        .resource_code()
+                        .map_or("ReplicaStartFailed", |(c, _)| c);
                     failure(
-                        "ReplicaStartFailed",
+                        code,
                         format!("start replica {}", f.index),
                         f.error.to_string(),
                         output,
@@ -669,6 +678,7 @@ impl Runtime {
         if let Ok(mut running) = self.running.lock() {
             running.remove(service);
         }
+        self.deps.resources.forget(service);
         if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
             log.event("Draining replicas").await;
             for replica in &old.replicas {

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use berth_worker::{SpawnError, WorkerSpec};
+use berth_api::deployment::ContainerResourceRequirements;
+use berth_worker::{InitStage, SpawnError, WorkerSpec};
 
+use super::limits::{self, LimitsError, ResourceManager};
 use crate::gateway::{Replica, Route};
 
 /// Everything needed to start a replica of one revision.
@@ -29,6 +31,10 @@ pub struct LaunchPlan {
     pub env: Vec<(String, String)>,
     /// How long import + `init()` may take before the replica counts as failed.
     pub init_timeout: Duration,
+    /// The revision's CPU, memory and GPU settings.
+    pub requirements: ContainerResourceRequirements,
+    /// Groups, GPUs and the memory watchdog.
+    pub resources: Arc<ResourceManager>,
 }
 
 /// Variables passed through from the server's own environment.
@@ -64,23 +70,105 @@ pub struct StartFailure {
     /// Which replica.
     pub index: u32,
     /// What happened.
-    pub error: SpawnError,
+    pub error: StartError,
 }
 
-/// Starts one replica.
+/// What stopped a replica from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The worker did not start or its init failed.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// Its group or GPUs could not be set up (code `Unschedulable` for GPUs).
+    #[error(transparent)]
+    Resources(#[from] LimitsError),
+    /// The worker was killed for its memory limit while starting.
+    #[error("the worker was {reason} while loading the entry script or running init()")]
+    LimitKilled {
+        /// Why.
+        reason: String,
+        /// The worker failure it caused.
+        spawn: SpawnError,
+    },
+}
+
+impl StartError {
+    /// The tail of the worker's output ("" when none).
+    pub fn output(&self) -> &str {
+        match self {
+            Self::Spawn(e) | Self::LimitKilled { spawn: e, .. } => e.output(),
+            Self::Resources(_) => "",
+        }
+    }
+
+    /// The INIT_FAILED stage, when the entry script itself failed.
+    pub fn init_stage(&self) -> Option<InitStage> {
+        match self {
+            Self::Spawn(e) => e.init_stage(),
+            _ => None,
+        }
+    }
+
+    /// The operation error code and what failed, for failures that are not the worker's own.
+    pub fn resource_code(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Resources(e) => Some((e.code(), "its resources could not be assigned")),
+            Self::LimitKilled { .. } => Some((
+                "MemoryLimitExceeded",
+                "the worker went over memoryInGBLimit while starting",
+            )),
+            Self::Spawn(_) => None,
+        }
+    }
+}
+
+fn spawn_exit(error: &SpawnError) -> Option<std::process::ExitStatus> {
+    match error {
+        SpawnError::ExitedBeforeConnect { status, .. }
+        | SpawnError::ExitedDuringInit { status, .. } => Some(*status),
+        SpawnError::InitFailed { exit, .. } => *exit,
+        _ => None,
+    }
+}
+
+/// Starts one replica: assigns its resources, spawns the worker inside them,
+/// and supervises them until the process is gone.
 pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>, StartFailure> {
-    let worker = berth_worker::spawn(plan.spec())
-        .await
-        .map_err(|error| StartFailure { index, error })?;
-    Ok(Arc::new(Replica {
+    let fail = |error: StartError| StartFailure { index, error };
+    let limits = plan
+        .resources
+        .prepare(&plan.service, plan.revision, index, &plan.requirements)
+        .map_err(|e| fail(e.into()))?;
+    let mut spec = plan.spec();
+    for (key, value) in limits.env() {
+        spec.env.push((key.into(), value.into()));
+    }
+    let worker = match berth_worker::spawn(spec).await {
+        Ok(worker) => worker,
+        Err(error) => {
+            // A worker killed before it connected has no exit status here: assume SIGKILL.
+            let exit = spawn_exit(&error);
+            return Err(fail(match limits.start_failed(exit).await {
+                Some(reason) => StartError::LimitKilled {
+                    reason,
+                    spawn: error,
+                },
+                None => StartError::Spawn(error),
+            }));
+        }
+    };
+    let replica = Arc::new(Replica {
         index,
         revision: plan.revision,
         worker,
         healthy: AtomicBool::new(true),
         retiring: AtomicBool::new(false),
+        limits,
         started: std::time::Instant::now(),
         kill_reason: std::sync::OnceLock::new(),
-    }))
+    });
+    limits::supervise(&replica);
+    Ok(replica)
 }
 
 /// Stops replicas: SHUTDOWN, then kill after `grace`.

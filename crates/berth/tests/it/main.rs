@@ -12,6 +12,7 @@ mod environments;
 mod events;
 mod lifecycle;
 mod registry;
+mod resources;
 mod scaling;
 mod scoring_auth;
 mod services;

@@ -1,0 +1,94 @@
+//! The memory watchdog of `rlimit` mode: samples a worker's resident memory
+//! (and its direct children's) every [`SAMPLE_EVERY`] and kills it with SIGKILL
+//! once it is over its `memoryInGBLimit`, recording why first. In cgroup modes
+//! the kernel enforces the limit and this does not run.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::ReplicaLimits;
+use crate::gateway::Replica;
+
+/// How often resident memory is sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// `VmRSS` of a `/proc/<pid>/status` text, in bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn rss_of(pid: u32) -> Option<u64> {
+    parse_vm_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// Resident bytes of `pid` plus its direct children (None once it is gone).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let own = rss_of(pid)?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let theirs: u64 = children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .filter_map(rss_of)
+        .sum();
+    Some(own + theirs)
+}
+
+/// The watchdog's decision: kill once resident memory is above the limit.
+pub fn over_limit(rss: u64, limit: u64) -> bool {
+    rss > limit
+}
+
+/// The reason recorded for a watchdog kill.
+pub fn kill_reason(rss: u64, limit: u64) -> String {
+    format!(
+        "killed for exceeding its memory limit: resident memory {} MiB is over memoryInGBLimit {} MiB (rlimit mode: the server's memory watchdog sent SIGKILL)",
+        rss >> 20,
+        limit >> 20
+    )
+}
+
+/// Watches `replica` until its process exits; kills it when it goes over `limit` bytes.
+pub async fn run(replica: Weak<Replica>, limits: Arc<ReplicaLimits>, limit: u64) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(replica) = replica.upgrade() else {
+            return;
+        };
+        if replica.worker.exit_status().is_some() {
+            return;
+        }
+        let Some(rss) = rss_bytes(replica.worker.pid()) else {
+            return;
+        };
+        if over_limit(rss, limit) {
+            limits.set_kill_reason(kill_reason(rss, limit));
+            replica.worker.kill();
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rss_and_decides() {
+        let status = "Name:\tpython3\nVmPeak:\t  99999 kB\nVmRSS:\t   2048 kB\nThreads:\t1\n";
+        assert_eq!(parse_vm_rss(status), Some(2048 * 1024));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        assert!(!over_limit(256 << 20, 256 << 20));
+        assert!(over_limit((256 << 20) + 1, 256 << 20));
+        assert!(rss_bytes(std::process::id()).is_some_and(|b| b > 0));
+        let reason = kill_reason(300 << 20, 256 << 20);
+        assert!(
+            reason.contains("300 MiB") && reason.contains("256 MiB"),
+            "{reason}"
+        );
+    }
+}

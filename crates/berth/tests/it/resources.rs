@@ -1,0 +1,242 @@
+//! Resource limits and GPUs on the local target: a memory hog killed and
+//! reported (cgroup mode and the rlimit watchdog), the CPU limit reaching the
+//! worker, GPUs given as CUDA_VISIBLE_DEVICES and refused when not free, and a
+//! memory limit changed by update.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, assert_error, json_of};
+
+/// `run()` allocates 50 MB chunks until something stops it.
+const HOG: &[u8] = br#"
+import os, time
+
+def init():
+    pass
+
+def run(raw):
+    if raw == '"hog"':
+        chunks = []
+        while True:
+            chunks.append(bytearray(50 * 1024 * 1024))
+            time.sleep(0.05)
+    with open("/proc/self/status") as f:
+        cpus = [l.split(":", 1)[1].strip() for l in f if l.startswith("Cpus_allowed_list")][0]
+    with open("/proc/self/cgroup") as f:
+        groups = f.read()
+    return {"pid": os.getpid(), "cpus": cpus, "cgroup": groups,
+            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+"#;
+
+async fn show(server: &TestServer, name: &str) -> Value {
+    let (status, body) = server.get_json(&format!("/v1/services/{name}")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn info(server: &TestServer, name: &str) -> Value {
+    let response = server.score(name, "{}").await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Sends the hog request, expects the 502 of a killed worker, then waits
+/// until `show` reports the kill and a replacement serves.
+async fn hog_is_killed_and_replaced(server: &TestServer, name: &str, mode: &str) {
+    let before = info(server, name).await["pid"].clone();
+    let response = server.score(name, "\"hog\"").await;
+    assert_eq!(response.status(), 502, "{}", response.text().await.unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown = show(server, name).await;
+        let kill = &shown["resources"]["lastLimitKill"];
+        if kill.is_object() && shown["deploymentStatus"]["availableReplicas"] == 1 {
+            let reason = kill["reason"].as_str().unwrap();
+            assert!(reason.contains("memory limit"), "{reason}");
+            assert!(reason.contains(mode), "{reason}");
+            assert_eq!(shown["resources"]["enforcement"], mode);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no kill reported: {shown}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = info(server, name).await["pid"].clone();
+    assert_ne!(before, after, "a replacement replica serves");
+    assert!(
+        server
+            .log()
+            .contains("replica killed for its resource limit"),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_killed_by_its_cgroup_and_reported() {
+    let server = TestServer::start().await;
+    let dc = json!({"computeType": "local", "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.1, "memoryInGBLimit": 0.25, "cpuLimit": 1}});
+    server.deploy("hog", &[("score.py", HOG)], &[], dc).await;
+    let shown = show(&server, "hog").await;
+    let mode = shown["resources"]["enforcement"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        mode.starts_with("cgroup-v"),
+        "this machine offers cgroups: {shown}"
+    );
+    assert!(
+        shown["resources"]["memoryLimit"]
+            .as_str()
+            .unwrap()
+            .contains("268435456"),
+        "{shown}"
+    );
+    // The worker sits in its own group.
+    let seen = info(&server, "hog").await;
+    assert!(
+        seen["cgroup"].as_str().unwrap().contains("/berth/s"),
+        "{seen}"
+    );
+    hog_is_killed_and_replaced(&server, "hog", &mode).await;
+}
+
+#[tokio::test]
+async fn the_rlimit_watchdog_kills_a_memory_hog_and_pins_cpus() {
+    let server = TestServer::start_with(&["--resource-enforcement", "rlimit"]).await;
+    let dc = json!({"computeType": "local", "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.1, "memoryInGBLimit": 0.25, "cpuLimit": 1}});
+    server.deploy("hogr", &[("score.py", HOG)], &[], dc).await;
+    let shown = show(&server, "hogr").await;
+    assert_eq!(shown["resources"]["enforcement"], "rlimit");
+    assert!(
+        shown["resources"]["cpu"]
+            .as_str()
+            .unwrap()
+            .contains("not enforced"),
+        "{shown}"
+    );
+    let seen = info(&server, "hogr").await;
+    let cpus = seen["cpus"].as_str().unwrap();
+    assert!(
+        !cpus.contains(',') && !cpus.contains('-'),
+        "cpuLimit 1 pins one core: {seen}"
+    );
+    hog_is_killed_and_replaced(&server, "hogr", "rlimit").await;
+}
+
+#[tokio::test]
+async fn cpu_limit_sets_the_cfs_quota_and_memory_limit_changes_by_update() {
+    let server = TestServer::start().await;
+    let dc = json!({"computeType": "local", "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.1, "cpuLimit": 0.5, "memoryInGBLimit": 0.5}});
+    server.deploy("quota", &[("score.py", HOG)], &[], dc).await;
+    let shown = show(&server, "quota").await;
+    if shown["resources"]["enforcement"] == "cgroup-v1" {
+        assert!(
+            shown["resources"]["cpuLimit"]
+                .as_str()
+                .unwrap()
+                .contains("cpu.cfs_quota_us 50000"),
+            "{shown}"
+        );
+        let seen = info(&server, "quota").await;
+        let groups = seen["cgroup"].as_str().unwrap();
+        let cpu_path = groups
+            .lines()
+            .find_map(|l| l.split_once(":cpu:").map(|(_, p)| p.to_owned()))
+            .expect("a cpu group");
+        let quota =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{cpu_path}/cpu.cfs_quota_us"))
+                .unwrap();
+        assert_eq!(quota.trim(), "50000");
+    }
+    let (status, accepted) = json_of(
+        server
+            .request(Method::PATCH, "/v1/services/quota")
+            .json(&json!({"computeType": "local", "containerResourceRequirements": {"memoryInGBLimit": 1}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let op = server
+        .wait_operation(accepted["operation"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(op["state"], "Succeeded", "{op}");
+    let shown = show(&server, "quota").await;
+    assert!(
+        shown["resources"]["memoryLimit"]
+            .as_str()
+            .unwrap()
+            .contains("1073741824"),
+        "{shown}"
+    );
+    assert_eq!(shown["servingRevision"], 2);
+}
+
+#[tokio::test]
+async fn gpus_are_assigned_and_refused_when_not_free() {
+    let server = TestServer::start_with(&["--gpus", "0,1"]).await;
+    server
+        .deploy(
+            "gpu",
+            &[("score.py", HOG)],
+            &[],
+            json!({"computeType": "local", "gpuCores": 1}),
+        )
+        .await;
+    assert_eq!(info(&server, "gpu").await["cuda"], "0");
+    let shown = show(&server, "gpu").await;
+    assert_eq!(shown["resources"]["gpuIds"], json!(["r1/0=0"]), "{shown}");
+
+    server
+        .deploy(
+            "cpu",
+            &[("score.py", HOG)],
+            &[],
+            json!({"computeType": "local"}),
+        )
+        .await;
+    assert_eq!(
+        info(&server, "cpu").await["cuda"],
+        "",
+        "CPU services see no GPU"
+    );
+
+    let refused = server
+        .create_service(
+            "big",
+            &[("score.py", HOG)],
+            &[],
+            json!({"computeType": "local", "gpuCores": 3}),
+        )
+        .await;
+    assert_error(&refused, 409, "unschedulable", "3 GPU(s) per replica");
+    assert!(
+        refused.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 free (1)"),
+        "{}",
+        refused.1
+    );
+
+    // A rolling update to 2 GPUs starts the new replica while the old one holds GPU 0: only one is free.
+    let (status, accepted) = json_of(
+        server
+            .request(Method::PATCH, "/v1/services/gpu")
+            .json(&json!({"gpuCores": 2}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(&(status, accepted), 409, "unschedulable", "rolling update");
+}
