@@ -9,6 +9,8 @@
 //! <data>/blobs/sha256/..    model files and snapshots, by digest
 //! <data>/workspace-token    the token (0600)
 //! <data>/config.json        endpoint + token for the CLI and SDK (0600)
+//! <data>/logs/<service>/requests.log   request logs (appInsightsEnabled), rotated
+//! <data>/datacollection/<service>/..   collected inputs and outputs (collectModelData)
 //! ```
 //!
 //! Startup order: resolve settings, prepare the data directory, open the store
@@ -28,6 +30,8 @@ pub mod envs;
 pub mod error;
 pub mod gateway;
 pub mod health;
+pub mod metrics;
+pub mod observability;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
@@ -143,6 +147,8 @@ pub async fn run(
     })?;
     let config = Arc::new(config);
     let table = Arc::new(gateway::RouteTable::default());
+    let observability =
+        observability::Observability::start(&config.data_dir, metrics::Metrics::new());
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),
@@ -151,6 +157,7 @@ pub async fn run(
         table: table.clone(),
         config: config.clone(),
         certs: tls.as_ref().map(|t| t.resolver.clone()),
+        observability,
     });
     runtime.restore().await;
     let state = api::AppState {

@@ -177,6 +177,7 @@ pub async fn build_patch(
             &["appInsightsEnabled"],
             a.enable_app_insights.map(Value::Bool),
         ),
+        (&["requestLogBodies"], a.request_log_bodies.map(Value::Bool)),
     ];
     for (path, value) in options {
         if let Some(value) = value {

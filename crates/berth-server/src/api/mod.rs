@@ -8,6 +8,7 @@ mod auth;
 mod environments;
 mod json;
 mod keys;
+mod metrics;
 mod models;
 mod operations;
 mod query;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
             async move { axum::Json(doc.as_ref().clone()) }
         }),
     );
+    let api = api.route("/metrics", axum::routing::get(metrics::scrape));
     let api = api
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(format!(

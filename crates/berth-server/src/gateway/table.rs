@@ -62,6 +62,10 @@ pub struct Route {
     pub settings: RouteSettings,
     /// Admission: replicas × maxConcurrentRequestsPerContainer slots.
     pub admission: Arc<Semaphore>,
+    /// Metrics, request log and data collection of the serving revision.
+    /// Carry it over (`route.observability.clone()`) when rebuilding a route
+    /// of the same revision.
+    pub observability: Arc<crate::observability::RouteObservability>,
 }
 
 impl Route {
@@ -76,6 +80,19 @@ impl Route {
     /// Ready replicas.
     pub fn ready_count(&self) -> usize {
         self.replicas.iter().filter(|r| r.is_ready()).count()
+    }
+
+    /// Requests waiting for an admission slot now.
+    pub fn queued(&self) -> usize {
+        self.observability
+            .metrics
+            .queue_depth
+            .load(Ordering::Relaxed)
+    }
+
+    /// Requests written to a replica and not yet answered, over all replicas.
+    pub fn in_flight(&self) -> usize {
+        self.replicas.iter().map(|r| r.in_flight()).sum()
     }
 }
 

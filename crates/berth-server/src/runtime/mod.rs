@@ -11,6 +11,7 @@
 //! At start-up [`Runtime::restore`] fails operations a restart cut off and
 //! brings every service back to its serving revision.
 
+mod gauges;
 mod materialise;
 mod operations;
 mod replicas;
@@ -64,6 +65,8 @@ pub struct RuntimeDeps {
     pub config: Arc<ServerConfig>,
     /// Per-service certificates by SNI, when the server serves TLS.
     pub certs: Option<Arc<crate::tls::SniResolver>>,
+    /// Metrics registry, request-log and data-collection writers.
+    pub observability: Arc<crate::observability::Observability>,
 }
 
 /// The local compute target.
@@ -130,6 +133,7 @@ impl Runtime {
                 token_auth: d.token_auth_enabled,
             },
             admission: Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS))),
+            observability: self.deps.observability.route(service, revision, spec),
         });
         self.publish_cert(service, spec);
         let old = self.deps.table.get(service);
@@ -184,6 +188,7 @@ impl Runtime {
                 ..route.settings.clone()
             },
             admission: route.admission.clone(),
+            observability: route.observability.clone(),
         });
         self.deps.table.publish(service, Some(next));
         Ok(())
@@ -343,6 +348,7 @@ impl Runtime {
             replicas: replicas_now,
             settings: route.settings.clone(),
             admission: route.admission.clone(),
+            observability: route.observability.clone(),
         });
         self.deps.table.publish(&exit.service, Some(next));
         self.watch(&exit.service, &[replica]);

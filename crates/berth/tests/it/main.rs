@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod environments;
 mod lifecycle;
+mod observability;
 mod registry;
 mod scoring_auth;
 mod services;
