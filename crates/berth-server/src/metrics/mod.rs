@@ -117,10 +117,13 @@ pub struct RouteGauge {
     pub in_flight: usize,
 }
 
+/// (service, revision) → its series while a route holds it.
+type RevisionSeries = HashMap<(String, Option<u32>), Weak<ServiceMetrics>>;
+
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    revisions: Mutex<HashMap<(String, Option<u32>), Weak<ServiceMetrics>>>,
+    revisions: Mutex<RevisionSeries>,
     services: Mutex<HashMap<String, Arc<ServiceCounters>>>,
     operations: Mutex<BTreeMap<(String, String), u64>>,
     env_builds: Mutex<BTreeMap<String, Histogram>>,

@@ -21,6 +21,15 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A histogram family: name, help, and the histogram of a series.
+type HistogramFamily = (
+    &'static str,
+    &'static str,
+    fn(&ServiceMetrics) -> &Histogram,
+);
+/// A gauge family: name, help, and the value of a route.
+type GaugeFamily = (&'static str, &'static str, fn(&RouteGauge) -> u64);
+
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Per (service, revision): requests, rejections, latency histograms, queue depth.
@@ -63,7 +72,7 @@ pub fn service_series(out: &mut String, live: &[Arc<ServiceMetrics>]) {
         let n = m.timeouts.load(Ordering::Relaxed);
         let _ = writeln!(out, "berth_scoring_timeouts_total{{{}}} {n}", m.labels);
     }
-    let histograms: [(&str, &str, fn(&ServiceMetrics) -> &Histogram); 4] = [
+    let histograms: [HistogramFamily; 4] = [
         (
             "berth_request_queued_seconds",
             "Time a scoring request waited for an admission slot.",
@@ -105,7 +114,7 @@ pub fn service_series(out: &mut String, live: &[Arc<ServiceMetrics>]) {
 
 /// Per serving route: ready and desired replicas, requests in flight.
 pub fn route_gauges(out: &mut String, gauges: &[RouteGauge]) {
-    let rows: [(&str, &str, fn(&RouteGauge) -> u64); 3] = [
+    let rows: [GaugeFamily; 3] = [
         ("berth_replicas_ready", "Replicas taking requests.", |g| {
             u64::from(g.ready)
         }),
