@@ -210,31 +210,31 @@ mod tests {
         let mut log = RotatingFile::new(path.clone(), 100, 2);
         for i in 0..20 {
             // 10 bytes a line: 10 lines a file.
-            log.write_line(format!("line {i:03}\n").as_bytes()).unwrap();
+            log.write_line(format!("line {i:04}\n").as_bytes()).unwrap();
         }
         log.flush().unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
         let rotated = |n: usize| dir.path().join("svc").join(format!("requests.log.{n}"));
         assert_eq!(read(&path).lines().count(), 10);
-        assert!(read(&path).starts_with("line 010\n"));
-        assert!(read(&rotated(1)).starts_with("line 000\n"));
+        assert!(read(&path).starts_with("line 0010\n"));
+        assert!(read(&rotated(1)).starts_with("line 0000\n"));
         assert!(!rotated(2).exists());
         for i in 20..45 {
-            log.write_line(format!("line {i:03}\n").as_bytes()).unwrap();
+            log.write_line(format!("line {i:04}\n").as_bytes()).unwrap();
         }
         log.flush().unwrap();
         // 45 lines: current holds 40..45, .1 30..40, .2 20..30; 0..20 are gone.
-        assert!(read(&path).starts_with("line 040\n"));
-        assert!(read(&rotated(1)).starts_with("line 030\n"));
-        assert!(read(&rotated(2)).starts_with("line 020\n"));
+        assert!(read(&path).starts_with("line 0040\n"));
+        assert!(read(&rotated(1)).starts_with("line 0030\n"));
+        assert!(read(&rotated(2)).starts_with("line 0020\n"));
         assert!(!rotated(3).exists());
         let tail = read_tail(&path, 2, 12).unwrap();
         assert_eq!(tail.len(), 12);
-        assert_eq!(tail[0], "line 033");
-        assert_eq!(tail[11], "line 044");
+        assert_eq!(tail[0], "line 0033");
+        assert_eq!(tail[11], "line 0044");
         let all = read_tail(&path, 2, 1000).unwrap();
         assert_eq!(all.len(), 25);
-        assert_eq!(all[0], "line 020");
+        assert_eq!(all[0], "line 0020");
     }
 
     #[test]
