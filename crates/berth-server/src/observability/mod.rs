@@ -6,7 +6,9 @@
 //! route gets an [`RouteObservability`] built for its revision's settings, so
 //! the hot path reads two booleans and bumps atomics. Lines and samples go to
 //! the writers through bounded queues with `try_send`: when a queue is full the
-//! item is dropped and counted, and the request is never slowed.
+//! item is dropped and counted, and the request is never slowed. The writers
+//! poll their queues (every [`WRITER_POLL`] when idle) rather than park on
+//! them, so a send is a push and never a thread wake-up.
 
 mod data_collection;
 mod request_log;
@@ -28,6 +30,8 @@ use crate::metrics::{Metrics, ServiceMetrics};
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// A request log rotates when it would grow past this.
 pub const REQUEST_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// How often an idle writer looks for new items (and flushes what it wrote).
+pub const WRITER_POLL: Duration = Duration::from_millis(20);
 /// Rotated request logs kept besides the current one (`requests.log.1` …).
 pub const REQUEST_LOG_KEEP: usize = 4;
 
