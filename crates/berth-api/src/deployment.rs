@@ -103,8 +103,12 @@ pub struct DeploymentSettings {
     pub liveness_probe_requirements: LivenessProbeRequirements,
     /// Data collection.
     pub data_collection: DataCollection,
-    /// Application Insights.
+    /// Request logging (the reference's Application Insights): one JSON line
+    /// per scoring request in the service's request log.
     pub app_insights_enabled: bool,
+    /// Berth extension: request and response bodies in request-log lines too.
+    #[serde(default)]
+    pub request_log_bodies: bool,
     /// Kubernetes namespace (kept for reference; not used locally).
     pub namespace: Option<String>,
     /// The service's own TLS certificate (`sslEnabled`), served for `cname`.
@@ -160,6 +164,7 @@ impl DeploymentSettings {
             },
             data_collection: DataCollection::default(),
             app_insights_enabled: false,
+            request_log_bodies: false,
             namespace: None,
             ssl: None,
         }

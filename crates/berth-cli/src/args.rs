@@ -268,6 +268,9 @@ pub struct UpdateServiceArgs {
     /// Application Insights on or off
     #[arg(long = "ai", visible_alias = "enable-app-insights", value_parser = flag_bool, value_name = "BOOL")]
     pub enable_app_insights: Option<bool>,
+    /// Request and response bodies in the request log on or off
+    #[arg(long = "request-log-bodies", value_parser = flag_bool, value_name = "BOOL")]
+    pub request_log_bodies: Option<bool>,
     /// Return once the update is accepted
     #[arg(long)]
     pub no_wait: bool,
@@ -302,8 +305,11 @@ pub struct LogsArgs {
     #[arg(short = 'i', long)]
     pub init: bool,
     /// Keep printing new lines
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["init", "requests"])]
     pub follow: bool,
+    /// The request log instead (one JSON line per scoring request; needs `--ai true`)
+    #[arg(long, conflicts_with = "init")]
+    pub requests: bool,
 }
 
 /// `berth service run`

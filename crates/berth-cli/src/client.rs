@@ -278,13 +278,20 @@ impl Client {
     }
 
     /// `GET /v1/services/{name}/logs`.
-    pub async fn service_logs(&self, name: &str, tail: usize, init: bool) -> Result<ServiceLogs> {
+    pub async fn service_logs(
+        &self,
+        name: &str,
+        tail: usize,
+        init: bool,
+        requests: bool,
+    ) -> Result<ServiceLogs> {
         let path = format!("/v1/services/{}/logs", segment(name));
-        self.json(
-            self.request(Method::GET, &path)
-                .query(&[("tail", tail.to_string()), ("init", init.to_string())]),
-        )
-        .await
+        let mut query = vec![("tail", tail.to_string()), ("init", init.to_string())];
+        if requests {
+            query.push(("requests", "true".to_owned()));
+        }
+        self.json(self.request(Method::GET, &path).query(&query))
+            .await
     }
 
     /// Streams `GET /v1/services/{name}/logs?follow=true` to stdout until it ends.

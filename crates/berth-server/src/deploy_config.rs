@@ -40,6 +40,7 @@ const TOP_KEYS: &[&str] = &[
     "authEnabled",
     "tokenAuthEnabled",
     "appInsightsEnabled",
+    "requestLogBodies",
     "scoringTimeoutMs",
     "maxConcurrentRequestsPerContainer",
     "maxQueueWaitMs",
@@ -81,7 +82,6 @@ const UNUSED_KEYS: &[&str] = &[
     "versionName",
     "trafficPercentile",
     "namespace",
-    "appInsightsEnabled",
 ];
 
 struct Reader<'a> {
@@ -466,6 +466,14 @@ fn read(
     }
     if let Some(v) = r.bool("appInsightsEnabled") {
         s.app_insights_enabled = v;
+    }
+    if let Some(v) = r.bool("requestLogBodies") {
+        s.request_log_bodies = v;
+    }
+    if s.request_log_bodies && !s.app_insights_enabled {
+        warnings.push(
+            "`requestLogBodies` has no effect while `appInsightsEnabled` is false: request logging is off".into(),
+        );
     }
     if let Some(v) = r.whole("scoringTimeoutMs", 1) {
         s.scoring_timeout_ms = v;

@@ -9,6 +9,8 @@
 //! <data>/blobs/sha256/..    model files and snapshots, by digest
 //! <data>/workspace-token    the token (0600)
 //! <data>/config.json        endpoint + token for the CLI and SDK (0600)
+//! <data>/logs/<service>/requests.log   request logs (appInsightsEnabled), rotated
+//! <data>/datacollection/<service>/..   collected inputs and outputs (collectModelData)
 //! ```
 //!
 //! Startup order: resolve settings, prepare the data directory, open the store
@@ -29,6 +31,8 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod health;
+pub mod metrics;
+pub mod observability;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
@@ -152,6 +156,8 @@ pub async fn run(
         config.resource_enforcement,
         &config.gpus,
     )?);
+    let observability =
+        observability::Observability::start(&config.data_dir, metrics::Metrics::new());
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),
@@ -162,6 +168,7 @@ pub async fn run(
         certs: tls.as_ref().map(|t| t.resolver.clone()),
         events: events.clone(),
         resources,
+        observability,
     });
     runtime.restore().await;
     let state = api::AppState {

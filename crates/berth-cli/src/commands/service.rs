@@ -109,7 +109,7 @@ pub async fn run(command: ServiceCommand, global: &GlobalArgs) -> anyhow::Result
                     .with_context(|| format!("cannot follow the logs of `{}`", args.name));
             }
             let logs = client
-                .service_logs(&args.name, args.tail, args.init)
+                .service_logs(&args.name, args.tail, args.init, args.requests)
                 .await
                 .with_context(|| format!("cannot read the logs of `{}`", args.name))?;
             if global.output == OutputFormat::Json {

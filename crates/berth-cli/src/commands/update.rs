@@ -87,7 +87,7 @@ pub async fn build_patch(
             .collect();
         patch.insert("properties".into(), Value::Object(props));
     }
-    let options: [(&[&str], Option<Value>); 26] = [
+    let options: [(&[&str], Option<Value>); 27] = [
         (&["description"], a.description.clone().map(Value::String)),
         (&["authEnabled"], a.auth_enabled.map(Value::Bool)),
         (&["tokenAuthEnabled"], a.token_auth_enabled.map(Value::Bool)),
@@ -177,6 +177,7 @@ pub async fn build_patch(
             &["appInsightsEnabled"],
             a.enable_app_insights.map(Value::Bool),
         ),
+        (&["requestLogBodies"], a.request_log_bodies.map(Value::Bool)),
     ];
     for (path, value) in options {
         if let Some(value) = value {

@@ -9,6 +9,7 @@ mod environments;
 mod events;
 mod json;
 mod keys;
+mod metrics;
 mod models;
 mod operations;
 mod query;
@@ -142,6 +143,7 @@ pub fn router(state: AppState) -> Router {
             async move { axum::Json(doc.as_ref().clone()) }
         }),
     );
+    let api = api.route("/metrics", axum::routing::get(metrics::scrape));
     let api = api
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(format!(

@@ -400,13 +400,16 @@ pub async fn service_keys(
 }
 
 /// The replicas' output: `tail` lines (default 5000); `init=true` gives the
-/// output of the last failed start; `follow=true` streams new lines as text.
+/// output of the last failed start; `follow=true` streams new lines as text;
+/// `requests=true` gives the request log instead (one JSON line per scoring
+/// request, written while `appInsightsEnabled` is on).
 #[utoipa::path(get, path = "/v1/services/{name}/logs", tag = "services",
     params(
         ("name" = String, Path, description = "Service name"),
         ("tail" = Option<usize>, Query, description = "Lines, default 5000"),
         ("init" = Option<bool>, Query, description = "Output of the last failed start"),
-        ("follow" = Option<bool>, Query, description = "Stream new lines (text/plain)")),
+        ("follow" = Option<bool>, Query, description = "Stream new lines (text/plain)"),
+        ("requests" = Option<bool>, Query, description = "The request log (JSON lines) instead")),
     responses((status = 200, body = ServiceLogs), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn service_logs(
     State(state): State<AppState>,
@@ -416,7 +419,8 @@ pub async fn service_logs(
     let mut tail = 5000usize;
     let mut init = false;
     let mut follow = false;
-    for (key, value) in parse_query(raw.as_deref(), &["tail", "init", "follow"])? {
+    let mut requests = false;
+    for (key, value) in parse_query(raw.as_deref(), &["tail", "init", "follow", "requests"])? {
         match key.as_str() {
             "tail" => {
                 tail = value.parse().map_err(|_| {
@@ -424,11 +428,25 @@ pub async fn service_logs(
                 })?
             }
             "init" => init = parse_bool(&key, &value)?,
+            "requests" => requests = parse_bool(&key, &value)?,
             _ => follow = parse_bool(&key, &value)?,
         }
     }
     let stored = state.services.service(&name).await?;
-    let lines = if init {
+    if requests && (init || follow) {
+        return Err(ApiError::invalid(
+            "`requests=true` cannot be combined with `init` or `follow`: ask for the request log alone".to_owned(),
+        ));
+    }
+    let lines = if requests {
+        let path = state.runtime.observability().request_log_path(&stored.name);
+        tokio::task::spawn_blocking(move || {
+            crate::observability::read_tail(&path, crate::observability::REQUEST_LOG_KEEP, tail)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the request log stopped: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("cannot read the request log: {e}")))?
+    } else if init {
         stored.error.map(|e| e.output).unwrap_or_default()
     } else {
         state.runtime.logs(&name, tail).unwrap_or_default()

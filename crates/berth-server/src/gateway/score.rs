@@ -1,8 +1,10 @@
 //! The scoring and swagger handlers.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +13,39 @@ use subtle::ConstantTimeEq;
 
 use super::GatewayState;
 use super::table::Route;
+use crate::observability::Exchange;
+
+/// What the gateway learns while answering one request, for the route's
+/// metrics, request log and data collection.
+#[derive(Default)]
+struct Trace {
+    route: Option<Arc<Route>>,
+    queued: Duration,
+    run: Duration,
+    replica: Option<u32>,
+    request_bytes: usize,
+    request_body: Option<Bytes>,
+    response_body: Option<Bytes>,
+    capacity_rejected: bool,
+    timed_out: bool,
+}
+
+/// Counts a request as waiting for admission until dropped (also when the
+/// client goes away mid-wait).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(depth: &'a AtomicUsize) -> Self {
+        depth.fetch_add(1, Ordering::Relaxed);
+        Self(depth)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 const SERVER_VERSION: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
 const MAX_REQUEST_ID: usize = 100;
@@ -92,7 +127,19 @@ pub async fn score(
             "x-request-id must not exceed 100 characters",
         );
     };
-    let mut response = score_inner(&gw, &name, query, method, &headers, body, &request_id).await;
+    let started = Instant::now();
+    let mut trace = Trace::default();
+    let mut response = score_inner(
+        &gw,
+        &name,
+        query,
+        &method,
+        &headers,
+        body,
+        &request_id,
+        &mut trace,
+    )
+    .await;
     let out = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         out.insert("x-request-id", value.clone());
@@ -116,17 +163,37 @@ pub async fn score(
             HeaderValue::from_static("False"),
         );
     }
+    if let Some(route) = trace.route.take() {
+        let response_bytes = response.body().size_hint().exact().unwrap_or(0);
+        route.observability.finish(Exchange {
+            request_id: &request_id,
+            method: method.as_str(),
+            status: response.status().as_u16(),
+            total: started.elapsed(),
+            queued: trace.queued,
+            run: trace.run,
+            request_bytes: trace.request_bytes,
+            response_bytes: usize::try_from(response_bytes).unwrap_or(usize::MAX),
+            replica: trace.replica,
+            request_body: trace.request_body,
+            response_body: trace.response_body,
+            capacity_rejected: trace.capacity_rejected,
+            timed_out: trace.timed_out,
+        });
+    }
     response
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn score_inner(
     gw: &GatewayState,
     name: &str,
     query: Option<String>,
-    method: Method,
+    method: &Method,
     headers: &HeaderMap,
     body: Body,
     request_id: &str,
+    trace: &mut Trace,
 ) -> Response {
     let Some(route) = gw.table.get(name) else {
         return message(
@@ -134,6 +201,7 @@ async fn score_inner(
             &format!("Service `{name}` not found."),
         );
     };
+    trace.route = Some(route.clone());
     if !authorized(gw, &route, headers) {
         let mut response = message(
             StatusCode::UNAUTHORIZED,
@@ -154,16 +222,19 @@ async fn score_inner(
             "Service `{name}` has no ready replica; `berth service show -n {name}` tells why."
         ));
     }
-    let waiting = route.wait_for_admission();
+    let waiting = Waiting::enter(&route.observability.metrics.queue_depth);
+    let wait_started = Instant::now();
     let admitted = tokio::time::timeout(
         route.settings.max_queue_wait,
         route.admission.clone().acquire_owned(),
     )
     .await;
     drop(waiting);
+    trace.queued = wait_started.elapsed();
     let permit = match admitted {
         Ok(Ok(permit)) => permit,
         _ => {
+            trace.capacity_rejected = true;
             return unavailable(&format!(
                 "Service `{name}` is at capacity: the request waited longer than maxQueueWaitMs ({} ms).",
                 route.settings.max_queue_wait.as_millis()
@@ -174,6 +245,7 @@ async fn score_inner(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    trace.request_bytes = declared.unwrap_or(0);
     if declared.is_some_and(|length| length > gw.max_body) {
         return message(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -189,9 +261,14 @@ async fn score_inner(
             );
         }
     };
+    trace.request_bytes = body.len();
+    if route.observability.wants_bodies() {
+        trace.request_body = Some(body.clone());
+    }
     let Some(replica) = route.pick().cloned() else {
         return unavailable(&format!("Service `{name}` has no ready replica."));
     };
+    trace.replica = Some(replica.index);
     let request = ScoreRequest {
         method: method.as_str().to_owned(),
         request_id: request_id.to_owned(),
@@ -203,12 +280,15 @@ async fn score_inner(
         body,
     };
     let timeout = route.settings.scoring_timeout;
+    let sent = Instant::now();
     let outcome = tokio::time::timeout(timeout, replica.worker.conn().score(request)).await;
     drop(permit);
     let result = match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => return replica_failed(name, e),
         Err(_) => {
+            trace.timed_out = true;
+            trace.run = sent.elapsed();
             // Python cannot be interrupted safely: recycle the replica.
             replica.kill(format!(
                 "recycled after a request passed scoringTimeoutMs ({} ms)",
@@ -225,6 +305,10 @@ async fn score_inner(
             return response;
         }
     };
+    trace.run = result.exec_time().unwrap_or_default();
+    if route.observability.wants_bodies() {
+        trace.response_body = Some(result.body.clone());
+    }
     let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let run_failed = result.run_failed();
     let exec = result

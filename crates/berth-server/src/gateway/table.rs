@@ -3,7 +3,7 @@
 //! nanoseconds, never across an await; writers swap a whole new map.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
@@ -78,8 +78,10 @@ pub struct Route {
     pub settings: RouteSettings,
     /// Admission: replicas × maxConcurrentRequestsPerContainer slots.
     pub admission: Arc<Semaphore>,
-    /// Requests waiting for an admission slot.
-    pub waiting: AtomicUsize,
+    /// Metrics, request log and data collection of the serving revision.
+    /// Carry it over (`route.observability.clone()`) when rebuilding a route
+    /// of the same revision.
+    pub observability: Arc<crate::observability::RouteObservability>,
 }
 
 impl Route {
@@ -96,19 +98,15 @@ impl Route {
         self.replicas.iter().filter(|r| r.is_ready()).count()
     }
 
-    /// Counts the caller as waiting for admission until the guard drops (also
-    /// when the request is abandoned mid-wait).
-    pub fn wait_for_admission(&self) -> WaitingGuard<'_> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        WaitingGuard(&self.waiting)
-    }
-
-    /// Requests waiting for an admission slot.
+    /// Requests waiting for an admission slot now.
     pub fn queued(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.observability
+            .metrics
+            .queue_depth
+            .load(Ordering::Relaxed)
     }
 
-    /// Requests written to the replicas and not yet answered.
+    /// Requests written to a replica and not yet answered, over all replicas.
     pub fn in_flight(&self) -> usize {
         self.replicas.iter().map(|r| r.in_flight()).sum()
     }
@@ -122,17 +120,8 @@ impl Route {
             admission: Arc::new(admission_for(replicas.len(), per_replica)),
             replicas,
             settings: self.settings.clone(),
-            waiting: AtomicUsize::new(0),
+            observability: self.observability.clone(),
         }
-    }
-}
-
-/// One request counted in [`Route::queued`].
-pub struct WaitingGuard<'a>(&'a AtomicUsize);
-
-impl Drop for WaitingGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

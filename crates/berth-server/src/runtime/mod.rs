@@ -12,6 +12,7 @@
 //! brings every service back to its serving revision.
 
 mod autoscale;
+mod gauges;
 pub mod limits;
 mod materialise;
 mod operations;
@@ -21,7 +22,7 @@ mod scale;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -117,6 +118,8 @@ pub struct RuntimeDeps {
     pub events: Arc<crate::events::EventBus>,
     /// Resource enforcement and GPUs.
     pub resources: Arc<ResourceManager>,
+    /// Metrics registry, request-log and data-collection writers.
+    pub observability: Arc<crate::observability::Observability>,
 }
 
 /// The local compute target.
@@ -272,7 +275,7 @@ impl Runtime {
                 keys: d.auth_enabled.then(|| keys.clone()),
                 token_auth: d.token_auth_enabled,
             },
-            waiting: AtomicUsize::new(0),
+            observability: self.deps.observability.route(service, revision, spec),
         });
         self.publish_cert(service, spec);
         let old = self.deps.table.get(service);
@@ -327,7 +330,7 @@ impl Runtime {
                 ..route.settings.clone()
             },
             admission: route.admission.clone(),
-            waiting: AtomicUsize::new(0),
+            observability: route.observability.clone(),
         });
         self.deps.table.publish(service, Some(next));
         Ok(())
@@ -592,6 +595,10 @@ impl Runtime {
                 replica.worker.pid()
             ),
         );
+        self.deps
+            .observability
+            .metrics()
+            .replica_restarted(&exit.service);
         self.deps
             .events
             .emit(crate::events::EventDraft::replica_restarted(

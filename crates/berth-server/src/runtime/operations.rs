@@ -106,6 +106,16 @@ fn describe_changes(
         new.max_concurrent_requests_per_container.to_string(),
     );
     note(
+        "appInsightsEnabled",
+        old.app_insights_enabled.to_string(),
+        new.app_insights_enabled.to_string(),
+    );
+    note(
+        "requestLogBodies",
+        old.request_log_bodies.to_string(),
+        new.request_log_bodies.to_string(),
+    );
+    note(
         "dataCollection",
         format!("{:?}", old.data_collection),
         format!("{:?}", new.data_collection),
@@ -195,6 +205,14 @@ impl Runtime {
             }
         };
         let deleted = matches!(outcome, OperationOutcome::Deleted);
+        self.deps.observability.metrics().operation_finished(
+            &format!("{:?}", op.operation_type),
+            match outcome {
+                OperationOutcome::Failed(_) => "Failed",
+                OperationOutcome::Deleted => "Deleted",
+                _ => "Succeeded",
+            },
+        );
         if let Err(e) = self
             .deps
             .services
@@ -299,19 +317,22 @@ impl Runtime {
             log.event(&format!("Building environment {env_name}:{env_version}"))
                 .await;
         }
-        let built = self
-            .deps
-            .envs
-            .ensure(&environment.spec)
-            .await
-            .map_err(|e| {
-                failure(
-                    "EnvironmentBuildFailed",
-                    format!("build environment {env_name}:{env_version} ({})", e.step),
-                    e.message.clone(),
-                    e.log_tail.clone(),
-                )
-            })?;
+        let build_started = Instant::now();
+        let built = self.deps.envs.ensure(&environment.spec).await;
+        if !cached {
+            self.deps.observability.metrics().environment_built(
+                build_started.elapsed().as_secs_f64(),
+                if built.is_ok() { "succeeded" } else { "failed" },
+            );
+        }
+        let built = built.map_err(|e| {
+            failure(
+                "EnvironmentBuildFailed",
+                format!("build environment {env_name}:{env_version} ({})", e.step),
+                e.message.clone(),
+                e.log_tail.clone(),
+            )
+        })?;
         log.event(&format!(
             "Environment {env_name}:{env_version} ready{}: Python {} ({})",
             if cached { " (cached)" } else { "" },
@@ -679,6 +700,7 @@ impl Runtime {
             running.remove(service);
         }
         self.deps.resources.forget(service);
+        self.deps.observability.metrics().service_deleted(service);
         if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
             log.event("Draining replicas").await;
             for replica in &old.replicas {

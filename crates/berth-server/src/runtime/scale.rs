@@ -186,6 +186,14 @@ impl Runtime {
     ) {
         let applied = outcome.is_ok();
         if applied {
+            self.deps.observability.metrics().scaled(
+                service,
+                if decision.to > decision.from {
+                    "up"
+                } else {
+                    "down"
+                },
+            );
             self.deps.events.emit(crate::events::EventDraft::scaled(
                 service,
                 decision.from,

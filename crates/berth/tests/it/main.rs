@@ -11,6 +11,7 @@ mod cli;
 mod environments;
 mod events;
 mod lifecycle;
+mod observability;
 mod registry;
 mod resources;
 mod scaling;
