@@ -421,6 +421,28 @@ impl TestServer {
     }
 }
 
+/// PATCHes a service; returns the status and body.
+pub async fn patch(server: &TestServer, service: &str, body: Value) -> (u16, Value) {
+    json_of(
+        server
+            .request(Method::PATCH, &format!("/v1/services/{service}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("patch"),
+    )
+    .await
+}
+
+/// PATCHes a service and waits for the operation; returns it.
+pub async fn update(server: &TestServer, service: &str, body: Value) -> Value {
+    let (status, accepted) = patch(server, service, body).await;
+    assert_eq!(status, 202, "{accepted}");
+    server
+        .wait_operation(accepted["operation"]["id"].as_str().unwrap_or_default())
+        .await
+}
+
 /// A bounded load of scoring requests running in the background.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, json_of};
+use crate::harness::TestServer;
 
 const ECHO: &[u8] = br#"
 import json, os
@@ -131,19 +131,7 @@ async fn request_log(server: &TestServer, service: &str) -> Vec<Value> {
 }
 
 async fn patch(server: &TestServer, service: &str, body: Value) {
-    let (status, accepted) = json_of(
-        server
-            .request(Method::PATCH, &format!("/v1/services/{service}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 202, "{accepted}");
-    let op = server
-        .wait_operation(accepted["operation"]["id"].as_str().unwrap())
-        .await;
+    let op = crate::harness::update(server, service, body).await;
     assert_eq!(op["state"], "Succeeded", "{op}");
 }
 

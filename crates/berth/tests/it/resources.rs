@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, assert_error, json_of};
+use crate::harness::{TestServer, assert_error, patch, update};
 
 /// `run()` allocates 50 MB chunks until something stops it.
 const HOG: &[u8] = br#"
@@ -156,19 +155,12 @@ async fn cpu_limit_sets_the_cfs_quota_and_memory_limit_changes_by_update() {
                 .unwrap();
         assert_eq!(quota.trim(), "50000");
     }
-    let (status, accepted) = json_of(
-        server
-            .request(Method::PATCH, "/v1/services/quota")
-            .json(&json!({"computeType": "local", "containerResourceRequirements": {"memoryInGBLimit": 1}}))
-            .send()
-            .await
-            .unwrap(),
+    let op = update(
+        &server,
+        "quota",
+        json!({"computeType": "local", "containerResourceRequirements": {"memoryInGBLimit": 1}}),
     )
     .await;
-    assert_eq!(status, 202, "{accepted}");
-    let op = server
-        .wait_operation(accepted["operation"]["id"].as_str().unwrap())
-        .await;
     assert_eq!(op["state"], "Succeeded", "{op}");
     let shown = show(&server, "quota").await;
     assert!(
@@ -229,14 +221,6 @@ async fn gpus_are_assigned_and_refused_when_not_free() {
     );
 
     // A rolling update to 2 GPUs starts the new replica while the old one holds GPU 0: only one is free.
-    let (status, accepted) = json_of(
-        server
-            .request(Method::PATCH, "/v1/services/gpu")
-            .json(&json!({"gpuCores": 2}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_error(&(status, accepted), 409, "unschedulable", "rolling update");
+    let refused = patch(&server, "gpu", json!({"gpuCores": 2})).await;
+    assert_error(&refused, 409, "unschedulable", "rolling update");
 }

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{Load, TestServer};
@@ -371,17 +370,7 @@ async fn replica_counts_and_autoscale_bounds_change_without_restarts() {
     let patch = |body: Value| {
         let server = &server;
         async move {
-            let response = server
-                .request(Method::PATCH, "/v1/services/flex")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let (status, accepted) = crate::harness::json_of(response).await;
-            assert_eq!(status, 202, "{accepted}");
-            let op = server
-                .wait_operation(accepted["operation"]["id"].as_str().unwrap())
-                .await;
+            let op = crate::harness::update(server, "flex", body).await;
             assert_eq!(op["state"], "Succeeded", "{op}");
         }
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Load, TestServer, assert_error, json_of, tar_of};
+use crate::harness::{Load, TestServer, assert_error, json_of, patch, tar_of, update};
 
 const MODEL_SCRIPT: &[u8] = br#"
 import os
@@ -21,18 +21,6 @@ def run(raw):
     return {"model": model, "pid": os.getpid()}
 "#;
 
-async fn patch(server: &TestServer, service: &str, body: Value) -> (u16, Value) {
-    json_of(
-        server
-            .request(Method::PATCH, &format!("/v1/services/{service}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
 async fn upload(server: &TestServer, files: &[(&str, &[u8])]) -> String {
     let response = server
         .request(Method::POST, "/v1/snapshots")
@@ -43,15 +31,6 @@ async fn upload(server: &TestServer, files: &[(&str, &[u8])]) -> String {
         .unwrap();
     let (_, body) = json_of(response).await;
     body["id"].as_str().unwrap().to_owned()
-}
-
-/// Patches and waits for the operation; returns it.
-async fn update(server: &TestServer, service: &str, body: Value) -> Value {
-    let (status, accepted) = patch(server, service, body).await;
-    assert_eq!(status, 202, "{accepted}");
-    server
-        .wait_operation(accepted["operation"]["id"].as_str().unwrap())
-        .await
 }
 
 fn models_seen(report: &crate::harness::LoadReport) -> Vec<String> {
