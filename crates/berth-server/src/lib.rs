@@ -137,11 +137,13 @@ pub async fn run(
 
     let ready = Arc::new(AtomicBool::new(true));
     let grace = config.shutdown_grace;
+    let metrics = metrics::Metrics::new();
     let envs = Arc::new(envs::EnvBuilder::new(envs::EnvBuilderConfig {
         root: config.data_dir.join("envs"),
         default_python: config.python.clone(),
         uv: config.uv.clone(),
         timeout: config.env_build_timeout,
+        metrics: Some(metrics.clone()),
     }));
     let signer = tokens::TokenSigner::load_or_create(&config.data_dir).map_err(|source| {
         ServerError::Bind {
@@ -156,8 +158,7 @@ pub async fn run(
         config.resource_enforcement,
         &config.gpus,
     )?);
-    let observability =
-        observability::Observability::start(&config.data_dir, metrics::Metrics::new());
+    let observability = observability::Observability::start(&config.data_dir, metrics);
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),

@@ -31,6 +31,8 @@ pub struct EnvBuilderConfig {
     pub uv: Option<PathBuf>,
     /// Longest a build may take.
     pub timeout: Duration,
+    /// Where build durations are counted.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// A usable environment.
@@ -200,7 +202,18 @@ impl EnvBuilder {
         }
         self.builds.fetch_add(1, Ordering::Relaxed);
         tracing::info!(build_hash = %hash, python = ?spec.python_version, packages = spec.requirements.len(), "building environment");
+        let started = Instant::now();
         let result = self.build(&hash, spec).await;
+        if let Some(metrics) = &self.config.metrics {
+            metrics.environment_built(
+                started.elapsed().as_secs_f64(),
+                if result.is_ok() {
+                    "succeeded"
+                } else {
+                    "failed"
+                },
+            );
+        }
         match &result {
             Ok(built) => {
                 tracing::info!(build_hash = %hash, installer = %built.installer, duration_ms = built.duration_ms, "environment built")
@@ -544,6 +557,7 @@ mod tests {
             default_python: PathBuf::from("python3"),
             uv: None,
             timeout: Duration::from_secs(300),
+            metrics: None,
         })
     }
 
@@ -628,6 +642,7 @@ with zipfile.ZipFile(sys.argv[1] + "/uvpkg-1.0-py3-none-any.whl", "w") as z:
             default_python: PathBuf::from("python3"),
             uv: Some(test_uv()),
             timeout: Duration::from_secs(300),
+            metrics: None,
         });
         let find_links = format!("--find-links {}", wheels.display());
         let s = spec(&["--no-index", &find_links, "uvpkg==1.0"]);

@@ -224,7 +224,7 @@ pub fn env_builds(out: &mut String, builds: &BTreeMap<String, Histogram>) {
         out,
         name,
         "histogram",
-        "Environment builds run for a rollout, by outcome.",
+        "Environment builds (for a rollout or asked for through the API), by outcome.",
     );
     for (outcome, h) in builds {
         h.render(out, name, &format!("outcome=\"{}\"", escape(outcome)));

@@ -317,14 +317,7 @@ impl Runtime {
             log.event(&format!("Building environment {env_name}:{env_version}"))
                 .await;
         }
-        let build_started = Instant::now();
         let built = self.deps.envs.ensure(&environment.spec).await;
-        if !cached {
-            self.deps.observability.metrics().environment_built(
-                build_started.elapsed().as_secs_f64(),
-                if built.is_ok() { "succeeded" } else { "failed" },
-            );
-        }
         let built = built.map_err(|e| {
             failure(
                 "EnvironmentBuildFailed",

@@ -32,7 +32,7 @@ async fn deploy(server: &TestServer, name: &str, dc: Value) {
         .await;
 }
 
-async fn scrape(server: &TestServer) -> String {
+pub async fn scrape(server: &TestServer) -> String {
     let response = server
         .request(Method::GET, "/metrics")
         .send()
@@ -57,7 +57,7 @@ fn series(text: &str, name_and_labels: &str) -> Option<f64> {
         .map(|v| v.parse().unwrap())
 }
 
-fn value(text: &str, name_and_labels: &str) -> f64 {
+pub fn value(text: &str, name_and_labels: &str) -> f64 {
     series(text, name_and_labels)
         .unwrap_or_else(|| panic!("no series `{name_and_labels}` in:\n{text}"))
 }
@@ -191,6 +191,14 @@ async fn metrics_need_the_token_and_move_by_exactly_the_requests_sent() {
         value(
             &before,
             "berth_operations_total{type=\"Create\",outcome=\"Succeeded\"}"
+        ),
+        1.0
+    );
+    // The first deploy built the default environment.
+    assert_eq!(
+        value(
+            &before,
+            "berth_environment_build_duration_seconds_count{outcome=\"succeeded\"}"
         ),
         1.0
     );

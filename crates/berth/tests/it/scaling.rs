@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{Load, TestServer};
+use crate::observability::{scrape, value};
 
 /// Answers after 50 ms with its pid, so load keeps replicas busy.
 const SLOW: &[u8] = br#"
@@ -188,6 +189,17 @@ async fn autoscale_scales_up_under_load_and_back_down_after_it() {
     assert!(scaled.len() >= 2, "{scaled:?}");
     assert_eq!(scaled.first().unwrap()["data"]["from"], 1, "{scaled:?}");
     assert_eq!(scaled.last().unwrap()["data"]["to"], 1, "{scaled:?}");
+    let metrics = scrape(&server).await;
+    let ups = value(
+        &metrics,
+        "berth_scaling_decisions_total{service=\"elastic\",direction=\"up\"}",
+    );
+    let downs = value(
+        &metrics,
+        "berth_scaling_decisions_total{service=\"elastic\",direction=\"down\"}",
+    );
+    assert_eq!((ups + downs) as usize, scaled.len(), "{metrics}");
+    assert!(ups >= 1.0 && downs >= 1.0, "{metrics}");
     let after = server.score("elastic", "{}").await;
     assert_eq!(after.status(), 200);
 
@@ -255,6 +267,11 @@ async fn a_killed_replica_fails_only_its_requests_and_is_replaced() {
     assert!(text.contains("started again"), "{text}");
     let restarted = events(&server, "sturdy", "replica.restarted").await;
     assert_eq!(restarted.len(), 1, "{restarted:?}");
+    let metrics = scrape(&server).await;
+    assert_eq!(
+        value(&metrics, "berth_replica_restarts_total{service=\"sturdy\"}"),
+        1.0
+    );
 }
 
 #[tokio::test]
