@@ -10,6 +10,12 @@
 //!
 //! At start-up [`Runtime::restore`] fails operations a restart cut off and
 //! brings every service back to its serving revision.
+//!
+//! While a revision serves: `probes` take hung replicas out of rotation and
+//! kill them, `restarts` replaces replicas that exit (with crash-loop
+//! backoff), `scale` runs the autoscaler (`autoscale` is its policy), and
+//! [`limits`] puts each replica under its resource limits and GPUs. Whatever
+//! changes a service's replica set holds that service's replica-set lock.
 
 mod autoscale;
 mod gauges;
@@ -18,16 +24,16 @@ mod materialise;
 mod operations;
 mod probes;
 mod replicas;
+mod restarts;
 mod scale;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use berth_api::service::ScalingDecision;
-use berth_api::{ServiceKeys, ServiceSpec, ServiceState};
+use berth_api::{ServiceKeys, ServiceSpec};
 use tokio::sync::mpsc;
 
 pub use limits::{ReplicaLimits, ResourceManager};
@@ -40,20 +46,7 @@ use crate::envs::EnvBuilder;
 use crate::gateway::table::admission_for;
 use crate::gateway::{Replica, Route, RouteSettings, RouteTable};
 use crate::store::{ServiceStore, Store};
-
-/// A replica's process ended while it was serving.
-#[derive(Debug)]
-struct ReplicaExit {
-    service: String,
-    revision: u32,
-    index: u32,
-    /// How long it had served.
-    uptime: Duration,
-    /// What ended it, for people.
-    reason: String,
-    /// Its last lines of output.
-    output: String,
-}
+use restarts::{ReplicaExit, watch_exits};
 
 /// What the runtime keeps per service.
 struct ServiceRuntime {
@@ -336,45 +329,6 @@ impl Runtime {
         Ok(())
     }
 
-    /// Watches each replica: its process (an exit while serving is reported
-    /// for replacement) and its liveness (see [`probes`]).
-    fn watch(
-        &self,
-        service: &str,
-        replicas: &[Arc<Replica>],
-        probe: &berth_api::deployment::LivenessProbeRequirements,
-    ) {
-        for replica in replicas {
-            tokio::spawn(probes::liveness(replica.clone(), probe.clone()));
-            let replica = replica.clone();
-            let tx = self.exits.clone();
-            let service = service.to_owned();
-            tokio::spawn(async move {
-                let status = replica.worker.exited().await;
-                replica.healthy.store(false, Ordering::Release);
-                if replica.retiring.load(Ordering::Acquire) {
-                    return;
-                }
-                let limit_kill = replica.limits.exit_reason().await;
-                let reason = match (replica.kill_reason.get().cloned().or(limit_kill), status) {
-                    (Some(why), _) => format!("{KILLED}{why}"),
-                    (None, Some(status)) => describe_exit(status),
-                    (None, None) => "stopped".to_owned(),
-                };
-                tracing::warn!(%service, revision = replica.revision, replica = replica.index, %reason, "replica exited while serving");
-                let _ = tx.send(ReplicaExit {
-                    service,
-                    revision: replica.revision,
-                    index: replica.index,
-                    uptime: replica.started.elapsed(),
-                    reason,
-                    output: replica.worker.logs().tail_text(EXIT_OUTPUT_LINES),
-                });
-            });
-        }
-    }
-
-    /// Ready and desired replicas of a service.
     pub fn replica_counts(&self, service: &str) -> (u32, u32) {
         let status = self.replica_status(service);
         (status.ready, status.desired)
@@ -479,204 +433,5 @@ impl Runtime {
             .into_iter()
             .map(|route| replicas::stop_all(route.replicas.clone(), STOP_GRACE));
         futures_util::future::join_all(stops).await;
-    }
-
-    /// Restarts a replica that exited while serving, with exponential backoff
-    /// over consecutive quick exits (a crash loop is reported as one).
-    async fn replace_replica(self: &Arc<Self>, exit: ReplicaExit) {
-        let Some((plan, probe, backoff, restarts)) = self.with_service(&exit.service, |state| {
-            if state.plan.revision != exit.revision {
-                return None;
-            }
-            if exit.uptime >= STABLE_AFTER {
-                state.restarts = 0;
-            }
-            state.restarts += 1;
-            state.total_restarts += 1;
-            let backoff = restart_backoff(state.restarts);
-            let waiting = humantime::format_duration(backoff);
-            state.health = Some(if state.restarts >= CRASH_LOOP_AFTER {
-                format!(
-                    "CrashLoopBackOff: replica {} {} ({} exits in a row); next start in {waiting}",
-                    exit.index, exit.reason, state.restarts
-                )
-            } else {
-                format!(
-                    "replica {} {}; restarting in {waiting}",
-                    exit.index, exit.reason
-                )
-            });
-            Some((
-                state.plan.clone(),
-                state.spec.deployment.liveness_probe_requirements.clone(),
-                backoff,
-                state.restarts,
-            ))
-        })
-        .flatten() else {
-            return;
-        };
-        let health = self
-            .with_service(&exit.service, |s| s.health.clone())
-            .flatten()
-            .unwrap_or_default();
-        for line in exit.output.lines() {
-            self.note(
-                &exit.service,
-                format!("r{}/{} last output: {line}", exit.revision, exit.index),
-            );
-        }
-        self.note(
-            &exit.service,
-            format!("r{}/{}: {health}", exit.revision, exit.index),
-        );
-        if let Some(why) = exit.reason.strip_prefix(KILLED) {
-            self.deps
-                .events
-                .emit(crate::events::EventDraft::replica_killed(
-                    &exit.service,
-                    exit.index,
-                    why,
-                ));
-        }
-        self.set_state(&exit.service, ServiceState::Unhealthy, &health)
-            .await;
-        tokio::time::sleep(backoff).await;
-        let replica = match replicas::start_replica(&plan, exit.index).await {
-            Ok(replica) => replica,
-            Err(failure) => {
-                let output = failure.error.output();
-                let start = output.lines().count().saturating_sub(EXIT_OUTPUT_LINES);
-                let _ = self.exits.send(ReplicaExit {
-                    uptime: Duration::ZERO,
-                    reason: format!("did not start again: {}", failure.error),
-                    output: output.lines().skip(start).collect::<Vec<_>>().join("\n"),
-                    ..exit
-                });
-                return;
-            }
-        };
-        let lock = self.replica_set_lock(&exit.service);
-        let _held = lock.lock().await;
-        let Some(route) = self.deps.table.get(&exit.service) else {
-            replicas::stop_all(vec![replica], STOP_GRACE).await;
-            return;
-        };
-        let still_listed = route
-            .replicas
-            .iter()
-            .any(|r| r.index == exit.index && r.revision == exit.revision);
-        if !still_listed {
-            drop(route);
-            replicas::stop_all(vec![replica], STOP_GRACE).await;
-            return;
-        }
-        let mut replicas_now: Vec<Arc<Replica>> = route
-            .replicas
-            .iter()
-            .filter(|r| r.index != exit.index)
-            .cloned()
-            .collect();
-        replicas_now.push(replica.clone());
-        replicas_now.sort_by_key(|r| r.index);
-        let next = Arc::new(Route {
-            admission: route.admission.clone(),
-            ..route.with_replicas(replicas_now, 1)
-        });
-        drop(route);
-        self.deps.table.publish(&exit.service, Some(next));
-        self.watch(&exit.service, std::slice::from_ref(&replica), &probe);
-        self.note(
-            &exit.service,
-            format!(
-                "r{}/{}: started again (pid {}, restart {restarts})",
-                exit.revision,
-                exit.index,
-                replica.worker.pid()
-            ),
-        );
-        self.deps
-            .observability
-            .metrics()
-            .replica_restarted(&exit.service);
-        self.deps
-            .events
-            .emit(crate::events::EventDraft::replica_restarted(
-                &exit.service,
-                exit.index,
-                &exit.reason,
-                backoff.as_millis() as u64,
-            ));
-        let status = self.replica_status(&exit.service);
-        if status.ready >= status.desired {
-            self.with_service(&exit.service, |s| s.health = None);
-            self.set_state(
-                &exit.service,
-                ServiceState::Healthy,
-                "every desired replica is ready again",
-            )
-            .await;
-        }
-    }
-}
-
-/// How an exit reason starts when Berth killed the replica on purpose.
-const KILLED: &str = "was killed: ";
-
-/// Lines of a dead replica's output kept in the service's log.
-const EXIT_OUTPUT_LINES: usize = 20;
-
-/// A replica that served this long before exiting starts a fresh backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(60);
-/// Consecutive quick exits reported as a crash loop.
-const CRASH_LOOP_AFTER: u32 = 3;
-
-/// Wait before restart number `n` (from 1) of a row of quick exits: 250 ms,
-/// then 1 s doubling up to a minute.
-fn restart_backoff(n: u32) -> Duration {
-    if n <= 1 {
-        Duration::from_millis(250)
-    } else {
-        Duration::from_secs(1u64 << (n - 2).min(6)).min(Duration::from_secs(60))
-    }
-}
-
-/// "exited with code 1", "was killed by signal 9".
-fn describe_exit(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(signal)) => format!("was killed by signal {signal}"),
-        (None, None) => "exited".to_owned(),
-    }
-}
-
-async fn watch_exits(
-    runtime: std::sync::Weak<Runtime>,
-    mut rx: mpsc::UnboundedReceiver<ReplicaExit>,
-) {
-    while let Some(exit) = rx.recv().await {
-        let Some(runtime) = runtime.upgrade() else {
-            return;
-        };
-        tokio::spawn(async move { runtime.replace_replica(exit).await });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restart_backoff_doubles_to_a_minute() {
-        let waits: Vec<u64> = (1..=10)
-            .map(|n| restart_backoff(n).as_millis() as u64)
-            .collect();
-        assert_eq!(
-            waits,
-            [
-                250, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000
-            ]
-        );
     }
 }
