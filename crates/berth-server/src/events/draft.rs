@@ -12,8 +12,6 @@ use crate::store::NewEvent;
 pub struct EventDraft {
     /// Dotted type, one of [`berth_api::EVENT_TYPES`].
     pub event_type: &'static str,
-    /// When, RFC 3339 (taken at construction).
-    pub time: String,
     /// Service.
     pub service: Option<String>,
     /// Operation.
@@ -30,7 +28,6 @@ impl EventDraft {
     fn new(event_type: &'static str, service: Option<&str>, data: Value) -> Self {
         Self {
             event_type,
-            time: crate::now_rfc3339(),
             service: service.map(str::to_owned),
             operation: None,
             data,
@@ -128,9 +125,11 @@ impl EventDraft {
         )
     }
 
+    /// The row to store, stamped with the writer's clock, so that times
+    /// follow sequence numbers.
     pub(super) fn into_new(self) -> NewEvent {
         NewEvent {
-            time: self.time,
+            time: crate::now_rfc3339(),
             event_type: self.event_type.to_owned(),
             service: self.service,
             operation: self.operation,
