@@ -62,6 +62,9 @@ struct ServiceRuntime {
     health: Option<String>,
     /// The autoscaler's last change.
     last_scaling: Option<ScalingDecision>,
+    /// After a scale-up that could not start its replicas, no new decision
+    /// before this.
+    scale_retry_at: Option<std::time::Instant>,
     /// Mean utilisation of the last autoscale window, percent.
     utilization: Option<f64>,
     /// Berth's own lines about the service's replicas (exits, restarts, kills),
@@ -197,6 +200,7 @@ impl Runtime {
                 total_restarts: 0,
                 health: None,
                 last_scaling: None,
+                scale_retry_at: None,
                 utilization: None,
                 notes: VecDeque::new(),
             });

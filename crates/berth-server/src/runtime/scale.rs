@@ -19,6 +19,9 @@ use super::replicas::{self, LaunchPlan, StartFailure};
 use super::{DRAIN_LIMIT, Runtime, STOP_GRACE};
 use crate::gateway::Replica;
 
+/// How long the autoscaler waits after replicas it added failed to start.
+const RETRY_AFTER_FAILED_SCALE: Duration = Duration::from_secs(30);
+
 /// Samples every autoscaled service and acts on its decisions, for as long
 /// as the runtime lives.
 pub(super) async fn autoscaler(runtime: Weak<Runtime>) {
@@ -90,6 +93,10 @@ impl Runtime {
                 window.reset();
             }
             window.sample(now, load as f64 / capacity as f64);
+            let retry_at = self.with_service(&service, |s| s.scale_retry_at).flatten();
+            if retry_at.is_some_and(|at| now < at) {
+                continue;
+            }
             let lock = self.replica_set_lock(&service);
             let Ok(guard) = lock.try_lock_owned() else {
                 continue;
@@ -215,6 +222,9 @@ impl Runtime {
         self.with_service(service, |s| {
             if applied {
                 s.desired = decision.to;
+                s.scale_retry_at = None;
+            } else {
+                s.scale_retry_at = Some(Instant::now() + RETRY_AFTER_FAILED_SCALE);
             }
             s.last_scaling = Some(ScalingDecision {
                 time: crate::now_rfc3339(),

@@ -419,3 +419,35 @@ async fn replica_counts_and_autoscale_bounds_change_without_restarts() {
     let last = pids(&server, "flex", 1).await;
     assert!(three.is_superset(&last), "{three:?} → {last:?}");
 }
+
+#[tokio::test]
+async fn a_scale_up_that_cannot_get_gpus_is_reported_not_applied() {
+    let server = TestServer::start_with(&["--gpus", "0"]).await;
+    server
+        .deploy(
+            "greedy",
+            &[("score.py", SLOW)],
+            &[],
+            json!({"computeType": "aks", "authEnabled": false, "maxQueueWaitMs": 20000, "gpuCores": 1,
+                   "autoScaler": {"autoscaleEnabled": true, "minReplicas": 1, "maxReplicas": 2,
+                                  "refreshPeriodInSeconds": 1, "targetUtilization": 50}}),
+        )
+        .await;
+    let load = Load::start(&server, "greedy", "{}", 4);
+    let refused = until(&server, "greedy", Duration::from_secs(30), |b| {
+        b["deploymentStatus"]["lastScaling"]["applied"] == false
+    })
+    .await;
+    let report = load.finish().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let decision = &refused["deploymentStatus"]["lastScaling"];
+    assert_eq!(decision["from"], 1, "{refused:#}");
+    assert_eq!(decision["to"], 2, "{refused:#}");
+    assert!(
+        decision["reason"].as_str().unwrap().contains("GPU"),
+        "{refused:#}"
+    );
+    assert_eq!(current(&refused), 1, "{refused:#}");
+    assert_eq!(refused["deploymentStatus"]["desiredReplicas"], 1);
+    assert!(events(&server, "greedy", "service.scaled").await.is_empty());
+}
