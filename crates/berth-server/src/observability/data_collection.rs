@@ -9,10 +9,23 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{DataSample, body_value, rfc3339};
+use super::{BodyJson, DataSample, body_json, rfc3339};
+
+/// One collected line.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Sample<'a> {
+    time: &'a str,
+    request_id: &'a str,
+    revision: u32,
+    models: &'a [String],
+    input: BodyJson<'a>,
+    output: Option<BodyJson<'a>>,
+    status: u16,
+}
 
 /// The file of `service`'s samples taken on the UTC date of `time` (RFC 3339).
 fn file_for(root: &Path, service: &str, time: &str) -> PathBuf {
@@ -48,15 +61,15 @@ fn write(
 ) -> std::io::Result<()> {
     let time = rfc3339(sample.at);
     let path = file_for(root, &sample.service, &time);
-    let line = json!({
-        "time": time,
-        "requestId": sample.request_id,
-        "revision": sample.revision,
-        "models": &*sample.models,
-        "input": body_value(&sample.input),
-        "output": sample.output.as_deref().map(body_value),
-        "status": sample.status,
-    });
+    let line = Sample {
+        time: &time,
+        request_id: &sample.request_id,
+        revision: sample.revision,
+        models: &sample.models,
+        input: body_json(&sample.input),
+        output: sample.output.as_deref().map(body_json),
+        status: sample.status,
+    };
     let current = match files.get_mut(&sample.service) {
         Some(open) if open.path == path => open,
         _ => {

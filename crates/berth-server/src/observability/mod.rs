@@ -273,13 +273,54 @@ impl RouteObservability {
     }
 }
 
-/// A body as JSON when it parses as JSON, else as a string.
-fn body_value(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
+/// A request or response body inside a JSON line: the JSON itself when the
+/// body is compact JSON (embedded as it came, not re-encoded), re-encoded
+/// JSON when it is JSON spread over lines, else the text as a string.
+enum BodyJson<'a> {
+    Raw(&'a serde_json::value::RawValue),
+    Parsed(serde_json::Value),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+fn body_json(bytes: &[u8]) -> BodyJson<'_> {
+    match serde_json::from_slice::<&serde_json::value::RawValue>(bytes) {
+        Ok(raw) if !raw.get().contains(['\n', '\r']) => BodyJson::Raw(raw),
+        Ok(_) => serde_json::from_slice(bytes)
+            .map(BodyJson::Parsed)
+            .unwrap_or_else(|_| BodyJson::Text(String::from_utf8_lossy(bytes))),
+        Err(_) => BodyJson::Text(String::from_utf8_lossy(bytes)),
+    }
+}
+
+impl serde::Serialize for BodyJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Raw(raw) => raw.serialize(serializer),
+            Self::Parsed(value) => value.serialize(serializer),
+            Self::Text(text) => serializer.serialize_str(text),
+        }
+    }
 }
 
 /// RFC 3339 UTC with milliseconds.
 fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(body: &[u8]) -> String {
+        serde_json::to_string(&body_json(body)).unwrap()
+    }
+
+    #[test]
+    fn bodies_stay_on_one_line_as_json_or_text() {
+        assert_eq!(line(br#"{"data": [1.5, 2]}"#), r#"{"data": [1.5, 2]}"#);
+        assert_eq!(line(b"{\n  \"a\": 1\n}"), r#"{"a":1}"#);
+        assert_eq!(line(b"plain text\n"), r#""plain text\n""#);
+        assert_eq!(line(b"\xff"), "\"\u{fffd}\"");
+        assert_eq!(line(b""), r#""""#);
+    }
 }

@@ -9,10 +9,10 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{REQUEST_LOG_KEEP, REQUEST_LOG_MAX_BYTES, RequestRecord, body_value, rfc3339};
+use super::{BodyJson, REQUEST_LOG_KEEP, REQUEST_LOG_MAX_BYTES, RequestRecord, body_json, rfc3339};
 
 /// The current request log of `service` under `root`.
 pub fn path(root: &Path, service: &str) -> PathBuf {
@@ -23,36 +23,51 @@ fn ms(us: u64) -> f64 {
     (us as f64) / 1000.0
 }
 
-impl RequestRecord {
-    fn to_line(&self) -> Vec<u8> {
-        let mut line = json!({
-            "time": rfc3339(self.at),
-            "service": &*self.service,
-            "revision": self.revision,
-            "requestId": self.request_id,
-            "method": self.method,
-            "status": self.status,
-            "queuedMs": ms(self.queued_us),
-            "runMs": ms(self.run_us),
-            "overheadMs": ms(self.overhead_us),
-            "totalMs": ms(self.total_us),
-            "requestBytes": self.request_bytes,
-            "responseBytes": self.response_bytes,
-            "replica": self.replica,
-        });
-        if let Value::Object(map) = &mut line {
-            insert_body(map, "requestBody", self.request_body.as_deref());
-            insert_body(map, "responseBody", self.response_body.as_deref());
-        }
-        let mut bytes = line.to_string().into_bytes();
-        bytes.push(b'\n');
-        bytes
-    }
+/// One line of the request log.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Line<'a> {
+    time: String,
+    service: &'a str,
+    revision: u32,
+    request_id: &'a str,
+    method: &'a str,
+    status: u16,
+    queued_ms: f64,
+    run_ms: f64,
+    overhead_ms: f64,
+    total_ms: f64,
+    request_bytes: usize,
+    response_bytes: usize,
+    replica: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_body: Option<BodyJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body: Option<BodyJson<'a>>,
 }
 
-fn insert_body(map: &mut Map<String, Value>, key: &str, body: Option<&[u8]>) {
-    if let Some(body) = body {
-        map.insert(key.to_owned(), body_value(body));
+impl RequestRecord {
+    fn to_line(&self) -> Vec<u8> {
+        let line = Line {
+            time: rfc3339(self.at),
+            service: &self.service,
+            revision: self.revision,
+            request_id: &self.request_id,
+            method: &self.method,
+            status: self.status,
+            queued_ms: ms(self.queued_us),
+            run_ms: ms(self.run_us),
+            overhead_ms: ms(self.overhead_us),
+            total_ms: ms(self.total_us),
+            request_bytes: self.request_bytes,
+            response_bytes: self.response_bytes,
+            replica: self.replica,
+            request_body: self.request_body.as_deref().map(body_json),
+            response_body: self.response_body.as_deref().map(body_json),
+        };
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
     }
 }
 
