@@ -451,3 +451,53 @@ async fn a_scale_up_that_cannot_get_gpus_is_reported_not_applied() {
     assert_eq!(refused["deploymentStatus"]["desiredReplicas"], 1);
     assert!(events(&server, "greedy", "service.scaled").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_replica_restart_keeps_a_failed_update_reported() {
+    let server = TestServer::start().await;
+    server
+        .deploy(
+            "scarred",
+            &[("score.py", PIDS)],
+            &[],
+            json!({"computeType": "local", "numReplicas": 1}),
+        )
+        .await;
+    let response = server
+        .request(reqwest::Method::POST, "/v1/snapshots")
+        .header("content-type", "application/x-tar")
+        .body(crate::harness::tar_of(&[(
+            "score.py",
+            b"def init():\n    raise RuntimeError('bad weights')\ndef run(r):\n    return r\n",
+        )]))
+        .send()
+        .await
+        .unwrap();
+    let (_, snapshot) = crate::harness::json_of(response).await;
+    let op = crate::harness::update(
+        &server,
+        "scarred",
+        json!({"inferenceConfig": {"sourceSnapshot": snapshot["id"]}}),
+    )
+    .await;
+    assert_eq!(op["state"], "Failed", "{op}");
+
+    // The serving replica of revision 1 crashes and is replaced.
+    let crashed = server.score("scarred", r#"{"exit": true}"#).await;
+    assert_eq!(crashed.status(), 502);
+    let after = until(&server, "scarred", Duration::from_secs(20), |b| {
+        ready(b) == 1 && b["deploymentStatus"]["restarts"] == 1
+    })
+    .await;
+    assert_eq!(after["state"], "Failed", "{after:#}");
+    assert_eq!(after["servingRevision"], 1, "{after:#}");
+    assert!(
+        after["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bad weights"),
+        "{after:#}"
+    );
+    let ok = server.score("scarred", "{}").await;
+    assert_eq!(ok.status(), 200);
+}
