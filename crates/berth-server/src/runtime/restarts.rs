@@ -66,16 +66,6 @@ impl Runtime {
     }
 
     /// Ready and desired replicas of a service.
-    /// Moves a serving service between `Healthy` and `Unhealthy`; leaves
-    /// `Transitioning` (an operation owns the state) and `Failed` (the last
-    /// operation failed; `deploymentStatus.reason` tells about the replicas) alone.
-    async fn set_replica_health(&self, service: &str, state: ServiceState, reason: &str) {
-        let current = self.deps.services.service(service).await.map(|s| s.state);
-        if matches!(current, Ok(ServiceState::Healthy | ServiceState::Unhealthy)) {
-            self.set_state(service, state, reason).await;
-        }
-    }
-
     /// Restarts a replica that exited while serving, with exponential backoff
     /// over consecutive quick exits (a crash loop is reported as one).
     async fn replace_replica(self: &Arc<Self>, exit: ReplicaExit) {
@@ -134,7 +124,7 @@ impl Runtime {
                     why,
                 ));
         }
-        self.set_replica_health(&exit.service, ServiceState::Unhealthy, &health)
+        self.set_state(&exit.service, ServiceState::Unhealthy, &health)
             .await;
         tokio::time::sleep(backoff).await;
         let replica = match replicas::start_replica(&plan, exit.index).await {
@@ -205,7 +195,7 @@ impl Runtime {
         let status = self.replica_status(&exit.service);
         if status.ready >= status.desired {
             self.with_service(&exit.service, |s| s.health = None);
-            self.set_replica_health(
+            self.set_state(
                 &exit.service,
                 ServiceState::Healthy,
                 "every desired replica is ready again",
