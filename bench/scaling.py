@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tarfile
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, Api, rss_kib, running_server
+
 SLOW = b"""
 import os, time
 def init():
@@ -50,61 +46,6 @@ def init():
 def run(raw):
     return os.getpid()
 """
-
-
-class Api:
-    def __init__(self, endpoint: str, token: str) -> None:
-        host, port = endpoint.removeprefix("http://").rsplit(":", 1)
-        self.host, self.port, self.token = host, int(port), token
-
-    def call(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json") -> tuple[int, dict]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
-        conn.request(method, path, body=body, headers={"Authorization": f"Bearer {self.token}", "Content-Type": ctype})
-        response = conn.getresponse()
-        data = response.read()
-        conn.close()
-        return response.status, (json.loads(data) if data else {})
-
-    def wait(self, operation: str) -> dict:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            _, op = self.call("GET", f"/v1/operations/{operation}")
-            if op["state"] not in ("NotStarted", "Running"):
-                return op
-            time.sleep(0.02)
-        raise SystemExit(f"operation {operation} did not end")
-
-    def snapshot(self, script: bytes) -> str:
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            info = tarfile.TarInfo("score.py")
-            info.size = len(script)
-            tar.addfile(info, io.BytesIO(script))
-        status, snapshot = self.call("POST", "/v1/snapshots", archive.getvalue(), "application/x-tar")
-        assert status in (200, 201), snapshot
-        return snapshot["id"]
-
-    def create(self, name: str, snapshot: str, deployment: dict, wait: bool = True) -> str:
-        status, accepted = self.call("POST", "/v1/services", json.dumps({
-            "name": name, "models": [],
-            "inferenceConfig": {"entryScript": "score.py", "sourceSnapshot": snapshot},
-            "deploymentConfig": deployment,
-        }).encode())
-        assert status == 202, accepted
-        if wait:
-            op = self.wait(accepted["operation"]["id"])
-            assert op["state"] == "Succeeded", op
-        return accepted["operation"]["id"]
-
-    def show(self, name: str) -> dict:
-        return self.call("GET", f"/v1/services/{name}")[1]
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def children(pid: int) -> list[int]:
@@ -164,64 +105,51 @@ def main() -> None:
     args = parser.parse_args()
     if not args.binary.exists():
         raise SystemExit(f"{args.binary} not found: run `cargo build --release` first")
-    with tempfile.TemporaryDirectory(prefix="berth-scaling-bench-") as tmp:
-        data = Path(tmp) / "data"
-        proc = subprocess.Popen(
-            [str(args.binary), "server", "--data", str(data), "--addr", "127.0.0.1:0", "--log", "warn",
-             "--scale-down-stabilization-secs", "2"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            while not (data / "config.json").exists():
-                time.sleep(0.02)
-            config = json.loads((data / "config.json").read_text())
-            api = Api(config["endpoint"], config["token"])
-            server_idle = rss_kib(proc.pid)
+    with running_server(args.binary, ["--scale-down-stabilization-secs", "2"],
+                        "berth-scaling-bench-") as (proc, api, _):
+        server_idle = rss_kib(proc.pid)
 
-            slow = api.snapshot(SLOW)
-            api.create("elastic", slow, {
-                "computeType": "aks", "authEnabled": False, "maxQueueWaitMs": 30000,
-                "autoScaler": {"autoscaleEnabled": True, "minReplicas": 1, "maxReplicas": 4,
-                               "refreshPeriodInSeconds": 1, "targetUtilization": 70},
-            })
-            serving, decided = [], []
-            for _ in range(args.steps):
-                while api.show("elastic")["deploymentStatus"].get("currentReplicas") != 1:
-                    time.sleep(0.1)
-                time.sleep(0.5)
-                s, d = load_step(api, args.clients)
-                serving.append(s)
-                decided.append(d)
-            print(f"load step (idle -> {args.clients} clients, run() 20 ms, autoscale 1..4, target 70 %, refresh 1 s):")
-            print(f"  decision visible in show: median {statistics.median(decided):.2f} s "
-                  f"({', '.join(f'{d:.2f}' for d in decided)})")
-            print(f"  added replica serving:    median {statistics.median(serving):.2f} s "
-                  f"({', '.join(f'{s:.2f}' for s in serving)})")
+        slow = api.snapshot(SLOW)
+        api.create("elastic", slow, {
+            "computeType": "aks", "authEnabled": False, "maxQueueWaitMs": 30000,
+            "autoScaler": {"autoscaleEnabled": True, "minReplicas": 1, "maxReplicas": 4,
+                           "refreshPeriodInSeconds": 1, "targetUtilization": 70},
+        })
+        serving, decided = [], []
+        for _ in range(args.steps):
+            while api.show("elastic")["deploymentStatus"].get("currentReplicas") != 1:
+                time.sleep(0.1)
+            time.sleep(0.5)
+            s, d = load_step(api, args.clients)
+            serving.append(s)
+            decided.append(d)
+        print(f"load step (idle -> {args.clients} clients, run() 20 ms, autoscale 1..4, target 70 %, refresh 1 s):")
+        print(f"  decision visible in show: median {statistics.median(decided):.2f} s "
+              f"({', '.join(f'{d:.2f}' for d in decided)})")
+        print(f"  added replica serving:    median {statistics.median(serving):.2f} s "
+              f"({', '.join(f'{s:.2f}' for s in serving)})")
 
-            echo = api.snapshot(ECHO)
-            api.create("idle", echo, {"computeType": "local", "numReplicas": 4})
-            time.sleep(1)
-            workers = [pid for pid in children(proc.pid) if rss_kib(pid) > 0]
-            rss = sorted(rss_kib(pid) for pid in workers)
-            print(f"idle replica RSS (stdlib score.py): median {statistics.median(rss) / 1024:.1f} MiB "
-                  f"over {len(rss)} worker processes (min {rss[0] / 1024:.1f}, max {rss[-1] / 1024:.1f})")
+        echo = api.snapshot(ECHO)
+        api.create("idle", echo, {"computeType": "local", "numReplicas": 4})
+        time.sleep(1)
+        workers = [pid for pid in children(proc.pid) if rss_kib(pid) > 0]
+        rss = sorted(rss_kib(pid) for pid in workers)
+        print(f"idle replica RSS (stdlib score.py): median {statistics.median(rss) / 1024:.1f} MiB "
+              f"over {len(rss)} worker processes (min {rss[0] / 1024:.1f}, max {rss[-1] / 1024:.1f})")
 
-            before = rss_kib(proc.pid)
-            started = time.perf_counter()
-            ops = [api.create(f"svc-{i:03}", echo, {"computeType": "local", "numReplicas": 1}, wait=False)
-                   for i in range(args.services)]
-            for op in ops:
-                assert api.wait(op)["state"] == "Succeeded"
-            took = time.perf_counter() - started
-            time.sleep(1)
-            after = rss_kib(proc.pid)
-            total_workers = sum(rss_kib(pid) for pid in children(proc.pid))
-            print(f"{args.services} services of one replica: deployed in {took:.1f} s; server RSS "
-                  f"{before / 1024:.1f} MiB -> {after / 1024:.1f} MiB (idle at start {server_idle / 1024:.1f} MiB); "
-                  f"all workers together {total_workers / 1024:.0f} MiB")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+        before = rss_kib(proc.pid)
+        started = time.perf_counter()
+        ops = [api.create(f"svc-{i:03}", echo, {"computeType": "local", "numReplicas": 1}, wait=False)
+               for i in range(args.services)]
+        for op in ops:
+            assert api.wait(op)["state"] == "Succeeded"
+        took = time.perf_counter() - started
+        time.sleep(1)
+        after = rss_kib(proc.pid)
+        total_workers = sum(rss_kib(pid) for pid in children(proc.pid))
+        print(f"{args.services} services of one replica: deployed in {took:.1f} s; server RSS "
+              f"{before / 1024:.1f} MiB -> {after / 1024:.1f} MiB (idle at start {server_idle / 1024:.1f} MiB); "
+              f"all workers together {total_workers / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
