@@ -19,7 +19,9 @@ pub use protocol::{
     DEFAULT_MAX_FRAME, Headers, Hello, InitFailed, InitOk, InitStage, InputMode, PROTOCOL_VERSION,
     ProtocolError, ScoreRequest, ScoreResult, SwaggerResult,
 };
-pub use supervisor::{SpawnError, StopError, Stopped, Worker, WorkerSpec, install_shim, spawn};
+pub use supervisor::{
+    OnStarted, SpawnError, StopError, Stopped, Worker, WorkerSpec, install_shim, spawn,
+};
 
 /// The Python worker shim (stdlib only), run as `python -u berth_worker.py --socket PATH`.
 pub const SHIM_SOURCE: &str = include_str!("../shim/berth_worker.py");

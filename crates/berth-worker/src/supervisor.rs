@@ -65,6 +65,19 @@ pub struct WorkerSpec {
     pub log_lines: usize,
     /// Output bytes kept in the tail.
     pub log_bytes: usize,
+    /// Called with the process id as soon as the process runs, before its
+    /// entry script is imported (e.g. to watch its memory during `init()`).
+    pub on_started: Option<OnStarted>,
+}
+
+/// A callback given the worker's process id once it runs.
+#[derive(Clone)]
+pub struct OnStarted(pub std::sync::Arc<dyn Fn(u32) + Send + Sync>);
+
+impl std::fmt::Debug for OnStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnStarted(..)")
+    }
 }
 
 impl WorkerSpec {
@@ -88,6 +101,7 @@ impl WorkerSpec {
             max_frame: DEFAULT_MAX_FRAME,
             log_lines: 2000,
             log_bytes: 1 << 20,
+            on_started: None,
         }
     }
 
@@ -479,6 +493,9 @@ pub async fn spawn(spec: WorkerSpec) -> Result<Worker, SpawnError> {
         source,
     })?;
     let mut process = supervise(child, &spec);
+    if let Some(hook) = &spec.on_started {
+        (hook.0)(process.pid);
+    }
     tracing::debug!(pid = process.pid, socket = %socket_path.display(), "worker process started");
 
     let connect_deadline = Instant::now() + spec.connect_timeout;

@@ -143,6 +143,7 @@ pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>
     for (key, value) in limits.env() {
         spec.env.push((key.into(), value.into()));
     }
+    spec.on_started = limits.on_started();
     let worker = match berth_worker::spawn(spec).await {
         Ok(worker) => worker,
         Err(error) => {

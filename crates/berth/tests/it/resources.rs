@@ -261,3 +261,24 @@ async fn gpus_are_assigned_and_refused_when_not_free() {
     let refused = patch(&server, "gpu", json!({"gpuCores": 2})).await;
     assert_error(&refused, 409, "unschedulable", "rolling update");
 }
+
+#[tokio::test]
+async fn the_rlimit_watchdog_watches_init_too() {
+    let server = TestServer::start_with(&["--resource-enforcement", "rlimit"]).await;
+    let greedy_init: &[u8] = b"import time\ndef init():\n    global weights\n    weights = []\n    while True:\n        weights.append(bytearray(50 * 1024 * 1024))\n        time.sleep(0.05)\ndef run(raw):\n    return len(weights)\n";
+    let dc = json!({"computeType": "local", "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.1, "memoryInGBLimit": 0.25}});
+    let (status, accepted) = server
+        .create_service("fat-init", &[("score.py", greedy_init)], &[], dc)
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let op = server
+        .wait_operation(accepted["operation"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(op["state"], "Failed", "{op}");
+    assert_eq!(op["error"]["code"], "MemoryLimitExceeded", "{op}");
+    let message = op["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("memory limit"), "{op}");
+    assert!(message.contains("watchdog"), "{op}");
+    let shown = show(&server, "fat-init").await;
+    assert_eq!(shown["state"], "Failed", "{shown}");
+}

@@ -424,6 +424,17 @@ impl ReplicaLimits {
         &self.gpus
     }
 
+    /// In `rlimit` mode with a memory limit: the hook that starts the memory
+    /// watchdog on the worker's process as soon as it runs, so `init()` is
+    /// watched too.
+    pub fn on_started(self: &Arc<Self>) -> Option<berth_worker::OnStarted> {
+        let limit = self.watchdog_limit?;
+        let limits = self.clone();
+        Some(berth_worker::OnStarted(Arc::new(move |pid| {
+            tokio::spawn(watchdog::run(pid, limits.clone(), limit));
+        })))
+    }
+
     fn set_kill_reason(&self, reason: String) {
         *lock(&self.kill_reason) = Some(reason);
     }
@@ -501,17 +512,10 @@ impl ReplicaLimits {
     }
 }
 
-/// Watches a started replica: runs the memory watchdog in `rlimit` mode, and
-/// once the process is gone settles its limits (report, group, GPUs).
+/// Watches a started replica: once its process is gone settles its limits
+/// (report, group, GPUs). The `rlimit` memory watchdog runs from the process's
+/// start ([`ReplicaLimits::on_started`]).
 pub fn supervise(replica: &Arc<Replica>) {
-    let limits = replica.limits.clone();
-    if let Some(limit) = limits.watchdog_limit {
-        tokio::spawn(watchdog::run(
-            Arc::downgrade(replica),
-            limits.clone(),
-            limit,
-        ));
-    }
     let replica = replica.clone();
     tokio::spawn(async move {
         let status = replica.worker.exited().await;

@@ -3,11 +3,10 @@
 //! once it is over its `memoryInGBLimit`, recording why first. In cgroup modes
 //! the kernel enforces the limit and this does not run.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::ReplicaLimits;
-use crate::gateway::Replica;
 
 /// How often resident memory is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
@@ -50,24 +49,39 @@ pub fn kill_reason(rss: u64, limit: u64) -> String {
     )
 }
 
-/// Watches `replica` until its process exits; kills it when it goes over `limit` bytes.
-pub async fn run(replica: Weak<Replica>, limits: Arc<ReplicaLimits>, limit: u64) {
+/// The start time of `pid` (field 22 of `/proc/<pid>/stat`, clock ticks
+/// since boot): tells the process apart from a later one with the same id.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Watches process `pid` from its start (so `init()` too) until it exits;
+/// kills it with SIGKILL when it goes over `limit` bytes, recording why first.
+pub async fn run(pid: u32, limits: Arc<ReplicaLimits>, limit: u64) {
+    let Some(started) = start_time(pid) else {
+        return;
+    };
+    let Some(target) = rustix::process::Pid::from_raw(pid as i32) else {
+        return;
+    };
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(replica) = replica.upgrade() else {
-            return;
-        };
-        if replica.worker.exit_status().is_some() {
+        if start_time(pid) != Some(started) {
             return;
         }
-        let Some(rss) = rss_bytes(replica.worker.pid()) else {
+        let Some(rss) = rss_bytes(pid) else {
             return;
         };
         if over_limit(rss, limit) {
             limits.set_kill_reason(kill_reason(rss, limit));
-            replica.worker.kill();
+            if let Err(e) = rustix::process::kill_process(target, rustix::process::Signal::KILL) {
+                tracing::warn!(pid, error = %e, "could not kill a worker over its memory limit");
+            }
             return;
         }
     }
@@ -85,6 +99,8 @@ mod tests {
         assert!(!over_limit(256 << 20, 256 << 20));
         assert!(over_limit((256 << 20) + 1, 256 << 20));
         assert!(rss_bytes(std::process::id()).is_some_and(|b| b > 0));
+        assert!(start_time(std::process::id()).is_some());
+        assert_eq!(start_time(u32::MAX), None);
         let reason = kill_reason(300 << 20, 256 << 20);
         assert!(
             reason.contains("300 MiB") && reason.contains("256 MiB"),
