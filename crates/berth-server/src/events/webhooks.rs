@@ -15,7 +15,10 @@
 //! up on and recorded (`lastError`, `consecutiveFailures`); the next event
 //! follows. Events reach a webhook in order. A slow or dead webhook only fills
 //! its own queue: at [`QUEUE_LIMIT`] the oldest waiting event is dropped and
-//! the drop recorded; emitters and other webhooks never wait.
+//! the drop recorded; emitters and other webhooks never wait. Each webhook
+//! remembers the newest event it was handed (delivered or given up on); after
+//! a restart its sender first sends the stored events after that one, so an
+//! event is delivered at least once across restarts.
 //!
 //! `https://` targets are checked against the system CA bundle
 //! (`SSL_CERT_FILE`, else the usual distribution paths); with none found only
@@ -29,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use berth_api::{CreateWebhookRequest, CreatedWebhook, Event, Webhook};
 use tokio::sync::Notify;
 
-use crate::store::{DeliveryRecord, EventStore, NewWebhook, StoreError};
+use crate::store::{DeliveryRecord, EventQuery, EventStore, NewWebhook, StoreError};
 
 /// Attempts per event, the first included.
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -133,6 +136,46 @@ impl Hook {
             .iter()
             .any(|f| f == "*" || *f == event.event_type)
     }
+
+    /// Queues `event`, dropping the oldest waiting one when full.
+    fn push(&self, event: Arc<Event>) {
+        if let Ok(mut queue) = self.queue.lock() {
+            if queue.len() >= QUEUE_LIMIT {
+                queue.pop_front();
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            queue.push_back(event);
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// The stored events after `through`, oldest first.
+async fn owed_events(store: &dyn EventStore, through: u64) -> Vec<Arc<Event>> {
+    let mut owed = Vec::new();
+    let mut after = through;
+    loop {
+        let page = match store
+            .events(EventQuery {
+                after,
+                limit: QUEUE_LIMIT,
+                ..EventQuery::default()
+            })
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the events owed to a webhook");
+                break;
+            }
+        };
+        let Some(last) = page.last().map(|e| e.id) else {
+            break;
+        };
+        after = last;
+        owed.extend(page.into_iter().map(Arc::new));
+    }
+    owed
 }
 
 /// The registered webhooks and their sender tasks.
@@ -193,7 +236,8 @@ impl Deliveries {
         match store.webhooks().await {
             Ok(stored) => {
                 for hook in stored {
-                    deliveries.spawn(hook.webhook, hook.secret);
+                    let owed = owed_events(store.as_ref(), hook.delivered_through).await;
+                    deliveries.spawn(hook.webhook, hook.secret, owed);
                 }
             }
             Err(e) => tracing::error!(error = %e, "could not load webhooks; none will be called"),
@@ -201,7 +245,9 @@ impl Deliveries {
         deliveries
     }
 
-    fn spawn(&self, webhook: Webhook, secret: String) {
+    /// Starts the sender of `webhook`, first owing it `owed` (stored events
+    /// it had not been handed when the server last stopped).
+    fn spawn(&self, webhook: Webhook, secret: String, owed: Vec<Arc<Event>>) {
         let hook = Arc::new(Hook {
             id: webhook.id,
             url: webhook.url,
@@ -212,6 +258,9 @@ impl Deliveries {
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         });
+        for event in owed.iter().filter(|e| hook.wants(e)) {
+            hook.push(event.clone());
+        }
         if let Ok(mut hooks) = self.hooks.lock() {
             hooks.push(hook.clone());
         }
@@ -229,14 +278,7 @@ impl Deliveries {
             return;
         };
         for hook in hooks.iter().filter(|h| h.wants(event)) {
-            if let Ok(mut queue) = hook.queue.lock() {
-                if queue.len() >= QUEUE_LIMIT {
-                    queue.pop_front();
-                    hook.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                queue.push_back(event.clone());
-            }
-            hook.wake.notify_one();
+            hook.push(event.clone());
         }
     }
 
@@ -263,7 +305,7 @@ impl Deliveries {
                 created_time: crate::now_rfc3339(),
             })
             .await?;
-        self.spawn(webhook.clone(), secret.clone());
+        self.spawn(webhook.clone(), secret.clone(), Vec::new());
         tracing::info!(webhook = %webhook.id, events = ?webhook.events, "webhook registered");
         Ok(CreatedWebhook { webhook, secret })
     }
@@ -323,6 +365,7 @@ async fn send_loop(
             Ok(()) => {
                 failures = 0;
                 DeliveryRecord {
+                    event_id: event.id,
                     status: "delivered",
                     time: crate::now_rfc3339(),
                     error: overflow,
@@ -333,6 +376,7 @@ async fn send_loop(
                 failures = failures.saturating_add(1);
                 tracing::warn!(webhook = %hook.id, event = event.id, %error, "webhook delivery given up");
                 DeliveryRecord {
+                    event_id: event.id,
                     status: "failed",
                     time: crate::now_rfc3339(),
                     error: Some(match overflow {

@@ -55,6 +55,8 @@ pub struct StoredWebhook {
     pub webhook: Webhook,
     /// Signing secret.
     pub secret: String,
+    /// The newest event id handed over; later ones are still owed.
+    pub delivered_through: u64,
 }
 
 impl std::fmt::Debug for StoredWebhook {
@@ -62,6 +64,7 @@ impl std::fmt::Debug for StoredWebhook {
         f.debug_struct("StoredWebhook")
             .field("webhook", &self.webhook)
             .field("secret", &"<hidden>")
+            .field("delivered_through", &self.delivered_through)
             .finish()
     }
 }
@@ -69,6 +72,8 @@ impl std::fmt::Debug for StoredWebhook {
 /// How a delivery (or a queue overflow) ended.
 #[derive(Debug, Clone)]
 pub struct DeliveryRecord {
+    /// The event it was about.
+    pub event_id: u64,
     /// `delivered` or `failed`.
     pub status: &'static str,
     /// RFC 3339.
@@ -86,7 +91,7 @@ pub trait EventStore: Send + Sync + 'static {
     async fn insert_events(&self, events: Vec<NewEvent>, keep: u64) -> Result<Vec<Event>>;
     /// Matching events, oldest first.
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>>;
-    /// Registers a webhook.
+    /// Registers a webhook; it is owed only events newer than the newest stored.
     async fn insert_webhook(&self, new: NewWebhook) -> Result<Webhook>;
     /// Every webhook with its secret, by creation.
     async fn webhooks(&self) -> Result<Vec<StoredWebhook>>;

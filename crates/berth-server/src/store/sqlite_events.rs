@@ -9,7 +9,7 @@ use super::sqlite::db;
 use super::{Result, SqliteStore, StoreError};
 
 const WEBHOOK_COLUMNS: &str = "id, url, events, secret, created_time, last_status, last_time, \
-     last_error, consecutive_failures";
+     last_error, consecutive_failures, delivered_through";
 
 fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
     move |e| StoreError::Corrupt {
@@ -53,6 +53,7 @@ type RawWebhook = (
     Option<String>,
     Option<String>,
     u32,
+    u64,
 );
 
 fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
@@ -66,11 +67,12 @@ fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
         r.get(6)?,
         r.get(7)?,
         r.get(8)?,
+        r.get(9)?,
     ))
 }
 
 fn finish_webhook(raw: RawWebhook) -> Result<StoredWebhook> {
-    let (id, url, events, secret, created_time, status, time, error, failures) = raw;
+    let (id, url, events, secret, created_time, status, time, error, failures, through) = raw;
     Ok(StoredWebhook {
         webhook: Webhook {
             id,
@@ -83,6 +85,7 @@ fn finish_webhook(raw: RawWebhook) -> Result<StoredWebhook> {
             consecutive_failures: failures,
         },
         secret,
+        delivered_through: through,
     })
 }
 
@@ -162,7 +165,8 @@ impl EventStore for SqliteStore {
         self.write(move |conn| {
             let events = serde_json::to_string(&new.events).map_err(corrupt("webhook events"))?;
             conn.execute(
-                "INSERT INTO webhooks (id, url, events, secret, created_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO webhooks (id, url, events, secret, created_time, delivered_through) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT COALESCE(MAX(id), 0) FROM events))",
                 params![new.id, new.url, events, new.secret, new.created_time],
             )
             .map_err(db("insert webhook"))?;
@@ -215,13 +219,15 @@ impl EventStore for SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE webhooks SET last_status = ?1, last_time = ?2, last_error = ?3, \
-                 consecutive_failures = ?4 WHERE id = ?5",
+                 consecutive_failures = ?4, delivered_through = MAX(delivered_through, ?6) \
+                 WHERE id = ?5",
                 params![
                     record.status,
                     record.time,
                     record.error,
                     record.consecutive_failures,
-                    id
+                    id,
+                    record.event_id
                 ],
             )
             .map_err(db("record webhook delivery"))?;

@@ -443,3 +443,53 @@ async fn the_cli_adds_lists_and_removes_webhooks_and_lists_events() {
     let table = run(&["events"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("model.registered"));
 }
+
+#[tokio::test]
+async fn events_owed_to_a_webhook_are_sent_after_a_restart_and_only_once() {
+    // The first three attempts fail: the first before the restart, the
+    // other two after it.
+    let receiver = Receiver::start(vec![503, 503, 503]).await;
+    let mut server = TestServer::start().await;
+    let (status, created) = json_of(
+        server
+            .request(Method::POST, "/v1/webhooks")
+            .json(&json!({"url": receiver.url, "events": ["model.registered"], "secret": SECRET}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    server
+        .register_file("owed", "m.txt", b"1".to_vec(), json!({}))
+        .await;
+    let first = receiver.wait_for(|got| !got.is_empty()).await;
+    let owed_id = first[0].headers["x-berth-delivery"].clone();
+
+    // Killed while retrying: the event is still owed after the restart.
+    server.kill9().await;
+    server.start_again().await;
+    let got = receiver.wait_for(|got| got.len() >= 4).await;
+    assert!(
+        got.iter().all(|d| d.headers["x-berth-delivery"] == owed_id),
+        "{:?}",
+        got.iter().map(Delivery::json).collect::<Vec<_>>()
+    );
+    assert_eq!(got[3].json()["data"]["name"], "owed");
+
+    // Delivered: a second restart does not send it again; the next event is
+    // the first thing the receiver gets.
+    server.restart().await;
+    server
+        .register_file("next", "m.txt", b"2".to_vec(), json!({}))
+        .await;
+    let after = receiver.wait_for(|got| got.len() >= 5).await;
+    assert_eq!(
+        after.len(),
+        5,
+        "{:?}",
+        after.iter().map(Delivery::json).collect::<Vec<_>>()
+    );
+    assert_eq!(after[4].json()["data"]["name"], "next");
+    assert_ne!(after[4].headers["x-berth-delivery"], owed_id);
+}

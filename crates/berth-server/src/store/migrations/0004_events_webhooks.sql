@@ -19,5 +19,8 @@ CREATE TABLE webhooks (
     last_status          TEXT,
     last_time            TEXT,
     last_error           TEXT,
-    consecutive_failures INTEGER NOT NULL DEFAULT 0
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    -- The newest event handed over (delivered or given up on): a restart
+    -- resumes delivery after it.
+    delivered_through    INTEGER NOT NULL DEFAULT 0
 );
