@@ -131,7 +131,12 @@ async fn follow_events(
         return;
     }
     loop {
-        match live.recv().await {
+        let received = tokio::select! {
+            received = live.recv() => received,
+            // The client hung up (its body stream, holding the receiver, was dropped).
+            () = tx.closed() => return,
+        };
+        match received {
             Ok(event) => {
                 if event.id <= query.after {
                     continue;
