@@ -466,7 +466,12 @@ pub async fn service_logs(
         let tx = tx.clone();
         tokio::spawn(async move {
             loop {
-                match receiver.recv().await {
+                let received = tokio::select! {
+                    received = receiver.recv() => received,
+                    // The client hung up.
+                    () = tx.closed() => return,
+                };
+                match received {
                     Ok(line) => {
                         let text = format!(
                             "{} r{revision}/{index} {}: {}\n",
