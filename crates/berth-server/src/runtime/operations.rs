@@ -692,6 +692,11 @@ impl Runtime {
         if let Ok(mut running) = self.running.lock() {
             running.remove(service);
         }
+        // The operation holds its clone of the lock until it ends; a later
+        // service of the same name gets a fresh one.
+        if let Ok(mut locks) = self.replica_sets.lock() {
+            locks.remove(service);
+        }
         self.deps.resources.forget(service);
         self.deps.observability.metrics().service_deleted(service);
         if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
