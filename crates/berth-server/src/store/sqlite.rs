@@ -259,17 +259,6 @@ const ENV_COLUMNS: &str = "e.name, e.version, e.spec, e.warnings, e.description,
 
 type RawEnvironment = (String, u32, String, String, Option<String>, String);
 
-fn raw_environment(row: &Row<'_>) -> rusqlite::Result<RawEnvironment> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    ))
-}
-
 fn finish_environment(raw: RawEnvironment) -> Result<StoredEnvironment> {
     let (name, version, spec, warnings, description, created_time) = raw;
     Ok(StoredEnvironment {
@@ -297,14 +286,14 @@ fn find_environment(
         Some(v) => conn.query_row(
             &format!("SELECT {ENV_COLUMNS} FROM environments e WHERE e.name = ?1 AND e.version = ?2"),
             params![name, v],
-            raw_environment,
+            |row| RawEnvironment::try_from(row),
         ),
         None => conn.query_row(
             &format!(
                 "SELECT {ENV_COLUMNS} FROM environments e WHERE e.name = ?1 ORDER BY e.version DESC LIMIT 1"
             ),
             params![name],
-            raw_environment,
+            |row| RawEnvironment::try_from(row),
         ),
     }
     .optional()
@@ -657,7 +646,7 @@ impl Store for SqliteStore {
             };
             let mut stmt = conn.prepare(&sql).map_err(db("prepare environment list"))?;
             let rows = stmt
-                .query_map(params![name], raw_environment)
+                .query_map(params![name], |row| RawEnvironment::try_from(row))
                 .map_err(db("list environments"))?;
             let mut out = Vec::new();
             for row in rows {

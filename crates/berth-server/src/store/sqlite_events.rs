@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use berth_api::{Event, Webhook};
-use rusqlite::{Row, params};
+use rusqlite::params;
 
 use super::events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
 use super::sqlite::db;
@@ -19,17 +19,6 @@ fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
 }
 
 type RawEvent = (u64, String, String, Option<String>, Option<String>, String);
-
-fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
-}
 
 fn finish_event(raw: RawEvent) -> Result<Event> {
     let (id, time, event_type, service, operation, data) = raw;
@@ -55,21 +44,6 @@ type RawWebhook = (
     u32,
     u64,
 );
-
-fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-    ))
-}
 
 fn finish_webhook(raw: RawWebhook) -> Result<StoredWebhook> {
     let (id, url, events, secret, created_time, status, time, error, failures, through) = raw;
@@ -149,7 +123,7 @@ impl EventStore for SqliteStore {
                         query.event_type,
                         query.limit as i64
                     ],
-                    raw_event,
+                    |row| RawEvent::try_from(row),
                 )
                 .map_err(db("list events"))?;
             let mut out = Vec::new();
@@ -192,7 +166,7 @@ impl EventStore for SqliteStore {
                 ))
                 .map_err(db("prepare webhook list"))?;
             let rows = stmt
-                .query_map([], raw_webhook)
+                .query_map([], |row| RawWebhook::try_from(row))
                 .map_err(db("list webhooks"))?;
             let mut out = Vec::new();
             for row in rows {

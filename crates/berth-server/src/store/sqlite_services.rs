@@ -7,7 +7,7 @@ use berth_api::{
     Operation, OperationError, OperationEvent, OperationState, OperationType, ServiceKeys,
     ServiceSpec, ServiceState,
 };
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::services::{NewService, OperationOutcome, ServiceChange, ServiceStore, StoredService};
 use super::sqlite::db;
@@ -38,24 +38,6 @@ type RawService = (
     String,
     Option<String>,
 );
-
-fn raw_service(r: &Row<'_>) -> rusqlite::Result<RawService> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-    ))
-}
 
 fn finish_service(raw: RawService) -> Result<StoredService> {
     let (
@@ -102,7 +84,7 @@ fn find_service(conn: &Connection, name: &str) -> Result<Option<StoredService>> 
     conn.query_row(
         &format!("SELECT {SERVICE_COLUMNS} FROM services WHERE name = ?1"),
         params![name],
-        raw_service,
+        |row| RawService::try_from(row),
     )
     .optional()
     .map_err(db("read service"))?
@@ -492,7 +474,7 @@ impl ServiceStore for SqliteStore {
                 ))
                 .map_err(db("prepare service list"))?;
             let rows = stmt
-                .query_map([], raw_service)
+                .query_map([], |row| RawService::try_from(row))
                 .map_err(db("list services"))?;
             let mut out = Vec::new();
             for row in rows {
