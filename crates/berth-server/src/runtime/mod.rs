@@ -333,6 +333,7 @@ impl Runtime {
         Ok(())
     }
 
+    /// Ready and desired replicas of a service.
     pub fn replica_counts(&self, service: &str) -> (u32, u32) {
         let status = self.replica_status(service);
         (status.ready, status.desired)
@@ -367,8 +368,6 @@ impl Runtime {
         status.current = current;
         if ready >= status.desired {
             status.reason = None;
-        } else if status.reason.is_none() && status.desired > 0 {
-            status.reason = Some(format!("{ready} of {} replica(s) ready", status.desired));
         }
         status
     }

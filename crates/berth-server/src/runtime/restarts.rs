@@ -65,11 +65,10 @@ impl Runtime {
         }
     }
 
-    /// Ready and desired replicas of a service.
     /// Restarts a replica that exited while serving, with exponential backoff
     /// over consecutive quick exits (a crash loop is reported as one).
     async fn replace_replica(self: &Arc<Self>, exit: ReplicaExit) {
-        let Some((plan, probe, backoff, restarts)) = self.with_service(&exit.service, |state| {
+        let Some((plan, probe, backoff, restarts, health)) = self.with_service(&exit.service, |state| {
             if state.plan.revision != exit.revision {
                 return None;
             }
@@ -96,15 +95,12 @@ impl Runtime {
                 state.spec.deployment.liveness_probe_requirements.clone(),
                 backoff,
                 state.restarts,
+                state.health.clone().unwrap_or_default(),
             ))
         })
         .flatten() else {
             return;
         };
-        let health = self
-            .with_service(&exit.service, |s| s.health.clone())
-            .flatten()
-            .unwrap_or_default();
         for line in exit.output.lines() {
             self.note(
                 &exit.service,
