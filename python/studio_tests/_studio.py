@@ -184,3 +184,11 @@ def wait_until(what: str, predicate, timeout: float = 120.0, interval: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_js(page: Any, expression: str, arg: Any = None, timeout: float = 30.0) -> Any:
+    """Polls ``expression`` (a JS function of ``arg``) with ``page.evaluate`` until it is truthy.
+
+    ``page.wait_for_function`` evaluates its predicate inside the page, which the console's
+    Content-Security-Policy (no ``unsafe-eval``) forbids; ``evaluate`` goes through DevTools."""
+    return wait_until(f"`{expression}` in the page", lambda: page.evaluate(expression, arg), timeout=timeout, interval=0.1)

@@ -13,7 +13,7 @@ import time
 import unittest
 from typing import List
 
-from _studio import SHOTS, Studio, wait_until
+from _studio import SHOTS, Studio, wait_js, wait_until
 
 
 class StudioTest(unittest.TestCase):
@@ -141,14 +141,12 @@ class StudioTest(unittest.TestCase):
         wait_until("the tail to connect", lambda: page.inner_text("#tail-status") == "live", timeout=10)
         marker = "m-%d" % int(time.time() * 1000)
         self.assertEqual(s.score("studio-svc", {"marker": marker}, key)[0], 200)
-        page.wait_for_function(
-            "m => document.querySelector('#log-tail').textContent.includes('scored marker ' + m)", arg=marker, timeout=20000
-        )
+        wait_js(page, "m => document.querySelector('#log-tail').textContent.includes('scored marker ' + m)", marker, timeout=20)
         s.shot(page, "12-service-logs")
 
         # Test tab: prefilled body, send, status and revision shown.
         page.goto("/#/services/studio-svc/test")
-        page.wait_for_function("document.querySelector('#test-body') && document.querySelector('#test-body').value.length > 0")
+        wait_js(page, "() => document.querySelector('#test-body') && document.querySelector('#test-body').value.length > 0")
         page.click("#test-send")
         page.wait_for_selector("#test-status")
         self.assertIn("200", page.inner_text("#test-status"))
@@ -228,7 +226,7 @@ class StudioTest(unittest.TestCase):
         self.assertNotEqual(new_key, key)
         self.assertEqual(s.score("studio-svc", {"data": [1]}, key)[0], 401)
         self.assertEqual(s.score("studio-svc", {"data": [1]}, new_key)[0], 200)
-        page.wait_for_function("k => !document.querySelector('#key-primary').textContent.includes(k)", arg=key)
+        wait_js(page, "k => !document.querySelector('#key-primary').textContent.includes(k)", key)
         s.shot(page, "17-service-keys")
 
         # Every other tab and page renders without a console error.
@@ -298,7 +296,7 @@ class StudioTest(unittest.TestCase):
         # Enter on a focused section link opens it.
         page.focus('header nav a[href="#/webhooks"]')
         page.keyboard.press("Enter")
-        page.wait_for_function("document.querySelector('#main h1') && document.querySelector('#main h1').textContent === 'Webhooks'")
+        wait_js(page, "() => document.querySelector('#main h1') && document.querySelector('#main h1').textContent === 'Webhooks'")
         outline = page.evaluate(
             "() => { const a = document.querySelector('header nav a[href=\"#/models\"]'); a.focus(); return getComputedStyle(a).outlineStyle; }"
         )
