@@ -184,7 +184,9 @@
       if (!stopped) timer = setTimeout(tick, ms);
     };
     timer = setTimeout(tick, ms);
-    pageCleanup.push(() => { stopped = true; clearTimeout(timer); });
+    const stop = () => { stopped = true; clearTimeout(timer); };
+    pageCleanup.push(stop);
+    return stop;
   }
   function abortable() {
     const c = new AbortController();
@@ -372,6 +374,8 @@
   }
 
   async function overviewTab(panel, svc) {
+    const opViews = new Map();
+    const opView = (id) => { if (!opViews.has(id)) opViews.set(id, operationView(id)); return opViews.get(id); };
     const draw = (s) => {
       clear(panel);
       const st = s;
@@ -406,7 +410,7 @@
           ['Created', fmtTime(s.createdTime)], ['Updated', fmtTime(s.updatedTime)],
         ]),
         swaggerBox,
-        s.operationId ? h('div', null, h('h2', null, 'Current operation'), operationView(s.operationId)) : null,
+        s.operationId ? h('div', null, h('h2', null, s.state === 'Transitioning' ? 'Running operation' : 'Last operation'), opView(s.operationId)) : null,
       ]);
     };
     draw(svc);
@@ -472,6 +476,7 @@
     append(box, [h('p', null, 'Operation ', h('code', null, id), ' ', stateEl), log, tail]);
     let offset = 0;
     let done = false;
+    let stop = () => {};
     const poll = async () => {
       if (done) return;
       try {
@@ -484,15 +489,16 @@
         box.setAttribute('data-state', op.state);
         if (op.state !== 'Running' && op.state !== 'NotStarted') {
           done = true;
+          stop();
           if (op.error) append(tail, [operationErrorBox(op.error)]);
           if (onEnd) onEnd(op);
         }
       } catch (e) {
-        if (!isAbort(e)) { done = true; append(tail, [errorBox(e)]); }
+        if (!isAbort(e)) { done = true; stop(); append(tail, [errorBox(e)]); }
       }
     };
     poll();
-    every(700, poll);
+    stop = every(700, poll);
     return box;
   }
 
@@ -660,10 +666,11 @@
   // ---------- Events ----------
   function eventRow(ev) {
     const d = ev.data || {};
-    const summary = ev.type === 'service.state_changed' ? (d.from + ' → ' + d.to + (d.reason ? ': ' + d.reason : ''))
-      : (d.message || d.reason || d.error || (Object.keys(d).length ? JSON.stringify(d) : ''));
+    const summary = ev.type === 'service.state_changed' ? ((d.from || '—') + ' → ' + (d.to || '—') + (d.reason ? ': ' + d.reason : ''))
+      : (d.message || d.reason || d.error || Object.entries(d).filter(([, v]) => v !== null && v !== undefined)
+        .map(([k, v]) => k + ' ' + (typeof v === 'object' ? JSON.stringify(v) : v)).join(' · '));
     return h('tr', { 'data-event': ev.id },
-      h('td', null, fmtTime(ev.time)), h('td', null, h('code', null, ev.type)),
+      h('td', { class: 'time' }, fmtTime(ev.time)), h('td', null, h('code', null, ev.type)),
       h('td', null, ev.service ? h('a', { href: '#/services/' + encodeURIComponent(ev.service) }, ev.service) : '—'),
       h('td', null, typeof summary === 'string' ? summary : JSON.stringify(summary)));
   }
