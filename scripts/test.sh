@@ -24,3 +24,8 @@ python3 -m unittest discover -s python/tests -v
 
 # The SDK against real servers started from the binary the Rust tests just built.
 BERTH_BIN="$PWD/target/debug/berth" python3 -m unittest discover -s python/sdk_tests -v
+
+# --- Berth Studio (the web console) in headless Chromium via Playwright; installs both when missing.
+STUDIO_PYTHON="$(bash scripts/studio-python.sh)"
+BERTH_BIN="$PWD/target/debug/berth" "$STUDIO_PYTHON" -m unittest discover -s python/studio_tests -v
+# --- end Berth Studio
