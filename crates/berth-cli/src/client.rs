@@ -8,7 +8,8 @@ use berth_api::{
     ErrorBody, Event, EventList, Model, ModelList, Operation, OperationAccepted,
     RegenerateKeyRequest, RegisterEnvironmentRequest, RegisterEnvironmentResponse,
     RegisterModelMetadata, RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList,
-    ServiceLogs, ServiceToken, Snapshot, StudioCode, UpdateModelRequest, WebhookList, WorkspaceInfo,
+    ServiceLogs, ServiceToken, Snapshot, StudioCode, UpdateModelRequest, WebhookList,
+    WorkspaceInfo,
 };
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};

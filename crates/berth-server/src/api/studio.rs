@@ -51,7 +51,11 @@ pub async fn mint_code(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|host| {
-            let scheme = if state.config.tls.is_some() { "https" } else { "http" };
+            let scheme = if state.config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             format!("{scheme}://{host}")
         })
         .unwrap_or_else(|| state.endpoint.to_string());

@@ -92,9 +92,16 @@ impl Studio {
     /// Authorises a `/v1` call made with the console's session cookie: the
     /// session must be live, and a call that changes anything must carry the
     /// CSRF header and, if the browser sent one, a same-origin `Origin`.
-    pub fn authorize(&self, method: &Method, headers: &HeaderMap, tls: bool) -> Result<(), ApiError> {
+    pub fn authorize(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        tls: bool,
+    ) -> Result<(), ApiError> {
         let id = session_id(headers).ok_or_else(|| {
-            ApiError::Unauthenticated("this call needs the workspace token and none was sent".into())
+            ApiError::Unauthenticated(
+                "this call needs the workspace token and none was sent".into(),
+            )
         })?;
         let session = self.sessions.get(id, now_secs()).ok_or_else(|| {
             ApiError::Unauthenticated(
@@ -142,7 +149,10 @@ fn page(status: StatusCode, html: String) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -175,10 +185,7 @@ async fn asset(Path(file): Path<String>) -> Response {
             let mut response = body.into_response();
             let h = response.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache"),
-            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             h.insert(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -189,14 +196,19 @@ async fn asset(Path(file): Path<String>) -> Response {
     }
 }
 
-fn start_session(state: &StudioState, new: Result<session::NewSession, getrandom::Error>) -> Response {
+fn start_session(
+    state: &StudioState,
+    new: Result<session::NewSession, getrandom::Error>,
+) -> Response {
     match new {
         Ok(new) => redirect_home(session::set_cookie(&new.id, state.tls)),
         Err(e) => {
             tracing::error!(error = %e, "no randomness for a console session");
             page(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                pages::sign_in(Some("The server could not start a session; its log has the details.")),
+                pages::sign_in(Some(
+                    "The server could not start a session; its log has the details.",
+                )),
             )
         }
     }

@@ -144,7 +144,11 @@ impl Sessions {
 
     /// Exchanges `code` for a new session; a code works once and only before it expires.
     /// `Ok(None)` when the code is unknown, used or expired.
-    pub fn redeem_code(&self, code: &str, now: u64) -> Result<Option<NewSession>, getrandom::Error> {
+    pub fn redeem_code(
+        &self,
+        code: &str,
+        now: u64,
+    ) -> Result<Option<NewSession>, getrandom::Error> {
         let Some(expires) = lock(&self.codes).remove(&digest(code)) else {
             return Ok(None);
         };
@@ -237,9 +241,16 @@ mod tests {
             .expect("random")
             .expect("a fresh code signs in");
         assert!(s.get(&session.id, 61).is_some());
-        assert!(s.redeem_code(&code, 61).expect("random").is_none(), "a code works once");
+        assert!(
+            s.redeem_code(&code, 61).expect("random").is_none(),
+            "a code works once"
+        );
         let (late, _) = s.mint_code(50).expect("random");
-        assert!(s.redeem_code(&late, 50 + CODE_LIFETIME_SECS).expect("random").is_none());
+        assert!(
+            s.redeem_code(&late, 50 + CODE_LIFETIME_SECS)
+                .expect("random")
+                .is_none()
+        );
         assert!(s.redeem_code("made-up", 51).expect("random").is_none());
     }
 
@@ -251,7 +262,12 @@ mod tests {
         };
         let origins = origins_for_host("127.0.0.1:8080", false);
         assert_eq!(
-            check_csrf(&session, Some("abc123"), Some("http://127.0.0.1:8080"), &origins),
+            check_csrf(
+                &session,
+                Some("abc123"),
+                Some("http://127.0.0.1:8080"),
+                &origins
+            ),
             Ok(())
         );
         assert_eq!(check_csrf(&session, Some("abc123"), None, &origins), Ok(()));
@@ -264,7 +280,12 @@ mod tests {
             Err(CsrfError::Mismatch)
         );
         assert_eq!(
-            check_csrf(&session, Some("abc123"), Some("https://evil.example"), &origins),
+            check_csrf(
+                &session,
+                Some("abc123"),
+                Some("https://evil.example"),
+                &origins
+            ),
             Err(CsrfError::CrossOrigin("https://evil.example".into()))
         );
         assert!(

@@ -183,7 +183,11 @@ async fn a_session_reads_with_the_cookie_and_changes_only_with_csrf_proof() {
         .unwrap();
     assert_error(&json_of(cross).await, 403, "forbidden", "evil.example");
     let (_, listed) = server.get_json("/v1/webhooks").await;
-    assert_eq!(listed["webhooks"], json!([]), "refused changes changed nothing");
+    assert_eq!(
+        listed["webhooks"],
+        json!([]),
+        "refused changes changed nothing"
+    );
 
     // With the header and a same-origin Origin, the change goes through.
     let ok = http
@@ -293,8 +297,14 @@ async fn studio_login_prints_a_link_that_works_once_and_leaves_no_secret_in_the_
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
-    let (status, minted): (u16, Value) =
-        json_of(server.request(Method::POST, "/v1/studio/codes").send().await.unwrap()).await;
+    let (status, minted): (u16, Value) = json_of(
+        server
+            .request(Method::POST, "/v1/studio/codes")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 201);
     assert_eq!(minted["sessionSeconds"], 12 * 3600);
 }
