@@ -305,6 +305,85 @@ class StudioTest(unittest.TestCase):
         self.assertNoConsoleErrors(errors)
         ctx.close()
 
+    def test_5_errors_show_the_server_message_and_webhooks_add_and_remove(self) -> None:
+        s = self.studio
+        ctx = s.context()
+        page, errors = s.page(ctx)
+        s.sign_in(page)
+        page.goto("/#/webhooks")
+        page.wait_for_selector("#webhook-form")
+        page.fill("#wh-url", "ftp://example.com/hook")
+        page.click("#webhook-form button[type=submit]")
+        page.wait_for_selector("#main .error")
+        self.assertIn("has scheme `ftp`", page.inner_text("#main .error"))
+        self.assertIn("invalid_argument", page.inner_text("#main .error"))
+        s.shot(page, "34-webhooks-error")
+        errors.clear()  # the browser logs the 400 answer itself as a failed load
+        page.fill("#wh-url", "https://example.com/studio-hook")
+        page.check('input[name="wh-event"][value="operation.failed"]')
+        page.click("#webhook-form button[type=submit]")
+        page.wait_for_selector("#wh-created-secret")
+        self.assertGreater(len(page.inner_text("#wh-created-secret")), 10)
+        hooks = s.api("GET", "/v1/webhooks")[1]["webhooks"]
+        added = [h for h in hooks if h["url"] == "https://example.com/studio-hook"]
+        self.assertEqual([h["events"] for h in added], [["operation.failed"]])
+        row = page.locator(f'tr[data-webhook="{added[0]["id"]}"]')
+        row.wait_for()
+        s.shot(page, "35-webhooks-added")
+        row.locator("button").click()
+        row.wait_for(state="detached")
+        self.assertNotIn(added[0]["id"], [h["id"] for h in s.api("GET", "/v1/webhooks")[1]["webhooks"]])
+        self.assertNoConsoleErrors(errors)
+        ctx.close()
+
+    def test_6_text_meets_wcag_aa_contrast_in_light_and_dark(self) -> None:
+        s = self.studio
+        for scheme in ("light", "dark"):
+            ctx = s.browser.new_context(viewport={"width": 1280, "height": 800}, base_url=s.endpoint, color_scheme=scheme)
+            page, errors = s.page(ctx)
+            s.sign_in(page)
+            ratios = page.evaluate(CONTRAST_JS)
+            low = {name: round(r, 2) for name, r in ratios.items() if r < 4.5}
+            self.assertEqual(low, {}, f"{scheme}: text below 4.5:1 ({ratios})")
+            self.assertNoConsoleErrors(errors)
+            ctx.close()
+
+
+# Contrast ratios (WCAG 2) of the console's text styles against the background they sit on.
+CONTRAST_JS = """() => {
+  const parse = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const bgOf = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = getComputedStyle(el).backgroundColor;
+      if (c && c !== 'transparent' && !/,\\s*0\\)$/.test(c)) return parse(c);
+    }
+    return [255, 255, 255];
+  };
+  const ratio = (el) => {
+    const a = lum(parse(getComputedStyle(el).color)); const b = lum(bgOf(el));
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  };
+  const host = document.createElement('div');
+  host.innerHTML = '<p>body</p><p class="muted">muted</p><a href="#/models">link</a>' +
+    '<span class="badge ok">ok</span><span class="badge busy">busy</span><span class="badge warn">warn</span>' +
+    '<span class="badge bad">bad</span><span class="badge neutral">neutral</span><span class="chip">chip</span>' +
+    '<button>primary</button><button class="secondary">secondary</button><button class="danger">danger</button>' +
+    '<div class="error"><strong>error</strong><p class="hint">hint</p></div><div class="notice">notice</div>' +
+    '<table><thead><tr><th>th</th></tr></thead></table><pre class="code">code</pre>';
+  document.getElementById('main').appendChild(host);
+  const out = {};
+  for (const el of host.querySelectorAll('p, a, span, button, strong, th, div.notice, pre')) out[(el.className || el.tagName) + ':' + el.textContent] = ratio(el);
+  out['nav'] = ratio(document.querySelector('header nav a'));
+  out['nav-current'] = ratio(document.querySelector('header nav a[aria-current]'));
+  out['workspace'] = ratio(document.querySelector('.workspace'));
+  host.remove();
+  return out;
+}"""
+
 
 if __name__ == "__main__":
     unittest.main()

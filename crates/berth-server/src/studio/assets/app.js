@@ -173,6 +173,21 @@
       e.details.length > 1 ? h('ul', null, e.details.map((d) => h('li', null, d))) : null,
       e.hint ? h('p', { class: 'hint' }, 'Hint: ' + e.hint) : null);
   }
+  // Redraws `container` with `fn` and gives focus back to the equivalent element
+  // (same id or href), so that live refreshes never pull focus from a keyboard user.
+  function keepFocus(container, fn) {
+    const a = document.activeElement;
+    const inside = a && a !== document.body && container.contains(a);
+    const id = inside && a.id;
+    const href = inside && a.getAttribute('href');
+    const text = inside && a.textContent;
+    fn();
+    if (!inside) return;
+    let again = id ? document.getElementById(id) : null;
+    if (!again && href) again = container.querySelector('[href="' + CSS.escape(href) + '"]');
+    if (!again && text) again = [...container.querySelectorAll(a.tagName)].find((x) => x.textContent === text);
+    if (again) again.focus();
+  }
   function isAbort(e) { return e && (e.name === 'AbortError'); }
 
   function every(ms, fn) {
@@ -261,8 +276,10 @@
     const seq = ++renderSeq;
     const r = parseRoute();
     navHighlight(r.section);
-    const main = document.getElementById('main');
-    clear(main);
+    // Each route renders into its own container: a page still loading when the
+    // user moves on writes into a detached element, never into the new page.
+    const main = h('div', { class: 'view' });
+    clear(document.getElementById('main')).appendChild(main);
     const pages = {
       services: r.name ? () => servicePage(main, r.name, r.tab) : () => servicesPage(main),
       models: () => modelsPage(main),
@@ -289,7 +306,8 @@
     append(main, [h('div', { class: 'page-head' }, h('h1', null, 'Services'),
       h('div', { class: 'filters' }, search, stateSel)), body]);
     let data = null;
-    const draw = () => {
+    const draw = () => keepFocus(body, drawNow);
+    const drawNow = () => {
       if (!data) return;
       const q = search.value.trim().toLowerCase();
       const st = stateSel.value;
@@ -376,7 +394,14 @@
   async function overviewTab(panel, svc) {
     const opViews = new Map();
     const opView = (id) => { if (!opViews.has(id)) opViews.set(id, operationView(id)); return opViews.get(id); };
+    let shown = '';
     const draw = (s) => {
+      const key = JSON.stringify(s);
+      if (key === shown) return;
+      shown = key;
+      keepFocus(panel, () => drawNow(s));
+    };
+    const drawNow = (s) => {
       clear(panel);
       const st = s;
       const as = st.autoScaler || {};
