@@ -141,7 +141,7 @@ class Studio:
         """Registers ``model`` (content ``v1``) and deploys ``service`` with the CLI."""
         self.write("src/score.py", SCORE_PY)
         self.write(f"{model}-1/model.txt", "v1\n")
-        self.write("dc.json", json.dumps({"computeType": "local", "numReplicas": 1, "authEnabled": auth}))
+        self.write("dc.json", json.dumps({"computeType": "AKS", "numReplicas": 1, "authEnabled": auth}))
         self.cli("model", "register", "-n", model, "-p", f"{model}-1/model.txt")
         self.cli("model", "deploy", "-n", service, "-m", f"{model}:1", "--es", "score.py", "--sd", "src", "--dc", "dc.json")
 

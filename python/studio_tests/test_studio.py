@@ -6,14 +6,26 @@ Run: ``BERTH_BIN=$PWD/target/debug/berth "$(bash scripts/studio-python.sh)" -m u
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 import unittest
 from typing import List
 
-from _studio import SHOTS, Studio, wait_js, wait_until
+from _studio import PYTHON_ROOT, SHOTS, Studio, wait_js, wait_until
+
+
+def _python_with_requests() -> "str | None":
+    """An interpreter that can import ``requests`` (this one, or ``python3``), if any."""
+    for python in (sys.executable, shutil.which("python3")):
+        if python and subprocess.run([python, "-c", "import requests"], capture_output=True).returncode == 0:
+            return python
+    return None
 
 
 class StudioTest(unittest.TestCase):
@@ -243,6 +255,25 @@ class StudioTest(unittest.TestCase):
         page.wait_for_selector("#snippet-curl")
         self.assertIn("/api/v1/service/studio-svc/score", page.inner_text("#snippet-curl"))
         self.assertIn("Authorization: Bearer", page.inner_text("#snippet-curl"))
+        # The snippets run as shown, once the key placeholder is filled in.
+        placeholder = "<primary key from the Keys tab>"
+        curl = page.inner_text("#snippet-curl").replace(placeholder, new_key)
+        ran = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
+        self.assertEqual(json.loads(ran.stdout), {"model": "v2"}, ran.stderr)
+        py = page.inner_text("#snippet-python").replace(placeholder, new_key)
+        with_requests = _python_with_requests()
+        if with_requests is None:
+            print("SKIPPED LOUDLY: no Python with `requests` here; the Python requests snippet was not run", file=sys.stderr)
+        else:
+            ran = subprocess.run([with_requests, "-c", py], capture_output=True, text=True, timeout=60)
+            self.assertIn("{'model': 'v2'}", ran.stdout, ran.stderr)
+        sdk_dir = os.path.join(s.work, "sdk-snippet")
+        os.makedirs(sdk_dir, exist_ok=True)
+        shutil.copy(s.server.config_path, os.path.join(sdk_dir, "config.json"))
+        env = dict(os.environ, PYTHONPATH=PYTHON_ROOT)
+        ran = subprocess.run(["python3", "-c", page.inner_text("#snippet-sdk")], cwd=sdk_dir, env=env, capture_output=True, text=True, timeout=60)
+        self.assertIn("/api/v1/service/studio-svc/score", ran.stdout, ran.stderr)
+        self.assertIn("v2", ran.stdout, ran.stderr)
         for name in ["models", "environments", "events", "webhooks"]:
             page.goto(f"/#/{name}")
             page.wait_for_selector("#main h1")

@@ -849,13 +849,16 @@
     ].join('\n');
     const sdk = [
       'import json',
-      'from azureml.core import Workspace',
-      'from azureml.core.webservice import Webservice',
+      '# pip install ./python (the Berth SDK: berth.core mirrors azureml.core)',
+      'from berth.core import Workspace',
+      'from berth.core.webservice import Webservice',
       '',
       'ws = Workspace.from_config()  # the config.json `berth server` writes',
       'service = Webservice(ws, "' + svc.name + '")',
       'print(service.scoring_uri)',
-      'print(service.run(json.dumps({"data": [[0.0, 1.0]]})))',
+      (String(st.computeType).toUpperCase() === 'LOCAL' && (st.authEnabled || st.tokenAuthEnabled))
+        ? '# A LOCAL service\'s run() sends no key (as in Azure ML): with auth on, use the requests snippet.'
+        : 'print(service.run(json.dumps({"data": [[0.0, 1.0]]})))',
     ].join('\n');
     const block = (title, id, text) => h('div', { class: 'snippet' },
       h('div', { class: 'snippet-head' }, h('h2', null, title), copyButton(() => text, title)),
@@ -864,7 +867,7 @@
       h('p', null, 'Scoring URI ', h('code', null, uri), st.authEnabled ? ' · key auth' : (st.tokenAuthEnabled ? ' · token auth' : ' · no auth')),
       block('curl', 'snippet-curl', curl),
       block('Python (requests)', 'snippet-python', py),
-      block('Python SDK (azureml.core v1 surface)', 'snippet-sdk', sdk),
+      block('Python SDK (Azure ML v1 surface)', 'snippet-sdk', sdk),
     ]);
   }
 
