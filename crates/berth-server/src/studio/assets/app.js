@@ -701,20 +701,36 @@
       h('td', null, ev.service ? h('a', { href: '#/services/' + encodeURIComponent(ev.service) }, ev.service) : '—'),
       h('td', null, typeof summary === 'string' ? summary : JSON.stringify(summary)));
   }
+  // The id of the newest stored event (0 when there is none), found with a few
+  // `after=N&limit=1` probes, so that a feed can start near the end of a long log.
+  async function latestEventId(signal) {
+    const has = async (after) => (await api('GET', '/v1/events?limit=1&after=' + after, undefined, { signal })).events.length > 0;
+    if (!(await has(0))) return 0;
+    let lo = 0; let hi = 1;
+    while (await has(hi)) { lo = hi; hi *= 2; }
+    while (hi - lo > 1) { const mid = Math.floor((lo + hi) / 2); if (await has(mid)) lo = mid; else hi = mid; }
+    return hi;
+  }
+  const FEED_BACKLOG = 500;
   function eventFeed(box, query) {
     const tbody = h('tbody');
     const status = h('p', { class: 'muted' }, 'Following; new events appear at the top.');
     append(box, [status, h('div', { class: 'table-wrap' }, h('table', { id: 'events-table' },
       h('thead', null, h('tr', null, ['Time', 'Type', 'Service', 'Details'].map((x) => h('th', { scope: 'col' }, x)))), tbody))]);
     const ctl = abortable();
-    streamLines('/v1/events?follow=true' + query, (line) => {
+    latestEventId(ctl.signal).then((latest) => {
+      const after = Math.max(0, latest - FEED_BACKLOG);
+      if (after > 0) status.textContent = 'Following from event #' + (after + 1) + ' (the last ' + FEED_BACKLOG + ' of the workspace); new events appear at the top.';
+      return streamLines('/v1/events?follow=true&after=' + after + query, onLine, ctl.signal);
+    }).catch((e) => { if (!isAbort(e)) append(box, [errorBox(e)]); });
+    return ctl;
+    function onLine(line) {
       if (!line.trim()) return;
       let ev;
       try { ev = JSON.parse(line); } catch (e) { return; }
       tbody.insertBefore(eventRow(ev), tbody.firstChild);
-      while (tbody.children.length > 500) tbody.removeChild(tbody.lastChild);
-    }, ctl.signal).catch((e) => { if (!isAbort(e)) append(box, [errorBox(e)]); });
-    return ctl;
+      while (tbody.children.length > FEED_BACKLOG) tbody.removeChild(tbody.lastChild);
+    }
   }
   async function serviceEventsTab(panel, svc) {
     eventFeed(panel, '&service=' + encodeURIComponent(svc.name));
