@@ -285,6 +285,15 @@ class StudioTest(unittest.TestCase):
         page.goto("/#/events")
         page.wait_for_selector('#events-table tr[data-event]')
         self.assertIn("operation.failed", page.inner_text("#events-table"))
+        # The feed is live: a registration made now appears without a reload.
+        s.write("studio-live/model.txt", "live\n")
+        s.cli("model", "register", "-n", "studio-live", "-p", "studio-live/model.txt")
+        wait_js(page, "() => document.querySelector('#events-table tbody tr').textContent.includes('studio-live')", timeout=20)
+        # The charts are live too: a new sample shows up within a few seconds.
+        page.goto("/#/services/studio-svc/metrics")
+        page.wait_for_selector("figure.chart")
+        first = page.inner_text("figure.chart >> nth=0")
+        wait_js(page, "t => document.querySelector('figure.chart') && document.querySelector('figure.chart').textContent !== t", first, timeout=15)
         self.assertNoConsoleErrors(errors)
         ctx.close()
 
