@@ -306,8 +306,13 @@ class StudioTest(unittest.TestCase):
         page.goto("/#/services/studio-svc/overview")
         page.wait_for_selector("#scoring-uri")
         s.shot(page, "41-phone-service-overview")
-        width = page.evaluate("document.documentElement.scrollWidth")
-        self.assertLessEqual(width, 390, "the page scrolls sideways on a phone")
+        for n, where in enumerate(["services/studio-svc/keys", "services/studio-svc/update", "models", "events"]):
+            page.goto(f"/#/{where}")
+            page.wait_for_selector(".view h1")
+            page.wait_for_timeout(500)
+            s.shot(page, f"4{n + 2}-phone-{where.replace('/', '-')}")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            self.assertLessEqual(width, 390, f"{where} scrolls sideways on a phone")
         self.assertNoConsoleErrors(errors)
         phone.close()
 

@@ -87,7 +87,13 @@
     if (!entries.length) return h('span', { class: 'muted' }, '—');
     return h('span', { class: 'chips' }, entries.map(([k, v]) => h('span', { class: 'chip' }, k + '=' + v)));
   }
+  // Each cell is labelled with its column, so that on a phone a row can show as a card.
+  function labelCells(tr, headers) {
+    [...tr.children].forEach((cell, i) => { if (headers[i]) cell.setAttribute('data-label', headers[i]); });
+    return tr;
+  }
   function table(headers, rows, caption) {
+    for (const tr of rows) labelCells(tr, headers);
     return h('div', { class: 'table-wrap' }, h('table', null,
       caption ? h('caption', { class: 'sr-only' }, caption) : null,
       h('thead', null, h('tr', null, headers.map((x) => h('th', { scope: 'col' }, x)))),
@@ -696,10 +702,10 @@
     const summary = ev.type === 'service.state_changed' ? ((d.from || '—') + ' → ' + (d.to || '—') + (d.reason ? ': ' + d.reason : ''))
       : (d.message || d.reason || d.error || Object.entries(d).filter(([, v]) => v !== null && v !== undefined)
         .map(([k, v]) => k + ' ' + (typeof v === 'object' ? JSON.stringify(v) : v)).join(' · '));
-    return h('tr', { 'data-event': ev.id },
+    return labelCells(h('tr', { 'data-event': ev.id },
       h('td', { class: 'time' }, fmtTime(ev.time)), h('td', null, h('code', null, ev.type)),
       h('td', null, ev.service ? h('a', { href: '#/services/' + encodeURIComponent(ev.service) }, ev.service) : '—'),
-      h('td', null, typeof summary === 'string' ? summary : JSON.stringify(summary)));
+      h('td', null, typeof summary === 'string' ? summary : JSON.stringify(summary))), ['Time', 'Type', 'Service', 'Details']);
   }
   // The id of the newest stored event (0 when there is none), found with a few
   // `after=N&limit=1` probes, so that a feed can start near the end of a long log.
