@@ -294,6 +294,15 @@ class StudioTest(unittest.TestCase):
         page.wait_for_selector("figure.chart")
         first = page.inner_text("figure.chart >> nth=0")
         wait_js(page, "t => document.querySelector('figure.chart') && document.querySelector('figure.chart').textContent !== t", first, timeout=15)
+        # The live tail follows the service across a change of replicas (a redeploy).
+        page.goto("/#/services/studio-svc/logs")
+        page.wait_for_selector("#tail-status")
+        wait_until("the tail to connect", lambda: page.inner_text("#tail-status") == "live", timeout=10)
+        s.cli("service", "redeploy", "-n", "studio-svc")
+        marker = "after-redeploy-%d" % int(time.time() * 1000)
+        self.assertEqual(s.score("studio-svc", {"marker": marker}, new_key)[0], 200)
+        wait_js(page, "m => document.querySelector('#log-tail').textContent.includes('scored marker ' + m)", marker, timeout=30)
+        self.assertGreaterEqual(int(page.get_attribute("#log-tail", "data-connections") or 0), 2, "the tail reconnected")
         self.assertNoConsoleErrors(errors)
         ctx.close()
 

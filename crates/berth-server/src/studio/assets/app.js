@@ -655,8 +655,11 @@
       h('h2', null, 'Request log'),
       reqBox,
     ]);
+    const seen = new Set();
     const onLine = (line) => {
-      if (!line) return;
+      if (!line || seen.has(line)) return;
+      seen.add(line);
+      if (seen.size > 5000) seen.clear();
       lines.push(line);
       if (lines.length > 2000) lines.splice(0, lines.length - 2000);
       const m = / (r\d+\/\d+) /.exec(line);
@@ -672,10 +675,21 @@
       }
     };
     const ctl = abortable();
-    status.textContent = 'live';
-    streamLines('/v1/services/' + encodeURIComponent(svc.name) + '/logs?follow=true&tail=200', onLine, ctl.signal)
-      .then(() => { status.textContent = 'stream ended'; })
-      .catch((e) => { if (!isAbort(e)) { status.textContent = ''; append(panel, [errorBox(e)]); } });
+    // A follow stream covers the replicas running when it starts; when they are all
+    // gone (an update replaced them) it ends, and the tail reconnects to the new ones.
+    const follow = async () => {
+      let tail = 200;
+      let connections = 0;
+      while (!ctl.signal.aborted) {
+        status.textContent = 'live';
+        out.setAttribute('data-connections', String(++connections));
+        await streamLines('/v1/services/' + encodeURIComponent(svc.name) + '/logs?follow=true&tail=' + tail, onLine, ctl.signal);
+        tail = 50; // lines already shown are skipped by onLine
+        status.textContent = 'reconnecting…';
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    };
+    follow().catch((e) => { if (!isAbort(e)) { status.textContent = ''; append(panel, [errorBox(e)]); } });
     const loadRequests = async () => {
       try {
         const logs = await api('GET', '/v1/services/' + encodeURIComponent(svc.name) + '/logs?requests=true&tail=50');
