@@ -585,6 +585,11 @@
   }
 
   // ---------- Traffic ----------
+  // Today a service serves one revision at 100 %, and the only traffic change the
+  // API offers is a rollback. The weights come from trafficOf(), which already
+  // shows `service.traffic` when the API reports it; controls for a split and for
+  // promoting or aborting a canary belong in this tab next to "Roll back", calling
+  // the API's traffic routes once they exist.
   async function trafficTab(panel, svc) {
     const list = await api('GET', '/v1/services/' + encodeURIComponent(svc.name) + '/revisions');
     const traffic = trafficOf(svc);
