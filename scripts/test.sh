@@ -37,13 +37,19 @@ fi
 
 # Python suites: each leaves py-<name>.json; a suite that leaves none counts as failed.
 python_suite() {
-    local name="$1" dir="$2"
+    local name="$1" dir="$2" python="${3:-python3}"
     echo "$dir" >"$results/py-$name.expected"
-    python3 scripts/pyunit.py "$dir" "$results/py-$name.json"
+    "$python" scripts/pyunit.py "$dir" "$results/py-$name.json"
 }
 python_suite shim python/tests
 # The SDK against real servers started from the binary the Rust tests just built.
 BERTH_BIN="$PWD/target/debug/berth" python_suite sdk python/sdk_tests
+# Berth Studio (the web console) in headless Chromium via Playwright; installs both when missing.
+if STUDIO_PYTHON="$(bash scripts/studio-python.sh)"; then
+    BERTH_BIN="$PWD/target/debug/berth" python_suite studio python/studio_tests "$STUDIO_PYTHON"
+else
+    echo "python/studio_tests" >"$results/py-studio.expected"
+fi
 set -e
 
 python3 scripts/test_summary.py "$results"

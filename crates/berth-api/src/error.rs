@@ -9,6 +9,8 @@ use utoipa::ToSchema;
 pub enum ErrorCode {
     /// No or a wrong workspace token.
     Unauthenticated,
+    /// Authenticated, but refused: a web-console change without its CSRF token or from another origin.
+    Forbidden,
     /// The request is malformed or a field breaks a rule.
     InvalidArgument,
     /// The named resource does not exist.
@@ -36,6 +38,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
             Self::InvalidArgument => "invalid_argument",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",

@@ -13,6 +13,7 @@ pub mod model;
 pub mod names;
 pub mod service;
 pub mod snapshot;
+pub mod studio;
 pub mod workspace;
 
 pub use deployment::{ComputeType, DeploymentSettings};
@@ -35,4 +36,5 @@ pub use service::{
     ServiceState, ServiceToken,
 };
 pub use snapshot::Snapshot;
+pub use studio::{SeriesList, SeriesPoint, ServiceSeries, StudioCode};
 pub use workspace::{ClientConfig, WorkspaceInfo};

@@ -67,6 +67,16 @@ pub enum ClientCommand {
     /// Add, list and remove webhooks that receive events
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// The web console (Berth Studio) served by `berth server` at `/`
+    #[command(subcommand)]
+    Studio(StudioCommand),
+}
+
+/// `berth studio ...`
+#[derive(Debug, Subcommand)]
+pub enum StudioCommand {
+    /// Print a one-time link that signs a browser in to the console (valid 5 minutes, once)
+    Login,
 }
 
 /// `-n SERVICE`.

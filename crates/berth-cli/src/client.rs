@@ -8,7 +8,8 @@ use berth_api::{
     ErrorBody, Event, EventList, Model, ModelList, Operation, OperationAccepted,
     RegenerateKeyRequest, RegisterEnvironmentRequest, RegisterEnvironmentResponse,
     RegisterModelMetadata, RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList,
-    ServiceLogs, ServiceToken, Snapshot, UpdateModelRequest, WebhookList, WorkspaceInfo,
+    ServiceLogs, ServiceToken, Snapshot, StudioCode, UpdateModelRequest, WebhookList,
+    WorkspaceInfo,
 };
 use futures_util::StreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -492,6 +493,12 @@ impl Client {
             &format!("/v1/services/{}/revisions", segment(name)),
         ))
         .await
+    }
+
+    /// `POST /v1/studio/codes`: a one-time console sign-in link.
+    pub async fn studio_code(&self) -> Result<StudioCode> {
+        self.json(self.request(Method::POST, "/v1/studio/codes"))
+            .await
     }
 
     /// `GET /v1/workspace`.

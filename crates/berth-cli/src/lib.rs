@@ -28,6 +28,7 @@ pub async fn run(command: ClientCommand, global: GlobalArgs) -> anyhow::Result<(
         ClientCommand::Workspace(cmd) => commands::workspace::run(cmd, &global).await,
         ClientCommand::Events(args) => commands::events::run(args, &global).await,
         ClientCommand::Webhook(cmd) => commands::webhook::run(cmd, &global).await,
+        ClientCommand::Studio(cmd) => commands::studio::run(cmd, &global).await,
     }
 }
 

@@ -12,6 +12,9 @@ pub enum ApiError {
     /// Missing or wrong workspace token.
     #[error("{0}")]
     Unauthenticated(String),
+    /// Authenticated, but the request is refused (a console change without CSRF proof).
+    #[error("{0}")]
+    Forbidden(String),
     /// One or more rules broken; each entry is a full sentence.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
@@ -89,6 +92,11 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthenticated,
                 Some("send the workspace token as `Authorization: Bearer <token>`; `berth server` writes it to `config.json` in its data directory".into()),
+            ),
+            Self::Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                Some("changes from the web console must come from the console page itself; reload it (or sign in again) and retry".into()),
             ),
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, None),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
@@ -247,6 +255,7 @@ mod tests {
     fn every_kind_maps_to_its_status() {
         let cases = [
             (ApiError::Unauthenticated("x".into()), 401),
+            (ApiError::Forbidden("x".into()), 403),
             (ApiError::invalid("x"), 400),
             (ApiError::NotFound("x".into()), 404),
             (

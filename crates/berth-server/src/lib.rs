@@ -13,6 +13,8 @@
 //! <data>/datacollection/<service>/..   collected inputs and outputs (collectModelData)
 //! ```
 //!
+//! `/` serves the web console (see [`studio`]), which uses `/v1` with a session cookie.
+//!
 //! Startup order: resolve settings, prepare the data directory, open the store
 //! (migrating it), open the blob store and sweep unreferenced blobs, load the
 //! TLS certificate and key (if any, see [`tls`]), bind, write `config.json`
@@ -36,6 +38,7 @@ pub mod observability;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
+pub mod studio;
 pub mod tls;
 pub mod tokens;
 pub mod workspace_files;
@@ -172,6 +175,14 @@ pub async fn run(
         observability,
     });
     runtime.restore().await;
+    let studio = Arc::new(studio::Studio::default());
+    studio::start_sampler(studio.clone(), runtime.clone());
+    let studio_routes = studio::router(studio::StudioState {
+        studio: studio.clone(),
+        token: token.clone().into(),
+        tls: tls.is_some(),
+        workspace_name: config.workspace_name.clone().into(),
+    });
     let state = api::AppState {
         store: store.clone(),
         services: store,
@@ -184,6 +195,7 @@ pub async fn run(
         endpoint: endpoint.clone().into(),
         signer: signer.clone(),
         events,
+        studio,
     };
     let app = api::router(state)
         .merge(gateway::router(gateway::GatewayState {
@@ -192,6 +204,7 @@ pub async fn run(
             signer,
         }))
         .merge(health::router(ready.clone()))
+        .merge(studio_routes)
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
     tracing::info!(

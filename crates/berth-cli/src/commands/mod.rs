@@ -5,6 +5,7 @@ pub mod environment;
 pub mod events;
 pub mod model;
 pub mod service;
+pub mod studio;
 pub mod update;
 pub mod webhook;
 pub mod workspace;

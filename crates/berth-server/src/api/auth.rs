@@ -1,4 +1,5 @@
-//! Workspace-token authentication for every `/v1` call.
+//! Authentication for every `/v1` call: the workspace token, or the web
+//! console's session cookie (with its CSRF header on changes, see `studio`).
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -9,12 +10,25 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use crate::error::ApiError;
 
-/// Refuses the request with 401 unless it carries the workspace token.
+/// Refuses the request with 401 unless it carries the workspace token or a live
+/// console session (403 for a console change without CSRF proof).
 pub async fn require_workspace_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
+    if request.headers().get(header::AUTHORIZATION).is_none()
+        && crate::studio::has_session_cookie(request.headers())
+    {
+        return match state.studio.authorize(
+            request.method(),
+            request.headers(),
+            state.config.tls.is_some(),
+        ) {
+            Ok(()) => next.run(request).await,
+            Err(e) => e.into_response(),
+        };
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)

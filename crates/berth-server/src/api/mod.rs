@@ -15,6 +15,7 @@ mod operations;
 mod query;
 pub mod services;
 mod snapshots;
+mod studio;
 mod updates;
 mod upload;
 mod workspace;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub signer: crate::tokens::TokenSigner,
     /// The workspace event log and webhooks.
     pub events: Arc<crate::events::EventBus>,
+    /// Web-console sessions and the recent traffic series.
+    pub studio: Arc<crate::studio::Studio>,
 }
 
 #[derive(OpenApi)]
@@ -134,6 +137,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(events::list_events))
         .routes(routes!(events::create_webhook, events::list_webhooks))
         .routes(routes!(events::delete_webhook))
+        .routes(routes!(studio::list_series))
+        .routes(routes!(studio::service_series))
+        .routes(routes!(studio::mint_code))
         .split_for_parts();
     let doc = Arc::new(doc);
     let api = api.route(

@@ -60,6 +60,17 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Observations per bucket (not cumulative; the last is `+Inf`) and the bounds (µs).
+    pub fn snapshot(&self) -> (Vec<u64>, &'static [u64]) {
+        (
+            self.buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            self.bounds,
+        )
+    }
+
     /// Writes the `name_bucket`, `name_sum` and `name_count` lines; `labels` is
     /// the rendered label list without braces (may be empty).
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {

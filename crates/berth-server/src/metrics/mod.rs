@@ -12,6 +12,7 @@
 
 mod histogram;
 mod render;
+pub mod series;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

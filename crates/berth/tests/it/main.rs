@@ -18,6 +18,7 @@ mod scaling;
 mod scoring_auth;
 mod services;
 mod snapshots;
+mod studio;
 mod tls;
 mod updates;
 mod uploads;

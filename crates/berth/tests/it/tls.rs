@@ -443,3 +443,52 @@ async fn slow_clients_are_disconnected_after_the_header_timeout() {
     let waited = time_to_close(&mut stream).await;
     assert!(waited < Duration::from_secs(5), "{waited:?}");
 }
+
+#[tokio::test]
+async fn the_console_session_cookie_is_secure_over_tls() {
+    let pki = server_pki();
+    let server = start_tls(&pki, &[]).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(pki.read("ca.pem").as_bytes()).unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http
+        .post(server.url("/studio/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", server.endpoint.clone())
+        .body(format!("token={}", server.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+    // Over TLS the console's origin is https: a plain-http Origin is another site.
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let cross = http
+        .delete(server.url("/v1/webhooks/wh-none"))
+        .header("cookie", &session)
+        .header("x-berth-csrf", "x")
+        .header("origin", server.endpoint.replace("https://", "http://"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &json_of(cross).await,
+        403,
+        "forbidden",
+        "not from this server",
+    );
+}
