@@ -72,6 +72,8 @@ struct FailureRecord {
 /// Builds environments, one build per hash at a time.
 pub struct EnvBuilder {
     config: EnvBuilderConfig,
+    /// Process groups of installers running now.
+    groups: Arc<std::sync::Mutex<HashSet<i32>>>,
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: std::sync::Mutex<HashSet<String>>,
     builds: AtomicU64,
@@ -82,10 +84,63 @@ impl EnvBuilder {
     pub fn new(config: EnvBuilderConfig) -> Self {
         Self {
             config,
+            groups: Default::default(),
             locks: Default::default(),
             running: Default::default(),
             builds: AtomicU64::new(0),
         }
+    }
+
+    /// Kills every installer still running, with its process group (the
+    /// server is stopping).
+    pub fn stop_builds(&self) {
+        let groups: Vec<i32> = self
+            .groups
+            .lock()
+            .map(|g| g.iter().copied().collect())
+            .unwrap_or_default();
+        for pgid in groups {
+            tracing::info!(pgid, "stopping an environment build's installer");
+            kill_group(pgid);
+        }
+    }
+
+    /// Removes what builds interrupted by a killed server left: their
+    /// installers (found by the process group recorded beside the build and
+    /// checked to still be that build's) and their folders and logs.
+    pub fn clean_leftovers(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.config.root) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(hash) = name.split_once(".building").map(|(h, _)| h.to_owned()) else {
+                continue;
+            };
+            let path = entry.path();
+            if name.ends_with(".building.pgid")
+                && let Some(pgid) = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok())
+                && group_belongs_to(pgid, &hash)
+            {
+                tracing::info!(pgid, build_hash = %hash, "killing the installer of an interrupted environment build");
+                kill_group(pgid);
+            }
+            let result = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match result {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an interrupted build's leftovers")
+                }
+            }
+        }
+        removed
     }
 
     /// Number of builds started since the server started (cache hits excluded).
@@ -237,7 +292,9 @@ impl EnvBuilder {
         let _ = tokio::fs::remove_file(&log_path).await;
         let mut run = BuildRun {
             log_path: log_path.clone(),
+            pgid_path: self.config.root.join(format!("{hash}.building.pgid")),
             timeout: self.config.timeout,
+            groups: self.groups.clone(),
         };
         let outcome = self.build_steps(&mut run, &work, spec).await;
         match outcome {
@@ -465,7 +522,59 @@ pub async fn probe_version(python: &Path) -> Result<String, String> {
 
 struct BuildRun {
     log_path: PathBuf,
+    /// Where the running installer's process group is recorded (for a restart
+    /// after a kill -9 to find it).
+    pgid_path: PathBuf,
     timeout: Duration,
+    groups: Arc<std::sync::Mutex<HashSet<i32>>>,
+}
+
+/// Kills a process group with SIGKILL (nothing when it is gone).
+fn kill_group(pgid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Whether a process of group `pgid` is still running a build of `hash`
+/// (its command line or working directory names the build).
+fn group_belongs_to(pgid: i32, hash: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let dir = p.path();
+        let in_group = std::fs::read_to_string(dir.join("stat"))
+            .ok()
+            .and_then(|stat| {
+                // `pid (comm) state ppid pgrp ...`; comm may hold spaces.
+                let after = stat.rsplit_once(')')?.1;
+                after.split_whitespace().nth(2)?.parse::<i32>().ok()
+            })
+            == Some(pgid);
+        in_group
+            && (std::fs::read(dir.join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(hash))
+                || std::fs::read_link(dir.join("cwd"))
+                    .is_ok_and(|c| c.to_string_lossy().contains(hash)))
+    })
+}
+
+/// Kills an installer's whole process group however its step ends.
+struct GroupGuard {
+    pgid: i32,
+    groups: Arc<std::sync::Mutex<HashSet<i32>>>,
+    pgid_path: PathBuf,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.pgid);
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.remove(&self.pgid);
+        }
+        let _ = std::fs::remove_file(&self.pgid_path);
+    }
 }
 
 impl BuildRun {
@@ -500,10 +609,26 @@ impl BuildRun {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
+            // Its own process group: stopping it stops what it started too.
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = command
             .spawn()
             .map_err(|e| plain_error(step, format!("cannot start `{shown}`: {e}")))?;
+        let _group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(|pgid| {
+                if let Ok(mut groups) = self.groups.lock() {
+                    groups.insert(pgid);
+                }
+                let _ = std::fs::write(&self.pgid_path, pgid.to_string());
+                GroupGuard {
+                    pgid,
+                    groups: self.groups.clone(),
+                    pgid_path: self.pgid_path.clone(),
+                }
+            });
         match tokio::time::timeout(self.timeout, child.wait()).await {
             Ok(Ok(status)) if status.success() => Ok(()),
             Ok(Ok(status)) => Err(plain_error(

@@ -21,3 +21,5 @@ mod snapshots;
 mod tls;
 mod updates;
 mod uploads;
+
+mod contain_validation;
