@@ -22,4 +22,5 @@ mod tls;
 mod updates;
 mod uploads;
 
+mod contain_bodies;
 mod contain_validation;
