@@ -23,4 +23,5 @@ mod updates;
 mod uploads;
 
 mod contain_bodies;
+mod contain_state;
 mod contain_validation;
