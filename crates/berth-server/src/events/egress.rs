@@ -81,6 +81,24 @@ pub fn check_url(url: &reqwest::Url) -> Result<(), String> {
     }
 }
 
+/// A connection refused because every address of the target is non-public;
+/// permanent, so a delivery is not retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotPublic(pub String);
+
+/// Whether `err`'s chain holds a [`NotPublic`] refusal.
+pub fn is_not_public(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<NotPublic>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 /// A resolver that resolves with the system's and keeps only public
 /// addresses; when none is left the connection fails with the reason.
 #[derive(Debug, Default)]
@@ -104,8 +122,12 @@ impl reqwest::dns::Resolve for PublicOnly {
                 })
                 .collect();
             if allowed.is_empty() {
-                let reason = refused.unwrap_or_else(|| format!("`{host}` has no address"));
-                return Err(reason.into());
+                return Err(match refused {
+                    Some(reason) => {
+                        Box::new(NotPublic(reason)) as Box<dyn std::error::Error + Send + Sync>
+                    }
+                    None => format!("`{host}` has no address").into(),
+                });
             }
             let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addrs)

@@ -449,7 +449,14 @@ async fn deliver(
             Ok(response) if response.status().is_success() => return Ok(()),
             // The URL may carry credentials: errors never include it.
             Ok(response) => last_error = format!("HTTP {}", response.status()),
-            Err(e) => last_error = describe(e.without_url()),
+            Err(e) => {
+                let permanent = super::egress::is_not_public(&e);
+                last_error = describe(e.without_url());
+                if permanent {
+                    tracing::warn!(webhook = %hook.id, event = event.id, error = %last_error, "webhook target refused");
+                    break;
+                }
+            }
         }
         if attempt == MAX_ATTEMPTS {
             break;
@@ -460,10 +467,7 @@ async fn deliver(
             return Err("webhook removed".into());
         }
     }
-    Err(format!(
-        "gave up on event {} after {MAX_ATTEMPTS} attempts: {last_error}",
-        event.id
-    ))
+    Err(format!("gave up on event {}: {last_error}", event.id))
 }
 
 /// A request error with its causes (a refused address says why), never the URL.

@@ -23,5 +23,6 @@ mod updates;
 mod uploads;
 
 mod contain_bodies;
+mod contain_misc;
 mod contain_state;
 mod contain_validation;
