@@ -288,3 +288,55 @@ fn find_jsonl(dir: &std::path::Path) -> String {
     }
     text
 }
+
+fn layouts(server: &TestServer, service: &str) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(server.data_dir().join("services").join(service))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn lay_outs_of_revisions_that_no_longer_serve_are_collected_and_rollback_lays_out_again() {
+    let server = TestServer::start_with(&["--keep-revision-layouts", "1"]).await;
+    server
+        .deploy(
+            "churn",
+            &[("score.py", SCRIPT)],
+            &[],
+            json!({"computeType": "local"}),
+        )
+        .await;
+    for (i, cpu) in ["0.2", "0.3", "0.4", "0.5"].iter().enumerate() {
+        let op = crate::harness::update(
+            &server,
+            "churn",
+            json!({"containerResourceRequirements": {"cpu": cpu.parse::<f64>().unwrap()}}),
+        )
+        .await;
+        assert_eq!(op["state"], "Succeeded", "update {i}: {op}");
+    }
+    // Serving r5, plus the newest other (r4).
+    assert_eq!(layouts(&server, "churn"), ["r4", "r5"]);
+
+    let (status, accepted) = json_of(
+        server
+            .request(Method::POST, "/v1/services/churn/rollback")
+            .json(&json!({"revision": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let op = server
+        .wait_operation(accepted["operation"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(op["state"], "Succeeded", "{op}");
+    assert_eq!(server.score("churn", "{}").await.status(), 200);
+    assert_eq!(layouts(&server, "churn"), ["r1", "r5"]);
+}
