@@ -676,6 +676,104 @@ async fn tail(path: &Path) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// Whether `pid` is gone (or a zombie waiting to be reaped).
+    fn dead(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| {
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            })
+            .unwrap_or(true)
+    }
+
+    async fn wait_dead(pid: i32) -> bool {
+        for _ in 0..100 {
+            if dead(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_stopped_installer_takes_what_it_started_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child.pid");
+        let groups: Arc<std::sync::Mutex<HashSet<i32>>> = Default::default();
+        let mut run = BuildRun {
+            log_path: dir.path().join("h.building.log"),
+            pgid_path: dir.path().join("h.building.pgid"),
+            timeout: Duration::from_millis(500),
+            groups: groups.clone(),
+        };
+        let mut command = tokio::process::Command::new("sh");
+        command.arg("-c").arg(format!(
+            "sleep 30 & echo $! > {}; sleep 30",
+            marker.display()
+        ));
+        let err = run
+            .step("install the requirements", command)
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("took longer"), "{err}");
+        let child: i32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            wait_dead(child).await,
+            "the installer's child {child} survived"
+        );
+        assert!(groups.lock().unwrap().is_empty());
+        assert!(!run.pgid_path.exists());
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_a_killed_server_are_removed_and_only_their_installers_killed() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let b = builder(dir.path());
+        std::fs::create_dir_all(dir.path().join("envs")).unwrap();
+        let root = dir.path().join("envs");
+        let hash = "0123abcd";
+        std::fs::create_dir_all(root.join(format!("{hash}.building/bin"))).unwrap();
+        std::fs::write(root.join(format!("{hash}.building.log")), "pip output").unwrap();
+        let mut orphan = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("sleep 30; echo {hash}"))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let orphan_pid = orphan.id() as i32;
+        std::fs::write(
+            root.join(format!("{hash}.building.pgid")),
+            orphan_pid.to_string(),
+        )
+        .unwrap();
+        // A recorded group that is not that build's (a reused id) is left alone.
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let stranger_pid = stranger.id() as i32;
+        std::fs::write(
+            root.join("ffff0000.building.pgid"),
+            stranger_pid.to_string(),
+        )
+        .unwrap();
+
+        assert_eq!(b.clean_leftovers(), 4);
+        let _ = orphan.wait();
+        assert!(wait_dead(orphan_pid).await);
+        assert!(!dead(stranger_pid), "an unrelated process group was killed");
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+    }
+
     fn builder(dir: &Path) -> EnvBuilder {
         EnvBuilder::new(EnvBuilderConfig {
             root: dir.join("envs"),
