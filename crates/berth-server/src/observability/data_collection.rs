@@ -107,7 +107,12 @@ pub(super) fn run_writer(root: &Path, mut rx: mpsc::Receiver<DataSample>) {
         };
         let service = sample.service.clone();
         if let Err(e) = write(&mut files, root, sample) {
-            tracing::warn!(%service, error = %e, "cannot write collected data");
+            if crate::disk::is_full(&e) {
+                let dir = root.join(&*service);
+                crate::disk::warn_full(&dir, crate::disk::free_bytes(&dir));
+            } else {
+                tracing::warn!(%service, error = %e, "cannot write collected data");
+            }
         }
     }
 }
