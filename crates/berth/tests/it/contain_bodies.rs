@@ -121,18 +121,45 @@ async fn management_bodies_over_the_limit_are_refused_before_they_are_read() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("payload_too_large"), "{answer}");
 
-    // Without a length (chunked), reading stops at the limit.
-    let chunk = vec![b' '; 1 << 20];
-    let stream =
-        futures_util::stream::iter((0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
-    let response = server
-        .request(reqwest::Method::PATCH, "/v1/services/anything")
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
+    // Without a length (chunked), reading stops at the limit: 64 MiB offered,
+    // the answer comes while the client is still sending.
+    let stream = TcpStream::connect(host_port(&server)).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "PATCH /v1/services/anything HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        server.token
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let sender = tokio::spawn(async move {
+        let mut chunk = format!("{:x}\r\n", 1 << 20).into_bytes();
+        chunk.extend(std::iter::repeat_n(b' ', 1 << 20));
+        chunk.extend_from_slice(b"\r\n");
+        let mut sent = 0usize;
+        for _ in 0..64 {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    });
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buffer)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buffer[..n]),
+            _ => break,
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    drop(reader);
+    let sent = sender.await.unwrap();
+    assert!(
+        sent < 64,
+        "the server read the whole 64 MiB ({sent} chunks)"
+    );
 }
 
 #[tokio::test]
