@@ -91,20 +91,37 @@ pub async fn read(
     }
     let started = Instant::now();
     let mut stream = body.into_data_stream();
-    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(0).min(1 << 20));
+    // A body in one chunk (the usual case) is passed on without a copy.
+    let mut first: Option<Bytes> = None;
+    let mut buffer = BytesMut::new();
     loop {
-        let until = started + limits.allowed(buffer.len());
+        let received = first.as_ref().map_or(0, Bytes::len) + buffer.len();
+        let until = started + limits.allowed(received);
         let next = match tokio::time::timeout_at(until, stream.next()).await {
             Ok(next) => next,
-            Err(_) => return Err(limits.too_slow(buffer.len(), started.elapsed())),
+            Err(_) => return Err(limits.too_slow(received, started.elapsed())),
         };
         match next {
+            None if buffer.is_empty() => return Ok(first.unwrap_or_default()),
             None => return Ok(buffer.freeze()),
             Some(Ok(chunk)) => {
-                if buffer.len() + chunk.len() > limits.max_bytes {
+                if received + chunk.len() > limits.max_bytes {
                     return Err(too_large);
                 }
-                buffer.extend_from_slice(&chunk);
+                if first.is_none() && buffer.is_empty() {
+                    first = Some(chunk);
+                } else {
+                    if let Some(head) = first.take() {
+                        buffer.reserve(
+                            declared
+                                .unwrap_or(0)
+                                .min(limits.max_bytes)
+                                .max(head.len() + chunk.len()),
+                        );
+                        buffer.extend_from_slice(&head);
+                    }
+                    buffer.extend_from_slice(&chunk);
+                }
             }
             Some(Err(e)) => {
                 // The per-chunk stall limit of the listener reports here too.
