@@ -757,6 +757,33 @@ mod tests {
     use super::*;
     use crate::store::NewModelFile;
 
+    #[tokio::test]
+    async fn synchronous_is_full_unless_asked_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        for (sync, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
+            let store = SqliteStore::open_with(&dir.path().join("s.db"), sync)
+                .await
+                .unwrap();
+            let (writer, reader): (i64, i64) = (
+                store
+                    .write(|c| {
+                        c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                            .map_err(db("read"))
+                    })
+                    .await
+                    .unwrap(),
+                store
+                    .read(|c| {
+                        c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                            .map_err(db("read"))
+                    })
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!((writer, reader), (expected, expected), "{sync:?}");
+        }
+    }
+
     fn new_model(name: &str, digest: &str) -> NewModel {
         NewModel {
             name: name.into(),
