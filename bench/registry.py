@@ -10,6 +10,9 @@ directory, registers a model of --size-mib through the CLI (streamed from disk),
 reads the server's peak RSS (VmHWM) after a small and after the large upload, then
 registers --versions small versions over one keep-alive connection and times
 `GET /v1/models` (all of them) and `GET /v1/models?name=..&latest=true`.
+Last, the cost of `--sqlite-synchronous full` (the default: every commit on disk)
+against `normal`: --sync-versions small registrations on a fresh server with each,
+printed side by side.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_server(binary: Path, data: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+def start_server(
+    binary: Path, data: Path, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     proc = subprocess.Popen(
-        [str(binary), "server", "--data", str(data), "--addr", "127.0.0.1:0", "--log", "warn"],
+        [str(binary), "server", "--data", str(data), "--addr", "127.0.0.1:0", "--log", "warn", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -82,15 +87,50 @@ def multipart(name: str, content: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+def registrations_per_second(binary: Path, data: Path, versions: int, mode: str) -> float:
+    """Small registrations/s over one keep-alive connection with `--sqlite-synchronous mode`."""
+    proc, config = start_server(binary, data, ("--sqlite-synchronous", mode))
+    try:
+        host, port = config["endpoint"].removeprefix("http://").rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port))
+        headers = {"Authorization": f"Bearer {config['token']}"}
+        started = time.perf_counter()
+        for i in range(versions):
+            body, ctype = multipart("sync", i.to_bytes(4, "big"))
+            conn.request("POST", "/v1/models", body=body, headers={**headers, "Content-Type": ctype})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 201:
+                raise SystemExit(f"registration {i} failed: {response.status}")
+        return versions / (time.perf_counter() - started)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "berth")
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--versions", type=int, default=10_000)
+    parser.add_argument("--sync-versions", type=int, default=1_000)
+    parser.add_argument("--only-sync", action="store_true", help="run only the synchronous comparison")
     args = parser.parse_args()
     if not args.binary.exists():
         raise SystemExit(f"{args.binary} not found: run `cargo build --release` first")
 
+    if not args.only_sync:
+        main_figures(args)
+    with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
+        rates = {
+            mode: registrations_per_second(args.binary, Path(tmp) / mode, args.sync_versions, mode)
+            for mode in ("full", "normal")
+        }
+    print(f"register {args.sync_versions} small versions: synchronous=FULL {rates['full']:.0f}/s, "
+          f"NORMAL {rates['normal']:.0f}/s (FULL costs {100 * (1 - rates['full'] / rates['normal']):.0f} %)")
+
+
+def main_figures(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
         tmp_path = Path(tmp)
         proc, config = start_server(args.binary, tmp_path / "data")

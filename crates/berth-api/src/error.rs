@@ -29,6 +29,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The resources asked for (GPUs) are not free on this server.
     Unschedulable,
+    /// The server's disk is full.
+    InsufficientStorage,
     /// Anything else; the server log has the details.
     Internal,
 }
@@ -48,6 +50,7 @@ impl ErrorCode {
             Self::UploadIncomplete => "upload_incomplete",
             Self::Unavailable => "unavailable",
             Self::Unschedulable => "unschedulable",
+            Self::InsufficientStorage => "insufficient_storage",
             Self::Internal => "internal",
         }
     }

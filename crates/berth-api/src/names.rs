@@ -24,6 +24,67 @@ pub fn check_model_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Checks an inference config's `sourceDirectoryName`: one plain folder name
+/// (the source is laid out under it, next to `azureml-models`).
+pub fn check_source_directory_name(name: &str) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && name != "azureml-models"
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control());
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "`inferenceConfig.sourceDirectoryName` `{}` must be a plain folder name (1 to 255 characters, no `/`, `\\`, `.`, `..` or `azureml-models`), e.g. `src`",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// Longest `assetName` of a model, in bytes (a file name).
+pub const MAX_ASSET_NAME_BYTES: usize = 255;
+/// Most tags, or properties, on one model or service.
+pub const MAX_KEY_VALUES: usize = 100;
+/// Longest tag or property key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Longest tag or property value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 4096;
+
+/// Checks the count and sizes of a tag or property map; `what` is `tags` or
+/// `properties`. Every problem names the limit.
+pub fn check_key_values(
+    what: &str,
+    map: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if map.len() > MAX_KEY_VALUES {
+        problems.push(format!(
+            "`{what}` has {} entries: at most {MAX_KEY_VALUES} are allowed",
+            map.len()
+        ));
+    }
+    for (key, value) in map {
+        let shown: String = key.chars().take(40).collect();
+        if key.len() > MAX_KEY_BYTES {
+            problems.push(format!(
+                "`{what}` key `{shown}...` is {} bytes: keys have at most {MAX_KEY_BYTES} bytes",
+                key.len()
+            ));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            problems.push(format!(
+                "`{what}.{shown}` is {} bytes: values have at most {MAX_VALUE_BYTES} bytes",
+                value.len()
+            ));
+        }
+    }
+    problems
+}
+
 /// The service-name rule, stated as users read it in errors.
 pub const SERVICE_NAME_RULE: &str = "3 to 32 characters: lowercase letters, digits and '-', starting with a letter and not ending with '-'";
 
@@ -102,6 +163,47 @@ pub fn parse_key_value(text: &str, allow_bare: bool) -> Result<(String, String),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_maps_are_bounded_and_errors_name_the_limit() {
+        let mut map = std::collections::BTreeMap::new();
+        assert!(check_key_values("tags", &map).is_empty());
+        for i in 0..=MAX_KEY_VALUES {
+            map.insert(format!("k{i}"), "v".to_owned());
+        }
+        let problems = check_key_values("tags", &map);
+        assert!(problems[0].contains("at most 100"), "{problems:?}");
+        let mut map = std::collections::BTreeMap::new();
+        map.insert(
+            "k".repeat(MAX_KEY_BYTES + 1),
+            "v".repeat(MAX_VALUE_BYTES + 1),
+        );
+        let problems = check_key_values("properties", &map);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("256") && problems[1].contains("4096"));
+    }
+
+    #[test]
+    fn source_directory_names_are_plain_folder_names() {
+        for good in ["src", "my.app", "a b", &"x".repeat(255)] {
+            assert!(check_source_directory_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "/tmp/x",
+            "a/b",
+            "a\\b",
+            "azureml-models",
+            "a\nb",
+            &"x".repeat(256),
+        ] {
+            let err = check_source_directory_name(bad).unwrap_err();
+            assert!(err.contains("sourceDirectoryName"), "{err}");
+        }
+    }
 
     #[test]
     fn model_names_follow_the_reference_rule() {

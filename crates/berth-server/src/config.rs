@@ -87,6 +87,33 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_BODY_READ_TIMEOUT_SECS, default_value_t = 60)]
     pub body_read_timeout_secs: u64,
 
+    /// Seconds a whole scoring request body may take to arrive
+    #[arg(long, env = env::BERTH_REQUEST_BODY_DEADLINE_SECS, default_value_t = 300)]
+    pub request_body_deadline_secs: u64,
+
+    /// Slowest average rate, in bytes per second, at which a scoring body may
+    /// arrive after its first 10 seconds (0: no minimum)
+    #[arg(long, env = env::BERTH_REQUEST_BODY_MIN_RATE, default_value_t = 1024)]
+    pub request_body_min_rate: u64,
+
+    /// Largest answer from a worker passed on, in bytes (larger ones get 502)
+    #[arg(long, env = env::BERTH_MAX_RESPONSE_BYTES, default_value_t = 100 << 20)]
+    pub max_response_bytes: u64,
+
+    /// Let webhooks reach loopback, private, link-local and metadata addresses
+    #[arg(long, env = env::BERTH_WEBHOOK_ALLOW_PRIVATE)]
+    pub webhook_allow_private: bool,
+
+    /// SQLite `synchronous` mode: `full` (every commit survives a power cut) or
+    /// `normal` (faster; the last commits may be lost on a power cut, never corrupted)
+    #[arg(long, env = env::BERTH_SQLITE_SYNCHRONOUS, value_enum, default_value = "full")]
+    pub sqlite_synchronous: crate::store::Synchronous,
+
+    /// Lay-outs (`services/<name>/r<N>/`) of revisions that no longer serve kept
+    /// per service; older ones are removed and laid out again on rollback
+    #[arg(long, env = env::BERTH_KEEP_REVISION_LAYOUTS, default_value_t = 3)]
+    pub keep_revision_layouts: u32,
+
     /// How replica resources are enforced: `auto` takes cgroup-v2, else cgroup-v1,
     /// else rlimit (CPU affinity + a memory watchdog)
     #[arg(long, env = env::BERTH_RESOURCE_ENFORCEMENT, value_enum, default_value = "auto")]
@@ -141,6 +168,18 @@ pub struct ServerConfig {
     pub header_read_timeout: std::time::Duration,
     /// Slow-client limit on request bodies.
     pub body_read_timeout: std::time::Duration,
+    /// Longest a whole scoring body may take.
+    pub request_body_deadline: std::time::Duration,
+    /// Slowest scoring body rate after the grace period, bytes/s (0: none).
+    pub request_body_min_rate: u64,
+    /// Largest worker answer passed on.
+    pub max_response_bytes: u64,
+    /// Whether webhooks may reach private addresses.
+    pub webhook_allow_private: bool,
+    /// SQLite `synchronous` mode.
+    pub sqlite_synchronous: crate::store::Synchronous,
+    /// Lay-outs of non-serving revisions kept per service.
+    pub keep_revision_layouts: u32,
     /// Resource enforcement asked for.
     pub resource_enforcement: crate::runtime::limits::EnforcementChoice,
     /// GPU ids replicas may be given.
@@ -259,6 +298,14 @@ impl ServerArgs {
                 self.header_read_timeout_secs.max(1),
             ),
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_secs.max(1)),
+            request_body_deadline: std::time::Duration::from_secs(
+                self.request_body_deadline_secs.max(1),
+            ),
+            request_body_min_rate: self.request_body_min_rate,
+            max_response_bytes: self.max_response_bytes.max(1),
+            webhook_allow_private: self.webhook_allow_private,
+            sqlite_synchronous: self.sqlite_synchronous,
+            keep_revision_layouts: self.keep_revision_layouts,
             resource_enforcement: self.resource_enforcement,
             gpus,
         })

@@ -43,3 +43,15 @@ pub const BERTH_TLS_KEY: &str = "BERTH_TLS_KEY";
 pub const BERTH_HEADER_READ_TIMEOUT_SECS: &str = "BERTH_HEADER_READ_TIMEOUT_SECS";
 /// Seconds a request body may stall between chunks (`--body-read-timeout-secs`).
 pub const BERTH_BODY_READ_TIMEOUT_SECS: &str = "BERTH_BODY_READ_TIMEOUT_SECS";
+/// Longest a whole scoring body may take, in seconds (`--request-body-deadline-secs`).
+pub const BERTH_REQUEST_BODY_DEADLINE_SECS: &str = "BERTH_REQUEST_BODY_DEADLINE_SECS";
+/// Slowest scoring body rate accepted after the grace period, bytes/s (`--request-body-min-rate`).
+pub const BERTH_REQUEST_BODY_MIN_RATE: &str = "BERTH_REQUEST_BODY_MIN_RATE";
+/// Largest worker answer passed on, in bytes (`--max-response-bytes`).
+pub const BERTH_MAX_RESPONSE_BYTES: &str = "BERTH_MAX_RESPONSE_BYTES";
+/// Let webhooks reach loopback, private and link-local addresses (`--webhook-allow-private`).
+pub const BERTH_WEBHOOK_ALLOW_PRIVATE: &str = "BERTH_WEBHOOK_ALLOW_PRIVATE";
+/// SQLite `synchronous` mode: `full` or `normal` (`--sqlite-synchronous`).
+pub const BERTH_SQLITE_SYNCHRONOUS: &str = "BERTH_SQLITE_SYNCHRONOUS";
+/// Lay-outs of non-serving revisions kept per service (`--keep-revision-layouts`).
+pub const BERTH_KEEP_REVISION_LAYOUTS: &str = "BERTH_KEEP_REVISION_LAYOUTS";

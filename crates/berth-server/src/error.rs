@@ -57,6 +57,14 @@ pub enum ApiError {
     /// The body ended early.
     #[error("{0}")]
     UploadIncomplete(String),
+    /// The disk is full.
+    #[error("the server's disk is full: writing `{}` failed with {} bytes free", path.display(), free.map_or_else(|| "unknown".to_owned(), |f| f.to_string()))]
+    InsufficientStorage {
+        /// Where the write failed.
+        path: std::path::PathBuf,
+        /// Bytes free there, when known.
+        free: Option<u64>,
+    },
     /// Anything unexpected; the detail is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -75,6 +83,11 @@ impl ApiError {
 
     /// An unexpected failure: logs `err` with its causes, answers a generic 500.
     pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
+        if let Some(path) = crate::disk::full_at(err) {
+            let free = crate::disk::free_bytes(&path);
+            crate::disk::warn_full(&path, free);
+            return Self::InsufficientStorage { path, free };
+        }
         let mut chain = err.to_string();
         let mut source = err.source();
         while let Some(cause) = source {
@@ -134,6 +147,11 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 ErrorCode::UploadIncomplete,
                 Some("nothing was registered; send the upload again".into()),
+            ),
+            Self::InsufficientStorage { .. } => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                ErrorCode::InsufficientStorage,
+                Some("free space on the server's data disk, then send the request again".into()),
             ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -282,6 +300,14 @@ mod tests {
             (ApiError::UnsupportedMediaType("x".into()), 415),
             (ApiError::UploadIncomplete("x".into()), 400),
             (ApiError::Internal("secret detail".into()), 500),
+            (
+                ApiError::internal(&crate::blobs::BlobError::Io {
+                    step: "write",
+                    path: "/data/blobs/tmp/upload".into(),
+                    source: std::io::Error::from_raw_os_error(28),
+                }),
+                507,
+            ),
         ];
         for (err, status) in cases {
             assert_eq!(err.into_response().status().as_u16(), status);

@@ -22,11 +22,13 @@
 //! turns false, the listener stops accepting, in-flight requests finish within
 //! the grace period.
 
+pub mod admin;
 pub mod api;
 pub mod archive;
 pub mod blobs;
 pub mod config;
 pub mod deploy_config;
+pub mod disk;
 pub mod env;
 pub mod envs;
 pub mod error;
@@ -68,6 +70,14 @@ pub enum ServerError {
     /// The metadata store failed to open.
     #[error("cannot open the metadata store")]
     Store(#[from] store::StoreError),
+    /// The metadata store contradicts the data directory (see [`store::trust`]).
+    #[error("the metadata store cannot be trusted: {source}. {recovery}")]
+    Untrusted {
+        /// What is inconsistent.
+        source: store::trust::TrustError,
+        /// What to do.
+        recovery: String,
+    },
     /// The blob store failed to open.
     #[error("cannot open the blob store")]
     Blobs(#[from] blobs::BlobError),
@@ -101,7 +111,20 @@ pub async fn run(
     // Absolute, so that paths handed to worker processes and builds hold from any directory.
     config.data_dir = workspace_files::absolute(&config.data_dir)?;
     let token = workspace_files::load_or_create_token(&config.data_dir)?;
-    let store = Arc::new(store::SqliteStore::open(&config.data_dir.join("berth.db")).await?);
+    let db_path = config.data_dir.join("berth.db");
+    let untrusted = |source| ServerError::Untrusted {
+        source,
+        recovery: store::trust::TrustError::recovery(&config.data_dir),
+    };
+    store::trust::check_wal(&db_path).map_err(untrusted)?;
+    let store = Arc::new(store::SqliteStore::open_with(&db_path, config.sqlite_synchronous).await?);
+    {
+        let (data, db) = (config.data_dir.clone(), db_path.clone());
+        tokio::task::spawn_blocking(move || store::trust::check(&data, &db))
+            .await
+            .map_err(|e| ServerError::Serve(std::io::Error::other(e.to_string())))?
+            .map_err(untrusted)?;
+    }
     let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs")).await?;
     let swept = blobs.sweep(store.as_ref()).await?;
     if swept > 0 {
@@ -148,6 +171,13 @@ pub async fn run(
         timeout: config.env_build_timeout,
         metrics: Some(metrics.clone()),
     }));
+    let leftovers = envs.clean_leftovers();
+    if leftovers > 0 {
+        tracing::info!(
+            leftovers,
+            "removed what interrupted environment builds left"
+        );
+    }
     let signer = tokens::TokenSigner::load_or_create(&config.data_dir).map_err(|source| {
         ServerError::Bind {
             addr: config.addr,
@@ -156,7 +186,12 @@ pub async fn run(
     })?;
     let config = Arc::new(config);
     let table = Arc::new(gateway::RouteTable::default());
-    let events = events::EventBus::start(store.clone()).await;
+    let events = events::EventBus::start(
+        store.clone(),
+        config.webhook_allow_private,
+        Some(Arc::new(store::trust::Watermark::new(&config.data_dir))),
+    )
+    .await;
     let resources = Arc::new(runtime::ResourceManager::start(
         config.resource_enforcement,
         &config.gpus,
@@ -190,17 +225,24 @@ pub async fn run(
         config: config.clone(),
         token: token.into(),
         ready: ready.clone(),
-        envs,
+        envs: envs.clone(),
         runtime: runtime.clone(),
         endpoint: endpoint.clone().into(),
         signer: signer.clone(),
         events,
         studio,
     };
+    let state_envs = envs;
     let app = api::router(state)
         .merge(gateway::router(gateway::GatewayState {
             table,
-            max_body: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
+            body: gateway::BodyLimits {
+                max_bytes: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
+                deadline: config.request_body_deadline,
+                min_rate: config.request_body_min_rate,
+                grace: gateway::body::RATE_GRACE,
+            },
+            max_response: config.max_response_bytes,
             signer,
         }))
         .merge(health::router(ready.clone()))
@@ -234,6 +276,7 @@ pub async fn run(
         () = serve => {}
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; stopping with requests still in flight"),
     }
+    state_envs.stop_builds();
     runtime.stop().await;
     runtime.resource_manager().remove_groups();
     tracing::info!("stopped");

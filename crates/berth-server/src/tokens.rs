@@ -8,9 +8,6 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
 /// How long a token is valid.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// When clients should fetch a new one.
@@ -43,30 +40,30 @@ fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
     hmac_sha256(key, message)
 }
 
-/// HMAC-SHA256 (RFC 2104) of `message` under `key` of any length; used for
-/// scoring tokens and webhook signatures.
+/// HMAC-SHA256 (RFC 2104, `ring`'s implementation) of `message` under `key`
+/// of any length; used for scoring tokens and webhook signatures.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner_key = [0x36u8; 64];
-    let mut outer_key = [0x5cu8; 64];
-    for (i, b) in block.iter().enumerate() {
-        inner_key[i] ^= b;
-        outer_key[i] ^= b;
-    }
-    let inner = Sha256::new()
-        .chain_update(inner_key)
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(outer_key)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&key, message);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Whether `signature` is the HMAC-SHA256 of `message` under `key` (constant time).
+pub fn hmac_sha256_verify(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    ring::hmac::verify(&key, message, signature).is_ok()
+}
+
+/// The credential of an `Authorization: Bearer <credential>` header value; the
+/// scheme is matched case-insensitively (RFC 9110 §11.1).
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credential) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
+        .filter(|c| !c.is_empty())
 }
 
 fn now_secs() -> u64 {
@@ -130,8 +127,7 @@ impl TokenSigner {
         else {
             return false;
         };
-        let expected = hmac(&self.key, &payload);
-        if !bool::from(expected.as_slice().ct_eq(&signature)) {
+        if !hmac_sha256_verify(&self.key, &payload, &signature) {
             return false;
         }
         let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&payload) else {
@@ -174,6 +170,22 @@ mod tests {
         );
         assert!(!signer.verify(&expired, "svc-a"));
         assert!(!signer.verify(payload, "svc-a"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "BeArEr  abc ",
+            " Bearer abc",
+        ] {
+            assert_eq!(bearer(value), Some("abc"), "{value:?}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc"] {
+            assert_eq!(bearer(value), None, "{value:?}");
+        }
     }
 
     #[test]

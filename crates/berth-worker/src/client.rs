@@ -51,6 +51,15 @@ pub enum ConnError {
     /// Reading from the socket failed.
     #[error("reading from the worker socket: {0}")]
     Read(#[source] Arc<std::io::Error>),
+    /// The worker's answer is larger than the caller's response limit: it was read past and
+    /// dropped without being held, and the connection stays usable.
+    #[error("the worker's answer of {len} bytes exceeds the response limit of {max} bytes")]
+    ResponseTooLarge {
+        /// Frame length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The worker sent a valid frame that is wrong at this point.
     #[error("worker sent {got} while {expected} was expected")]
     Unexpected {
@@ -69,15 +78,63 @@ struct FrameReader {
     max_frame: u32,
 }
 
+/// What the reader took off the socket.
+#[derive(Debug)]
+enum Read {
+    /// A whole frame, decoded.
+    Message(WorkerMessage),
+    /// A SCORE_RESULT over the response limit for `seq`, read past without being kept.
+    Oversized {
+        /// Its sequence number.
+        seq: u64,
+        /// Its frame length.
+        len: u64,
+    },
+}
+
+/// Bytes of a SCORE_RESULT frame needed to learn its sequence number.
+const SCORE_RESULT_PREFIX: usize = protocol::FRAME_HEADER_LEN + 8;
+
 impl FrameReader {
     /// The next message, or `None` at a clean end of stream. Cancel-safe.
     async fn next(&mut self) -> Result<Option<WorkerMessage>, ConnError> {
+        match self.next_within(|| u64::MAX).await? {
+            Some(Read::Message(message)) => Ok(Some(message)),
+            Some(Read::Oversized { len, .. }) => {
+                Err(ConnError::ResponseTooLarge { len, max: u64::MAX })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The next frame; a SCORE_RESULT longer than `limit()` (asked once its header is in) is
+    /// discarded as it streams in instead of being buffered. Not cancel-safe while discarding.
+    async fn next_within(&mut self, limit: impl Fn() -> u64) -> Result<Option<Read>, ConnError> {
         loop {
+            if self.buf.len() >= SCORE_RESULT_PREFIX
+                && self.buf[4] == protocol::frame_type::SCORE_RESULT
+            {
+                let len = u64::from(u32::from_be_bytes([
+                    self.buf[0],
+                    self.buf[1],
+                    self.buf[2],
+                    self.buf[3],
+                ]));
+                if len <= u64::from(self.max_frame) && len > limit() {
+                    let mut seq = [0u8; 8];
+                    seq.copy_from_slice(&self.buf[protocol::FRAME_HEADER_LEN..SCORE_RESULT_PREFIX]);
+                    self.skip(4 + len).await?;
+                    return Ok(Some(Read::Oversized {
+                        seq: u64::from_be_bytes(seq),
+                        len,
+                    }));
+                }
+            }
             if let Some((kind, payload)) =
                 protocol::split_frame(&mut self.buf, self.max_frame).map_err(ConnError::Protocol)?
             {
                 return protocol::decode_worker(kind, payload)
-                    .map(Some)
+                    .map(|m| Some(Read::Message(m)))
                     .map_err(ConnError::Protocol);
             }
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
@@ -92,6 +149,36 @@ impl FrameReader {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
+                return Err(ConnError::Closed(
+                    "the worker closed the connection inside a frame".into(),
+                ));
+            }
+        }
+    }
+
+    /// Drops the next `total` bytes of the stream, holding at most one read chunk.
+    async fn skip(&mut self, total: u64) -> Result<(), ConnError> {
+        let mut left = total;
+        loop {
+            let here = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            let _ = self.buf.split_to(here);
+            left -= here as u64;
+            if left == 0 {
+                return Ok(());
+            }
+            self.buf.clear();
+            if self.buf.capacity() < READ_CHUNK {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(READ_CHUNK);
+            let mut limited = (&mut self.half).take(want as u64);
+            let read = limited
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|err| ConnError::Read(Arc::new(err)))?;
+            if read == 0 {
                 return Err(ConnError::Closed(
                     "the worker closed the connection inside a frame".into(),
                 ));
@@ -178,6 +265,8 @@ impl Expect {
 #[derive(Debug)]
 struct Pending {
     expect: Expect,
+    /// Largest answer frame accepted for this request.
+    max_response: u64,
     reply: oneshot::Sender<Result<WorkerMessage, ConnError>>,
 }
 
@@ -258,9 +347,21 @@ impl WorkerConn {
     /// Cancelling the future does not cancel the request: the worker still runs it and its
     /// result is discarded. After a caller-side timeout the worker is still busy; recycle it.
     pub async fn score(&self, request: ScoreRequest) -> Result<ScoreResult, ConnError> {
-        let reply = self.enqueue(
+        self.score_within(request, u64::MAX).await
+    }
+
+    /// Like [`WorkerConn::score`], but an answer frame longer than `max_response` bytes fails
+    /// with [`ConnError::ResponseTooLarge`]: it is read past without being held in memory and
+    /// the connection stays usable.
+    pub async fn score_within(
+        &self,
+        request: ScoreRequest,
+        max_response: u64,
+    ) -> Result<ScoreResult, ConnError> {
+        let reply = self.enqueue_within(
             |seq| protocol::encode_gateway(&GatewayMessage::Score { seq, request }),
             Expect::Score,
+            max_response,
         )?;
         match self.wait(reply).await? {
             WorkerMessage::ScoreResult(result) => Ok(result),
@@ -353,6 +454,15 @@ impl WorkerConn {
         encode: impl FnOnce(u64) -> Result<EncodedFrame, ProtocolError>,
         expect: impl FnOnce(u64) -> Expect,
     ) -> Result<oneshot::Receiver<Result<WorkerMessage, ConnError>>, ConnError> {
+        self.enqueue_within(encode, expect, u64::MAX)
+    }
+
+    fn enqueue_within(
+        &self,
+        encode: impl FnOnce(u64) -> Result<EncodedFrame, ProtocolError>,
+        expect: impl FnOnce(u64) -> Expect,
+        max_response: u64,
+    ) -> Result<oneshot::Receiver<Result<WorkerMessage, ConnError>>, ConnError> {
         let mut state = self.shared.state();
         if let Some(reason) = &state.closed {
             return Err(ConnError::Closed(reason.clone()));
@@ -373,6 +483,7 @@ impl WorkerConn {
         // Pushing and sending under one lock keeps the queue in the order frames are written.
         state.pending.push_back(Pending {
             expect: expect(seq),
+            max_response,
             reply,
         });
         if self.frames.send(frame).is_err() {
@@ -439,8 +550,39 @@ async fn write_frame(
 
 async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
     let reason = loop {
-        let message = match reader.next().await {
-            Ok(Some(message)) => message,
+        let limit = || {
+            shared
+                .state()
+                .pending
+                .front()
+                .map_or(u64::MAX, |p| p.max_response)
+        };
+        let message = match reader.next_within(limit).await {
+            Ok(Some(Read::Message(message))) => message,
+            Ok(Some(Read::Oversized { seq, len })) => {
+                let front = shared.state().pending.pop_front();
+                match front {
+                    Some(pending) if matches!(pending.expect, Expect::Score(s) if s == seq) => {
+                        let _ = pending.reply.send(Err(ConnError::ResponseTooLarge {
+                            len,
+                            max: pending.max_response,
+                        }));
+                        continue;
+                    }
+                    Some(pending) => {
+                        let reason = format!(
+                            "worker answered out of order: expected {} ({:?}), got SCORE_RESULT seq {seq}",
+                            pending.expect.name(),
+                            pending.expect,
+                        );
+                        let _ = pending
+                            .reply
+                            .send(Err(ConnError::Closed(reason.as_str().into())));
+                        break reason;
+                    }
+                    None => break "worker sent an unsolicited SCORE_RESULT frame".to_string(),
+                }
+            }
             Ok(None) => break "the worker closed the connection".to_string(),
             Err(err) => break err.to_string(),
         };
@@ -582,6 +724,31 @@ mod tests {
             Bytes::from_static(b"3")
         );
         assert_eq!(conn.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_response_limit_is_dropped_and_the_connection_kept() {
+        let (pending, worker) = connected(DEFAULT_MAX_FRAME).await;
+        tokio::spawn(worker.echo_all());
+        let conn = pending.into_conn();
+        let big: &'static [u8] = Box::leak(vec![b'x'; 300_000].into_boxed_slice());
+        // Pipelined: a small answer, the oversized one, and a small one after it.
+        let (a, b, c) = tokio::join!(
+            conn.score_within(post(b"before"), 1000),
+            conn.score_within(post(big), 1000),
+            conn.score_within(post(b"after"), 1000),
+        );
+        assert_eq!(a.unwrap().body, Bytes::from_static(b"before"));
+        match b.unwrap_err() {
+            ConnError::ResponseTooLarge { len, max } => {
+                assert!(len > 300_000, "{len}");
+                assert_eq!(max, 1000);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(c.unwrap().body, Bytes::from_static(b"after"));
+        assert!(!conn.is_closed());
+        assert_eq!(conn.score(post(big)).await.unwrap().body.len(), 300_000);
     }
 
     #[tokio::test]

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the workspace server (management API, registry, scoring gateway)
     Server(berth_server::ServerArgs),
+    /// Maintain a data directory: backup, restore, verify blobs, accept the store
+    Admin(berth_server::admin::AdminArgs),
     #[command(flatten)]
     Client(berth_cli::ClientCommand),
 }
@@ -37,6 +39,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Server(args) => runtime.block_on(serve(args)),
+        Command::Admin(args) => berth_server::admin::run(args)
+            .map(|text| println!("{text}"))
+            .map_err(anyhow::Error::from),
         Command::Client(command) => runtime.block_on(berth_cli::run(command, cli.global)),
     };
     match result {

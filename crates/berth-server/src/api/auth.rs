@@ -36,14 +36,9 @@ pub async fn require_workspace_token(
         .map(str::trim);
     let outcome = match presented {
         None => Err("this call needs the workspace token and none was sent"),
-        Some(value) => match value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-        {
+        Some(value) => match crate::tokens::bearer(value) {
             None => Err("the `Authorization` header must be `Bearer <workspace token>`"),
-            Some(token) if bool::from(token.trim().as_bytes().ct_eq(state.token.as_bytes())) => {
-                Ok(())
-            }
+            Some(token) if bool::from(token.as_bytes().ct_eq(state.token.as_bytes())) => Ok(()),
             Some(_) => Err("the workspace token sent is not this workspace's token"),
         },
     };

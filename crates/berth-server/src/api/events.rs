@@ -193,7 +193,8 @@ pub async fn create_webhook(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateWebhookRequest>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
-    let events = crate::events::webhooks::validate(&request).map_err(ApiError::Invalid)?;
+    let events = crate::events::webhooks::validate(&request, state.config.webhook_allow_private)
+        .map_err(ApiError::Invalid)?;
     let created = state
         .events
         .webhooks()

@@ -2,6 +2,7 @@
 
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -20,7 +21,7 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -39,14 +40,29 @@ where
                 "the body must be JSON with `Content-Type: application/json`, not `{content_type}`"
             )));
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("the body could not be read: {e}")))?;
-        if bytes.len() > MAX_JSON_BYTES {
-            return Err(ApiError::PayloadTooLarge {
-                limit: MAX_JSON_BYTES as u64,
-                flag: None,
-            });
+        let too_large = || ApiError::PayloadTooLarge {
+            limit: MAX_JSON_BYTES as u64,
+            flag: None,
+        };
+        // Refused before a byte of the body is read when the length says so,
+        // and cut off at the limit when it does not (chunked bodies).
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_JSON_BYTES as u64) {
+            return Err(too_large());
+        }
+        let mut stream = req.into_body().into_data_stream();
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::invalid(format!("the body could not be read: {e}")))?;
+            if bytes.len() + chunk.len() > MAX_JSON_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
         }
         parse_json(&bytes).map(ApiJson)
     }

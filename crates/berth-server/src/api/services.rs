@@ -82,7 +82,7 @@ pub(super) async fn resolve_environment(
 }
 
 /// Checks an entry script path; returns its normalised form.
-pub(super) fn validate_entry_script(entry: &str, problems: &mut Vec<String>) -> Option<String> {
+fn validate_entry_script(entry: &str, problems: &mut Vec<String>) -> Option<String> {
     let Some(path) = safe_relative_path(std::path::Path::new(entry))
         .ok()
         .flatten()
@@ -110,7 +110,7 @@ pub(super) fn validate_entry_script(entry: &str, problems: &mut Vec<String>) -> 
 }
 
 /// Checks that the snapshot exists and holds the entry script.
-pub(super) async fn snapshot_problems(
+async fn snapshot_problems(
     state: &AppState,
     snapshot: &str,
     entry: &str,
@@ -134,6 +134,32 @@ pub(super) async fn snapshot_problems(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The one check of an inference config, for create and update alike: the
+/// entry script, the source folder name and the snapshot holding the script.
+/// Returns the normalised entry script path.
+pub(super) async fn check_inference(
+    state: &AppState,
+    entry_script: &str,
+    source_snapshot: &str,
+    source_directory_name: Option<&str>,
+    problems: &mut Vec<String>,
+) -> Result<Option<String>, ApiError> {
+    let entry_path = validate_entry_script(entry_script, problems);
+    if let Some(name) = source_directory_name
+        && let Err(e) = berth_api::names::check_source_directory_name(name)
+    {
+        problems.push(e);
+    }
+    snapshot_problems(
+        state,
+        source_snapshot,
+        entry_path.as_deref().unwrap_or(""),
+        problems,
+    )
+    .await?;
+    Ok(entry_path)
 }
 
 /// Resolves `name`, `name:version` and `name:latest` to `name:version`.
@@ -190,20 +216,18 @@ pub async fn create_service(
     {
         problems.push(deploy_config::SSL_NEEDS_TLS.into());
     }
+    problems.extend(berth_api::names::check_key_values("tags", &request.tags));
+    problems.extend(berth_api::names::check_key_values(
+        "properties",
+        &request.properties,
+    ));
     let models = resolve_models(&state, &request.models, &mut problems).await;
     let ic = &request.inference_config;
-    let entry_path = validate_entry_script(&ic.entry_script, &mut problems);
-    if let Some(name) = &ic.source_directory_name
-        && (name.is_empty() || name.contains(['/', '\\']) || name == "." || name == "..")
-    {
-        problems.push(format!(
-            "`sourceDirectoryName` `{name}` must be a plain folder name"
-        ));
-    }
-    snapshot_problems(
+    let entry_path = check_inference(
         &state,
+        &ic.entry_script,
         &ic.source_snapshot,
-        entry_path.as_deref().unwrap_or(""),
+        ic.source_directory_name.as_deref(),
         &mut problems,
     )
     .await?;

@@ -15,9 +15,7 @@ use berth_api::{
 };
 use serde_json::{Map, Value};
 
-use super::services::{
-    resolve_environment, resolve_models, snapshot_problems, validate_entry_script,
-};
+use super::services::{check_inference, resolve_environment, resolve_models};
 use super::{ApiJson, AppState};
 use crate::deploy_config;
 use crate::error::ApiError;
@@ -210,7 +208,16 @@ pub async fn update_service(
                         IC_KEYS.join("`, `")
                     ));
                 }
-                let text = |key: &str| ic.get(key).and_then(Value::as_str).map(str::to_owned);
+                let mut text = |key: &str| match ic.get(key) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(other) => {
+                        problems.push(format!(
+                            "`inferenceConfig.{key}` is {other}: it must be a string"
+                        ));
+                        None
+                    }
+                };
                 if let Some(entry) = text("entryScript") {
                     spec.inference.entry_script = entry;
                 }
@@ -221,25 +228,26 @@ pub async fn update_service(
                     spec.inference.source_directory_name = text("sourceDirectoryName");
                 }
                 if ic.contains_key("environment") {
-                    match resolve_environment(&state, text("environment").as_deref()).await {
+                    let reference = text("environment");
+                    match resolve_environment(&state, reference.as_deref()).await {
                         Ok(env) => spec.inference.environment = env,
                         Err(e) => problems.push(e),
                     }
                 }
-                if let Some(path) =
-                    validate_entry_script(&spec.inference.entry_script, &mut problems)
-                {
-                    spec.inference.entry_script = path;
-                }
-                snapshot_problems(
-                    &state,
-                    &spec.inference.source_snapshot,
-                    &spec.inference.entry_script,
-                    &mut problems,
-                )
-                .await?;
             }
         }
+    }
+    // The same check as create, on the merged spec.
+    if let Some(path) = check_inference(
+        &state,
+        &spec.inference.entry_script,
+        &spec.inference.source_snapshot,
+        spec.inference.source_directory_name.as_deref(),
+        &mut problems,
+    )
+    .await?
+    {
+        spec.inference.entry_script = path;
     }
     let description = match patch.get("description") {
         None => None,
@@ -290,6 +298,12 @@ pub async fn update_service(
         }
         all.extend(added);
         properties = Some(all);
+    }
+    if let Some(tags) = &tags {
+        problems.extend(berth_api::names::check_key_values("tags", tags));
+    }
+    if let Some(properties) = &properties {
+        problems.extend(berth_api::names::check_key_values("properties", properties));
     }
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));

@@ -152,6 +152,18 @@ pub fn check_metadata(metadata: &RegisterModelMetadata) -> Vec<String> {
             "`assetName` `{asset}` is invalid: it is the basename of the registered file or folder, without `/`"
         ));
     }
+    if asset.len() > berth_api::names::MAX_ASSET_NAME_BYTES {
+        problems.push(format!(
+            "`assetName` is {} bytes: at most {} are allowed",
+            asset.len(),
+            berth_api::names::MAX_ASSET_NAME_BYTES
+        ));
+    }
+    problems.extend(berth_api::names::check_key_values("tags", &metadata.tags));
+    problems.extend(berth_api::names::check_key_values(
+        "properties",
+        &metadata.properties,
+    ));
     if metadata.framework_version.is_some() && metadata.framework.is_none() {
         problems.push(
             "`frameworkVersion` needs `framework`: name the framework (for example `ScikitLearn`) too".into(),

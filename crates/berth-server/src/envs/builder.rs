@@ -72,6 +72,8 @@ struct FailureRecord {
 /// Builds environments, one build per hash at a time.
 pub struct EnvBuilder {
     config: EnvBuilderConfig,
+    /// Process groups of installers running now.
+    groups: Arc<std::sync::Mutex<HashSet<i32>>>,
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: std::sync::Mutex<HashSet<String>>,
     builds: AtomicU64,
@@ -82,10 +84,63 @@ impl EnvBuilder {
     pub fn new(config: EnvBuilderConfig) -> Self {
         Self {
             config,
+            groups: Default::default(),
             locks: Default::default(),
             running: Default::default(),
             builds: AtomicU64::new(0),
         }
+    }
+
+    /// Kills every installer still running, with its process group (the
+    /// server is stopping).
+    pub fn stop_builds(&self) {
+        let groups: Vec<i32> = self
+            .groups
+            .lock()
+            .map(|g| g.iter().copied().collect())
+            .unwrap_or_default();
+        for pgid in groups {
+            tracing::info!(pgid, "stopping an environment build's installer");
+            kill_group(pgid);
+        }
+    }
+
+    /// Removes what builds interrupted by a killed server left: their
+    /// installers (found by the process group recorded beside the build and
+    /// checked to still be that build's) and their folders and logs.
+    pub fn clean_leftovers(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.config.root) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(hash) = name.split_once(".building").map(|(h, _)| h.to_owned()) else {
+                continue;
+            };
+            let path = entry.path();
+            if name.ends_with(".building.pgid")
+                && let Some(pgid) = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok())
+                && group_belongs_to(pgid, &hash)
+            {
+                tracing::info!(pgid, build_hash = %hash, "killing the installer of an interrupted environment build");
+                kill_group(pgid);
+            }
+            let result = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match result {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an interrupted build's leftovers")
+                }
+            }
+        }
+        removed
     }
 
     /// Number of builds started since the server started (cache hits excluded).
@@ -237,7 +292,9 @@ impl EnvBuilder {
         let _ = tokio::fs::remove_file(&log_path).await;
         let mut run = BuildRun {
             log_path: log_path.clone(),
+            pgid_path: self.config.root.join(format!("{hash}.building.pgid")),
             timeout: self.config.timeout,
+            groups: self.groups.clone(),
         };
         let outcome = self.build_steps(&mut run, &work, spec).await;
         match outcome {
@@ -465,7 +522,59 @@ pub async fn probe_version(python: &Path) -> Result<String, String> {
 
 struct BuildRun {
     log_path: PathBuf,
+    /// Where the running installer's process group is recorded (for a restart
+    /// after a kill -9 to find it).
+    pgid_path: PathBuf,
     timeout: Duration,
+    groups: Arc<std::sync::Mutex<HashSet<i32>>>,
+}
+
+/// Kills a process group with SIGKILL (nothing when it is gone).
+fn kill_group(pgid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Whether a process of group `pgid` is still running a build of `hash`
+/// (its command line or working directory names the build).
+fn group_belongs_to(pgid: i32, hash: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let dir = p.path();
+        let in_group = std::fs::read_to_string(dir.join("stat"))
+            .ok()
+            .and_then(|stat| {
+                // `pid (comm) state ppid pgrp ...`; comm may hold spaces.
+                let after = stat.rsplit_once(')')?.1;
+                after.split_whitespace().nth(2)?.parse::<i32>().ok()
+            })
+            == Some(pgid);
+        in_group
+            && (std::fs::read(dir.join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(hash))
+                || std::fs::read_link(dir.join("cwd"))
+                    .is_ok_and(|c| c.to_string_lossy().contains(hash)))
+    })
+}
+
+/// Kills an installer's whole process group however its step ends.
+struct GroupGuard {
+    pgid: i32,
+    groups: Arc<std::sync::Mutex<HashSet<i32>>>,
+    pgid_path: PathBuf,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.pgid);
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.remove(&self.pgid);
+        }
+        let _ = std::fs::remove_file(&self.pgid_path);
+    }
 }
 
 impl BuildRun {
@@ -500,10 +609,26 @@ impl BuildRun {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
+            // Its own process group: stopping it stops what it started too.
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = command
             .spawn()
             .map_err(|e| plain_error(step, format!("cannot start `{shown}`: {e}")))?;
+        let _group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(|pgid| {
+                if let Ok(mut groups) = self.groups.lock() {
+                    groups.insert(pgid);
+                }
+                let _ = std::fs::write(&self.pgid_path, pgid.to_string());
+                GroupGuard {
+                    pgid,
+                    groups: self.groups.clone(),
+                    pgid_path: self.pgid_path.clone(),
+                }
+            });
         match tokio::time::timeout(self.timeout, child.wait()).await {
             Ok(Ok(status)) if status.success() => Ok(()),
             Ok(Ok(status)) => Err(plain_error(
@@ -550,6 +675,104 @@ async fn tail(path: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `pid` is gone (or a zombie waiting to be reaped).
+    fn dead(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| {
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            })
+            .unwrap_or(true)
+    }
+
+    async fn wait_dead(pid: i32) -> bool {
+        for _ in 0..100 {
+            if dead(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_stopped_installer_takes_what_it_started_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child.pid");
+        let groups: Arc<std::sync::Mutex<HashSet<i32>>> = Default::default();
+        let mut run = BuildRun {
+            log_path: dir.path().join("h.building.log"),
+            pgid_path: dir.path().join("h.building.pgid"),
+            timeout: Duration::from_millis(500),
+            groups: groups.clone(),
+        };
+        let mut command = tokio::process::Command::new("sh");
+        command.arg("-c").arg(format!(
+            "sleep 30 & echo $! > {}; sleep 30",
+            marker.display()
+        ));
+        let err = run
+            .step("install the requirements", command)
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("took longer"), "{err}");
+        let child: i32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            wait_dead(child).await,
+            "the installer's child {child} survived"
+        );
+        assert!(groups.lock().unwrap().is_empty());
+        assert!(!run.pgid_path.exists());
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_a_killed_server_are_removed_and_only_their_installers_killed() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let b = builder(dir.path());
+        std::fs::create_dir_all(dir.path().join("envs")).unwrap();
+        let root = dir.path().join("envs");
+        let hash = "0123abcd";
+        std::fs::create_dir_all(root.join(format!("{hash}.building/bin"))).unwrap();
+        std::fs::write(root.join(format!("{hash}.building.log")), "pip output").unwrap();
+        let mut orphan = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("sleep 30; echo {hash}"))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let orphan_pid = orphan.id() as i32;
+        std::fs::write(
+            root.join(format!("{hash}.building.pgid")),
+            orphan_pid.to_string(),
+        )
+        .unwrap();
+        // A recorded group that is not that build's (a reused id) is left alone.
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let stranger_pid = stranger.id() as i32;
+        std::fs::write(
+            root.join("ffff0000.building.pgid"),
+            stranger_pid.to_string(),
+        )
+        .unwrap();
+
+        assert_eq!(b.clean_leftovers(), 4);
+        let _ = orphan.wait();
+        assert!(wait_dead(orphan_pid).await);
+        assert!(!dead(stranger_pid), "an unrelated process group was killed");
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+    }
 
     fn builder(dir: &Path) -> EnvBuilder {
         EnvBuilder::new(EnvBuilderConfig {

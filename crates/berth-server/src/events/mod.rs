@@ -8,6 +8,7 @@
 //! and queues them for each matching webhook ([`webhooks`]).
 
 mod draft;
+pub mod egress;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -45,8 +46,12 @@ impl std::fmt::Debug for EventBus {
 
 impl EventBus {
     /// Starts the writer task and a delivery task per stored webhook.
-    pub async fn start(store: Arc<dyn EventStore>) -> Arc<Self> {
-        let webhooks = webhooks::Deliveries::start(store.clone()).await;
+    pub async fn start(
+        store: Arc<dyn EventStore>,
+        webhook_allow_private: bool,
+        watermark: Option<Arc<crate::store::trust::Watermark>>,
+    ) -> Arc<Self> {
+        let webhooks = webhooks::Deliveries::start(store.clone(), webhook_allow_private).await;
         let (drafts, rx) = mpsc::unbounded_channel();
         let (live, _) = broadcast::channel(FOLLOW_BUFFER);
         let bus = Arc::new(Self {
@@ -56,7 +61,7 @@ impl EventBus {
             store: store.clone(),
             webhooks: webhooks.clone(),
         });
-        tokio::spawn(write_events(rx, store, live, webhooks));
+        tokio::spawn(write_events(rx, store, live, webhooks, watermark));
         bus
     }
 
@@ -127,6 +132,7 @@ async fn write_events(
     store: Arc<dyn EventStore>,
     live: broadcast::Sender<Arc<Event>>,
     webhooks: Arc<webhooks::Deliveries>,
+    watermark: Option<Arc<crate::store::trust::Watermark>>,
 ) {
     let mut drafts = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut drafts, BATCH).await > 0 {
@@ -134,6 +140,9 @@ async fn write_events(
         let count = batch.len();
         match store.insert_events(batch, EVENTS_KEPT).await {
             Ok(events) => {
+                if let (Some(mark), Some(last)) = (&watermark, events.last()) {
+                    mark.record(last.id);
+                }
                 for event in events {
                     let event = Arc::new(event);
                     webhooks.dispatch(&event);

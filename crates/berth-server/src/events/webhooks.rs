@@ -71,9 +71,17 @@ pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> String {
 
 /// Checks a registration; returns the URL and the normalised event list, or
 /// every problem found.
-pub fn validate(request: &CreateWebhookRequest) -> Result<Vec<String>, Vec<String>> {
+pub fn validate(
+    request: &CreateWebhookRequest,
+    allow_private: bool,
+) -> Result<Vec<String>, Vec<String>> {
     let mut problems = Vec::new();
     match reqwest::Url::parse(&request.url) {
+        Ok(url) if !allow_private && super::egress::check_url(&url).is_err() => {
+            if let Err(e) = super::egress::check_url(&url) {
+                problems.push(format!("`url`: {e}"));
+            }
+        }
         Ok(url) if !matches!(url.scheme(), "http" | "https") => problems.push(format!(
             "`url` `{}` has scheme `{}`: use an `http://` or `https://` URL",
             request.url,
@@ -181,14 +189,22 @@ async fn owed_events(store: &dyn EventStore, through: u64) -> Vec<Arc<Event>> {
 /// The registered webhooks and their sender tasks.
 pub struct Deliveries {
     http: reqwest::Client,
+    allow_private: bool,
     store: Arc<dyn EventStore>,
     hooks: Mutex<Vec<Arc<Hook>>>,
 }
 
-fn http_client() -> reqwest::Client {
+fn http_client(allow_private: bool) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("berth-webhooks/", env!("CARGO_PKG_VERSION")));
+    if !allow_private {
+        // Every connection goes to an address the resolver checked; a proxy
+        // would connect elsewhere on our behalf.
+        builder = builder
+            .no_proxy()
+            .dns_resolver(Arc::new(super::egress::PublicOnly));
+    }
     let bundle = std::env::var_os("SSL_CERT_FILE")
         .map(std::path::PathBuf::from)
         .into_iter()
@@ -227,9 +243,10 @@ fn new_secret() -> Result<String, StoreError> {
 
 impl Deliveries {
     /// Loads the stored webhooks and starts their senders.
-    pub(super) async fn start(store: Arc<dyn EventStore>) -> Arc<Self> {
+    pub(super) async fn start(store: Arc<dyn EventStore>, allow_private: bool) -> Arc<Self> {
         let deliveries = Arc::new(Self {
-            http: http_client(),
+            http: http_client(allow_private),
+            allow_private,
             store: store.clone(),
             hooks: Mutex::new(Vec::new()),
         });
@@ -267,6 +284,7 @@ impl Deliveries {
         tokio::spawn(send_loop(
             hook,
             self.http.clone(),
+            self.allow_private,
             self.store.clone(),
             webhook.consecutive_failures,
         ));
@@ -310,14 +328,18 @@ impl Deliveries {
         Ok(CreatedWebhook { webhook, secret })
     }
 
-    /// The webhooks with their delivery status (no secrets).
+    /// The webhooks with their delivery status (no secrets; credentials in
+    /// the URL redacted).
     pub async fn list(&self) -> Result<Vec<Webhook>, StoreError> {
         Ok(self
             .store
             .webhooks()
             .await?
             .into_iter()
-            .map(|h| h.webhook)
+            .map(|h| Webhook {
+                url: super::egress::redact(&h.webhook.url),
+                ..h.webhook
+            })
             .collect())
     }
 
@@ -342,6 +364,7 @@ impl Deliveries {
 async fn send_loop(
     hook: Arc<Hook>,
     http: reqwest::Client,
+    allow_private: bool,
     store: Arc<dyn EventStore>,
     mut failures: u32,
 ) {
@@ -354,7 +377,7 @@ async fn send_loop(
             hook.wake.notified().await;
             continue;
         };
-        let outcome = deliver(&hook, &http, &event).await;
+        let outcome = deliver(&hook, &http, allow_private, &event).await;
         if hook.closed.load(Ordering::Acquire) {
             return;
         }
@@ -394,9 +417,21 @@ async fn send_loop(
 }
 
 /// Delivers one event, retrying with backoff; the error says why it gave up.
-async fn deliver(hook: &Hook, http: &reqwest::Client, event: &Event) -> Result<(), String> {
+async fn deliver(
+    hook: &Hook,
+    http: &reqwest::Client,
+    allow_private: bool,
+    event: &Event,
+) -> Result<(), String> {
     let body = serde_json::to_vec(event).map_err(|e| format!("cannot encode the event: {e}"))?;
     let mut last_error = String::new();
+    // IP literals skip the resolver: checked here (registered before the flag was dropped).
+    if !allow_private && let Ok(url) = reqwest::Url::parse(&hook.url) {
+        super::egress::check_url(&url).map_err(|e| {
+            tracing::warn!(webhook = %hook.id, event = event.id, error = %e, "webhook target refused");
+            format!("gave up on event {}: {e}", event.id)
+        })?;
+    }
     for attempt in 1..=MAX_ATTEMPTS {
         let timestamp = unix_now();
         let result = http
@@ -414,7 +449,14 @@ async fn deliver(hook: &Hook, http: &reqwest::Client, event: &Event) -> Result<(
             Ok(response) if response.status().is_success() => return Ok(()),
             // The URL may carry credentials: errors never include it.
             Ok(response) => last_error = format!("HTTP {}", response.status()),
-            Err(e) => last_error = e.without_url().to_string(),
+            Err(e) => {
+                let permanent = super::egress::is_not_public(&e);
+                last_error = describe(e.without_url());
+                if permanent {
+                    tracing::warn!(webhook = %hook.id, event = event.id, error = %last_error, "webhook target refused");
+                    break;
+                }
+            }
         }
         if attempt == MAX_ATTEMPTS {
             break;
@@ -425,10 +467,22 @@ async fn deliver(hook: &Hook, http: &reqwest::Client, event: &Event) -> Result<(
             return Err("webhook removed".into());
         }
     }
-    Err(format!(
-        "gave up on event {} after {MAX_ATTEMPTS} attempts: {last_error}",
-        event.id
-    ))
+    Err(format!("gave up on event {}: {last_error}", event.id))
+}
+
+/// A request error with its causes (a refused address says why), never the URL.
+fn describe(error: reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -462,7 +516,7 @@ mod tests {
             events: vec!["operation.started".into(), "nope".into()],
             secret: Some("short".into()),
         };
-        let problems = validate(&bad).unwrap_err();
+        let problems = validate(&bad, false).unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].contains("`url`") && problems[0].contains("ftp"));
         assert!(problems[1].contains("`nope`"));
@@ -472,6 +526,11 @@ mod tests {
             events: vec![],
             secret: None,
         };
-        assert_eq!(validate(&good).unwrap(), vec!["*".to_owned()]);
+        assert_eq!(validate(&good, true).unwrap(), vec!["*".to_owned()]);
+        let private = validate(&good, false).unwrap_err();
+        assert!(
+            private[0].contains("--webhook-allow-private"),
+            "{private:?}"
+        );
     }
 }

@@ -12,6 +12,7 @@ use berth_worker::{ConnError, ScoreRequest};
 use subtle::ConstantTimeEq;
 
 use super::GatewayState;
+use super::body::BodyError;
 use super::table::Route;
 use crate::observability::Exchange;
 
@@ -86,11 +87,7 @@ fn authorized(gw: &GatewayState, route: &Route, headers: &HeaderMap) -> bool {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(crate::tokens::bearer)
         .unwrap_or("");
     if presented.is_empty() {
         return false;
@@ -222,6 +219,33 @@ async fn score_inner(
             "Service `{name}` has no ready replica; `berth service show -n {name}` tells why."
         ));
     }
+    // The body is read whole before an admission slot is taken: a slow client
+    // holds its own connection only.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    trace.request_bytes = declared.unwrap_or(0);
+    let body = match super::body::read(body, declared, gw.body).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let status = match e {
+                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+            };
+            if status == StatusCode::REQUEST_TIMEOUT {
+                tracing::info!(service = %name, error = %e, "scoring body refused");
+            }
+            let mut response = message(status, &e.to_string());
+            if status != StatusCode::PAYLOAD_TOO_LARGE {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return response;
+        }
+    };
     let waiting = Waiting::enter(&route.observability.metrics.queue_depth);
     let wait_started = Instant::now();
     let admitted = tokio::time::timeout(
@@ -239,26 +263,6 @@ async fn score_inner(
                 "Service `{name}` is at capacity: the request waited longer than maxQueueWaitMs ({} ms).",
                 route.settings.max_queue_wait.as_millis()
             ));
-        }
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    trace.request_bytes = declared.unwrap_or(0);
-    if declared.is_some_and(|length| length > gw.max_body) {
-        return message(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("The request body is larger than {} bytes.", gw.max_body),
-        );
-    }
-    let body = match axum::body::to_bytes(body, gw.max_body).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return message(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("The request body is larger than {} bytes.", gw.max_body),
-            );
         }
     };
     trace.request_bytes = body.len();
@@ -281,10 +285,27 @@ async fn score_inner(
     };
     let timeout = route.settings.scoring_timeout;
     let sent = Instant::now();
-    let outcome = tokio::time::timeout(timeout, replica.worker.conn().score(request)).await;
+    let outcome = tokio::time::timeout(
+        timeout,
+        replica.worker.conn().score_within(request, gw.max_response),
+    )
+    .await;
     drop(permit);
     let result = match outcome {
         Ok(Ok(result)) => result,
+        Ok(Err(ConnError::ResponseTooLarge { len, max })) => {
+            tracing::warn!(service = %name, replica = replica.index, bytes = len, limit = max, "worker answer over --max-response-bytes; refused");
+            let mut response = message(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "The answer of run() is {len} bytes, larger than the limit of {max} bytes (the server's --max-response-bytes)."
+                ),
+            );
+            response
+                .headers_mut()
+                .insert("x-ms-run-function-failed", HeaderValue::from_static("True"));
+            return response;
+        }
         Ok(Err(e)) => return replica_failed(name, e),
         Err(_) => {
             trace.timed_out = true;
@@ -365,12 +386,25 @@ pub async fn swagger(
     State(gw): State<GatewayState>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
-    let Some(route) = gw.table.get(&name) else {
-        return message(
-            StatusCode::NOT_FOUND,
-            &format!("Service `{name}` not found."),
-        );
+    // Under the scoring credentials; without them an unknown service and a
+    // protected one get the same answer, so names cannot be probed.
+    let route = match gw.table.get(&name) {
+        Some(route) if authorized(&gw, &route, &headers) => route,
+        _ => {
+            let mut response = message(
+                StatusCode::UNAUTHORIZED,
+                &format!(
+                    "The swagger document of `{name}` needs the service's key or token as `Authorization: Bearer <key or token>` when the service has auth; the same answer is given for a service that does not exist."
+                ),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"berth-scoring\""),
+            );
+            return response;
+        }
     };
     let Some(replica) = route.pick().cloned() else {
         return unavailable(&format!("Service `{name}` has no ready replica."));

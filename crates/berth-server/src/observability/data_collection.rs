@@ -1,18 +1,21 @@
 //! The data-collection writer: one JSON line per scored request,
 //! `{time, requestId, revision, models, input, output, status}`, appended to
 //! `<data>/datacollection/<service>/<yyyy>/<mm>/<dd>/data.jsonl` (UTC date of
-//! the request). Runs on its own thread; flushes whenever its queue is empty.
+//! the request), rotated by size (`data.jsonl.1` is the newest rotated file of
+//! the day; bodies longer than [`super::MAX_BODY_IN_LINE`] are cut with a
+//! marker). Runs on its own thread; flushes whenever its queue is empty.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{BodyJson, DataSample, body_json, rfc3339};
+use super::request_log::RotatingFile;
+use super::{
+    BodyJson, DATA_COLLECTION_KEEP, DATA_COLLECTION_MAX_BYTES, DataSample, body_json, rfc3339,
+};
 
 /// One collected line.
 #[derive(Serialize)]
@@ -43,15 +46,7 @@ fn file_for(root: &Path, service: &str, time: &str) -> PathBuf {
 
 struct Open {
     path: PathBuf,
-    file: BufWriter<File>,
-}
-
-fn open(path: &Path) -> std::io::Result<BufWriter<File>> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    Ok(BufWriter::with_capacity(64 * 1024, file))
+    file: RotatingFile,
 }
 
 fn write(
@@ -76,14 +71,19 @@ fn write(
             if let Some(mut old) = files.remove(&sample.service) {
                 old.file.flush()?;
             }
-            let file = open(&path)?;
+            let file = RotatingFile::new(
+                path.clone(),
+                DATA_COLLECTION_MAX_BYTES,
+                DATA_COLLECTION_KEEP,
+            );
             files
                 .entry(sample.service.clone())
                 .or_insert(Open { path, file })
         }
     };
-    serde_json::to_writer(&mut current.file, &line)?;
-    current.file.write_all(b"\n")
+    let mut bytes = serde_json::to_vec(&line)?;
+    bytes.push(b'\n');
+    current.file.write_line(&bytes)
 }
 
 /// Writes samples until every sender is gone.
@@ -107,7 +107,12 @@ pub(super) fn run_writer(root: &Path, mut rx: mpsc::Receiver<DataSample>) {
         };
         let service = sample.service.clone();
         if let Err(e) = write(&mut files, root, sample) {
-            tracing::warn!(%service, error = %e, "cannot write collected data");
+            if crate::disk::is_full(&e) {
+                let dir = root.join(&*service);
+                crate::disk::warn_full(&dir, crate::disk::free_bytes(&dir));
+            } else {
+                tracing::warn!(%service, error = %e, "cannot write collected data");
+            }
         }
     }
 }

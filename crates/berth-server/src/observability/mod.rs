@@ -34,6 +34,10 @@ pub const REQUEST_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 pub const WRITER_POLL: Duration = Duration::from_millis(20);
 /// Rotated request logs kept besides the current one (`requests.log.1` …).
 pub const REQUEST_LOG_KEEP: usize = 4;
+/// A data-collection file rotates when it would grow past this.
+pub const DATA_COLLECTION_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Rotated data-collection files kept per day besides the current one (`data.jsonl.1` …).
+pub const DATA_COLLECTION_KEEP: usize = 16;
 
 /// One request-log line, formatted by the writer.
 #[derive(Debug)]
@@ -282,7 +286,26 @@ enum BodyJson<'a> {
     Text(std::borrow::Cow<'a, str>),
 }
 
+/// Most bytes of a request or response body kept in one log or data line;
+/// a longer body is cut there and marked (see [`truncated`]).
+pub const MAX_BODY_IN_LINE: usize = 64 * 1024;
+
+/// The head of a body longer than [`MAX_BODY_IN_LINE`], with the marker
+/// `…[truncated by berth: N bytes in all, first K kept]`.
+fn truncated(bytes: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&bytes[..MAX_BODY_IN_LINE]);
+    // A character cut in two shows as U+FFFD at the end; drop it.
+    let head = head.trim_end_matches('\u{fffd}');
+    format!(
+        "{head}…[truncated by berth: {} bytes in all, first {MAX_BODY_IN_LINE} kept]",
+        bytes.len()
+    )
+}
+
 fn body_json(bytes: &[u8]) -> BodyJson<'_> {
+    if bytes.len() > MAX_BODY_IN_LINE {
+        return BodyJson::Text(std::borrow::Cow::Owned(truncated(bytes)));
+    }
     match serde_json::from_slice::<&serde_json::value::RawValue>(bytes) {
         Ok(raw) if !raw.get().contains(['\n', '\r']) => BodyJson::Raw(raw),
         Ok(_) => serde_json::from_slice(bytes)
@@ -322,5 +345,18 @@ mod tests {
         assert_eq!(line(b"plain text\n"), r#""plain text\n""#);
         assert_eq!(line(b"\xff"), "\"\u{fffd}\"");
         assert_eq!(line(b""), r#""""#);
+    }
+
+    #[test]
+    fn a_large_body_is_cut_with_a_marker() {
+        let body = vec![b'a'; 50 << 20];
+        let text = line(&body);
+        assert!(text.len() < MAX_BODY_IN_LINE + 200, "{}", text.len());
+        assert!(
+            text.ends_with("…[truncated by berth: 52428800 bytes in all, first 65536 kept]\""),
+            "{}",
+            &text[text.len() - 100..]
+        );
+        assert!(!text.contains('\n'));
     }
 }

@@ -98,7 +98,12 @@ pub(super) fn run_writer(root: &Path, mut rx: mpsc::Receiver<RequestRecord>) {
             )
         });
         if let Err(e) = file.write_line(&record.to_line()) {
-            tracing::warn!(service = %record.service, error = %e, "cannot write the request log");
+            let path = path(root, &record.service);
+            if crate::disk::is_full(&e) {
+                crate::disk::warn_full(&path, crate::disk::free_bytes(&path));
+            } else {
+                tracing::warn!(service = %record.service, error = %e, "cannot write the request log");
+            }
         }
     }
 }

@@ -93,6 +93,11 @@ pub fn materialise(
     }
     let staged_app = partial.join("app");
     let source_root = match &spec.inference.source_directory_name {
+        // Checked when the revision was written; checked again so that a row
+        // written by an older version cannot lay out outside the revision.
+        Some(name) if berth_api::names::check_source_directory_name(name).is_err() => {
+            return Err(MaterialiseError::UnsafePath(name.clone()));
+        }
         Some(name) => staged_app.join(name),
         None => staged_app.clone(),
     };

@@ -19,6 +19,7 @@
 
 mod autoscale;
 mod gauges;
+mod layouts;
 pub mod limits;
 mod materialise;
 mod operations;

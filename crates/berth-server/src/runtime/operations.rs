@@ -230,9 +230,31 @@ impl Runtime {
                 .await;
         }
         events.emit(ended);
+        if !deleted {
+            self.collect_layouts(&op.service);
+        }
         if succeeded {
             log.event("Succeeded").await;
         }
+    }
+
+    /// Removes lay-outs of revisions no replica serves, beyond the newest
+    /// `--keep-revision-layouts` (under the replica-set lock: nothing starts meanwhile).
+    fn collect_layouts(&self, service: &str) {
+        let mut in_use: Vec<u32> = Vec::new();
+        if let Some(route) = self.deps.table.get(service) {
+            in_use.extend(route.revision);
+            in_use.extend(route.replicas.iter().map(|r| r.revision));
+        }
+        if let Some(revision) = self.with_service(service, |s| s.plan.revision) {
+            in_use.push(revision);
+        }
+        super::layouts::collect(
+            &self.deps.config.data_dir,
+            service,
+            &in_use,
+            self.deps.config.keep_revision_layouts,
+        );
     }
 
     /// Reads a service's stored state and emits `service.state_changed` when it

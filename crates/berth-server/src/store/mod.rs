@@ -8,6 +8,7 @@ mod services;
 mod sqlite;
 mod sqlite_events;
 mod sqlite_services;
+pub mod trust;
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ use berth_api::{EnvironmentSpec, Model, ModelFile, ModelKind, Snapshot};
 
 pub use events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
 pub use services::{NewService, OperationOutcome, ServiceChange, ServiceStore, StoredService};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, Synchronous};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -317,7 +318,13 @@ pub fn apply_model_changes(
         tags.remove(key);
     }
     properties.extend(changes.add_properties);
-    Ok(())
+    let mut problems = berth_api::names::check_key_values("tags", tags);
+    problems.extend(berth_api::names::check_key_values("properties", properties));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 #[cfg(test)]

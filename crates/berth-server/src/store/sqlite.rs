@@ -32,6 +32,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    sync: Synchronous,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -40,13 +41,34 @@ pub(super) fn db(step: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreErr
     move |source| StoreError::Database { step, source }
 }
 
-fn open_connection(path: &Path) -> Result<Connection> {
+/// SQLite's `synchronous` setting for the store (`--sqlite-synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Synchronous {
+    /// Every commit is on disk before it returns: survives a power cut.
+    #[default]
+    Full,
+    /// Commits reach the disk at checkpoints: the newest may be lost on a power
+    /// cut (never corrupted); faster writes.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+fn open_connection(path: &Path, sync: Synchronous) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db("open"))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(db("configure busy timeout"))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-    )
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+        sync.pragma()
+    ))
     .map_err(db("configure pragmas"))?;
     Ok(conn)
 }
@@ -75,15 +97,21 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 impl SqliteStore {
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the database at `path`, `synchronous = FULL`.
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, Synchronous::Full).await
+    }
+
+    /// Opens (creating and migrating) the database at `path`.
+    pub async fn open_with(path: &Path, sync: Synchronous) -> Result<Self> {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
-            let mut writer = open_connection(&path)?;
+            let mut writer = open_connection(&path, sync)?;
             migrate(&mut writer)?;
             Ok(Self {
                 inner: Arc::new(Inner {
                     path,
+                    sync,
                     writer: Mutex::new(writer),
                     readers: Mutex::new(Vec::new()),
                 }),
@@ -103,7 +131,7 @@ impl SqliteStore {
             let pooled = inner.readers.lock().map_err(poisoned)?.pop();
             let conn = match pooled {
                 Some(conn) => conn,
-                None => open_connection(&inner.path)?,
+                None => open_connection(&inner.path, inner.sync)?,
             };
             let out = f(&conn);
             let mut readers = inner.readers.lock().map_err(poisoned)?;
@@ -728,6 +756,33 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::NewModelFile;
+
+    #[tokio::test]
+    async fn synchronous_is_full_unless_asked_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        for (sync, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
+            let store = SqliteStore::open_with(&dir.path().join("s.db"), sync)
+                .await
+                .unwrap();
+            let (writer, reader): (i64, i64) = (
+                store
+                    .write(|c| {
+                        c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                            .map_err(db("read"))
+                    })
+                    .await
+                    .unwrap(),
+                store
+                    .read(|c| {
+                        c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                            .map_err(db("read"))
+                    })
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!((writer, reader), (expected, expected), "{sync:?}");
+        }
+    }
 
     fn new_model(name: &str, digest: &str) -> NewModel {
         NewModel {

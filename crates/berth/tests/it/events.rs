@@ -180,7 +180,7 @@ fn summary(events: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_webhook_gets_a_deploy_and_an_update_in_order_with_valid_signatures() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--webhook-allow-private"]).await;
     let receiver = Receiver::start(Vec::new()).await;
     let (status, created) =
         add_webhook(&server, json!({"url": receiver.url, "secret": SECRET})).await;
@@ -291,7 +291,7 @@ async fn a_webhook_gets_a_deploy_and_an_update_in_order_with_valid_signatures() 
 
 #[tokio::test]
 async fn following_replays_then_streams_new_events() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--webhook-allow-private"]).await;
     server
         .register_file("first", "a.txt", b"a".to_vec(), json!({}))
         .await;
@@ -330,7 +330,7 @@ async fn following_replays_then_streams_new_events() {
 
 #[tokio::test]
 async fn a_webhook_answering_500_twice_gets_the_event_on_the_third_try() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--webhook-allow-private"]).await;
     let receiver = Receiver::start(vec![500, 500]).await;
     let (status, created) = add_webhook(
         &server,
@@ -364,7 +364,7 @@ async fn a_webhook_answering_500_twice_gets_the_event_on_the_third_try() {
 
 #[tokio::test]
 async fn invalid_webhooks_and_event_queries_are_refused_naming_the_field() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--webhook-allow-private"]).await;
     let bad_scheme = add_webhook(&server, json!({"url": "ftp://example.com/x"})).await;
     assert_error(&bad_scheme, 400, "invalid_argument", "`url`");
     let not_url = add_webhook(&server, json!({"url": "not a url"})).await;
@@ -400,7 +400,7 @@ async fn invalid_webhooks_and_event_queries_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn the_cli_adds_lists_and_removes_webhooks_and_lists_events() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--webhook-allow-private"]).await;
     let cwd = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| server.cli(cwd.path()).args(args).output().unwrap();
     let added = run(&[
@@ -449,7 +449,7 @@ async fn events_owed_to_a_webhook_are_sent_after_a_restart_and_only_once() {
     // The first three attempts fail: the first before the restart, the
     // other two after it.
     let receiver = Receiver::start(vec![503, 503, 503]).await;
-    let mut server = TestServer::start().await;
+    let mut server = TestServer::start_with(&["--webhook-allow-private"]).await;
     let (status, created) = json_of(
         server
             .request(Method::POST, "/v1/webhooks")

@@ -22,3 +22,8 @@ mod studio;
 mod tls;
 mod updates;
 mod uploads;
+
+mod contain_bodies;
+mod contain_misc;
+mod contain_state;
+mod contain_validation;
