@@ -11,7 +11,7 @@ use berth_api::{
 
 use super::query::{parse_bool, parse_query, version_param};
 use super::{ApiJson, AppState};
-use crate::envs::spec;
+use crate::envs::{curated, spec};
 use crate::error::ApiError;
 use crate::store::{NewEnvironment, StoredEnvironment};
 
@@ -99,7 +99,23 @@ pub async fn list_environments(
     Ok(Json(EnvironmentList { value }))
 }
 
-/// The newest version of an environment, with its build state.
+/// An environment version; a curated name is registered on first use, an
+/// unknown reserved name is `not_found` naming the closest curated names.
+async fn stored_or_curated(
+    state: &AppState,
+    name: &str,
+    version: Option<u32>,
+) -> Result<StoredEnvironment, ApiError> {
+    curated::resolve(state.store.as_ref(), name, version)
+        .await
+        .map_err(|e| match e {
+            curated::Resolve::UnknownCurated(message) => ApiError::NotFound(message),
+            curated::Resolve::Store(e) => e.into(),
+        })
+}
+
+/// The newest version of an environment, with its build state. Curated names
+/// (`AzureML-sklearn-1.0`, ...) are registered the first time they are asked for.
 #[utoipa::path(get, path = "/v1/environments/{name}", tag = "environments",
     params(("name" = String, Path, description = "Environment name")),
     responses((status = 200, body = Environment), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -107,7 +123,7 @@ pub async fn show_latest_environment(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Environment>, ApiError> {
-    let stored = state.store.environment(&name, None).await?;
+    let stored = stored_or_curated(&state, &name, None).await?;
     Ok(Json(to_wire(&state, stored).await))
 }
 
@@ -120,7 +136,7 @@ pub async fn show_environment(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Environment>, ApiError> {
     let version = version_param("environment", &version)?;
-    let stored = state.store.environment(&name, Some(version)).await?;
+    let stored = stored_or_curated(&state, &name, Some(version)).await?;
     Ok(Json(to_wire(&state, stored).await))
 }
 
