@@ -30,17 +30,29 @@ class PythonSection:
     :ivar user_managed_dependencies: ``True`` to run an existing interpreter as is
         (``interpreter_path``) without installing anything.
     :ivar interpreter_path: The interpreter used when ``user_managed_dependencies`` is true.
-    :ivar conda_dependencies: The packages, as a conda spec (``None``: no packages, or the pip
-        requirements the environment was made from).
+    :ivar conda_dependencies: The packages, as a conda spec: an empty ``CondaDependencies()`` by
+        default (so ``add_pip_package`` works); for an environment made from pip requirements or
+        fetched from the server, those requirements as a pip section.
     :ivar conda_dependencies_file: Accepted for compatibility; the server cannot read client files.
     """
 
     def __init__(self) -> None:
         self.user_managed_dependencies: bool = False
         self.interpreter_path: str = "python"
-        self.conda_dependencies: Optional[CondaDependencies] = None
+        default = CondaDependencies()
+        self.conda_dependencies: Optional[CondaDependencies] = default
         self.conda_dependencies_file: Optional[str] = None
         self.base_conda_environment: Optional[str] = None
+        #: The YAML of ``conda_dependencies`` when the spec was made or fetched: unchanged, the
+        #: pip requirements the environment was made from are registered as they are.
+        self._conda_baseline: Optional[str] = default.serialize_to_string()
+
+    def _conda_changed(self) -> bool:
+        """Whether ``conda_dependencies`` was replaced or edited since the spec was made."""
+        conda = self.conda_dependencies
+        if conda is None:
+            return False
+        return conda.serialize_to_string() != self._conda_baseline
 
 
 class DockerSection:
@@ -49,11 +61,44 @@ class DockerSection:
 
     def __init__(self) -> None:
         self.enabled: bool = False
-        self.base_image: Optional[str] = None
-        self.base_dockerfile: Optional[str] = None
+        self._base_image: Optional[str] = None
+        self._base_dockerfile: Optional[str] = None
         self.base_image_registry: Optional[Dict[str, Any]] = None
         self.shm_size: str = "2g"
         self.arguments: List[str] = []
+
+    @property
+    def base_image(self) -> Optional[str]:
+        """The Docker base image (recorded, not used: a warning says so whenever it is set)."""
+        return self._base_image
+
+    @base_image.setter
+    def base_image(self, value: Optional[str]) -> None:
+        if value is not None:
+            _warn_docker("base_image", value)
+        self._base_image = value
+
+    @property
+    def base_dockerfile(self) -> Optional[str]:
+        """The Dockerfile text (recorded, not used: a warning says so whenever it is set)."""
+        return self._base_dockerfile
+
+    @base_dockerfile.setter
+    def base_dockerfile(self, value: Optional[str]) -> None:
+        if value is not None:
+            _warn_docker("base_dockerfile", value)
+        self._base_dockerfile = value
+
+
+def _warn_docker(field: str, value: str) -> None:
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    _logger.warning(
+        "Environment docker.%s is set (%r), but Berth runs workers without containers and does not use it: "
+        "the service gets the environment's Python and packages only. Put what the image provided in "
+        "the environment's pip or conda packages.",
+        field,
+        shown,
+    )
 
 
 class Environment:
@@ -230,7 +275,16 @@ class Environment:
             env.python.user_managed_dependencies = True
             env.python.interpreter_path = interpreter
         else:
-            env._pip_requirements = "\n".join(spec.get("requirements") or [])
+            requirements = [str(r) for r in spec.get("requirements") or []]
+            env._pip_requirements = "\n".join(requirements)
+            dependencies: List[Any] = [f"python={env.python_version}"] if env.python_version else []
+            if requirements:
+                dependencies.append({"pip": requirements})
+            fetched = CondaDependencies(
+                _underlying_structure={"name": "project_environment", "dependencies": dependencies, "channels": []}
+            )
+            env.python.conda_dependencies = fetched
+            env.python._conda_baseline = fetched.serialize_to_string()
         if workspace is not None:
             env._registered = (workspace.endpoint, env._fingerprint())
         return env
@@ -245,7 +299,11 @@ class Environment:
         bad = {k: v for k, v in self.environment_variables.items() if not isinstance(v, str)}
         if bad:
             raise UserErrorException(f"Error, environment variable values must be strings: {sorted(bad)}")
-        if self._pip_requirements is not None and not self.python.user_managed_dependencies:
+        if (
+            self._pip_requirements is not None
+            and not self.python.user_managed_dependencies
+            and not self.python._conda_changed()
+        ):
             request["pipRequirements"] = self._pip_requirements
             request["environmentVariables"] = dict(self.environment_variables)
             return request
@@ -280,7 +338,7 @@ class Environment:
         """The Azure Environment JSON of an environment (``inferenceconfig.json``'s shape)."""
         conda = environment.python.conda_dependencies
         conda_json: Optional[Dict[str, Any]] = conda.as_dict() if conda is not None else None
-        if environment._pip_requirements is not None and conda_json is None:
+        if environment._pip_requirements is not None and not environment.python._conda_changed():
             lines = [line.strip() for line in environment._pip_requirements.splitlines()]
             pip = [line for line in lines if line and not line.startswith("#")]
             conda_json = {"name": "project_environment", "dependencies": [{"pip": pip}] if pip else []}
