@@ -34,13 +34,7 @@ pub const CURATED: &[Curated] = &[
     Curated {
         name: "AzureML-Tutorial",
         python: "3.6",
-        packages: &[
-            "numpy",
-            "pandas",
-            "scipy",
-            "scikit-learn",
-            "matplotlib",
-        ],
+        packages: &["numpy", "pandas", "scipy", "scikit-learn", "matplotlib"],
     },
     Curated {
         name: "AzureML-minimal-ubuntu18.04-py37-cpu-inference",
@@ -119,16 +113,31 @@ pub fn is_reserved(name: &str) -> bool {
     RESERVED.iter().any(|p| lower.starts_with(p))
 }
 
-/// Up to three curated names closest to `name` (edit distance, ties in table order).
+/// Up to three curated names closest to `name`: the longest shared beginning
+/// first (`AzureML-sklearn-…` for a sklearn name), then edit distance, then table
+/// order.
 pub fn closest(name: &str) -> Vec<&'static str> {
     let wanted = name.to_ascii_lowercase();
-    let mut scored: Vec<(usize, usize, &'static str)> = CURATED
+    let mut scored: Vec<(std::cmp::Reverse<usize>, usize, usize, &'static str)> = CURATED
         .iter()
         .enumerate()
-        .map(|(i, c)| (distance(&wanted, &c.name.to_ascii_lowercase()), i, c.name))
+        .map(|(i, c)| {
+            let candidate = c.name.to_ascii_lowercase();
+            let shared = wanted
+                .chars()
+                .zip(candidate.chars())
+                .take_while(|(a, b)| a == b)
+                .count();
+            (
+                std::cmp::Reverse(shared),
+                distance(&wanted, &candidate),
+                i,
+                c.name,
+            )
+        })
         .collect();
     scored.sort();
-    scored.into_iter().take(3).map(|(_, _, n)| n).collect()
+    scored.into_iter().take(3).map(|(_, _, _, n)| n).collect()
 }
 
 /// Levenshtein distance over chars.
@@ -245,7 +254,11 @@ mod tests {
         for c in CURATED {
             assert!(seen.insert(c.name.to_ascii_lowercase()), "{} twice", c.name);
             assert!(is_reserved(c.name), "{}", c.name);
-            assert!(spec::check_name(c.name).is_err(), "users cannot register {}", c.name);
+            assert!(
+                spec::check_name(c.name).is_err(),
+                "users cannot register {}",
+                c.name
+            );
             let (major, minor) = c.python.split_once('.').expect("X.Y");
             assert_eq!(major, "3");
             assert!(minor.parse::<u32>().is_ok(), "{}", c.python);
@@ -258,7 +271,10 @@ mod tests {
         assert_eq!(c.name, "AzureML-sklearn-1.0");
         let spec = spec_of(c);
         assert_eq!(spec.python_version.as_deref(), Some("3.8"));
-        assert!(spec.requirements.contains(&"scikit-learn==1.0.2".to_owned()));
+        assert!(
+            spec.requirements
+                .contains(&"scikit-learn==1.0.2".to_owned())
+        );
         let old = spec_of(lookup("AzureML-sklearn-0.24-ubuntu18.04-py37-cpu").expect("curated"));
         assert_eq!(old.python_version.as_deref(), Some("3.7"));
         assert!(lookup("AzureML-nope").is_none());
@@ -268,6 +284,11 @@ mod tests {
     #[test]
     fn closest_names_a_near_miss_first() {
         assert_eq!(closest("AzureML-sklearn-1.1")[0], "AzureML-sklearn-1.0");
+        let sklearn = closest("AzureML-sklearn-9.9");
+        assert!(
+            sklearn.iter().all(|n| n.starts_with("AzureML-sklearn-")),
+            "{sklearn:?}"
+        );
         assert_eq!(closest("azureml-minimal")[0], "AzureML-Minimal");
         let message = unknown_message("AzureML-tensorflow-2.9");
         assert!(message.contains("AzureML-tensorflow-2."), "{message}");

@@ -13,7 +13,13 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, bool, String,
 }
 
 fn decode(
-    (name, compute_type, attached, properties, created_time): (String, String, bool, String, String),
+    (name, compute_type, attached, properties, created_time): (
+        String,
+        String,
+        bool,
+        String,
+        String,
+    ),
 ) -> Result<StoredComputeTarget> {
     let properties = serde_json::from_str(&properties).map_err(|e| StoreError::Corrupt {
         what: "compute target properties",
@@ -77,7 +83,9 @@ impl SqliteStore {
     pub(super) async fn all_computes(&self) -> Result<Vec<StoredComputeTarget>> {
         self.read(move |conn| {
             let mut statement = conn
-                .prepare(&format!("SELECT {COLUMNS} FROM compute_targets ORDER BY name"))
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM compute_targets ORDER BY name"
+                ))
                 .map_err(db("list compute targets"))?;
             let rows = statement
                 .query_map([], row)

@@ -50,7 +50,9 @@ async fn workspace_reports_the_identity_flags_and_defaults() {
 #[tokio::test]
 async fn curated_environments_register_on_first_use_and_unknown_names_suggest() {
     let server = TestServer::start().await;
-    let (status, env) = server.get_json("/v1/environments/AzureML-sklearn-1.0").await;
+    let (status, env) = server
+        .get_json("/v1/environments/AzureML-sklearn-1.0")
+        .await;
     assert_eq!(status, 200, "{env}");
     assert_eq!(env["id"], "AzureML-sklearn-1.0:1");
     assert_eq!(env["spec"]["pythonVersion"], "3.8");
@@ -64,7 +66,9 @@ async fn curated_environments_register_on_first_use_and_unknown_names_suggest() 
         .await;
     assert_eq!(status, 200);
     assert_eq!(again["id"], "AzureML-sklearn-1.0:1");
-    let (_, listed) = server.get_json("/v1/environments?name=AzureML-sklearn-1.0").await;
+    let (_, listed) = server
+        .get_json("/v1/environments?name=AzureML-sklearn-1.0")
+        .await;
     assert_eq!(listed["value"].as_array().unwrap().len(), 1, "{listed}");
 
     let (_, old) = server
@@ -72,7 +76,9 @@ async fn curated_environments_register_on_first_use_and_unknown_names_suggest() 
         .await;
     assert_eq!(old["spec"]["pythonVersion"], "3.7");
 
-    let missing = server.get_json("/v1/environments/AzureML-sklearn-1.1").await;
+    let missing = server
+        .get_json("/v1/environments/AzureML-sklearn-1.1")
+        .await;
     assert_error(&missing, 404, "not_found", "AzureML-sklearn-1.0");
     let plain = server.get_json("/v1/environments/nothing-here").await;
     assert_error(&plain, 404, "not_found", "nothing-here");
@@ -97,7 +103,11 @@ async fn curated_environments_register_on_first_use_and_unknown_names_suggest() 
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("AzureML-Minimal"), "{text}");
 }
 
@@ -138,7 +148,12 @@ async fn compute_targets_are_created_listed_used_and_deleted() {
 
     // A service records the target it was deployed to; an unknown one is refused.
     let refused = server
-        .create_service("to-nowhere", &[("score.py", SCORE)], &[], json!({"computeType": "aks", "computeTargetName": "nope"}))
+        .create_service(
+            "to-nowhere",
+            &[("score.py", SCORE)],
+            &[],
+            json!({"computeType": "aks", "computeTargetName": "nope"}),
+        )
         .await;
     assert_error(&refused, 400, "invalid_argument", "computeTargetName");
     server
@@ -162,7 +177,10 @@ async fn compute_targets_are_created_listed_used_and_deleted() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("aks-prod") && text.contains("local"), "{text}");
+    assert!(
+        text.contains("aks-prod") && text.contains("local"),
+        "{text}"
+    );
     let out = server
         .cli(dir.path())
         .args(["compute", "show", "-n", "aks-prod"])
