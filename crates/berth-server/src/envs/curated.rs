@@ -282,6 +282,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_table_lists_every_curated_environment() {
+        let readme = include_str!("../../../../README.md");
+        for c in CURATED {
+            let row = format!("| `{}` | {} |", c.name, c.python);
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+
+    #[test]
     fn closest_names_a_near_miss_first() {
         assert_eq!(closest("AzureML-sklearn-1.1")[0], "AzureML-sklearn-1.0");
         let sklearn = closest("AzureML-sklearn-9.9");
