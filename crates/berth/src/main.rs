@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the workspace server (management API, registry, scoring gateway)
-    Server(berth_server::ServerArgs),
+    Server(Box<berth_server::ServerArgs>),
     #[command(flatten)]
     Client(berth_cli::ClientCommand),
 }
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Server(args) => runtime.block_on(serve(args)),
+        Command::Server(args) => runtime.block_on(serve(*args)),
         Command::Client(command) => runtime.block_on(berth_cli::run(command, cli.global)),
     };
     match result {
