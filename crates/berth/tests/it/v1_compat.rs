@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, assert_error, json_of};
+use crate::harness::{TestServer, assert_error, json_of, patch};
 
 const SCORE: &[u8] = b"def init():\n    pass\n\n\ndef run(raw):\n    return raw\n";
 
@@ -168,6 +168,8 @@ async fn compute_targets_are_created_listed_used_and_deleted() {
     assert_eq!(service["computeTargetName"], "aks-prod", "{service}");
     let response = server.score("on-aks", "\"hi\"").await;
     assert_eq!(response.status().as_u16(), 200);
+    let moved = patch(&server, "on-aks", json!({"computeTargetName": "ghost"})).await;
+    assert_error(&moved, 400, "invalid_argument", "ghost");
 
     let dir = tempfile::tempdir().unwrap();
     let out = server
