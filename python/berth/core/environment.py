@@ -231,8 +231,11 @@ class Environment:
 
     @staticmethod
     def list(workspace: "Workspace") -> Dict[str, "Environment"]:
-        """The newest version of every registered environment, by name."""
-        payload = workspace.service_context.json("GET", "/v1/environments", params={"latest": True})
+        """The newest version of every environment, by name, curated ones (``AzureML-...``)
+        included as in Azure ML."""
+        payload = workspace.service_context.json(
+            "GET", "/v1/environments", params={"latest": True, "curated": True}
+        )
         out: Dict[str, Environment] = {}
         for item in payload.get("value", []):
             env = Environment._from_server(item, workspace)

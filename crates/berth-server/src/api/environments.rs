@@ -70,11 +70,13 @@ pub async fn register_environment(
     ))
 }
 
-/// Lists environment versions, newest first.
+/// Lists environment versions, newest first; `curated=true` includes every
+/// curated environment (as Azure ML v1's `Environment.list` does).
 #[utoipa::path(get, path = "/v1/environments", tag = "environments",
     params(
         ("name" = Option<String>, Query, description = "Exact name"),
-        ("latest" = Option<bool>, Query, description = "Only the newest version per name")),
+        ("latest" = Option<bool>, Query, description = "Only the newest version per name"),
+        ("curated" = Option<bool>, Query, description = "Include every curated environment (registered on the way)")),
     responses((status = 200, body = EnvironmentList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_environments(
     State(state): State<AppState>,
@@ -82,10 +84,17 @@ pub async fn list_environments(
 ) -> Result<Json<EnvironmentList>, ApiError> {
     let mut name = None;
     let mut latest = false;
-    for (key, value) in parse_query(raw.as_deref(), &["name", "latest"])? {
+    let mut with_curated = false;
+    for (key, value) in parse_query(raw.as_deref(), &["name", "latest", "curated"])? {
         match key.as_str() {
             "name" => name = Some(value),
+            "curated" => with_curated = parse_bool(&key, &value)?,
             _ => latest = parse_bool(&key, &value)?,
+        }
+    }
+    if with_curated {
+        for c in curated::CURATED {
+            curated::ensure_registered(state.store.as_ref(), c).await?;
         }
     }
     let stored = state

@@ -71,6 +71,19 @@ async fn curated_environments_register_on_first_use_and_unknown_names_suggest() 
         .await;
     assert_eq!(listed["value"].as_array().unwrap().len(), 1, "{listed}");
 
+    let (_, all) = server
+        .get_json("/v1/environments?latest=true&curated=true")
+        .await;
+    let names: Vec<&str> = all["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"AzureML-Tutorial") && names.contains(&"AzureML-sklearn-1.0"),
+        "{names:?}"
+    );
     let (_, old) = server
         .get_json("/v1/environments/AzureML-sklearn-0.24-ubuntu18.04-py37-cpu")
         .await;

@@ -6,6 +6,12 @@ from azureml.exceptions import WebserviceException
 
 ws = Workspace.from_config()
 
+# As the v1 tutorials list the curated environments:
+envs = Environment.list(workspace=ws)
+curated = [name for name in envs if name.startswith("AzureML")]
+print("curated", len(curated))
+assert "AzureML-sklearn-1.0" in curated and "AzureML-Minimal" in curated, curated
+
 sklearn_env = Environment.get(workspace=ws, name="AzureML-sklearn-1.0")
 print("name", sklearn_env.name, "version", sklearn_env.version)
 conda = sklearn_env.python.conda_dependencies
