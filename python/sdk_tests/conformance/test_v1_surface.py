@@ -4,6 +4,7 @@ module attributes, defaults, warnings and client-side validation."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -130,6 +131,40 @@ class ModuleSurfaceTests(unittest.TestCase):
             Experiment(None, "train")
         with self.assertRaisesRegex(UserErrorException, "InferenceConfig"):
             ContainerImage.image_configuration(execution_script="score.py")
+
+
+class CompatPackagingTests(unittest.TestCase):
+    """berth-azureml's own build backend: a wheel of ``azureml/`` that depends on ``berth``."""
+
+    def test_wheel_and_sdist(self) -> None:
+        import tarfile
+        import tempfile
+        import zipfile
+
+        spec = importlib.util.spec_from_file_location(
+            "azureml_build_backend", os.path.join(COMPAT_DIR, "azureml_build_backend.py")
+        )
+        assert spec is not None and spec.loader is not None
+        backend = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(backend)
+        out = tempfile.mkdtemp(prefix="berth-azureml-build-")
+        self.addCleanup(__import__("shutil").rmtree, out, True)
+        name = backend.build_wheel(out)
+        self.assertEqual(name, "berth_azureml-0.1.0-py3-none-any.whl")
+        with zipfile.ZipFile(os.path.join(out, name)) as wheel:
+            names = wheel.namelist()
+            metadata = wheel.read("berth_azureml-0.1.0.dist-info/METADATA").decode("utf-8")
+        for expected in ("azureml/__init__.py", "azureml/core/__init__.py", "azureml/core/compute/aks.py",
+                         "azureml/core/webservice/local.py", "azureml/exceptions/__init__.py"):
+            self.assertIn(expected, names)
+        self.assertFalse([n for n in names if n.startswith("berth/") or "build_backend" in n])
+        self.assertIn("Name: berth-azureml\n", metadata)
+        self.assertIn("Requires-Dist: berth==0.1.0\n", metadata)
+        sdist = backend.build_sdist(out)
+        with tarfile.open(os.path.join(out, sdist)) as archive:
+            members = archive.getnames()
+        self.assertIn("berth_azureml-0.1.0/azureml_build_backend.py", members)
+        self.assertIn("berth_azureml-0.1.0/pyproject.toml", members)
 
 
 class CondaAndEnvironmentDefaultsTests(unittest.TestCase):
