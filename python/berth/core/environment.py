@@ -23,6 +23,10 @@ __all__ = ["Environment", "PythonSection", "DockerSection"]
 
 _logger = logging.getLogger("berth")
 
+#: File names of :meth:`Environment.save_to_directory`, as azureml-core writes them.
+_ENV_FILE = "azureml_environment.json"
+_CONDA_FILE = "conda_dependencies.yml"
+
 
 class PythonSection:
     """The Python part of an environment.
@@ -178,6 +182,106 @@ class Environment:
             "from_existing_conda_environment is not supported by Berth: export the environment "
             "(`conda env export`) and use Environment.from_conda_specification."
         )
+
+    @staticmethod
+    def from_docker_image(
+        name: str,
+        image: str,
+        container_registry: Any = None,
+        conda_specification: Optional[str] = None,
+        pip_requirements: Optional[str] = None,
+    ) -> "Environment":
+        """An environment "on" a Docker image: Berth records the image (with a warning: it runs no
+        containers) and uses the conda or pip file given for the packages.
+
+        :param conda_specification: A conda YAML file for the packages.
+        :param pip_requirements: A requirements file for the packages (not with
+            ``conda_specification``).
+        """
+        env = Environment._with_packages(name, conda_specification, pip_requirements)
+        env.docker.base_image = image
+        env.docker.base_image_registry = container_registry
+        return env
+
+    @staticmethod
+    def from_dockerfile(
+        name: str,
+        dockerfile: str,
+        conda_specification: Optional[str] = None,
+        pip_requirements: Optional[str] = None,
+    ) -> "Environment":
+        """An environment from a Dockerfile (a path or its text): Berth records it (with a warning:
+        it runs no containers) and uses the conda or pip file given for the packages."""
+        env = Environment._with_packages(name, conda_specification, pip_requirements)
+        if os.path.isfile(dockerfile):
+            with open(dockerfile, encoding="utf-8") as f:
+                dockerfile = f.read()
+        env.docker.base_dockerfile = dockerfile
+        return env
+
+    @staticmethod
+    def _with_packages(
+        name: str, conda_specification: Optional[str], pip_requirements: Optional[str]
+    ) -> "Environment":
+        if conda_specification and pip_requirements:
+            raise UserErrorException(
+                "Error, give conda_specification or pip_requirements for the packages, not both."
+            )
+        if conda_specification:
+            return Environment.from_conda_specification(name, conda_specification)
+        if pip_requirements:
+            return Environment.from_pip_requirements(name, pip_requirements)
+        return Environment(name)
+
+    def save_to_directory(self, path: str, overwrite: bool = False) -> None:
+        """Writes ``azureml_environment.json`` (and ``conda_dependencies.yml`` when there are conda
+        dependencies) to ``path``, as azureml-core does; :meth:`load_from_directory` reads them.
+
+        :raises UserErrorException: The files exist and ``overwrite`` is false.
+        """
+        os.makedirs(path, exist_ok=True)
+        target = os.path.join(path, _ENV_FILE)
+        conda_target = os.path.join(path, _CONDA_FILE)
+        if not overwrite and (os.path.exists(target) or os.path.exists(conda_target)):
+            raise UserErrorException(
+                f"Error, {path} already holds an environment definition; pass overwrite=True to replace it."
+            )
+        with open(target, "w", encoding="utf-8") as f:
+            json.dump(Environment._serialize_to_dict(self), f, indent=4)
+        conda = self.python.conda_dependencies
+        if conda is not None:
+            conda.save(conda_target)
+
+    @staticmethod
+    def load_from_directory(path: str) -> "Environment":
+        """The environment :meth:`save_to_directory` (or azureml-core) wrote to ``path``."""
+        target = os.path.join(path, _ENV_FILE)
+        try:
+            with open(target, encoding="utf-8") as f:
+                definition = json.load(f)
+        except FileNotFoundError:
+            raise UserErrorException(f"Error, {target} does not exist.") from None
+        except ValueError as e:
+            raise UserErrorException(f"Error, {target} is not valid JSON: {e}") from None
+        if not isinstance(definition, dict) or not isinstance(definition.get("name"), str):
+            raise UserErrorException(f"Error, {target} is not an environment definition (it needs a `name`).")
+        env = Environment(definition["name"])
+        env.environment_variables = dict(definition.get("environmentVariables") or {})
+        env.inferencing_stack_version = definition.get("inferencingStackVersion")
+        python = definition.get("python") or {}
+        env.python.user_managed_dependencies = bool(python.get("userManagedDependencies", False))
+        env.python.interpreter_path = str(python.get("interpreterPath") or "python")
+        conda_file = os.path.join(path, _CONDA_FILE)
+        if isinstance(python.get("condaDependencies"), dict):
+            env.python.conda_dependencies = CondaDependencies(_underlying_structure=python["condaDependencies"])
+        elif os.path.isfile(conda_file):
+            env.python.conda_dependencies = CondaDependencies(conda_dependencies_file_path=conda_file)
+        docker = definition.get("docker") or {}
+        if docker.get("baseImage"):
+            env.docker.base_image = docker["baseImage"]
+        if docker.get("baseDockerfile"):
+            env.docker.base_dockerfile = docker["baseDockerfile"]
+        return env
 
     def clone(self, new_name: str) -> "Environment":
         """A copy under another name, not registered."""

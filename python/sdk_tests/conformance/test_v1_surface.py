@@ -206,6 +206,44 @@ class CondaAndEnvironmentDefaultsTests(unittest.TestCase):
         deps = request["azureEnvironment"]["python"]["condaDependencies"]["dependencies"]
         self.assertEqual(deps, ["python=3.8", {"pip": ["--no-index", "a==1", "b==2"]}])
 
+    def test_docker_constructors_and_save_load(self) -> None:
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="berth-env-dir-")
+        self.addCleanup(__import__("shutil").rmtree, folder, True)
+        requirements = os.path.join(folder, "requirements.txt")
+        with open(requirements, "w", encoding="utf-8") as f:
+            f.write("numpy==1.26\n")
+        with self.assertLogs("berth", level="WARNING") as logs:
+            env = Environment.from_docker_image("img-env", "mcr.microsoft.com/azureml/minimal", pip_requirements=requirements)
+        self.assertIn("docker.base_image", logs.output[0])
+        self.assertEqual(env.get_pip_requirements(), "numpy==1.26\n")
+        with self.assertLogs("berth", level="WARNING") as logs:
+            from_text = Environment.from_dockerfile("df-env", "FROM python:3.11\n")
+        self.assertIn("docker.base_dockerfile", logs.output[0])
+        self.assertEqual(from_text.docker.base_dockerfile, "FROM python:3.11\n")
+        with self.assertRaises(UserErrorException):
+            Environment.from_docker_image("x", "img", conda_specification=requirements, pip_requirements=requirements)
+
+        saved = Environment("saved-env")
+        saved.environment_variables = {"A": "1"}
+        assert saved.python.conda_dependencies is not None
+        saved.python.conda_dependencies.add_pip_package("scipy")
+        target = os.path.join(folder, "saved")
+        saved.save_to_directory(target)
+        self.assertTrue(os.path.isfile(os.path.join(target, "azureml_environment.json")))
+        with self.assertRaises(UserErrorException):
+            saved.save_to_directory(target)
+        saved.save_to_directory(target, overwrite=True)
+        loaded = Environment.load_from_directory(target)
+        self.assertEqual(loaded.name, "saved-env")
+        self.assertEqual(loaded.environment_variables, {"A": "1"})
+        assert loaded.python.conda_dependencies is not None
+        self.assertEqual(list(loaded.python.conda_dependencies.pip_packages), ["scipy"])
+        self.assertEqual(loaded._registration_request(), saved._registration_request())
+        with self.assertRaises(UserErrorException):
+            Environment.load_from_directory(os.path.join(folder, "missing"))
+
     def test_docker_base_image_and_dockerfile_warn_naming_the_field(self) -> None:
         env = Environment("docker-env")
         with self.assertLogs("berth", level="WARNING") as logs:
