@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Optional
 
-from _server import FAILING_SCORE_PY, SCORE_PY, ServerTestCase, model_file, server_supports, silence
+from _server import FAILING_SCORE_PY, SCORE_PY, ServerTestCase, model_file, silence
 
 from berth.core import Environment, Model, Webservice
 from berth.core.model import InferenceConfig
@@ -365,8 +365,6 @@ class AksServiceTests(ServiceTestCase):
         self.assertEqual(service.state, "Healthy")
 
     def test_regen_key(self) -> None:
-        if not server_supports(self.ws, "POST", "/v1/services/__probe__/regenerateKeys"):
-            self.skipTest("server lacks POST /v1/services/{name}/regenerateKeys")
         service = self.deploy("aks-keys", AksWebservice.deploy_configuration(num_replicas=1, auth_enabled=True))
         with self.assertRaises(WebserviceException) as ctx:
             service.regen_key("tertiary")
@@ -385,8 +383,6 @@ class AksServiceTests(ServiceTestCase):
         self.assertEqual(service.get_keys()[1], chosen)
 
     def test_token_auth(self) -> None:
-        if not server_supports(self.ws, "POST", "/v1/services/__probe__/token"):
-            self.skipTest("server lacks POST /v1/services/{name}/token")
         service = self.deploy(
             "aks-token", AksWebservice.deploy_configuration(num_replicas=1, auth_enabled=False, token_auth_enabled=True)
         )
@@ -404,8 +400,6 @@ class AksServiceTests(ServiceTestCase):
         self.assertEqual(ctx.exception.code, 401)
 
     def test_switching_auth_modes(self) -> None:
-        if not server_supports(self.ws, "POST", "/v1/services/__probe__/token"):
-            self.skipTest("server lacks POST /v1/services/{name}/token")
         service = self.deploy("aks-switch", AksWebservice.deploy_configuration(num_replicas=1, auth_enabled=True))
         assert isinstance(service, AksWebservice)
         self.assertEqual(service.run("1")["input"], 1)

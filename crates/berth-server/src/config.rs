@@ -60,8 +60,8 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_PYTHON, default_value = "python3", value_name = "PATH")]
     pub python: PathBuf,
 
-    /// `uv` to build environments with [default: `uv` on PATH, else venv + pip]
-    #[arg(long, env = env::BERTH_UV, value_name = "PATH")]
+    /// `uv` to build environments with, or `none` for venv + pip [default: `uv` on PATH, else venv + pip]
+    #[arg(long, env = env::BERTH_UV, value_name = "PATH|none")]
     pub uv: Option<PathBuf>,
 
     /// Longest an environment build may take, in seconds
@@ -297,7 +297,7 @@ impl ServerArgs {
             max_upload_bytes: self.max_upload_bytes,
             max_upload_files: self.max_upload_files,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
-            uv: self.uv.or_else(|| find_on_path("uv")),
+            uv: resolve_uv(self.uv)?,
             python: self.python,
             env_build_timeout: std::time::Duration::from_secs(self.env_build_timeout_secs.max(1)),
             scale_down_stabilization: std::time::Duration::from_secs(
@@ -317,6 +317,35 @@ impl ServerArgs {
     }
 }
 
+/// `--uv`: `none` turns uv off, a path must be an executable file, no flag takes `uv` from `PATH`.
+fn resolve_uv(flag: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = flag else {
+        return Ok(find_on_path("uv"));
+    };
+    if path.as_os_str() == "none" {
+        return Ok(None);
+    }
+    let resolved = if path.components().count() == 1 {
+        find_on_path(&path.to_string_lossy())
+    } else {
+        Some(path.clone())
+    };
+    match resolved {
+        Some(found)
+            if std::fs::metadata(&found)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) =>
+        {
+            Ok(Some(found))
+        }
+        _ => Err(ConfigError::OutOfRange {
+            flag: "--uv",
+            value: format!("`{}`", path.display()),
+            rule: "it is not an executable file (nor on PATH); give uv's path, or `none` to build environments with venv + pip",
+        }),
+    }
+}
+
 /// The first executable called `name` on `PATH`.
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -328,4 +357,29 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
                 .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
                 .unwrap_or(false)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::resolve_uv;
+
+    #[test]
+    fn uv_none_turns_uv_off_and_a_path_must_be_an_executable() {
+        assert_eq!(resolve_uv(Some(PathBuf::from("none"))).ok(), Some(None));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("uv");
+        let err = resolve_uv(Some(missing.clone()))
+            .expect_err("a missing uv is refused")
+            .to_string();
+        assert!(err.contains("--uv"), "{err}");
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(err.contains("`none`"), "{err}");
+        std::fs::write(&missing, "#!/bin/sh\n").expect("write");
+        assert!(resolve_uv(Some(missing.clone())).is_err(), "not executable");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&missing, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert_eq!(resolve_uv(Some(missing.clone())).ok(), Some(Some(missing)));
+    }
 }

@@ -188,6 +188,14 @@ fn skips_are_limited_to_inference_schema_cases() {
             continue;
         }
         skipped.push(format!("{name} (needs {})", missing.join(", ")));
+        crate::test_skips::record(
+            &format!("berth-worker conformance case {name}"),
+            &format!(
+                "{} cannot import {}; scripts/schema-python.sh prints an interpreter that can",
+                python.display(),
+                missing.join(", ")
+            ),
+        );
         if missing.iter().any(|module| module != OPTIONAL_MODULE) {
             not_allowed.push(format!("{name}: {}", missing.join(", ")));
         }

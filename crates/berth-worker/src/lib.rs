@@ -12,6 +12,7 @@ pub mod client;
 pub mod logs;
 pub mod protocol;
 pub mod supervisor;
+pub mod test_skips;
 
 pub use client::{ConnError, PendingConn, WorkerConn};
 pub use logs::{LogLine, LogTail, Stream};

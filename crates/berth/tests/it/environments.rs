@@ -83,8 +83,25 @@ print(out)
 }
 
 #[tokio::test]
-async fn a_local_wheel_installs_without_network_and_the_build_is_shared() {
-    let server = TestServer::start().await;
+async fn a_local_wheel_installs_with_venv_and_pip_without_network_and_the_build_is_shared() {
+    let server = TestServer::start_with(&["--uv", "none"]).await;
+    a_local_wheel_installs_and_the_build_is_shared(&server, "pip").await;
+}
+
+#[tokio::test]
+async fn a_local_wheel_installs_with_uv_without_network_and_the_build_is_shared() {
+    let Some(uv) = crate::harness::test_uv(
+        "environments::a_local_wheel_installs_with_uv_without_network_and_the_build_is_shared",
+    ) else {
+        return;
+    };
+    let server = TestServer::start_with(&["--uv", &uv]).await;
+    a_local_wheel_installs_and_the_build_is_shared(&server, "uv").await;
+}
+
+/// Registers a spec installing a wheel from a local folder, builds it with `installer`, and
+/// checks that equal specs share the build.
+async fn a_local_wheel_installs_and_the_build_is_shared(server: &TestServer, installer: &str) {
     let wheels = tempfile::tempdir().unwrap();
     make_wheel(wheels.path());
     let requirements = format!(
@@ -92,7 +109,7 @@ async fn a_local_wheel_installs_without_network_and_the_build_is_shared() {
         wheels.path().display()
     );
     let (status, first) = register(
-        &server,
+        server,
         json!({"name": "wheel-env", "pipRequirements": requirements, "environmentVariables": {"MODE": "a"}}),
     )
     .await;
@@ -103,9 +120,9 @@ async fn a_local_wheel_installs_without_network_and_the_build_is_shared() {
     let reqs = &first["environment"]["spec"]["requirements"];
     assert_eq!(reqs[2], "berthtestpkg==1.0", "comments are dropped: {reqs}");
 
-    let env = build(&server, "wheel-env", 1).await;
+    let env = build(server, "wheel-env", 1).await;
     assert_eq!(env["build"]["state"], "Succeeded", "{env}");
-    assert_eq!(env["build"]["installer"], "pip");
+    assert_eq!(env["build"]["installer"], installer);
     let python = env["build"]["pythonPath"].as_str().unwrap().to_owned();
     let out = std::process::Command::new(&python)
         .args(["-c", "import berthtestpkg; print(berthtestpkg.VALUE)"])
@@ -115,7 +132,7 @@ async fn a_local_wheel_installs_without_network_and_the_build_is_shared() {
 
     // The same spec again: the existing version, not a new one.
     let (status, again) = register(
-        &server,
+        server,
         json!({"name": "wheel-env", "pipRequirements": requirements, "environmentVariables": {"MODE": "a"}}),
     )
     .await;
@@ -125,7 +142,7 @@ async fn a_local_wheel_installs_without_network_and_the_build_is_shared() {
 
     // Another variable: a new version sharing the build.
     let (status, changed) = register(
-        &server,
+        server,
         json!({"name": "wheel-env", "pipRequirements": requirements, "environmentVariables": {"MODE": "b"}}),
     )
     .await;
@@ -141,7 +158,7 @@ async fn a_local_wheel_installs_without_network_and_the_build_is_shared() {
 
 #[tokio::test]
 async fn concurrent_builds_of_one_spec_build_once_and_empty_specs_need_no_network() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--uv", "none"]).await;
     for name in ["plain-a", "plain-b"] {
         let (status, _) = register(&server, json!({"name": name})).await;
         assert_eq!(status, 201);
@@ -163,7 +180,7 @@ async fn concurrent_builds_of_one_spec_build_once_and_empty_specs_need_no_networ
 
 #[tokio::test]
 async fn a_failed_build_carries_pip_output_and_the_next_attempt_builds_again() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--uv", "none"]).await;
     register(
         &server,
         json!({"name": "broken", "pipRequirements": "--no-index\nberth-missing-package==1.0\n"}),

@@ -28,6 +28,26 @@ pub fn https_client(ca_pem: &[u8], resolve: &[(&str, std::net::SocketAddr)]) -> 
     builder.build().expect("https client")
 }
 
+/// The uv under test (`$BERTH_TEST_UV`, installed by scripts/test.sh), or `None` after recording
+/// that `test` skipped for want of it.
+pub fn test_uv(test: &str) -> Option<String> {
+    let uv = std::env::var("BERTH_TEST_UV")
+        .ok()
+        .filter(|v| !v.is_empty());
+    if uv.is_none() {
+        berth_worker::test_skips::record(
+            test,
+            "BERTH_TEST_UV is not set: scripts/test.sh installs uv and sets it",
+        );
+    }
+    uv
+}
+
+/// Records that `test` cannot check what it promises on this host, saying why.
+pub fn skip(test: &str, reason: &str) {
+    berth_worker::test_skips::record(test, reason);
+}
+
 /// A running server with its own data directory.
 pub struct TestServer {
     child: Option<Child>,
@@ -57,10 +77,16 @@ impl TestServer {
 
     async fn start_with_client(args: &[&str], http: reqwest::Client) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        // Environments build with venv + pip unless a test gives the uv it tests: what the
+        // developer has on PATH never decides what a test sees.
+        if !args.iter().any(|a| a == "--uv") {
+            args.extend(["--uv".to_owned(), "none".to_owned()]);
+        }
         let mut server = Self {
             child: None,
             data,
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args,
             endpoint: String::new(),
             token: String::new(),
             http,

@@ -1,13 +1,15 @@
 //! Resource limits and GPUs on the local target: a memory hog killed and
 //! reported (cgroup mode and the rlimit watchdog), the CPU limit reaching the
 //! worker, GPUs given as CUDA_VISIBLE_DEVICES and refused when not free, and a
-//! memory limit changed by update.
+//! memory limit changed by update. The cgroup tests need a hierarchy in which
+//! the test can make groups; where there is none they record a skip saying so.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, assert_error, patch, update};
+use crate::harness::{self, TestServer, assert_error, patch, update};
 
 /// `run()` allocates 50 MB chunks until something stops it.
 const HOG: &[u8] = br#"
@@ -77,56 +79,67 @@ async fn hog_is_killed_and_replaced(server: &TestServer, name: &str, mode: &str)
     );
 }
 
-/// Whether this process can make a child group in a hierarchy with a memory
-/// controller (cgroup v2 with `memory` offered, or the v1 `memory` hierarchy).
-fn can_make_cgroups() -> bool {
+/// The cgroup mode `auto` takes on this host: the first hierarchy with a memory controller in
+/// which this process can make a child group (cgroup v2 with `memory` offered, or the v1 `memory`
+/// hierarchy), or `None` where there is none (then `auto` takes rlimit).
+fn writable_cgroup_mode() -> Option<&'static str> {
     let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let candidates = membership.lines().filter_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
         let path = path.trim_start_matches('/');
         if controllers.split(',').any(|c| c == "memory") {
-            Some(std::path::Path::new("/sys/fs/cgroup/memory").join(path))
+            Some(("cgroup-v1", Path::new("/sys/fs/cgroup/memory").join(path)))
         } else if controllers.is_empty() {
-            let root = std::path::Path::new("/sys/fs/cgroup");
+            let root = Path::new("/sys/fs/cgroup");
             let offered =
                 std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
             offered
                 .split_whitespace()
                 .any(|c| c == "memory")
-                .then(|| root.join(path))
+                .then(|| ("cgroup-v2", root.join(path)))
         } else {
             None
         }
     });
-    candidates.into_iter().any(|dir| {
+    candidates.into_iter().find_map(|(mode, dir)| {
         let probe = dir.join(format!("berth-test-probe-{}", std::process::id()));
         let made = std::fs::create_dir(&probe).is_ok();
         if made {
             let _ = std::fs::remove_dir(&probe);
         }
-        made
+        made.then_some(mode)
     })
 }
 
+/// The cgroup mode to test, or `None` after recording why `test` cannot check cgroups here.
+fn cgroup_mode_or_skip(test: &str) -> Option<&'static str> {
+    let mode = writable_cgroup_mode();
+    if mode.is_none() {
+        harness::skip(
+            test,
+            "this host has no cgroup hierarchy with a memory controller in which the test can make \
+             groups (writable cgroup v1 `memory`, or cgroup v2 with `memory` delegated); the rlimit \
+             tests cover resource limits here",
+        );
+    }
+    mode
+}
+
+const LIMITED: &str = r#"{"computeType": "local", "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.1, "memoryInGBLimit": 0.25, "cpuLimit": 1}}"#;
+
 #[tokio::test]
-async fn a_memory_hog_is_killed_by_its_cgroup_and_reported() {
+async fn auto_enforcement_takes_cgroups_where_groups_can_be_made_else_rlimit_and_kills_a_hog() {
     let server = TestServer::start().await;
-    let dc = json!({"computeType": "local", "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.1, "memoryInGBLimit": 0.25, "cpuLimit": 1}});
+    let dc: Value = serde_json::from_str(LIMITED).unwrap();
     server.deploy("hog", &[("score.py", HOG)], &[], dc).await;
     let shown = show(&server, "hog").await;
     let mode = shown["resources"]["enforcement"]
         .as_str()
         .unwrap()
         .to_owned();
-    // `auto` takes cgroups wherever this process can make groups, else rlimit;
-    // either way the hog is killed and reported.
-    let expected = if can_make_cgroups() {
-        "cgroup-v"
-    } else {
-        "rlimit"
-    };
-    assert!(mode.starts_with(expected), "expected {expected}: {shown}");
+    let expected = writable_cgroup_mode().unwrap_or("rlimit");
+    assert_eq!(mode, expected, "{shown}");
     assert!(
         shown["resources"]["memoryLimit"]
             .as_str()
@@ -142,6 +155,26 @@ async fn a_memory_hog_is_killed_by_its_cgroup_and_reported() {
         "{seen}"
     );
     hog_is_killed_and_replaced(&server, "hog", &mode).await;
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_killed_by_its_cgroup_and_reported() {
+    let Some(mode) =
+        cgroup_mode_or_skip("resources::a_memory_hog_is_killed_by_its_cgroup_and_reported")
+    else {
+        return;
+    };
+    let server = TestServer::start_with(&["--resource-enforcement", mode]).await;
+    let dc: Value = serde_json::from_str(LIMITED).unwrap();
+    server.deploy("hogc", &[("score.py", HOG)], &[], dc).await;
+    let shown = show(&server, "hogc").await;
+    assert_eq!(shown["resources"]["enforcement"], mode, "{shown}");
+    let seen = info(&server, "hogc").await;
+    assert!(
+        seen["cgroup"].as_str().unwrap().contains("/berth/s"),
+        "{seen}"
+    );
+    hog_is_killed_and_replaced(&server, "hogc", mode).await;
 }
 
 #[tokio::test]
@@ -168,38 +201,61 @@ async fn the_rlimit_watchdog_kills_a_memory_hog_and_pins_cpus() {
 }
 
 #[tokio::test]
-async fn cpu_limit_sets_the_cfs_quota_and_memory_limit_changes_by_update() {
-    let server = TestServer::start().await;
+async fn cpu_limit_sets_the_cgroup_cpu_cap() {
+    let Some(mode) = cgroup_mode_or_skip("resources::cpu_limit_sets_the_cgroup_cpu_cap") else {
+        return;
+    };
+    let server = TestServer::start_with(&["--resource-enforcement", mode]).await;
     let dc = json!({"computeType": "local", "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.1, "cpuLimit": 0.5, "memoryInGBLimit": 0.5}});
     server.deploy("quota", &[("score.py", HOG)], &[], dc).await;
     let shown = show(&server, "quota").await;
-    if shown["resources"]["enforcement"] == "cgroup-v1" {
-        assert!(
-            shown["resources"]["cpuLimit"]
-                .as_str()
-                .unwrap()
-                .contains("cpu.cfs_quota_us 50000"),
-            "{shown}"
-        );
-        let seen = info(&server, "quota").await;
-        let groups = seen["cgroup"].as_str().unwrap();
+    let seen = info(&server, "quota").await;
+    let groups = seen["cgroup"].as_str().unwrap();
+    let (described, file, expected) = if mode == "cgroup-v1" {
         let cpu_path = groups
             .lines()
             .find_map(|l| l.split_once(":cpu:").map(|(_, p)| p.to_owned()))
             .expect("a cpu group");
-        let quota =
-            std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{cpu_path}/cpu.cfs_quota_us"))
-                .unwrap();
-        assert_eq!(quota.trim(), "50000");
-    }
+        (
+            "cpu.cfs_quota_us 50000",
+            format!("/sys/fs/cgroup/cpu{cpu_path}/cpu.cfs_quota_us"),
+            "50000",
+        )
+    } else {
+        let path = groups
+            .lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+            .expect("a cgroup v2 group");
+        (
+            "cpu.max 50000 100000",
+            format!("/sys/fs/cgroup{path}/cpu.max"),
+            "50000 100000",
+        )
+    };
+    assert!(
+        shown["resources"]["cpuLimit"]
+            .as_str()
+            .unwrap()
+            .contains(described),
+        "{shown}"
+    );
+    let cap = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(cap.trim(), expected, "{file}");
+}
+
+#[tokio::test]
+async fn a_memory_limit_changes_by_update() {
+    let server = TestServer::start().await;
+    let dc = json!({"computeType": "local", "containerResourceRequirements": {"cpu": 0.5, "memoryInGB": 0.1, "cpuLimit": 0.5, "memoryInGBLimit": 0.5}});
+    server.deploy("memup", &[("score.py", HOG)], &[], dc).await;
     let op = update(
         &server,
-        "quota",
+        "memup",
         json!({"computeType": "local", "containerResourceRequirements": {"memoryInGBLimit": 1}}),
     )
     .await;
     assert_eq!(op["state"], "Succeeded", "{op}");
-    let shown = show(&server, "quota").await;
+    let shown = show(&server, "memup").await;
     assert!(
         shown["resources"]["memoryLimit"]
             .as_str()
