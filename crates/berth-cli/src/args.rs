@@ -386,6 +386,9 @@ pub struct ListEnvironmentsArgs {
     /// Only the newest version of each name
     #[arg(long)]
     pub latest: bool,
+    /// Include the curated environments (`AzureML-sklearn-1.0`, ...)
+    #[arg(long)]
+    pub curated: bool,
 }
 
 /// `NAME[:VERSION]` of an environment.

@@ -122,6 +122,17 @@ async fn curated_environments_register_on_first_use_and_unknown_names_suggest() 
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("AzureML-Minimal"), "{text}");
+    let out = server
+        .cli(dir.path())
+        .args(["environment", "list", "--latest", "--curated"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("AzureML-pytorch-1.10-ubuntu18.04-py38-cuda11-gpu"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
