@@ -16,6 +16,7 @@ __all__ = [
     "WebserviceException",
     "ModelNotFoundException",
     "ModelPathNotFoundException",
+    "ComputeTargetException",
 ]
 
 
@@ -83,3 +84,7 @@ class ModelNotFoundException(WebserviceException):
 
 class ModelPathNotFoundException(WebserviceException):
     """A local model path given to ``Model.register`` does not exist."""
+
+
+class ComputeTargetException(AzureMLException):
+    """An error about compute targets (``ComputeTarget``, ``AksCompute``)."""

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON_ROOT = os.path.dirname(HERE)
@@ -36,7 +36,7 @@ Webservice._poll_interval = 0.1
 class BerthServer:
     """One running server with its own data directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, args: Sequence[str] = ()) -> None:
         if not os.path.isfile(BERTH_BIN):
             missing = f"berth binary not found at {BERTH_BIN}: build it (cargo build -p berth) or set BERTH_BIN"
             if os.environ.get("CI") == "true" or "BERTH_BIN" in os.environ:
@@ -53,7 +53,10 @@ class BerthServer:
         env.setdefault("RUST_LOG", "info")
         self.process = subprocess.Popen(
             # venv + pip unless BERTH_TEST_UV names the uv to test: never whatever is on PATH.
-            [BERTH_BIN, "server", "--data", self.data, "--addr", "127.0.0.1:0", "--uv", os.environ.get("BERTH_TEST_UV") or "none"],
+            [
+                BERTH_BIN, "server", "--data", self.data, "--addr", "127.0.0.1:0",
+                "--uv", os.environ.get("BERTH_TEST_UV") or "none", *args,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -106,11 +109,13 @@ class ServerTestCase(unittest.TestCase):
 
     server: BerthServer
     ws: Workspace
+    #: Extra ``berth server`` flags for this class.
+    server_args: Sequence[str] = ()
 
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()
-        cls.server = BerthServer()
+        cls.server = BerthServer(cls.server_args)
         cls.ws = cls.server.workspace()
         cls.tmp = tempfile.mkdtemp(prefix="berth-sdk-files-")
 

@@ -255,7 +255,7 @@ class EnvironmentObjectTests(TempDirTestCase):
         self.assertEqual(env.environment_variables, {"EXAMPLE_ENV_VAR": "EXAMPLE_VALUE"})
         self.assertFalse(env.python.user_managed_dependencies)
         self.assertEqual(env.python.interpreter_path, "python")
-        self.assertIsNone(env.python.conda_dependencies)
+        self.assertIsInstance(env.python.conda_dependencies, CondaDependencies)
         self.assertIsNone(env.inferencing_stack_version)
         self.assertEqual(env.docker.shm_size, "2g")
 

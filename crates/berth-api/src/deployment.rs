@@ -111,6 +111,10 @@ pub struct DeploymentSettings {
     pub request_log_bodies: bool,
     /// Kubernetes namespace (kept for reference; not used locally).
     pub namespace: Option<String>,
+    /// The compute target the service was deployed to (`computeTargetName`,
+    /// `Model.deploy(..., deployment_target=...)`); `None` is the local target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_target_name: Option<String>,
     /// The service's own TLS certificate (`sslEnabled`), served for `cname`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<SslSettings>,
@@ -166,6 +170,7 @@ impl DeploymentSettings {
             app_insights_enabled: false,
             request_log_bodies: false,
             namespace: None,
+            compute_target_name: None,
             ssl: None,
         }
     }

@@ -5,6 +5,7 @@
 //! codes, and the naming rules both sides check. This crate has no I/O and no async:
 //! the CLI and the SDK can do only what these types allow.
 
+pub mod compute;
 pub mod deployment;
 pub mod environment;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod snapshot;
 pub mod studio;
 pub mod workspace;
 
+pub use compute::{ComputeTarget, ComputeTargetList, LOCAL_COMPUTE, PutComputeTargetRequest};
 pub use deployment::{ComputeType, DeploymentSettings};
 pub use environment::{
     BuildState, Environment, EnvironmentBuild, EnvironmentList, EnvironmentSpec,

@@ -13,6 +13,15 @@ pub struct WorkspaceInfo {
     pub server_version: String,
     /// Largest upload the server accepts, in bytes.
     pub max_upload_bytes: u64,
+    /// Resource group reported to Azure ML v1 code (`--workspace-resource-group`).
+    #[serde(default)]
+    pub resource_group: String,
+    /// Location reported to Azure ML v1 code (`--workspace-location`).
+    #[serde(default)]
+    pub location: String,
+    /// Subscription id reported to Azure ML v1 code (`--workspace-subscription-id`).
+    #[serde(default)]
+    pub subscription_id: String,
 }
 
 /// `config.json` as the server writes it for the CLI and SDK (mode 0600).

@@ -62,6 +62,9 @@ pub enum ClientCommand {
     /// Show the workspace the CLI talks to
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// List and show compute targets (`local`, and AKS targets made by v1 code)
+    #[command(subcommand)]
+    Compute(ComputeCommand),
     /// List or follow the workspace's events (operations, state changes, registrations)
     Events(EventsArgs),
     /// Add, list and remove webhooks that receive events
@@ -393,6 +396,9 @@ pub struct ListEnvironmentsArgs {
     /// Only the newest version of each name
     #[arg(long)]
     pub latest: bool,
+    /// Include the curated environments (`AzureML-sklearn-1.0`, ...)
+    #[arg(long)]
+    pub curated: bool,
 }
 
 /// `NAME[:VERSION]` of an environment.
@@ -401,6 +407,19 @@ pub struct EnvironmentRef {
     /// `name` (newest version) or `name:version`
     #[arg(value_name = "NAME[:VERSION]")]
     pub reference: String,
+}
+
+/// `berth compute ...`
+#[derive(Debug, Subcommand)]
+pub enum ComputeCommand {
+    /// List the compute targets
+    List,
+    /// Show one compute target
+    Show {
+        /// Compute target name
+        #[arg(short = 'n', long)]
+        name: String,
+    },
 }
 
 /// `berth workspace ...`

@@ -205,6 +205,17 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/computes`.
+    pub async fn list_computes(&self) -> Result<berth_api::ComputeTargetList> {
+        self.json(self.request(Method::GET, "/v1/computes")).await
+    }
+
+    /// `GET /v1/computes/{name}`.
+    pub async fn compute(&self, name: &str) -> Result<berth_api::ComputeTarget> {
+        let path = format!("/v1/computes/{}", segment(name));
+        self.json(self.request(Method::GET, &path)).await
+    }
+
     /// One environment version, or the newest.
     pub async fn environment(&self, name: &str, version: Option<u32>) -> Result<Environment> {
         let path = match version {

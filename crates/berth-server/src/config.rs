@@ -12,6 +12,8 @@ use crate::env;
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// Default upload limit: 16 GiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 16 << 30;
+/// Subscription id reported when none is set: there is no Azure subscription.
+pub const DEFAULT_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-000000000000";
 /// Default limit on files in one folder upload.
 pub const DEFAULT_MAX_UPLOAD_FILES: u64 = 100_000;
 
@@ -29,6 +31,18 @@ pub struct ServerArgs {
     /// Workspace name, written into model metadata files
     #[arg(long, env = env::BERTH_WORKSPACE_NAME, default_value = "default")]
     pub workspace_name: String,
+
+    /// Resource group the workspace reports (Azure ML v1 `Workspace.resource_group`)
+    #[arg(long, env = env::BERTH_WORKSPACE_RESOURCE_GROUP, default_value = "berth")]
+    pub workspace_resource_group: String,
+
+    /// Location the workspace reports (Azure ML v1 `Workspace.location`)
+    #[arg(long, env = env::BERTH_WORKSPACE_LOCATION, default_value = "local")]
+    pub workspace_location: String,
+
+    /// Subscription id the workspace reports (Azure ML v1 `Workspace.subscription_id`)
+    #[arg(long, env = env::BERTH_WORKSPACE_SUBSCRIPTION_ID, default_value = DEFAULT_SUBSCRIPTION_ID)]
+    pub workspace_subscription_id: String,
 
     /// Largest upload accepted, in bytes (larger ones get 413)
     #[arg(long, env = env::BERTH_MAX_UPLOAD_BYTES, default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
@@ -142,6 +156,8 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Workspace name.
     pub workspace_name: String,
+    /// Resource group, location and subscription id the workspace reports.
+    pub workspace_identity: WorkspaceIdentity,
     /// Upload limit in bytes.
     pub max_upload_bytes: u64,
     /// Upload limit in files.
@@ -184,6 +200,30 @@ pub struct ServerConfig {
     pub resource_enforcement: crate::runtime::limits::EnforcementChoice,
     /// GPU ids replicas may be given.
     pub gpus: Vec<String>,
+}
+
+/// The Azure-style identity strings of the workspace (informational only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceIdentity {
+    /// `Workspace.resource_group`.
+    pub resource_group: String,
+    /// `Workspace.location`.
+    pub location: String,
+    /// `Workspace.subscription_id`.
+    pub subscription_id: String,
+}
+
+/// Checks one identity string: 1 to 90 printable characters, no spaces around.
+fn identity_value(flag: &'static str, value: &str) -> Result<String, ConfigError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.len() > 90 || trimmed.chars().any(char::is_control) {
+        return Err(ConfigError::OutOfRange {
+            flag,
+            value: format!("`{value}`"),
+            rule: "it must have 1 to 90 printable characters",
+        });
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// The server certificate and key files.
@@ -255,6 +295,17 @@ impl ServerArgs {
                 rule: "it must have 1 to 64 characters",
             });
         }
+        let workspace_identity = WorkspaceIdentity {
+            resource_group: identity_value(
+                "--workspace-resource-group",
+                &self.workspace_resource_group,
+            )?,
+            location: identity_value("--workspace-location", &self.workspace_location)?,
+            subscription_id: identity_value(
+                "--workspace-subscription-id",
+                &self.workspace_subscription_id,
+            )?,
+        };
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -281,6 +332,7 @@ impl ServerArgs {
             data_dir,
             addr: self.addr,
             workspace_name: name.to_owned(),
+            workspace_identity,
             max_upload_bytes: self.max_upload_bytes,
             max_upload_files: self.max_upload_files,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),

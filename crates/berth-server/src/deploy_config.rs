@@ -70,7 +70,6 @@ const TOP_KEYS: &[&str] = &[
 
 /// Cloud-only settings: accepted, unused, named in a warning.
 const UNUSED_KEYS: &[&str] = &[
-    "computeTargetName",
     "location",
     "dnsNameLabel",
     "vaultBaseUrl",
@@ -527,6 +526,12 @@ fn read(
             ));
         }
         s.namespace = Some(ns);
+    }
+    if let Some(target) = r.string("computeTargetName") {
+        match berth_api::compute::check_compute_name(&target) {
+            Ok(()) => s.compute_target_name = Some(target),
+            Err(e) => r.problems.push(format!("`computeTargetName`: {e}")),
+        }
     }
     let mut keys = None;
     if let Some(k) = r.object("keys", &["primaryKey", "secondaryKey"]) {

@@ -9,6 +9,12 @@ pub const BERTH_DATA: &str = "BERTH_DATA";
 pub const BERTH_ADDR: &str = "BERTH_ADDR";
 /// Workspace name (`--workspace-name`).
 pub const BERTH_WORKSPACE_NAME: &str = "BERTH_WORKSPACE_NAME";
+/// Resource group `GET /v1/workspace` reports (`--workspace-resource-group`).
+pub const BERTH_WORKSPACE_RESOURCE_GROUP: &str = "BERTH_WORKSPACE_RESOURCE_GROUP";
+/// Location `GET /v1/workspace` reports (`--workspace-location`).
+pub const BERTH_WORKSPACE_LOCATION: &str = "BERTH_WORKSPACE_LOCATION";
+/// Subscription id `GET /v1/workspace` reports (`--workspace-subscription-id`).
+pub const BERTH_WORKSPACE_SUBSCRIPTION_ID: &str = "BERTH_WORKSPACE_SUBSCRIPTION_ID";
 /// Largest accepted upload in bytes (`--max-upload-bytes`).
 pub const BERTH_MAX_UPLOAD_BYTES: &str = "BERTH_MAX_UPLOAD_BYTES";
 /// Largest number of files in one uploaded folder (`--max-upload-files`).

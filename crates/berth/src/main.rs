@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the workspace server (management API, registry, scoring gateway)
-    Server(berth_server::ServerArgs),
+    Server(Box<berth_server::ServerArgs>),
     /// Maintain a data directory: backup, restore, verify blobs, accept the store
     Admin(berth_server::admin::AdminArgs),
     #[command(flatten)]
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Server(args) => runtime.block_on(serve(args)),
+        Command::Server(args) => runtime.block_on(serve(*args)),
         Command::Admin(args) => berth_server::admin::run(args)
             .map(|text| println!("{text}"))
             .map_err(anyhow::Error::from),

@@ -14,9 +14,18 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 
 from ..exceptions import UserErrorException
 
-__all__ = ["CondaDependencies"]
+__all__ = ["CondaDependencies", "DEFAULT_PYTHON_VERSION"]
 
 Dependency = Union[str, Dict[str, List[str]]]
+
+
+class _DefaultVersion(str):
+    """The default of ``CondaDependencies.create(python_version=...)``: shows azureml-core's
+    value, and is told apart from the same text passed explicitly by identity."""
+
+
+#: azureml-core's default ``python_version``; left at it, nothing is pinned (see ``create``).
+DEFAULT_PYTHON_VERSION: str = _DefaultVersion("3.8.13")
 
 
 def _unquote(text: str) -> str:
@@ -120,22 +129,24 @@ class CondaDependencies:
 
     @staticmethod
     def create(
+        pip_indexurl: Optional[str] = None,
         pip_packages: Optional[List[str]] = None,
         conda_packages: Optional[List[str]] = None,
-        python_version: Optional[str] = None,
+        python_version: Optional[str] = DEFAULT_PYTHON_VERSION,
         pin_sdk_version: bool = True,
-        pip_indexurl: Optional[str] = None,
     ) -> "CondaDependencies":
-        """A spec with the given packages.
+        """A spec with the given packages (azureml-core's parameters, in its order).
 
+        :param pip_indexurl: An extra index URL for pip.
         :param pip_packages: pip requirement strings.
         :param conda_packages: conda package specs (installed with pip by Berth).
-        :param python_version: ``X.Y``; the server's Python when omitted.
+        :param python_version: ``X.Y[.Z]`` to pin. Left at its default, no version is pinned and
+            the environment runs on the server's Python (azureml-core's default names the Python of
+            its own images); pass a version, even the default's value, to pin it.
         :param pin_sdk_version: Accepted for compatibility (no SDK packages are added).
-        :param pip_indexurl: An extra index URL for pip.
         """
         spec = CondaDependencies()
-        if python_version:
+        if python_version and python_version is not DEFAULT_PYTHON_VERSION:
             spec.set_python_version(python_version)
         for package in conda_packages or []:
             spec.add_conda_package(package)

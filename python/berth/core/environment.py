@@ -23,6 +23,10 @@ __all__ = ["Environment", "PythonSection", "DockerSection"]
 
 _logger = logging.getLogger("berth")
 
+#: File names of :meth:`Environment.save_to_directory`, as azureml-core writes them.
+_ENV_FILE = "azureml_environment.json"
+_CONDA_FILE = "conda_dependencies.yml"
+
 
 class PythonSection:
     """The Python part of an environment.
@@ -30,17 +34,29 @@ class PythonSection:
     :ivar user_managed_dependencies: ``True`` to run an existing interpreter as is
         (``interpreter_path``) without installing anything.
     :ivar interpreter_path: The interpreter used when ``user_managed_dependencies`` is true.
-    :ivar conda_dependencies: The packages, as a conda spec (``None``: no packages, or the pip
-        requirements the environment was made from).
+    :ivar conda_dependencies: The packages, as a conda spec: an empty ``CondaDependencies()`` by
+        default (so ``add_pip_package`` works); for an environment made from pip requirements or
+        fetched from the server, those requirements as a pip section.
     :ivar conda_dependencies_file: Accepted for compatibility; the server cannot read client files.
     """
 
     def __init__(self) -> None:
         self.user_managed_dependencies: bool = False
         self.interpreter_path: str = "python"
-        self.conda_dependencies: Optional[CondaDependencies] = None
+        default = CondaDependencies()
+        self.conda_dependencies: Optional[CondaDependencies] = default
         self.conda_dependencies_file: Optional[str] = None
         self.base_conda_environment: Optional[str] = None
+        #: The YAML of ``conda_dependencies`` when the spec was made or fetched: unchanged, the
+        #: pip requirements the environment was made from are registered as they are.
+        self._conda_baseline: Optional[str] = default.serialize_to_string()
+
+    def _conda_changed(self) -> bool:
+        """Whether ``conda_dependencies`` was replaced or edited since the spec was made."""
+        conda = self.conda_dependencies
+        if conda is None:
+            return False
+        return conda.serialize_to_string() != self._conda_baseline
 
 
 class DockerSection:
@@ -49,11 +65,44 @@ class DockerSection:
 
     def __init__(self) -> None:
         self.enabled: bool = False
-        self.base_image: Optional[str] = None
-        self.base_dockerfile: Optional[str] = None
+        self._base_image: Optional[str] = None
+        self._base_dockerfile: Optional[str] = None
         self.base_image_registry: Optional[Dict[str, Any]] = None
         self.shm_size: str = "2g"
         self.arguments: List[str] = []
+
+    @property
+    def base_image(self) -> Optional[str]:
+        """The Docker base image (recorded, not used: a warning says so whenever it is set)."""
+        return self._base_image
+
+    @base_image.setter
+    def base_image(self, value: Optional[str]) -> None:
+        if value is not None:
+            _warn_docker("base_image", value)
+        self._base_image = value
+
+    @property
+    def base_dockerfile(self) -> Optional[str]:
+        """The Dockerfile text (recorded, not used: a warning says so whenever it is set)."""
+        return self._base_dockerfile
+
+    @base_dockerfile.setter
+    def base_dockerfile(self, value: Optional[str]) -> None:
+        if value is not None:
+            _warn_docker("base_dockerfile", value)
+        self._base_dockerfile = value
+
+
+def _warn_docker(field: str, value: str) -> None:
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    _logger.warning(
+        "Environment docker.%s is set (%r), but Berth runs workers without containers and does not use it: "
+        "the service gets the environment's Python and packages only. Put what the image provided in "
+        "the environment's pip or conda packages.",
+        field,
+        shown,
+    )
 
 
 class Environment:
@@ -134,6 +183,106 @@ class Environment:
             "(`conda env export`) and use Environment.from_conda_specification."
         )
 
+    @staticmethod
+    def from_docker_image(
+        name: str,
+        image: str,
+        container_registry: Any = None,
+        conda_specification: Optional[str] = None,
+        pip_requirements: Optional[str] = None,
+    ) -> "Environment":
+        """An environment "on" a Docker image: Berth records the image (with a warning: it runs no
+        containers) and uses the conda or pip file given for the packages.
+
+        :param conda_specification: A conda YAML file for the packages.
+        :param pip_requirements: A requirements file for the packages (not with
+            ``conda_specification``).
+        """
+        env = Environment._with_packages(name, conda_specification, pip_requirements)
+        env.docker.base_image = image
+        env.docker.base_image_registry = container_registry
+        return env
+
+    @staticmethod
+    def from_dockerfile(
+        name: str,
+        dockerfile: str,
+        conda_specification: Optional[str] = None,
+        pip_requirements: Optional[str] = None,
+    ) -> "Environment":
+        """An environment from a Dockerfile (a path or its text): Berth records it (with a warning:
+        it runs no containers) and uses the conda or pip file given for the packages."""
+        env = Environment._with_packages(name, conda_specification, pip_requirements)
+        if os.path.isfile(dockerfile):
+            with open(dockerfile, encoding="utf-8") as f:
+                dockerfile = f.read()
+        env.docker.base_dockerfile = dockerfile
+        return env
+
+    @staticmethod
+    def _with_packages(
+        name: str, conda_specification: Optional[str], pip_requirements: Optional[str]
+    ) -> "Environment":
+        if conda_specification and pip_requirements:
+            raise UserErrorException(
+                "Error, give conda_specification or pip_requirements for the packages, not both."
+            )
+        if conda_specification:
+            return Environment.from_conda_specification(name, conda_specification)
+        if pip_requirements:
+            return Environment.from_pip_requirements(name, pip_requirements)
+        return Environment(name)
+
+    def save_to_directory(self, path: str, overwrite: bool = False) -> None:
+        """Writes ``azureml_environment.json`` (and ``conda_dependencies.yml`` when there are conda
+        dependencies) to ``path``, as azureml-core does; :meth:`load_from_directory` reads them.
+
+        :raises UserErrorException: The files exist and ``overwrite`` is false.
+        """
+        os.makedirs(path, exist_ok=True)
+        target = os.path.join(path, _ENV_FILE)
+        conda_target = os.path.join(path, _CONDA_FILE)
+        if not overwrite and (os.path.exists(target) or os.path.exists(conda_target)):
+            raise UserErrorException(
+                f"Error, {path} already holds an environment definition; pass overwrite=True to replace it."
+            )
+        with open(target, "w", encoding="utf-8") as f:
+            json.dump(Environment._serialize_to_dict(self), f, indent=4)
+        conda = self.python.conda_dependencies
+        if conda is not None:
+            conda.save(conda_target)
+
+    @staticmethod
+    def load_from_directory(path: str) -> "Environment":
+        """The environment :meth:`save_to_directory` (or azureml-core) wrote to ``path``."""
+        target = os.path.join(path, _ENV_FILE)
+        try:
+            with open(target, encoding="utf-8") as f:
+                definition = json.load(f)
+        except FileNotFoundError:
+            raise UserErrorException(f"Error, {target} does not exist.") from None
+        except ValueError as e:
+            raise UserErrorException(f"Error, {target} is not valid JSON: {e}") from None
+        if not isinstance(definition, dict) or not isinstance(definition.get("name"), str):
+            raise UserErrorException(f"Error, {target} is not an environment definition (it needs a `name`).")
+        env = Environment(definition["name"])
+        env.environment_variables = dict(definition.get("environmentVariables") or {})
+        env.inferencing_stack_version = definition.get("inferencingStackVersion")
+        python = definition.get("python") or {}
+        env.python.user_managed_dependencies = bool(python.get("userManagedDependencies", False))
+        env.python.interpreter_path = str(python.get("interpreterPath") or "python")
+        conda_file = os.path.join(path, _CONDA_FILE)
+        if isinstance(python.get("condaDependencies"), dict):
+            env.python.conda_dependencies = CondaDependencies(_underlying_structure=python["condaDependencies"])
+        elif os.path.isfile(conda_file):
+            env.python.conda_dependencies = CondaDependencies(conda_dependencies_file_path=conda_file)
+        docker = definition.get("docker") or {}
+        if docker.get("baseImage"):
+            env.docker.base_image = docker["baseImage"]
+        if docker.get("baseDockerfile"):
+            env.docker.base_dockerfile = docker["baseDockerfile"]
+        return env
+
     def clone(self, new_name: str) -> "Environment":
         """A copy under another name, not registered."""
         env = copy.deepcopy(self)
@@ -186,8 +335,11 @@ class Environment:
 
     @staticmethod
     def list(workspace: "Workspace") -> Dict[str, "Environment"]:
-        """The newest version of every registered environment, by name."""
-        payload = workspace.service_context.json("GET", "/v1/environments", params={"latest": True})
+        """The newest version of every environment, by name, curated ones (``AzureML-...``)
+        included as in Azure ML."""
+        payload = workspace.service_context.json(
+            "GET", "/v1/environments", params={"latest": True, "curated": True}
+        )
         out: Dict[str, Environment] = {}
         for item in payload.get("value", []):
             env = Environment._from_server(item, workspace)
@@ -230,7 +382,16 @@ class Environment:
             env.python.user_managed_dependencies = True
             env.python.interpreter_path = interpreter
         else:
-            env._pip_requirements = "\n".join(spec.get("requirements") or [])
+            requirements = [str(r) for r in spec.get("requirements") or []]
+            env._pip_requirements = "\n".join(requirements)
+            dependencies: List[Any] = [f"python={env.python_version}"] if env.python_version else []
+            if requirements:
+                dependencies.append({"pip": requirements})
+            fetched = CondaDependencies(
+                _underlying_structure={"name": "project_environment", "dependencies": dependencies, "channels": []}
+            )
+            env.python.conda_dependencies = fetched
+            env.python._conda_baseline = fetched.serialize_to_string()
         if workspace is not None:
             env._registered = (workspace.endpoint, env._fingerprint())
         return env
@@ -245,7 +406,11 @@ class Environment:
         bad = {k: v for k, v in self.environment_variables.items() if not isinstance(v, str)}
         if bad:
             raise UserErrorException(f"Error, environment variable values must be strings: {sorted(bad)}")
-        if self._pip_requirements is not None and not self.python.user_managed_dependencies:
+        if (
+            self._pip_requirements is not None
+            and not self.python.user_managed_dependencies
+            and not self.python._conda_changed()
+        ):
             request["pipRequirements"] = self._pip_requirements
             request["environmentVariables"] = dict(self.environment_variables)
             return request
@@ -280,7 +445,7 @@ class Environment:
         """The Azure Environment JSON of an environment (``inferenceconfig.json``'s shape)."""
         conda = environment.python.conda_dependencies
         conda_json: Optional[Dict[str, Any]] = conda.as_dict() if conda is not None else None
-        if environment._pip_requirements is not None and conda_json is None:
+        if environment._pip_requirements is not None and not environment.python._conda_changed():
             lines = [line.strip() for line in environment._pip_requirements.splitlines()]
             pip = [line for line in lines if line and not line.startswith("#")]
             conda_json = {"name": "project_environment", "dependencies": [{"pip": pip}] if pip else []}

@@ -122,6 +122,9 @@ async fn list(
     if args.latest {
         query.push(("latest", "true".to_owned()));
     }
+    if args.curated {
+        query.push(("curated", "true".to_owned()));
+    }
     let list = client
         .list_environments(&query)
         .await

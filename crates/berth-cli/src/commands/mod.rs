@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod compute;
 pub mod deploy;
 pub mod environment;
 pub mod events;

@@ -20,12 +20,18 @@ pub async fn run(command: WorkspaceCommand, global: &GlobalArgs) -> anyhow::Resu
                     "name": info.name,
                     "serverVersion": info.server_version,
                     "maxUploadBytes": info.max_upload_bytes,
+                    "resourceGroup": info.resource_group,
+                    "location": info.location,
+                    "subscriptionId": info.subscription_id,
                     "config": client.workspace().source,
                 }));
             }
             render::line(&format!("endpoint        {}", client.workspace().endpoint))?;
             render::line(&format!("workspace       {}", info.name))?;
             render::line(&format!("server version  {}", info.server_version))?;
+            render::line(&format!("resource group  {}", info.resource_group))?;
+            render::line(&format!("location        {}", info.location))?;
+            render::line(&format!("subscription    {}", info.subscription_id))?;
             render::line(&format!(
                 "upload limit    {}",
                 render::size(info.max_upload_bytes)

@@ -11,7 +11,7 @@ use berth_api::{
 
 use super::query::{parse_bool, parse_query, version_param};
 use super::{ApiJson, AppState};
-use crate::envs::spec;
+use crate::envs::{curated, spec};
 use crate::error::ApiError;
 use crate::store::{NewEnvironment, StoredEnvironment};
 
@@ -70,11 +70,13 @@ pub async fn register_environment(
     ))
 }
 
-/// Lists environment versions, newest first.
+/// Lists environment versions, newest first; `curated=true` includes every
+/// curated environment (as Azure ML v1's `Environment.list` does).
 #[utoipa::path(get, path = "/v1/environments", tag = "environments",
     params(
         ("name" = Option<String>, Query, description = "Exact name"),
-        ("latest" = Option<bool>, Query, description = "Only the newest version per name")),
+        ("latest" = Option<bool>, Query, description = "Only the newest version per name"),
+        ("curated" = Option<bool>, Query, description = "Include every curated environment (registered on the way)")),
     responses((status = 200, body = EnvironmentList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_environments(
     State(state): State<AppState>,
@@ -82,10 +84,17 @@ pub async fn list_environments(
 ) -> Result<Json<EnvironmentList>, ApiError> {
     let mut name = None;
     let mut latest = false;
-    for (key, value) in parse_query(raw.as_deref(), &["name", "latest"])? {
+    let mut with_curated = false;
+    for (key, value) in parse_query(raw.as_deref(), &["name", "latest", "curated"])? {
         match key.as_str() {
             "name" => name = Some(value),
+            "curated" => with_curated = parse_bool(&key, &value)?,
             _ => latest = parse_bool(&key, &value)?,
+        }
+    }
+    if with_curated {
+        for c in curated::CURATED {
+            curated::ensure_registered(state.store.as_ref(), c).await?;
         }
     }
     let stored = state
@@ -99,7 +108,23 @@ pub async fn list_environments(
     Ok(Json(EnvironmentList { value }))
 }
 
-/// The newest version of an environment, with its build state.
+/// An environment version; a curated name is registered on first use, an
+/// unknown reserved name is `not_found` naming the closest curated names.
+async fn stored_or_curated(
+    state: &AppState,
+    name: &str,
+    version: Option<u32>,
+) -> Result<StoredEnvironment, ApiError> {
+    curated::resolve(state.store.as_ref(), name, version)
+        .await
+        .map_err(|e| match e {
+            curated::Resolve::UnknownCurated(message) => ApiError::NotFound(message),
+            curated::Resolve::Store(e) => e.into(),
+        })
+}
+
+/// The newest version of an environment, with its build state. Curated names
+/// (`AzureML-sklearn-1.0`, ...) are registered the first time they are asked for.
 #[utoipa::path(get, path = "/v1/environments/{name}", tag = "environments",
     params(("name" = String, Path, description = "Environment name")),
     responses((status = 200, body = Environment), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -107,7 +132,7 @@ pub async fn show_latest_environment(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Environment>, ApiError> {
-    let stored = state.store.environment(&name, None).await?;
+    let stored = stored_or_curated(&state, &name, None).await?;
     Ok(Json(to_wire(&state, stored).await))
 }
 
@@ -120,7 +145,7 @@ pub async fn show_environment(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Environment>, ApiError> {
     let version = version_param("environment", &version)?;
-    let stored = state.store.environment(&name, Some(version)).await?;
+    let stored = stored_or_curated(&state, &name, Some(version)).await?;
     Ok(Json(to_wire(&state, stored).await))
 }
 

@@ -5,6 +5,7 @@
 //! across an await and never block the runtime.
 
 mod auth;
+mod computes;
 mod environments;
 mod events;
 mod json;
@@ -81,6 +82,7 @@ pub struct AppState {
         (name = "snapshots", description = "Uploaded source directories"),
         (name = "services", description = "Scoring services, their revisions and operations"),
         (name = "events", description = "The workspace event log and webhooks"),
+        (name = "computes", description = "Compute targets by name (Azure ML v1 `ComputeTarget`)"),
         (name = "workspace", description = "This server")
     )
 )]
@@ -134,6 +136,12 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(services::service_logs))
         .routes(routes!(operations::show_operation))
         .routes(routes!(workspace::workspace_info))
+        .routes(routes!(computes::list_computes))
+        .routes(routes!(
+            computes::show_compute,
+            computes::put_compute,
+            computes::delete_compute
+        ))
         .routes(routes!(events::list_events))
         .routes(routes!(events::create_webhook, events::list_webhooks))
         .routes(routes!(events::delete_webhook))

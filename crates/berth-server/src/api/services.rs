@@ -45,13 +45,11 @@ pub(super) async fn resolve_environment(
     match reference {
         Some(text) => {
             let r = ModelRef::parse(text).map_err(|e| e.replace("model", "environment"))?;
-            state
-                .store
-                .environment(&r.name, r.version)
+            crate::envs::curated::resolve(state.store.as_ref(), &r.name, r.version)
                 .await
                 .map(|env| format!("{}:{}", env.name, env.version))
                 .map_err(|e| match e {
-                    StoreError::EnvironmentNotFound(id) => format!(
+                    crate::envs::curated::Resolve::Store(StoreError::EnvironmentNotFound(id)) => format!(
                         "environment `{id}` not found; register it with `berth environment register`"
                     ),
                     other => other.to_string(),
@@ -221,6 +219,15 @@ pub async fn create_service(
         "properties",
         &request.properties,
     ));
+    if let Some(target) = parsed
+        .as_ref()
+        .and_then(|p| p.settings.compute_target_name.as_deref())
+        && super::computes::find(&state, target).await?.is_none()
+    {
+        problems.push(format!(
+            "`computeTargetName` is `{target}`, which is not a compute target of this workspace: `berth compute list` shows them; create it first (`ComputeTarget.create`, or `PUT /v1/computes/{target}`)"
+        ));
+    }
     let models = resolve_models(&state, &request.models, &mut problems).await;
     let ic = &request.inference_config;
     let entry_path = check_inference(

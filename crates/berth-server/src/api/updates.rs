@@ -168,6 +168,14 @@ pub async fn update_service(
                 {
                     problems.push(deploy_config::SSL_NEEDS_TLS.into());
                 }
+                if let Some(target) = spec.deployment.compute_target_name.as_deref()
+                    && spec.deployment.compute_target_name != current.deployment.compute_target_name
+                    && super::computes::find(&state, target).await?.is_none()
+                {
+                    problems.push(format!(
+                        "`computeTargetName` is `{target}`, which is not a compute target of this workspace: `berth compute list` shows them"
+                    ));
+                }
             }
             Err(mut p) => problems.append(&mut p),
         }

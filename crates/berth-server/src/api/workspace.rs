@@ -14,5 +14,8 @@ pub async fn workspace_info(State(state): State<AppState>) -> Json<WorkspaceInfo
         name: state.config.workspace_name.clone(),
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
         max_upload_bytes: state.config.max_upload_bytes,
+        resource_group: state.config.workspace_identity.resource_group.clone(),
+        location: state.config.workspace_identity.location.clone(),
+        subscription_id: state.config.workspace_identity.subscription_id.clone(),
     })
 }

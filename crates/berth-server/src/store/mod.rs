@@ -3,9 +3,11 @@
 //! Routes and the registry talk to `dyn Store`; nothing outside this module writes
 //! SQL. Every method is one transaction.
 
+mod computes;
 mod events;
 mod services;
 mod sqlite;
+mod sqlite_computes;
 mod sqlite_events;
 mod sqlite_services;
 pub mod trust;
@@ -15,6 +17,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use berth_api::{EnvironmentSpec, Model, ModelFile, ModelKind, Snapshot};
 
+pub use computes::StoredComputeTarget;
 pub use events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
 pub use services::{NewService, OperationOutcome, ServiceChange, ServiceStore, StoredService};
 pub use sqlite::{SqliteStore, Synchronous};
@@ -272,6 +275,19 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_snapshot(&self, snapshot: NewSnapshot) -> Result<(bool, Snapshot)>;
     /// A snapshot with its files.
     async fn snapshot(&self, digest: &str) -> Result<(Snapshot, Vec<StoredFile>)>;
+
+    /// Inserts a compute target unless one of that name exists, which is
+    /// returned instead (`false`).
+    async fn put_compute_target(
+        &self,
+        target: StoredComputeTarget,
+    ) -> Result<(bool, StoredComputeTarget)>;
+    /// One compute target.
+    async fn compute_target(&self, name: &str) -> Result<Option<StoredComputeTarget>>;
+    /// Every stored compute target, by name.
+    async fn list_compute_targets(&self) -> Result<Vec<StoredComputeTarget>>;
+    /// Deletes a compute target; `false` when there was none.
+    async fn delete_compute_target(&self, name: &str) -> Result<bool>;
 
     /// Whether any model or snapshot file still references the digest.
     async fn blob_referenced(&self, digest: &str) -> Result<bool>;

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_environments_snapshots.sql"),
     include_str!("migrations/0003_services.sql"),
     include_str!("migrations/0004_events_webhooks.sql"),
+    include_str!("migrations/0005_compute_targets.sql"),
 ];
 
 /// Most reader connections kept open.
@@ -400,6 +401,25 @@ fn push_json_filters(
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn put_compute_target(
+        &self,
+        target: super::StoredComputeTarget,
+    ) -> Result<(bool, super::StoredComputeTarget)> {
+        self.put_compute(target).await
+    }
+
+    async fn compute_target(&self, name: &str) -> Result<Option<super::StoredComputeTarget>> {
+        self.get_compute(name).await
+    }
+
+    async fn list_compute_targets(&self) -> Result<Vec<super::StoredComputeTarget>> {
+        self.all_computes().await
+    }
+
+    async fn delete_compute_target(&self, name: &str) -> Result<bool> {
+        self.remove_compute(name).await
+    }
+
     async fn setting(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_owned();
         self.read(move |conn| {

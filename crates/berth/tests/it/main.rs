@@ -27,3 +27,4 @@ mod contain_bodies;
 mod contain_misc;
 mod contain_state;
 mod contain_validation;
+mod v1_compat;

@@ -438,6 +438,8 @@ class Webservice:
         self.max_request_wait_time: Optional[int] = payload.get("maxQueueWaitMs")
         self.app_insights_enabled: bool = bool(payload.get("appInsightsEnabled", False))
         self.namespace: Optional[str] = payload.get("namespace")
+        #: The compute target the service was deployed to (``None``: the local target).
+        self.compute_target_name: Optional[str] = payload.get("computeTargetName")
         self._models_cache = None
 
     def _map_state(self, server_state: str) -> Optional[str]:

@@ -1,0 +1,16 @@
+//! Stored compute targets (the built-in `local` target is not stored).
+
+/// A compute target as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredComputeTarget {
+    /// Name (validated).
+    pub name: String,
+    /// `AKS`.
+    pub compute_type: String,
+    /// Attached rather than created.
+    pub attached: bool,
+    /// The configuration given, as JSON.
+    pub properties: serde_json::Value,
+    /// RFC 3339.
+    pub created_time: String,
+}

@@ -1,0 +1,5 @@
+"""``azureml.core.workspace``."""
+
+from berth.core.workspace import Workspace
+
+__all__ = ["Workspace"]
