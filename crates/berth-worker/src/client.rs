@@ -411,6 +411,8 @@ struct Shared {
     state: Mutex<State>,
     max_frame: u32,
     shutdown_sent: AtomicBool,
+    /// True while a streamed answer's body is still arriving (it counts as in flight).
+    streaming: AtomicBool,
     closed_tx: watch::Sender<bool>,
 }
 
@@ -459,6 +461,7 @@ impl WorkerConn {
             }),
             max_frame: reader.max_frame,
             shutdown_sent: AtomicBool::new(false),
+            streaming: AtomicBool::new(false),
             closed_tx,
         });
         let (frames, frames_rx) = mpsc::unbounded_channel();
@@ -565,6 +568,7 @@ impl WorkerConn {
     /// Requests sent and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.shared.state().pending.len()
+            + usize::from(self.shared.streaming.load(Ordering::Acquire))
     }
 
     /// Why the connection closed, once it has.
@@ -738,7 +742,10 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
                     body_len,
                     body: rx,
                 })));
-                if let Err(err) = reader.forward(body_len, tx).await {
+                shared.streaming.store(true, Ordering::Release);
+                let forwarded = reader.forward(body_len, tx).await;
+                shared.streaming.store(false, Ordering::Release);
+                if let Err(err) = forwarded {
                     break err.to_string();
                 }
                 continue;
