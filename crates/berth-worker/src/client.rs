@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -83,6 +83,14 @@ struct FrameReader {
 enum Read {
     /// A whole frame, decoded.
     Message(WorkerMessage),
+    /// The head of a SCORE_RESULT longer than the streaming threshold (its body empty);
+    /// `body_len` bytes of body follow on the socket.
+    StreamStart {
+        /// Status, headers and timing; `body` is empty.
+        head: ScoreResult,
+        /// Body bytes still to come.
+        body_len: u64,
+    },
     /// A SCORE_RESULT over the response limit for `seq`, read past without being kept.
     Oversized {
         /// Its sequence number.
@@ -94,22 +102,53 @@ enum Read {
 
 /// Bytes of a SCORE_RESULT frame needed to learn its sequence number.
 const SCORE_RESULT_PREFIX: usize = protocol::FRAME_HEADER_LEN + 8;
+/// Longest a streamed answer waits for its reader before the rest is dropped.
+const STREAM_STALL: Duration = Duration::from_secs(30);
+
+/// Length of a SCORE_RESULT payload's head (seq, status, exec_us, flags,
+/// headers) when all of it is in `payload`.
+fn score_head_len(payload: &[u8]) -> Option<usize> {
+    let u16_at = |i: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *payload.get(i)?,
+            *payload.get(i + 1)?,
+        ])))
+    };
+    let u32_at = |i: usize| -> Option<usize> {
+        let b = payload.get(i..i + 4)?;
+        usize::try_from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok()
+    };
+    let mut at = 8 + 2 + 4 + 1;
+    let count = u16_at(at)?;
+    at += 2;
+    for _ in 0..count {
+        at += 2 + u16_at(at)?;
+        at += 4 + u32_at(at)?;
+    }
+    (at <= payload.len()).then_some(at)
+}
 
 impl FrameReader {
     /// The next message, or `None` at a clean end of stream. Cancel-safe.
     async fn next(&mut self) -> Result<Option<WorkerMessage>, ConnError> {
-        match self.next_within(|| u64::MAX).await? {
+        match self.next_within(|| (u64::MAX, u64::MAX)).await? {
             Some(Read::Message(message)) => Ok(Some(message)),
             Some(Read::Oversized { len, .. }) => {
                 Err(ConnError::ResponseTooLarge { len, max: u64::MAX })
             }
+            Some(Read::StreamStart { .. }) => Err(ConnError::Closed(
+                "a streamed answer where none was asked for".into(),
+            )),
             None => Ok(None),
         }
     }
 
     /// The next frame; a SCORE_RESULT longer than `limit()` (asked once its header is in) is
     /// discarded as it streams in instead of being buffered. Not cancel-safe while discarding.
-    async fn next_within(&mut self, limit: impl Fn() -> u64) -> Result<Option<Read>, ConnError> {
+    async fn next_within(
+        &mut self,
+        limits: impl Fn() -> (u64, u64),
+    ) -> Result<Option<Read>, ConnError> {
         loop {
             if self.buf.len() >= SCORE_RESULT_PREFIX
                 && self.buf[4] == protocol::frame_type::SCORE_RESULT
@@ -120,7 +159,26 @@ impl FrameReader {
                     self.buf[2],
                     self.buf[3],
                 ]));
-                if len <= u64::from(self.max_frame) && len > limit() {
+                let (limit, stream_above) = limits();
+                if len <= u64::from(self.max_frame)
+                    && len <= limit
+                    && len > stream_above
+                    && let Some(head_len) = score_head_len(&self.buf[protocol::FRAME_HEADER_LEN..])
+                {
+                    let mut head = self.buf.split_to(protocol::FRAME_HEADER_LEN + head_len);
+                    head.advance(protocol::FRAME_HEADER_LEN);
+                    let WorkerMessage::ScoreResult(head) =
+                        protocol::decode_worker(protocol::frame_type::SCORE_RESULT, head.freeze())
+                            .map_err(ConnError::Protocol)?
+                    else {
+                        return Err(ConnError::Closed(
+                            "a SCORE_RESULT decoded as another frame".into(),
+                        ));
+                    };
+                    let body_len = len - 1 - head_len as u64;
+                    return Ok(Some(Read::StreamStart { head, body_len }));
+                }
+                if len <= u64::from(self.max_frame) && len > limit {
                     let mut seq = [0u8; 8];
                     seq.copy_from_slice(&self.buf[protocol::FRAME_HEADER_LEN..SCORE_RESULT_PREFIX]);
                     self.skip(4 + len).await?;
@@ -152,6 +210,48 @@ impl FrameReader {
                 return Err(ConnError::Closed(
                     "the worker closed the connection inside a frame".into(),
                 ));
+            }
+        }
+    }
+
+    /// Sends the next `total` bytes of the stream to `tx` chunk by chunk; once the
+    /// receiver is gone (or stalls longer than [`STREAM_STALL`]) the rest is dropped.
+    async fn forward(
+        &mut self,
+        total: u64,
+        tx: mpsc::Sender<Result<bytes::Bytes, ConnError>>,
+    ) -> Result<(), ConnError> {
+        let mut left = total;
+        let mut tx = Some(tx);
+        loop {
+            let here = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            let chunk = self.buf.split_to(here).freeze();
+            left -= here as u64;
+            if !chunk.is_empty()
+                && let Some(sender) = &tx
+                && sender.send_timeout(Ok(chunk), STREAM_STALL).await.is_err()
+            {
+                tx = None;
+            }
+            if left == 0 {
+                return Ok(());
+            }
+            if self.buf.capacity() < READ_CHUNK {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(READ_CHUNK);
+            let mut limited = (&mut self.half).take(want as u64);
+            match limited.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => {
+                    let reason: Arc<str> = "the worker closed the connection inside a frame".into();
+                    if let Some(sender) = &tx {
+                        let _ = sender.try_send(Err(ConnError::Closed(reason.clone())));
+                    }
+                    return Err(ConnError::Closed(reason));
+                }
+                Ok(_) => {}
             }
         }
     }
@@ -267,7 +367,36 @@ struct Pending {
     expect: Expect,
     /// Largest answer frame accepted for this request.
     max_response: u64,
-    reply: oneshot::Sender<Result<WorkerMessage, ConnError>>,
+    /// Answer frames longer than this are streamed ([`ScoreAnswer::Streamed`]).
+    stream_above: u64,
+    reply: oneshot::Sender<Result<Reply, ConnError>>,
+}
+
+/// What a request's caller receives.
+#[derive(Debug)]
+enum Reply {
+    Message(WorkerMessage),
+    Streamed(StreamedResult),
+}
+
+/// A SCORE_RESULT whose body arrives in parts.
+#[derive(Debug)]
+pub struct StreamedResult {
+    /// Status, timing, flags and headers; `body` is empty.
+    pub head: ScoreResult,
+    /// Length of the body to come.
+    pub body_len: u64,
+    /// The body's parts; an `Err` ends it early (the worker went away).
+    pub body: mpsc::Receiver<Result<bytes::Bytes, ConnError>>,
+}
+
+/// The answer to a SCORE: whole, or (when long) streamed.
+#[derive(Debug)]
+pub enum ScoreAnswer {
+    /// Held whole.
+    Whole(ScoreResult),
+    /// Arriving in parts.
+    Streamed(StreamedResult),
 }
 
 #[derive(Debug)]
@@ -282,6 +411,8 @@ struct Shared {
     state: Mutex<State>,
     max_frame: u32,
     shutdown_sent: AtomicBool,
+    /// True while a streamed answer's body is still arriving (it counts as in flight).
+    streaming: AtomicBool,
     closed_tx: watch::Sender<bool>,
 }
 
@@ -330,6 +461,7 @@ impl WorkerConn {
             }),
             max_frame: reader.max_frame,
             shutdown_sent: AtomicBool::new(false),
+            streaming: AtomicBool::new(false),
             closed_tx,
         });
         let (frames, frames_rx) = mpsc::unbounded_channel();
@@ -358,14 +490,34 @@ impl WorkerConn {
         request: ScoreRequest,
         max_response: u64,
     ) -> Result<ScoreResult, ConnError> {
+        match self.score_answer(request, max_response, u64::MAX).await? {
+            ScoreAnswer::Whole(result) => Ok(result),
+            ScoreAnswer::Streamed(_) => Err(ConnError::Closed(
+                "a streamed answer where none was asked for".into(),
+            )),
+        }
+    }
+
+    /// Like [`WorkerConn::score_within`], but an answer frame longer than
+    /// `stream_above` bytes comes as [`ScoreAnswer::Streamed`]: its body is passed
+    /// on in parts as it arrives instead of being held whole. Later requests on the
+    /// connection wait behind a streamed body (answers come in order).
+    pub async fn score_answer(
+        &self,
+        request: ScoreRequest,
+        max_response: u64,
+        stream_above: u64,
+    ) -> Result<ScoreAnswer, ConnError> {
         let reply = self.enqueue_within(
             |seq| protocol::encode_gateway(&GatewayMessage::Score { seq, request }),
             Expect::Score,
             max_response,
+            stream_above,
         )?;
-        match self.wait(reply).await? {
-            WorkerMessage::ScoreResult(result) => Ok(result),
-            other => Err(unexpected("SCORE_RESULT", &other)),
+        match self.wait_reply(reply).await? {
+            Reply::Message(WorkerMessage::ScoreResult(result)) => Ok(ScoreAnswer::Whole(result)),
+            Reply::Message(other) => Err(unexpected("SCORE_RESULT", &other)),
+            Reply::Streamed(streamed) => Ok(ScoreAnswer::Streamed(streamed)),
         }
     }
 
@@ -416,6 +568,7 @@ impl WorkerConn {
     /// Requests sent and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.shared.state().pending.len()
+            + usize::from(self.shared.streaming.load(Ordering::Acquire))
     }
 
     /// Why the connection closed, once it has.
@@ -453,8 +606,8 @@ impl WorkerConn {
         &self,
         encode: impl FnOnce(u64) -> Result<EncodedFrame, ProtocolError>,
         expect: impl FnOnce(u64) -> Expect,
-    ) -> Result<oneshot::Receiver<Result<WorkerMessage, ConnError>>, ConnError> {
-        self.enqueue_within(encode, expect, u64::MAX)
+    ) -> Result<oneshot::Receiver<Result<Reply, ConnError>>, ConnError> {
+        self.enqueue_within(encode, expect, u64::MAX, u64::MAX)
     }
 
     fn enqueue_within(
@@ -462,7 +615,8 @@ impl WorkerConn {
         encode: impl FnOnce(u64) -> Result<EncodedFrame, ProtocolError>,
         expect: impl FnOnce(u64) -> Expect,
         max_response: u64,
-    ) -> Result<oneshot::Receiver<Result<WorkerMessage, ConnError>>, ConnError> {
+        stream_above: u64,
+    ) -> Result<oneshot::Receiver<Result<Reply, ConnError>>, ConnError> {
         let mut state = self.shared.state();
         if let Some(reason) = &state.closed {
             return Err(ConnError::Closed(reason.clone()));
@@ -484,6 +638,7 @@ impl WorkerConn {
         state.pending.push_back(Pending {
             expect: expect(seq),
             max_response,
+            stream_above,
             reply,
         });
         if self.frames.send(frame).is_err() {
@@ -495,8 +650,20 @@ impl WorkerConn {
 
     async fn wait(
         &self,
-        reply: oneshot::Receiver<Result<WorkerMessage, ConnError>>,
+        reply: oneshot::Receiver<Result<Reply, ConnError>>,
     ) -> Result<WorkerMessage, ConnError> {
+        match self.wait_reply(reply).await? {
+            Reply::Message(message) => Ok(message),
+            Reply::Streamed(_) => Err(ConnError::Closed(
+                "a streamed answer where none was asked for".into(),
+            )),
+        }
+    }
+
+    async fn wait_reply(
+        &self,
+        reply: oneshot::Receiver<Result<Reply, ConnError>>,
+    ) -> Result<Reply, ConnError> {
         match reply.await {
             Ok(result) => result,
             Err(_) => Err(ConnError::Closed(
@@ -550,15 +717,39 @@ async fn write_frame(
 
 async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
     let reason = loop {
-        let limit = || {
+        let limits = || {
             shared
                 .state()
                 .pending
                 .front()
-                .map_or(u64::MAX, |p| p.max_response)
+                .map_or((u64::MAX, u64::MAX), |p| (p.max_response, p.stream_above))
         };
-        let message = match reader.next_within(limit).await {
+        let message = match reader.next_within(limits).await {
             Ok(Some(Read::Message(message))) => message,
+            Ok(Some(Read::StreamStart { head, body_len })) => {
+                let front = shared.state().pending.pop_front();
+                let Some(pending) =
+                    front.filter(|p| matches!(p.expect, Expect::Score(s) if s == head.seq))
+                else {
+                    break format!(
+                        "worker answered out of order: SCORE_RESULT seq {}",
+                        head.seq
+                    );
+                };
+                let (tx, rx) = mpsc::channel(4);
+                let _ = pending.reply.send(Ok(Reply::Streamed(StreamedResult {
+                    head,
+                    body_len,
+                    body: rx,
+                })));
+                shared.streaming.store(true, Ordering::Release);
+                let forwarded = reader.forward(body_len, tx).await;
+                shared.streaming.store(false, Ordering::Release);
+                if let Err(err) = forwarded {
+                    break err.to_string();
+                }
+                continue;
+            }
             Ok(Some(Read::Oversized { seq, len })) => {
                 let front = shared.state().pending.pop_front();
                 match front {
@@ -608,7 +799,7 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
                 .send(Err(ConnError::Closed(reason.as_str().into())));
             break reason;
         }
-        let _ = pending.reply.send(Ok(message));
+        let _ = pending.reply.send(Ok(Reply::Message(message)));
     };
     shared.close(&reason);
 }
@@ -749,6 +940,48 @@ mod tests {
         assert_eq!(c.unwrap().body, Bytes::from_static(b"after"));
         assert!(!conn.is_closed());
         assert_eq!(conn.score(post(big)).await.unwrap().body.len(), 300_000);
+    }
+
+    #[tokio::test]
+    async fn a_long_answer_is_streamed_in_parts_and_the_connection_goes_on() {
+        let (pending, worker) = connected(DEFAULT_MAX_FRAME).await;
+        tokio::spawn(worker.echo_all());
+        let conn = pending.into_conn();
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let big: &'static [u8] = Box::leak(big.into_boxed_slice());
+        let answer = conn
+            .score_answer(post(big), u64::MAX, 10_000)
+            .await
+            .unwrap();
+        let ScoreAnswer::Streamed(mut streamed) = answer else {
+            panic!("a 1 MB answer over a 10 kB threshold is streamed");
+        };
+        assert_eq!(streamed.head.status, 200);
+        assert_eq!(streamed.body_len, 1_000_000);
+        assert_eq!(streamed.head.headers[0].0, "x-method");
+        let mut body = Vec::new();
+        let mut parts = 0;
+        while let Some(part) = streamed.body.recv().await {
+            body.extend_from_slice(&part.unwrap());
+            parts += 1;
+        }
+        assert_eq!(body, big);
+        assert!(parts > 1, "{parts}");
+        // Short answers stay whole; a dropped stream does not stall the connection.
+        let small = conn
+            .score_answer(post(b"hi"), u64::MAX, 10_000)
+            .await
+            .unwrap();
+        assert!(matches!(small, ScoreAnswer::Whole(ref r) if r.body == Bytes::from_static(b"hi")));
+        drop(
+            conn.score_answer(post(big), u64::MAX, 10_000)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            conn.score(post(b"after")).await.unwrap().body,
+            Bytes::from_static(b"after")
+        );
     }
 
     #[tokio::test]

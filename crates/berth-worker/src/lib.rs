@@ -14,7 +14,7 @@ pub mod protocol;
 pub mod supervisor;
 pub mod test_skips;
 
-pub use client::{ConnError, PendingConn, WorkerConn};
+pub use client::{ConnError, PendingConn, ScoreAnswer, StreamedResult, WorkerConn};
 pub use logs::{LogLine, LogTail, Stream};
 pub use protocol::{
     DEFAULT_MAX_FRAME, Headers, Hello, InitFailed, InitOk, InitStage, InputMode, PROTOCOL_VERSION,

@@ -8,7 +8,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_worker::{ConnError, ScoreRequest};
+use berth_worker::{ConnError, ScoreAnswer, ScoreRequest};
 use subtle::ConstantTimeEq;
 
 use super::GatewayState;
@@ -27,6 +27,8 @@ struct Trace {
     request_bytes: usize,
     request_body: Option<Bytes>,
     response_body: Option<Bytes>,
+    /// The answer's length when it is streamed (no size hint on the body).
+    response_len: Option<usize>,
     capacity_rejected: bool,
     timed_out: bool,
 }
@@ -47,6 +49,10 @@ impl Drop for Waiting<'_> {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// Answers of `run()` longer than this are passed on in parts as they arrive
+/// instead of being held whole.
+const STREAM_ABOVE: u64 = 1 << 20;
 
 const SERVER_VERSION: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
 const MAX_REQUEST_ID: usize = 100;
@@ -161,7 +167,11 @@ pub async fn score(
         );
     }
     if let Some(route) = trace.route.take() {
-        let response_bytes = response.body().size_hint().exact().unwrap_or(0);
+        let response_bytes = trace
+            .response_len
+            .map(|n| n as u64)
+            .or_else(|| response.body().size_hint().exact())
+            .unwrap_or(0);
         route.observability.finish(Exchange {
             request_id: &request_id,
             method: method.as_str(),
@@ -287,12 +297,15 @@ async fn score_inner(
     let sent = Instant::now();
     let outcome = tokio::time::timeout(
         timeout,
-        replica.worker.conn().score_within(request, gw.max_response),
+        replica
+            .worker
+            .conn()
+            .score_answer(request, gw.max_response, STREAM_ABOVE),
     )
     .await;
     drop(permit);
-    let result = match outcome {
-        Ok(Ok(result)) => result,
+    let answer = match outcome {
+        Ok(Ok(answer)) => answer,
         Ok(Err(ConnError::ResponseTooLarge { len, max })) => {
             tracing::warn!(service = %name, replica = replica.index, bytes = len, limit = max, "worker answer over --max-response-bytes; refused");
             let mut response = message(
@@ -326,17 +339,44 @@ async fn score_inner(
             return response;
         }
     };
+    let (result, streamed) = match answer {
+        ScoreAnswer::Whole(result) => (result, None),
+        ScoreAnswer::Streamed(s) => (s.head, Some((s.body_len, s.body))),
+    };
     trace.run = result.exec_time().unwrap_or_default();
-    if route.observability.wants_bodies() {
-        trace.response_body = Some(result.body.clone());
-    }
     let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let run_failed = result.run_failed();
     let exec = result
         .run_returned()
         .then(|| format!("{:.3}", f64::from(result.exec_us) / 1000.0));
-    let mut response = Response::new(Body::from(result.body));
+    let body = match streamed {
+        None => {
+            if route.observability.wants_bodies() {
+                trace.response_body = Some(result.body.clone());
+            }
+            Body::from(result.body)
+        }
+        Some((len, parts)) => {
+            trace.response_len = Some(usize::try_from(len).unwrap_or(usize::MAX));
+            Body::from_stream(futures_util::stream::unfold(
+                parts,
+                |mut parts| async move {
+                    let part = parts.recv().await?;
+                    Some((
+                        part.map_err(|e| std::io::Error::other(e.to_string())),
+                        parts,
+                    ))
+                },
+            ))
+        }
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
+    if let Some(len) = trace.response_len {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     let out = response.headers_mut();
     for (key, value) in result.headers {
         if let (Ok(key), Ok(value)) = (

@@ -163,8 +163,8 @@ async fn management_bodies_over_the_limit_are_refused_before_they_are_read() {
 }
 
 #[tokio::test]
-async fn a_worker_answer_over_the_response_limit_gets_502_and_the_replica_keeps_serving() {
-    let server = TestServer::start_with(&["--max-response-bytes", "100000"]).await;
+async fn long_answers_are_streamed_and_answers_over_the_limit_get_502_with_the_replica_kept() {
+    let server = TestServer::start_with(&["--max-response-bytes", "4000000"]).await;
     server
         .deploy("talker", &[("score.py", SCRIPT)], &[], json!({}))
         .await;
@@ -172,12 +172,23 @@ async fn a_worker_answer_over_the_response_limit_gets_502_and_the_replica_keeps_
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap().len(), 50_002);
 
-    let response = server.score("talker", "big:300000").await;
+    // Over 1 MiB: passed on in parts, with its length.
+    let response = server.score("talker", "big:3000000").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-length"].to_str().unwrap(),
+        "3000002"
+    );
+    let text = response.text().await.unwrap();
+    assert_eq!(text.len(), 3_000_002);
+    assert!(text.starts_with("\"xxx") && text.ends_with("xxx\""));
+
+    let response = server.score("talker", "big:5000000").await;
     assert_eq!(response.status(), 502);
     let body: serde_json::Value = response.json().await.unwrap();
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.contains("--max-response-bytes") && message.contains("100000"),
+        message.contains("--max-response-bytes") && message.contains("4000000"),
         "{message}"
     );
 
