@@ -436,10 +436,18 @@ async fn the_cli_adds_lists_and_removes_webhooks_and_lists_events() {
     server
         .register_file("clied", "c.txt", b"c".to_vec(), json!({}))
         .await;
-    let events = run(&["events", "--type", "model.registered", "-o", "json"]);
-    assert!(events.status.success(), "{events:?}");
-    let events: Value = serde_json::from_slice(&events.stdout).unwrap();
-    assert_eq!(events["events"][0]["data"]["name"], "clied");
+    // Events are written by the bus's writer after the registration answered: poll for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events = loop {
+        let events = run(&["events", "--type", "model.registered", "-o", "json"]);
+        assert!(events.status.success(), "{events:?}");
+        let events: Value = serde_json::from_slice(&events.stdout).unwrap();
+        if events["events"][0]["data"]["name"] == "clied" || std::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(events["events"][0]["data"]["name"], "clied", "{events}");
     let table = run(&["events"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("model.registered"));
 }
