@@ -96,6 +96,15 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_GPUS, value_delimiter = ',', value_name = "IDS")]
     pub gpus: Vec<String>,
 
+    /// How workers are sandboxed: `best-effort` applies everything the kernel offers and warns
+    /// naming what is missing; `strict` refuses to start replicas without all of it
+    #[arg(long, env = env::BERTH_WORKER_ISOLATION, value_enum, default_value = "best-effort")]
+    pub worker_isolation: crate::runtime::sandbox::IsolationChoice,
+
+    /// User workers run as when the server runs as root [default: `berth-worker` if it exists, else `nobody`]
+    #[arg(long, env = env::BERTH_WORKER_USER, value_name = "NAME")]
+    pub worker_user: Option<String>,
+
     /// Log filter (`info`, `berth_server=debug`, ...)
     #[arg(long, env = env::BERTH_LOG, default_value = "info")]
     pub log: String,
@@ -145,6 +154,10 @@ pub struct ServerConfig {
     pub resource_enforcement: crate::runtime::limits::EnforcementChoice,
     /// GPU ids replicas may be given.
     pub gpus: Vec<String>,
+    /// Worker sandbox mode.
+    pub worker_isolation: crate::runtime::sandbox::IsolationChoice,
+    /// User workers run as (when the server runs as root).
+    pub worker_user: Option<String>,
 }
 
 /// The server certificate and key files.
@@ -261,6 +274,8 @@ impl ServerArgs {
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_secs.max(1)),
             resource_enforcement: self.resource_enforcement,
             gpus,
+            worker_isolation: self.worker_isolation,
+            worker_user: self.worker_user,
         })
     }
 }

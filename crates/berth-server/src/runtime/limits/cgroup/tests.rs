@@ -38,6 +38,7 @@ fn settings() -> GroupSettings {
         cpu_limit: Some(1.5),
         memory: 512 << 20,
         memory_limit: Some(256 << 20),
+        pids_max: Some(64),
     }
 }
 
@@ -136,6 +137,7 @@ fn no_limit_writes_no_cap_and_conversions_follow_kubernetes() {
         cpu_limit: None,
         memory: 1 << 30,
         memory_limit: None,
+        pids_max: None,
     };
     assert!(
         v1_writes(&s)
