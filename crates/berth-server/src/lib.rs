@@ -172,6 +172,7 @@ pub async fn run(
         config.worker_isolation,
         config.worker_user.as_deref(),
         &config.data_dir,
+        &config.python,
     )?);
     let observability = observability::Observability::start(&config.data_dir, metrics);
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {

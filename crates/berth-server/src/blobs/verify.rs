@@ -80,38 +80,59 @@ pub fn copy_checked(path: &Path, expected: &str, target: &Path) -> io::Result<()
     Ok(())
 }
 
-/// The content of blob `expected` as a stream of chunks; the last item is an error when the
-/// content does not match (the client sees a broken transfer, the log says corruption).
+/// The content of blob `expected` as a stream of chunks. Each chunk is sent only once the
+/// next one was read, so the last one is held until the whole content was checked: on a
+/// mismatch it is replaced by an error and the client never receives the full length (a broken
+/// transfer), while the log says corruption.
 pub fn stream_checked(
     file: tokio::fs::File,
     expected: &str,
     path: &Path,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
-    let state = (
-        Some(file),
-        Sha256::new(),
-        expected.to_owned(),
-        path.to_owned(),
-    );
-    futures_util::stream::unfold(state, |(file, mut hasher, expected, path)| async move {
-        let mut file = file?;
-        let mut buf = vec![0u8; 256 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => {
-                let actual = format_digest(&hasher.finalize_reset());
-                if actual == expected {
-                    None
-                } else {
-                    let err = corruption(&expected, &actual, &path);
-                    Some((Err(err), (None, hasher, expected, path)))
+    struct State {
+        file: Option<tokio::fs::File>,
+        hasher: Sha256,
+        expected: String,
+        path: std::path::PathBuf,
+        held: Option<Bytes>,
+    }
+    let state = State {
+        file: Some(file),
+        hasher: Sha256::new(),
+        expected: expected.to_owned(),
+        path: path.to_owned(),
+        held: None,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            let Some(file) = st.file.as_mut() else {
+                // Finished: send what is held (checked), then end.
+                return st.held.take().map(|chunk| (Ok(chunk), st));
+            };
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf).await {
+                Ok(0) => {
+                    st.file = None;
+                    let actual = format_digest(&st.hasher.finalize_reset());
+                    if actual != st.expected {
+                        st.held = None;
+                        let err = corruption(&st.expected, &actual, &st.path);
+                        return Some((Err(err), st));
+                    }
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    st.hasher.update(&buf);
+                    if let Some(previous) = st.held.replace(Bytes::from(buf)) {
+                        return Some((Ok(previous), st));
+                    }
+                }
+                Err(e) => {
+                    st.file = None;
+                    st.held = None;
+                    return Some((Err(e), st));
                 }
             }
-            Ok(n) => {
-                buf.truncate(n);
-                hasher.update(&buf);
-                Some((Ok(Bytes::from(buf)), (Some(file), hasher, expected, path)))
-            }
-            Err(e) => Some((Err(e), (None, hasher, expected, path))),
         }
     })
 }

@@ -185,13 +185,19 @@ pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>
         )
         .map_err(|e| fail(e.into()))?;
     let mut spec = plan.spec();
-    let launcher = plan.isolation.launcher(
+    let launcher = match plan.isolation.launcher(
         &plan.python,
         &plan.runtime_dir,
         &plan.app,
         &scratch,
         limits.cgroup_procs(),
-    );
+    ) {
+        Ok(launcher) => launcher,
+        Err(reason) => {
+            limits.start_failed(None).await;
+            return Err(fail(StartError::Isolation(reason)));
+        }
+    };
     for (key, value) in limits.env() {
         // The launcher joins the groups before it drops privileges and locks /sys/fs/cgroup.
         if launcher.is_some() && key == limits::CGROUP_PROCS_VAR {
@@ -203,11 +209,14 @@ pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>
         for key in ["TMPDIR", "HOME"] {
             spec.env.push((key.into(), scratch.clone().into()));
         }
-        if let Some(user) = plan.isolation.user() {
+        if let (Some(user), Some(policy)) =
+            (plan.isolation.user(), launcher.as_ref().map(|l| &l.policy))
+            && policy.user.is_some()
+        {
             for key in ["USER", "LOGNAME"] {
                 spec.env.push((key.into(), user.name.clone().into()));
             }
-            spec.socket_owner = Some((user.uid, user.gid));
+            spec.socket_owner = policy.user;
         }
     }
     spec.launcher = launcher;

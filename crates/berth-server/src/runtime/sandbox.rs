@@ -78,6 +78,16 @@ pub fn find_user(passwd: &str, name: &str) -> Option<WorkerUser> {
     })
 }
 
+/// `python` as an absolute, symlink-free path (looked up on `PATH` when it is a bare name).
+fn resolve(python: &Path) -> Option<PathBuf> {
+    let found = if python.components().count() == 1 {
+        crate::config::find_on_path(&python.to_string_lossy())?
+    } else {
+        python.to_path_buf()
+    };
+    std::fs::canonicalize(found).ok()
+}
+
 /// The first ancestor of `path` (itself included) others cannot traverse, if any.
 fn untraversable(path: &Path) -> Option<PathBuf> {
     path.ancestors()
@@ -96,6 +106,7 @@ impl Isolation {
         choice: IsolationChoice,
         worker_user: Option<&str>,
         data_dir: &Path,
+        python: &Path,
     ) -> Result<Self, IsolationError> {
         let program = std::env::current_exe().map_err(IsolationError::Launcher)?;
         if choice == IsolationChoice::Off {
@@ -148,11 +159,23 @@ impl Isolation {
                         );
                     }
                 }
+                let interpreter = resolve(python);
                 match untraversable(data_dir) {
-                    None => {
-                        close_data_dir(data_dir);
-                        Some(user)
-                    }
+                    None => match interpreter.as_deref().and_then(untraversable) {
+                        None => {
+                            close_data_dir(data_dir);
+                            Some(user)
+                        }
+                        Some(blocked) => {
+                            missing.push(format!(
+                                "an unprivileged worker user: `{}` cannot run the interpreter {} because {} is not searchable by others (chmod o+x it, or pass --python an interpreter outside it, e.g. /usr/bin/python3)",
+                                user.name,
+                                interpreter.as_deref().unwrap_or(python).display(),
+                                blocked.display()
+                            ));
+                            None
+                        }
+                    },
                     Some(blocked) => {
                         missing.push(format!(
                             "an unprivileged worker user: `{}` cannot reach the data dir because {} is not searchable by others (chmod o+x it, or use --data elsewhere)",
@@ -264,7 +287,9 @@ impl Isolation {
             .collect()
     }
 
-    /// The launcher of one replica, or None with isolation off.
+    /// The launcher of one replica (None with isolation off). An environment whose interpreter
+    /// the worker user cannot reach runs as the server's user (a warning), or is refused in
+    /// `strict` mode.
     pub fn launcher(
         &self,
         python: &Path,
@@ -272,9 +297,25 @@ impl Isolation {
         app: &Path,
         scratch: &Path,
         cgroup_procs: Vec<PathBuf>,
-    ) -> Option<Launcher> {
+    ) -> Result<Option<Launcher>, String> {
         if self.choice == IsolationChoice::Off {
-            return None;
+            return Ok(None);
+        }
+        let mut user = self.user.as_ref().map(|u| (u.uid, u.gid));
+        if let (Some(u), Some(real)) = (&self.user, std::fs::canonicalize(python).ok())
+            && let Some(blocked) = untraversable(&real)
+        {
+            let problem = format!(
+                "the worker user `{}` cannot run {} because {} is not searchable by others (chmod o+x it, or build the environment with an interpreter outside it)",
+                u.name,
+                real.display(),
+                blocked.display()
+            );
+            if self.choice == IsolationChoice::Strict {
+                return Err(format!("--worker-isolation strict: {problem}"));
+            }
+            tracing::warn!("{problem}; this replica runs as the server's user");
+            user = None;
         }
         // Only the shim of the runtime dir: the sockets beside it are not listable.
         let mut read = vec![
@@ -292,17 +333,17 @@ impl Isolation {
         }
         let mut write = vec![scratch.to_path_buf()];
         write.extend(self.writable_source(app));
-        Some(Launcher {
+        Ok(Some(Launcher {
             program: self.program.clone(),
             policy: SandboxPolicy {
                 read,
                 write,
-                user: self.user.as_ref().map(|u| (u.uid, u.gid)),
+                user,
                 cgroup_procs,
                 landlock: self.support.filesystem || self.support.scoping,
                 strict: self.choice == IsolationChoice::Strict,
             },
-        })
+        }))
     }
 }
 
@@ -419,6 +460,7 @@ mod tests {
                 Path::new("/scratch"),
                 Vec::new(),
             )
+            .expect("allowed")
             .expect("launcher");
         let write = &launcher.policy.write;
         assert!(write.contains(&PathBuf::from("/scratch")));

@@ -24,6 +24,16 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// An interpreter the unprivileged worker user can run (a pyenv under `/root` is out of its
+/// reach, so a root server would run workers as root with it).
+fn worker_python() -> String {
+    ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("python3")
+        .to_owned()
+}
+
 /// Tries every step of the attack; each entry is "ok" or the errno name it got.
 const ATTACKER: &[u8] = br#"
 import errno, json, os, signal
@@ -92,7 +102,7 @@ def run(raw):
 
 #[tokio::test]
 async fn a_scoring_script_cannot_reach_the_workspace_the_server_or_other_services() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--python", &worker_python()]).await;
     let (status, model) = server
         .register_file("weights", "model.bin", b"the weights".to_vec(), json!({}))
         .await;
@@ -305,7 +315,7 @@ fn members_of(group: &str) -> Vec<u32> {
 
 #[tokio::test]
 async fn deleting_a_service_ends_every_process_its_replica_started() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--python", &worker_python()]).await;
     server
         .deploy("forker", &[("score.py", FORKER)], &[], local())
         .await;
@@ -426,7 +436,7 @@ def run(raw):
 
 #[tokio::test]
 async fn the_worker_channel_accepts_only_the_spawned_worker() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(&["--python", &worker_python()]).await;
     server
         .deploy("racer", &[("score.py", RACER)], &[], local())
         .await;
