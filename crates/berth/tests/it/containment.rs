@@ -187,17 +187,17 @@ async fn a_scoring_script_cannot_reach_the_workspace_the_server_or_other_service
     if running_as_root() {
         assert!(isolation.contains("user "), "{isolation}");
     }
-    let (status, downloaded) = (
-        server
-            .request(Method::GET, "/v1/models/weights/versions/1/content")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        (),
+    let downloaded = server
+        .request(Method::GET, "/v1/models/weights/versions/1/content")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(downloaded.status(), 200);
+    assert_eq!(
+        downloaded.bytes().await.unwrap().as_ref(),
+        b"the weights",
+        "the model is intact in the registry"
     );
-    let _ = downloaded;
-    assert_eq!(status, 200, "the model is intact in the registry");
 }
 
 #[tokio::test]
