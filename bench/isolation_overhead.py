@@ -26,8 +26,18 @@ SCORE = b"import json\ndef init():\n    pass\ndef run(raw):\n    return json.loa
 ROW = json.dumps([[float(i % 17) for i in range(64)]])
 
 
+def worker_python() -> list[str]:
+    """`--python` of an interpreter an unprivileged worker user can run (a root server's pyenv
+    under /root is out of its reach, and `strict` would refuse to start replicas)."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if Path(candidate).exists():
+            return ["--python", candidate]
+    return []
+
+
 def measure(binary: Path, mode: str, seconds: int, starts: int) -> dict[str, float]:
-    with running_server(binary, ["--worker-isolation", mode], prefix="berth-iso-bench-") as (_, api, data):
+    args = ["--worker-isolation", mode, *worker_python()]
+    with running_server(binary, args, prefix="berth-iso-bench-") as (_, api, data):
         work = data.parent
         snapshot = api.snapshot(SCORE)
         api.create("warm", snapshot, {"computeType": "local", "numReplicas": 1})

@@ -167,13 +167,14 @@ fn enable_v2_controllers(group: &Path) -> Result<(), LimitsError> {
     if on("memory") && on("cpu") {
         return Ok(());
     }
-    write(&group.join("cgroup.subtree_control"), "+memory +cpu")?;
-    // pids.max per replica where the kernel offers it.
+    // pids.max per replica where the kernel offers the controller here.
     let offered = std::fs::read_to_string(group.join("cgroup.controllers")).unwrap_or_default();
-    if offered.split_whitespace().any(|c| c == "pids") {
-        let _ = write(&group.join("cgroup.subtree_control"), "+pids");
-    }
-    Ok(())
+    let value = if offered.split_whitespace().any(|c| c == "pids") {
+        "+memory +cpu +pids"
+    } else {
+        "+memory +cpu"
+    };
+    write(&group.join("cgroup.subtree_control"), value)
 }
 
 /// Prepares `<own>/berth/<instance>` on cgroup2: the mount must offer memory
