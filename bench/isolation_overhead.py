@@ -44,7 +44,7 @@ def measure(binary: Path, mode: str, seconds: int, starts: int) -> dict[str, flo
         times = []
         for i in range(starts):
             began = time.perf_counter()
-            api.create(f"s{i}", snapshot, {"computeType": "local", "numReplicas": 1})
+            api.create(f"start-{i}", snapshot, {"computeType": "local", "numReplicas": 1})
             times.append((time.perf_counter() - began) * 1000)
         api.create("echo", snapshot, {"computeType": "local", "numReplicas": 1,
                                       "maxConcurrentRequestsPerContainer": 64, "maxQueueWaitMs": 5000})
