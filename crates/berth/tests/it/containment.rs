@@ -56,6 +56,13 @@ def write(path):
     with open(path, "wb") as f:
         f.write(b"owned")
 
+def ptrace_attach(pid):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.ptrace(16, pid, None, None) != 0:  # PTRACE_ATTACH
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
 def run(raw):
     req = json.loads(raw)
     if req.get("hello"):
@@ -74,6 +81,9 @@ def run(raw):
         "read server mem": attempt(lambda: read(f"/proc/{server}/mem")),
         "signal server": attempt(lambda: os.kill(server, signal.SIGKILL)),
         "signal victim": attempt(lambda: os.kill(req["victim"], signal.SIGKILL)),
+        "ptrace server": attempt(lambda: ptrace_attach(server)),
+        "ptrace victim": attempt(lambda: ptrace_attach(req["victim"])),
+        "read victim environ": attempt(lambda: read(f"/proc/{req['victim']}/environ")),
         "write victim folder": attempt(lambda: write(os.path.join(req["victim_src"], "score.py"))),
         "create in victim folder": attempt(lambda: write(os.path.join(req["victim_src"], "x.py"))),
         "write own model": attempt(lambda: write(model_file)),
@@ -147,7 +157,7 @@ async fn a_scoring_script_cannot_reach_the_workspace_the_server_or_other_service
     assert_eq!(response.status(), 200);
     let report: Value = response.json().await.unwrap();
     let results = report["results"].as_object().unwrap();
-    assert!(results.len() >= 15, "{report}");
+    assert!(results.len() >= 18, "{report}");
     for (step, outcome) in results {
         let outcome = outcome.as_str().unwrap();
         assert!(
