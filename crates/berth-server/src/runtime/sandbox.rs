@@ -149,37 +149,33 @@ impl Isolation {
                 None
             }
             Some(user) => {
-                // The data dir must be traversable (not listable) for the worker's user.
-                if let Ok(meta) = std::fs::metadata(data_dir) {
-                    let mode = meta.permissions().mode() & 0o777;
-                    if mode & 0o001 == 0 {
-                        let _ = std::fs::set_permissions(
-                            data_dir,
-                            std::fs::Permissions::from_mode(mode | 0o111),
-                        );
-                    }
-                }
+                // The data dir becomes searchable (not listable) for the worker's user, once its
+                // parents and the interpreter are reachable for that user.
                 let interpreter = resolve(python);
-                match untraversable(data_dir) {
-                    None => match interpreter.as_deref().and_then(untraversable) {
-                        None => {
-                            close_data_dir(data_dir);
-                            Some(user)
+                let parent_blocked = data_dir.parent().and_then(untraversable);
+                let blocked = parent_blocked
+                    .map(|b| (b, data_dir.to_path_buf()))
+                    .or_else(|| {
+                        let real = interpreter.clone()?;
+                        untraversable(&real).map(|b| (b, real))
+                    });
+                match blocked {
+                    None => {
+                        if let Ok(meta) = std::fs::metadata(data_dir) {
+                            let mode = meta.permissions().mode() & 0o777;
+                            let _ = std::fs::set_permissions(
+                                data_dir,
+                                std::fs::Permissions::from_mode(mode | 0o111),
+                            );
                         }
-                        Some(blocked) => {
-                            missing.push(format!(
-                                "an unprivileged worker user: `{}` cannot run the interpreter {} because {} is not searchable by others (chmod o+x it, or pass --python an interpreter outside it, e.g. /usr/bin/python3)",
-                                user.name,
-                                interpreter.as_deref().unwrap_or(python).display(),
-                                blocked.display()
-                            ));
-                            None
-                        }
-                    },
-                    Some(blocked) => {
+                        close_data_dir(data_dir);
+                        Some(user)
+                    }
+                    Some((blocked, target)) => {
                         missing.push(format!(
-                            "an unprivileged worker user: `{}` cannot reach the data dir because {} is not searchable by others (chmod o+x it, or use --data elsewhere)",
+                            "an unprivileged worker user: `{}` cannot reach {} because {} is not searchable by others (chmod o+x it; or pass --data elsewhere, or --python an interpreter outside it, e.g. /usr/bin/python3)",
                             user.name,
+                            target.display(),
                             blocked.display()
                         ));
                         None
