@@ -23,6 +23,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import re
 import subprocess
 import tarfile
@@ -141,6 +142,8 @@ def running_server(binary: Path, extra_args: Sequence[str] = (),
     Yields `(proc, api, data_dir)`; `data_dir.parent` is scratch space for the caller.
     On exit the server is terminated and the temporary directory removed."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        # Searchable (not listable), so workers of a root server can reach their environment.
+        os.chmod(tmp, 0o711)
         data = Path(tmp) / "data"
         proc = subprocess.Popen(
             [str(binary), "server", "--data", str(data), "--addr", "127.0.0.1:0", "--log", "warn",

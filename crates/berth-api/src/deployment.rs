@@ -99,6 +99,9 @@ pub struct DeploymentSettings {
     pub max_concurrent_requests_per_container: u32,
     /// Longest a request may wait for a replica before 503, ms.
     pub max_queue_wait_ms: u64,
+    /// Berth extension: processes (and threads) one replica may have at once (`pids.max`).
+    #[serde(default = "default_max_processes")]
+    pub max_processes_per_container: u32,
     /// Liveness probes.
     pub liveness_probe_requirements: LivenessProbeRequirements,
     /// Data collection.
@@ -133,6 +136,13 @@ pub struct SslSettings {
     pub key_sha256: String,
 }
 
+/// Default `maxProcessesPerContainer`.
+pub const DEFAULT_MAX_PROCESSES: u32 = 512;
+
+fn default_max_processes() -> u32 {
+    DEFAULT_MAX_PROCESSES
+}
+
 impl DeploymentSettings {
     /// The reference's defaults for `compute_type`.
     pub fn defaults(compute_type: ComputeType) -> Self {
@@ -159,6 +169,7 @@ impl DeploymentSettings {
             scoring_timeout_ms: 60_000,
             max_concurrent_requests_per_container: 1,
             max_queue_wait_ms: 500,
+            max_processes_per_container: DEFAULT_MAX_PROCESSES,
             liveness_probe_requirements: LivenessProbeRequirements {
                 period_seconds: 10,
                 initial_delay_seconds: 310,

@@ -327,6 +327,12 @@ pub struct ResourceStatus {
     /// The last replica killed for going over its memory limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_limit_kill: Option<LimitKill>,
+    /// The sandbox the replicas run in (`off`, or the mode and what is applied).
+    #[serde(default)]
+    pub isolation: String,
+    /// What `maxProcessesPerContainer` becomes.
+    #[serde(default)]
+    pub processes: String,
 }
 
 /// A replica killed for going over a resource limit.

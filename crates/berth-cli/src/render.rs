@@ -372,6 +372,14 @@ fn resource_rows(s: &Service) -> Vec<(&'static str, String)> {
         ("gpu", format!("{} → {}", c.gpu, r.gpu)),
         ("gpu ids", r.gpu_ids.join(" ")),
         (
+            "max processes",
+            format!(
+                "{} → {}",
+                s.settings.max_processes_per_container, r.processes
+            ),
+        ),
+        ("isolation", r.isolation.clone()),
+        (
             "last limit kill",
             r.last_limit_kill
                 .as_ref()

@@ -137,6 +137,15 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_GPUS, value_delimiter = ',', value_name = "IDS")]
     pub gpus: Vec<String>,
 
+    /// How workers are sandboxed: `best-effort` applies everything the kernel offers and warns
+    /// naming what is missing; `strict` refuses to start replicas without all of it
+    #[arg(long, env = env::BERTH_WORKER_ISOLATION, value_enum, default_value = "best-effort")]
+    pub worker_isolation: crate::runtime::sandbox::IsolationChoice,
+
+    /// User workers run as when the server runs as root [default: `berth-worker` if it exists, else `nobody`]
+    #[arg(long, env = env::BERTH_WORKER_USER, value_name = "NAME")]
+    pub worker_user: Option<String>,
+
     /// Log filter (`info`, `berth_server=debug`, ...)
     #[arg(long, env = env::BERTH_LOG, default_value = "info")]
     pub log: String,
@@ -200,6 +209,10 @@ pub struct ServerConfig {
     pub resource_enforcement: crate::runtime::limits::EnforcementChoice,
     /// GPU ids replicas may be given.
     pub gpus: Vec<String>,
+    /// Worker sandbox mode.
+    pub worker_isolation: crate::runtime::sandbox::IsolationChoice,
+    /// User workers run as (when the server runs as root).
+    pub worker_user: Option<String>,
 }
 
 /// The Azure-style identity strings of the workspace (informational only).
@@ -360,6 +373,8 @@ impl ServerArgs {
             keep_revision_layouts: self.keep_revision_layouts,
             resource_enforcement: self.resource_enforcement,
             gpus,
+            worker_isolation: self.worker_isolation,
+            worker_user: self.worker_user,
         })
     }
 }

@@ -44,6 +44,7 @@ const TOP_KEYS: &[&str] = &[
     "scoringTimeoutMs",
     "maxConcurrentRequestsPerContainer",
     "maxQueueWaitMs",
+    "maxProcessesPerContainer",
     "numReplicas",
     "keys",
     "livenessProbeRequirements",
@@ -482,6 +483,9 @@ fn read(
     }
     if let Some(v) = r.whole("maxQueueWaitMs", 1) {
         s.max_queue_wait_ms = v;
+    }
+    if let Some(v) = r.whole("maxProcessesPerContainer", 8) {
+        s.max_processes_per_container = v.min(u64::from(u32::MAX)) as u32;
     }
     if let Some(probe) = r.object(
         "livenessProbeRequirements",

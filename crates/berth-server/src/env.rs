@@ -27,6 +27,10 @@ pub const BERTH_SCALE_DOWN_STABILIZATION_SECS: &str = "BERTH_SCALE_DOWN_STABILIZ
 pub const BERTH_RESOURCE_ENFORCEMENT: &str = "BERTH_RESOURCE_ENFORCEMENT";
 /// GPU ids replicas may be given, comma-separated (`--gpus`).
 pub const BERTH_GPUS: &str = "BERTH_GPUS";
+/// `--worker-isolation`.
+pub const BERTH_WORKER_ISOLATION: &str = "BERTH_WORKER_ISOLATION";
+/// `--worker-user`.
+pub const BERTH_WORKER_USER: &str = "BERTH_WORKER_USER";
 /// Log filter, `tracing` syntax (`--log`).
 pub const BERTH_LOG: &str = "BERTH_LOG";
 /// Default Python interpreter for environments (`--python`).

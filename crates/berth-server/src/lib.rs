@@ -51,7 +51,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use berth_api::ClientConfig;
 
+pub use berth_worker::sandbox::LAUNCHER_COMMAND as WORKER_LAUNCHER_COMMAND;
 pub use config::{ServerArgs, ServerConfig};
+
+/// The worker launcher (`berth sandbox-exec`): applies the sandbox and execs the worker; returns
+/// only with the reason it could not.
+pub fn launch_worker(args: Vec<std::ffi::OsString>) -> String {
+    berth_worker::sandbox::launch(args)
+}
 
 /// The current time as RFC 3339 UTC with milliseconds, the form every stored time takes.
 pub(crate) fn now_rfc3339() -> String {
@@ -96,6 +103,9 @@ pub enum ServerError {
     /// The asked-for resource enforcement cannot be used.
     #[error("cannot set up resource enforcement")]
     Resources(#[from] runtime::limits::LimitsError),
+    /// The worker sandbox cannot be set up.
+    #[error("cannot set up worker isolation")]
+    Isolation(#[from] runtime::sandbox::IsolationError),
     /// Serving failed.
     #[error("the server stopped with an error")]
     Serve(#[source] std::io::Error),
@@ -196,6 +206,12 @@ pub async fn run(
         config.resource_enforcement,
         &config.gpus,
     )?);
+    let isolation = Arc::new(runtime::sandbox::Isolation::start(
+        config.worker_isolation,
+        config.worker_user.as_deref(),
+        &config.data_dir,
+        &config.python,
+    )?);
     let observability = observability::Observability::start(&config.data_dir, metrics);
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
@@ -207,6 +223,7 @@ pub async fn run(
         certs: tls.as_ref().map(|t| t.resolver.clone()),
         events: events.clone(),
         resources,
+        isolation,
         observability,
     });
     runtime.restore().await;

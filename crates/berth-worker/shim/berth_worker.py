@@ -1844,7 +1844,18 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     conn = Connection(sock, max_frame)
     version = "%d.%d.%d" % sys.version_info[:3]
-    conn.send(frame(T_HELLO, _HELLO_HEAD.pack(PROTOCOL_VERSION, os.getpid()), str16(version), str16(SHIM_VERSION)))
+    # The supervisor's per-worker nonce proves this connection is the process it started;
+    # it is removed from the environment before any user code runs.
+    nonce = os.environ.pop("BERTH_WORKER_NONCE", "")
+    conn.send(
+        frame(
+            T_HELLO,
+            _HELLO_HEAD.pack(PROTOCOL_VERSION, os.getpid()),
+            str16(version),
+            str16(SHIM_VERSION),
+            str16(nonce),
+        )
+    )
 
     app_root = os.environ.get("AML_APP_ROOT") or os.getcwd()
     source_dir = os.environ.get("AZUREML_SOURCE_DIRECTORY") or None

@@ -895,6 +895,7 @@ mod tests {
             pid: 1,
             python_version: "3.11.0".into(),
             shim_version: "x".into(),
+            nonce: String::new(),
         };
         worker.send(WorkerMessage::Hello(hello.clone())).await;
         worker

@@ -4,6 +4,7 @@
 //! - [`protocol`]: message types and their encoding (pure, no I/O); spec in `docs/worker-protocol.md`.
 //! - [`client`]: [`WorkerConn`], one pipelined connection (score, ping, swagger, shutdown).
 //! - [`supervisor`]: [`spawn`] a [`Worker`] from a [`WorkerSpec`], [`Worker::shutdown`] it.
+//! - [`sandbox`]: the policy a worker runs under and the launcher that applies it before `exec`.
 //! - [`logs`]: the captured stdout/stderr tail ([`LogTail`]) with followers.
 //!
 //! The Python shim ([`SHIM_SOURCE`]) is embedded in the binary and written to disk by the supervisor.
@@ -11,6 +12,7 @@
 pub mod client;
 pub mod logs;
 pub mod protocol;
+pub mod sandbox;
 pub mod supervisor;
 pub mod test_skips;
 
@@ -20,8 +22,9 @@ pub use protocol::{
     DEFAULT_MAX_FRAME, Headers, Hello, InitFailed, InitOk, InitStage, InputMode, PROTOCOL_VERSION,
     ProtocolError, ScoreRequest, ScoreResult, SwaggerResult,
 };
+pub use sandbox::{Launcher, SandboxPolicy};
 pub use supervisor::{
-    OnStarted, SpawnError, StopError, Stopped, Worker, WorkerSpec, install_shim, spawn,
+    NONCE_VAR, OnStarted, SpawnError, StopError, Stopped, Worker, WorkerSpec, install_shim, spawn,
 };
 
 /// The Python worker shim (stdlib only), run as `python -u berth_worker.py --socket PATH`.

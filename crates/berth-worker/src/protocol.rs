@@ -134,6 +134,8 @@ pub struct Hello {
     pub python_version: String,
     /// Version of the shim file.
     pub shim_version: String,
+    /// The per-worker nonce the supervisor passed in `BERTH_WORKER_NONCE`.
+    pub nonce: String,
 }
 
 /// INIT_OK: the script is loaded and init() returned.
@@ -429,6 +431,7 @@ pub fn encode_worker(message: &WorkerMessage) -> Result<Bytes, ProtocolError> {
             payload.put_u32(hello.pid);
             put_str16(&mut payload, "python_version", &hello.python_version)?;
             put_str16(&mut payload, "shim_version", &hello.shim_version)?;
+            put_str16(&mut payload, "nonce", &hello.nonce)?;
             frame_type::HELLO
         }
         WorkerMessage::InitOk(ok) => {
@@ -473,6 +476,7 @@ pub fn decode_worker(frame_type: u8, payload: Bytes) -> Result<WorkerMessage, Pr
                 pid: r.u32("pid")?,
                 python_version: r.str16("python_version")?,
                 shim_version: r.str16("shim_version")?,
+                nonce: r.str16("nonce")?,
             };
             r.finish()?;
             Ok(WorkerMessage::Hello(hello))
@@ -731,6 +735,7 @@ mod tests {
                 pid: 4242,
                 python_version: "3.11.7".into(),
                 shim_version: "1.0.0".into(),
+                nonce: "00ff".into(),
             }),
             WorkerMessage::InitOk(InitOk {
                 init_ms: 1234,

@@ -68,6 +68,10 @@ pub struct WorkerSpec {
     /// Called with the process id as soon as the process runs, before its
     /// entry script is imported (e.g. to watch its memory during `init()`).
     pub on_started: Option<OnStarted>,
+    /// Start the interpreter through this launcher, which applies the sandbox first.
+    pub launcher: Option<crate::sandbox::Launcher>,
+    /// `(uid, gid)` the worker runs as: its private socket directory is given to it.
+    pub socket_owner: Option<(u32, u32)>,
 }
 
 /// A callback given the worker's process id once it runs.
@@ -102,6 +106,8 @@ impl WorkerSpec {
             log_lines: 2000,
             log_bytes: 1 << 20,
             on_started: None,
+            launcher: None,
+            socket_owner: None,
         }
     }
 
@@ -200,6 +206,12 @@ pub enum SpawnError {
         /// The tail of its output.
         output: String,
     },
+    /// The HELLO did not carry the nonce this worker was given.
+    #[error("the worker's HELLO did not carry the nonce it was started with; connection refused")]
+    BadNonce {
+        /// The tail of its output.
+        output: String,
+    },
     /// The shim speaks another protocol version.
     #[error("the worker speaks protocol version {got}; this server speaks {PROTOCOL_VERSION}")]
     VersionMismatch {
@@ -252,6 +264,7 @@ impl SpawnError {
             SpawnError::ExitedBeforeConnect { output, .. }
             | SpawnError::ConnectTimeout { output, .. }
             | SpawnError::Hello { output, .. }
+            | SpawnError::BadNonce { output, .. }
             | SpawnError::InitFailed { output, .. }
             | SpawnError::InitTimeout { output, .. }
             | SpawnError::ExitedDuringInit { output, .. }
@@ -415,14 +428,16 @@ impl Process {
     }
 }
 
-/// Removes the socket file when dropped.
+/// Removes the socket file and its private directory when dropped.
 struct SocketFile {
     path: PathBuf,
+    dir: PathBuf,
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -440,18 +455,18 @@ pub async fn spawn(spec: WorkerSpec) -> Result<Worker, SpawnError> {
             source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
         });
     }
-    prepare_socket_dir(&spec.socket_dir).await?;
+    let private_dir = spec.socket_dir.join(format!(
+        "w{}-{}",
+        std::process::id(),
+        SOCKET_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let shim = install_shim(&spec.runtime_dir)
         .await
         .map_err(|source| SpawnError::WriteShim {
             path: spec.runtime_dir.clone(),
             source,
         })?;
-    let socket_path = spec.socket_dir.join(format!(
-        "w{}-{}.sock",
-        std::process::id(),
-        SOCKET_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let socket_path = private_dir.join("s");
     let len = socket_path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
         return Err(SpawnError::SocketPathTooLong {
@@ -459,16 +474,33 @@ pub async fn spawn(spec: WorkerSpec) -> Result<Worker, SpawnError> {
             len,
         });
     }
-    let _ = std::fs::remove_file(&socket_path);
+    prepare_socket_dir(&spec.socket_dir, &private_dir, spec.socket_owner).await?;
+    let socket_file = SocketFile {
+        path: socket_path.clone(),
+        dir: private_dir.clone(),
+    };
     let listener = UnixListener::bind(&socket_path).map_err(|source| SpawnError::Listen {
         path: socket_path.clone(),
         source,
     })?;
-    let socket_file = SocketFile {
-        path: socket_path.clone(),
-    };
+    if let Some((uid, gid)) = spec.socket_owner {
+        std::os::unix::fs::chown(&socket_path, Some(uid), Some(gid)).map_err(|source| {
+            SpawnError::SocketDir {
+                path: socket_path.clone(),
+                source,
+            }
+        })?;
+    }
+    let nonce = new_nonce();
 
-    let mut command = Command::new(&spec.python);
+    let mut command = match &spec.launcher {
+        Some(launcher) => {
+            let mut command = Command::new(&launcher.program);
+            command.args(launcher.args()).arg(&spec.python);
+            command
+        }
+        None => Command::new(&spec.python),
+    };
     command
         .arg("-u")
         .arg(&shim)
@@ -488,6 +520,7 @@ pub async fn spawn(spec: WorkerSpec) -> Result<Worker, SpawnError> {
         command.env_clear();
     }
     command.envs(spec.env.iter().map(|(key, value)| (key, value)));
+    command.env(NONCE_VAR, &nonce);
     let child = command.spawn().map_err(|source| SpawnError::Start {
         python: spec.python.clone(),
         source,
@@ -499,21 +532,29 @@ pub async fn spawn(spec: WorkerSpec) -> Result<Worker, SpawnError> {
     tracing::debug!(pid = process.pid, socket = %socket_path.display(), "worker process started");
 
     let connect_deadline = Instant::now() + spec.connect_timeout;
-    let stream = tokio::select! {
-        accepted = listener.accept() => accepted.map_err(|source| SpawnError::Accept { source })?.0,
-        status = process.exit_status_or_pending() => {
-            let output = process.output().await;
-            return Err(SpawnError::ExitedBeforeConnect { status, output });
-        }
-        () = sleep_until(connect_deadline) => {
-            process.kill_and_reap().await;
-            let output = process.output().await;
-            return Err(SpawnError::ConnectTimeout { timeout: spec.connect_timeout, output });
+    let stream = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = accepted.map_err(|source| SpawnError::Accept { source })?.0;
+                if peer_is(&stream, process.pid, &socket_path) {
+                    break stream;
+                }
+                // Anything but the spawned process is closed at once; keep waiting for it.
+                drop(stream);
+            }
+            status = process.exit_status_or_pending() => {
+                let output = process.output().await;
+                return Err(SpawnError::ExitedBeforeConnect { status, output });
+            }
+            () = sleep_until(connect_deadline) => {
+                process.kill_and_reap().await;
+                let output = process.output().await;
+                return Err(SpawnError::ConnectTimeout { timeout: spec.connect_timeout, output });
+            }
         }
     };
     drop(listener);
     drop(socket_file);
-    check_peer(&stream, process.pid);
 
     let mut pending = PendingConn::new(stream, spec.max_frame);
     let hello = tokio::select! {
@@ -546,6 +587,16 @@ pub async fn spawn(spec: WorkerSpec) -> Result<Worker, SpawnError> {
         process.kill_and_reap().await;
         return Err(SpawnError::VersionMismatch {
             got: hello.protocol_version,
+        });
+    }
+    if hello.nonce != nonce {
+        tracing::warn!(
+            pid = process.pid,
+            "the worker's HELLO carried a wrong nonce; connection closed"
+        );
+        process.kill_and_reap().await;
+        return Err(SpawnError::BadNonce {
+            output: process.output().await,
         });
     }
     if hello.pid != process.pid {
@@ -684,37 +735,76 @@ async fn watch_exit(
     }
 }
 
-fn check_peer(stream: &UnixStream, pid: u32) {
+/// Whether the connection comes from the spawned process (SO_PEERCRED); logs it when not.
+fn peer_is(stream: &UnixStream, pid: u32, socket: &Path) -> bool {
     match stream.peer_cred() {
-        Ok(cred) => {
-            if let Some(peer) = cred.pid()
-                && i64::from(peer) != i64::from(pid)
-            {
+        Ok(cred) => match cred.pid() {
+            Some(peer) if i64::from(peer) == i64::from(pid) => true,
+            peer => {
                 tracing::warn!(
                     pid,
-                    peer,
-                    "the worker socket was connected by another process"
+                    peer = ?peer,
+                    peer_uid = cred.uid(),
+                    socket = %socket.display(),
+                    "a process other than the worker connected to its socket; connection closed"
                 );
+                false
             }
+        },
+        Err(err) => {
+            tracing::warn!(pid, %err, socket = %socket.display(), "cannot read the peer credentials of a worker socket connection; connection closed");
+            false
         }
-        Err(err) => tracing::debug!(%err, "reading the worker socket's peer credentials"),
     }
 }
 
-async fn prepare_socket_dir(dir: &Path) -> Result<(), SpawnError> {
-    let fail = |source| SpawnError::SocketDir {
-        path: dir.to_path_buf(),
-        source,
+/// The variable that carries the per-worker nonce; the shim removes it before user code runs.
+pub const NONCE_VAR: &str = "BERTH_WORKER_NONCE";
+
+/// 128 random bits as hex (a clock-and-counter mix only if the OS has no randomness).
+fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = (now ^ u128::from(SOCKET_COUNTER.load(Ordering::Relaxed))).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates the shared socket directory (0700) and this worker's private one inside it (0700,
+/// owned by the worker's user when it runs as another one).
+async fn prepare_socket_dir(
+    parent: &Path,
+    dir: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(), SpawnError> {
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SpawnError::SocketDir { path, source }
     };
+    let mode = if owner.is_some() { 0o711 } else { 0o700 };
     tokio::fs::DirBuilder::new()
         .recursive(true)
+        .mode(mode)
+        .create(parent)
+        .await
+        .map_err(fail(parent))?;
+    tokio::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode))
+        .await
+        .map_err(fail(parent))?;
+    let _ = tokio::fs::remove_dir_all(dir).await;
+    tokio::fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
         .await
-        .map_err(fail)?;
-    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .await
-        .map_err(fail)
+        .map_err(fail(dir))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(fail(dir))?;
+    }
+    Ok(())
 }
 
 /// Write the embedded shim to `dir/berth_worker.py` (atomically; skipped when already identical).

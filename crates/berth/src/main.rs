@@ -26,6 +26,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The worker launcher runs before anything else (no threads yet): it applies the sandbox
+    // to this process and execs the interpreter; it returns only to report a failure.
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|a| a == berth_server::WORKER_LAUNCHER_COMMAND)
+    {
+        eprintln!("{}", berth_server::launch_worker(args.collect()));
+        return ExitCode::from(125);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -247,6 +247,7 @@ pub async fn download_model(
             let file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| ApiError::internal(&e))?;
+            let content = crate::blobs::verify::stream_checked(file, &stored.file.digest, &path);
             Ok((
                 [
                     (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
@@ -254,7 +255,7 @@ pub async fn download_model(
                     (header::CONTENT_DISPOSITION, disposition(&model.asset_name)),
                     (header::ETAG, format!("\"{}\"", model.content_digest)),
                 ],
-                Body::from_stream(ReaderStream::with_capacity(file, 256 * 1024)),
+                Body::from_stream(content),
             )
                 .into_response())
         }
@@ -296,7 +297,12 @@ fn stream_tar(state: &AppState, model: &Model, files: Vec<StoredFile>) -> Body {
                 header.set_mode(stored.mode);
                 header.set_mtime(mtime);
                 header.set_entry_type(tar::EntryType::Regular);
-                let content = std::fs::File::open(blobs.path(&stored.file.digest))?;
+                let path = blobs.path(&stored.file.digest);
+                let content = crate::blobs::verify::VerifyingRead::new(
+                    std::fs::File::open(&path)?,
+                    &stored.file.digest,
+                    &path,
+                );
                 builder.append_data(
                     &mut header,
                     format!("{root}/{}", stored.file.path),

@@ -7,6 +7,7 @@
 //! about to use. Collection and publication are serialised by one lock.
 
 mod pins;
+pub mod verify;
 mod writer;
 
 use std::collections::HashSet;

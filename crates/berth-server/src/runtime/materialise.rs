@@ -3,8 +3,13 @@
 //! ```text
 //! <data>/services/<service>/r<N>/app/              AML_APP_ROOT, the worker's cwd
 //!     <source dir name>/...                        the snapshot (copied: user code may write)
-//!     azureml-models/<model>/<version>/<asset>     models (hard links into the blob store)
+//!     azureml-models/<model>/<version>/<asset>     models (read-only; see below)
 //! ```
+//!
+//! Every blob is checked against its digest as it is laid out (a mismatch fails the lay-out and
+//! is logged as corruption). Models are hard links into the blob store only when the sandbox
+//! keeps workers from writing them (`link_models`); otherwise they are copies, so a worker that
+//! can `chmod` its files can never reach the blob store.
 //!
 //! A revision is built in `r<N>.partial` and renamed when complete, so a
 //! directory named `r<N>` is always whole and can be reused after a restart.
@@ -73,6 +78,7 @@ pub fn materialise(
     spec: &ServiceSpec,
     content: &RevisionContent,
     blobs: &BlobStore,
+    link_models: bool,
 ) -> Result<RevisionDir, MaterialiseError> {
     let app = root.join("app");
     let models_root = app.join("azureml-models");
@@ -104,7 +110,12 @@ pub fn materialise(
     std::fs::create_dir_all(&source_root).map_err(io("create", &source_root))?;
     for file in &content.source {
         let target = place(&source_root, &file.file.path)?;
-        std::fs::copy(blobs.path(&file.file.digest), &target).map_err(io("copy", &target))?;
+        crate::blobs::verify::copy_checked(
+            &blobs.path(&file.file.digest),
+            &file.file.digest,
+            &target,
+        )
+        .map_err(io("copy", &target))?;
         set_mode(&target, file.mode | 0o200)?;
     }
     let staged_models = staged_app.join("azureml-models");
@@ -117,7 +128,12 @@ pub fn materialise(
                 ModelKind::File => version_dir.join(asset),
                 ModelKind::Folder => place(&version_dir.join(asset), &file.file.path)?,
             };
-            link_or_copy(&blobs.path(&file.file.digest), &target)?;
+            link_or_copy(
+                &blobs.path(&file.file.digest),
+                &file.file.digest,
+                &target,
+                link_models,
+            )?;
         }
     }
     std::fs::write(partial.join(".complete"), b"").map_err(io("mark", &partial))?;
@@ -141,15 +157,22 @@ fn place(base: &Path, relative: &str) -> Result<PathBuf, MaterialiseError> {
     Ok(target)
 }
 
-/// Hard-links a blob (read-only, shared) or copies it across file systems.
-fn link_or_copy(blob: &Path, target: &Path) -> Result<(), MaterialiseError> {
-    match std::fs::hard_link(blob, target) {
-        Ok(()) => Ok(()),
-        Err(_) => {
-            std::fs::copy(blob, target).map_err(io("copy", target))?;
-            set_mode(target, 0o444)
+/// Checks a blob, then hard-links it (read-only, shared) when `link` and on the same file
+/// system, else copies it (read-only).
+fn link_or_copy(
+    blob: &Path,
+    digest: &str,
+    target: &Path,
+    link: bool,
+) -> Result<(), MaterialiseError> {
+    if link {
+        crate::blobs::verify::check_file(blob, digest).map_err(io("verify", blob))?;
+        if std::fs::hard_link(blob, target).is_ok() {
+            return Ok(());
         }
     }
+    crate::blobs::verify::copy_checked(blob, digest, target).map_err(io("copy", target))?;
+    set_mode(target, 0o444)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), MaterialiseError> {

@@ -26,6 +26,7 @@ mod operations;
 mod probes;
 mod replicas;
 mod restarts;
+pub mod sandbox;
 mod scale;
 
 use std::collections::{HashMap, VecDeque};
@@ -115,6 +116,8 @@ pub struct RuntimeDeps {
     pub events: Arc<crate::events::EventBus>,
     /// Resource enforcement and GPUs.
     pub resources: Arc<ResourceManager>,
+    /// Worker sandbox.
+    pub isolation: Arc<sandbox::Isolation>,
     /// Metrics registry, request-log and data-collection writers.
     pub observability: Arc<crate::observability::Observability>,
 }
@@ -137,6 +140,7 @@ pub fn needs_new_replicas(old: &ServiceSpec, new: &ServiceSpec) -> bool {
         || old.deployment.container_resource_requirements
             != new.deployment.container_resource_requirements
         || old.deployment.liveness_probe_requirements != new.deployment.liveness_probe_requirements
+        || old.deployment.max_processes_per_container != new.deployment.max_processes_per_container
 }
 
 /// Drain limit for old replicas after a switch.

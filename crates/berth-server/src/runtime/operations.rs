@@ -360,8 +360,9 @@ impl Runtime {
         let root = revision_root(&self.deps.config.data_dir, service, revision);
         let blobs = self.deps.blobs.clone();
         let spec_for_layout = spec.clone();
+        let link_models = self.deps.isolation.protects_models();
         let dir = tokio::task::spawn_blocking(move || {
-            materialise(&root, &spec_for_layout, &content, &blobs)
+            materialise(&root, &spec_for_layout, &content, &blobs, link_models)
         })
         .await
         .map_err(|e| internal("lay out the revision", &e))?
@@ -378,6 +379,17 @@ impl Runtime {
             dir.app.display()
         ))
         .await;
+        let isolation = &self.deps.isolation;
+        for path in isolation.writable_source(&dir.app) {
+            isolation.give(&path).map_err(|e| {
+                failure(
+                    "RevisionLayoutFailed",
+                    "give the source to the worker user",
+                    format!("{}: {e}", path.display()),
+                    Vec::new(),
+                )
+            })?;
+        }
 
         let (runtime_dir, socket_dir) = self.run_dirs();
         let plan = Arc::new(LaunchPlan {
@@ -397,6 +409,9 @@ impl Runtime {
             init_timeout: readiness_limit(&spec.deployment),
             requirements: spec.deployment.container_resource_requirements.clone(),
             resources: self.deps.resources.clone(),
+            max_processes: spec.deployment.max_processes_per_container,
+            isolation: self.deps.isolation.clone(),
+            scratch_root: self.deps.config.data_dir.join("run").join("w"),
         });
         let running_now = self
             .deps

@@ -10,6 +10,7 @@ use berth_api::deployment::ContainerResourceRequirements;
 use berth_worker::{InitStage, SpawnError, WorkerSpec};
 
 use super::limits::{self, LimitsError, ResourceManager};
+use super::sandbox::Isolation;
 use crate::gateway::{Replica, Route};
 
 /// Everything needed to start a replica of one revision.
@@ -35,6 +36,12 @@ pub struct LaunchPlan {
     pub requirements: ContainerResourceRequirements,
     /// Groups, GPUs and the memory watchdog.
     pub resources: Arc<ResourceManager>,
+    /// `maxProcessesPerContainer`.
+    pub max_processes: u32,
+    /// The worker sandbox.
+    pub isolation: Arc<Isolation>,
+    /// Where each replica's scratch directory (`TMPDIR`, `HOME`) is made.
+    pub scratch_root: PathBuf,
 }
 
 /// Variables passed through from the server's own environment.
@@ -82,6 +89,18 @@ pub enum StartError {
     /// Its group or GPUs could not be set up (code `Unschedulable` for GPUs).
     #[error(transparent)]
     Resources(#[from] LimitsError),
+    /// `--worker-isolation strict` and the sandbox is incomplete.
+    #[error("{0}")]
+    Isolation(String),
+    /// The replica's scratch directory could not be made.
+    #[error("preparing the replica's scratch directory {path}: {source}")]
+    Scratch {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The worker was killed for its memory limit while starting.
     #[error("the worker was {reason} while loading the entry script or running init()")]
     LimitKilled {
@@ -97,7 +116,7 @@ impl StartError {
     pub fn output(&self) -> &str {
         match self {
             Self::Spawn(e) | Self::LimitKilled { spawn: e, .. } => e.output(),
-            Self::Resources(_) => "",
+            Self::Resources(_) | Self::Isolation(_) | Self::Scratch { .. } => "",
         }
     }
 
@@ -117,6 +136,14 @@ impl StartError {
                 "MemoryLimitExceeded",
                 "the worker went over memoryInGBLimit while starting",
             )),
+            Self::Isolation(_) => Some((
+                "IsolationUnavailable",
+                "the worker sandbox is incomplete on this machine",
+            )),
+            Self::Scratch { .. } => Some((
+                "ReplicaStartFailed",
+                "its scratch directory could not be made",
+            )),
             Self::Spawn(_) => None,
         }
     }
@@ -135,14 +162,64 @@ fn spawn_exit(error: &SpawnError) -> Option<std::process::ExitStatus> {
 /// and supervises them until the process is gone.
 pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>, StartFailure> {
     let fail = |error: StartError| StartFailure { index, error };
+    if let Some(reason) = plan.isolation.refusal() {
+        return Err(fail(StartError::Isolation(reason)));
+    }
+    let scratch = plan
+        .scratch_root
+        .join(format!("{}-r{}-{index}", plan.service, plan.revision));
+    prepare_scratch(&scratch, &plan.isolation).map_err(|source| {
+        fail(StartError::Scratch {
+            path: scratch.clone(),
+            source,
+        })
+    })?;
     let limits = plan
         .resources
-        .prepare(&plan.service, plan.revision, index, &plan.requirements)
+        .prepare_with(
+            &plan.service,
+            plan.revision,
+            index,
+            &plan.requirements,
+            plan.max_processes,
+        )
         .map_err(|e| fail(e.into()))?;
     let mut spec = plan.spec();
+    let launcher = match plan.isolation.launcher(
+        &plan.python,
+        &plan.runtime_dir,
+        &plan.app,
+        &scratch,
+        limits.cgroup_procs(),
+    ) {
+        Ok(launcher) => launcher,
+        Err(reason) => {
+            limits.start_failed(None).await;
+            return Err(fail(StartError::Isolation(reason)));
+        }
+    };
     for (key, value) in limits.env() {
+        // The launcher joins the groups before it drops privileges and locks /sys/fs/cgroup.
+        if launcher.is_some() && key == limits::CGROUP_PROCS_VAR {
+            continue;
+        }
         spec.env.push((key.into(), value.into()));
     }
+    if launcher.is_some() {
+        for key in ["TMPDIR", "HOME"] {
+            spec.env.push((key.into(), scratch.clone().into()));
+        }
+        if let (Some(user), Some(policy)) =
+            (plan.isolation.user(), launcher.as_ref().map(|l| &l.policy))
+            && policy.user.is_some()
+        {
+            for key in ["USER", "LOGNAME"] {
+                spec.env.push((key.into(), user.name.clone().into()));
+            }
+            spec.socket_owner = policy.user;
+        }
+    }
+    spec.launcher = launcher;
     spec.on_started = limits.on_started();
     let worker = match berth_worker::spawn(spec).await {
         Ok(worker) => worker,
@@ -158,6 +235,7 @@ pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>
             }));
         }
     };
+    limits.set_pid(worker.pid());
     let replica = Arc::new(Replica {
         index,
         revision: plan.revision,
@@ -169,7 +247,28 @@ pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>
         kill_reason: std::sync::OnceLock::new(),
     });
     limits::supervise(&replica);
+    let worker = replica.clone();
+    tokio::spawn(async move {
+        worker.worker.exited().await;
+        drop(worker);
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+    });
     Ok(replica)
+}
+
+/// A fresh, private scratch directory for one replica, owned by the worker's user.
+fn prepare_scratch(dir: &std::path::Path, isolation: &Isolation) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    isolation.give(dir)
 }
 
 /// Stops replicas: SHUTDOWN, then kill after `grace`.

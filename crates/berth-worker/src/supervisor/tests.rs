@@ -366,3 +366,49 @@ async fn shim_install_is_idempotent() {
         "no temporary files left"
     );
 }
+
+/// A fake interpreter whose child connects first (another pid), then the real process runs
+/// the real shim: the child's connection is closed and the worker still starts.
+#[tokio::test]
+async fn a_connection_from_another_pid_is_closed_and_the_worker_still_starts() {
+    let tmp = TempDir::new().unwrap();
+    let mut spec = spec("echo", &tmp);
+    let python = spec.python.clone();
+    spec.python = fake_python(
+        &tmp,
+        &format!(
+            "#!/bin/sh\n# $1=-u $2=shim $3=--socket $4=path\n{py} -c 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.settimeout(5)\nprint(\"intruder got\", len(s.recv(64)), flush=True)' \"$4\"\nexec {py} \"$@\"\n",
+            py = python.display()
+        ),
+    );
+    let worker = match spawn(spec).await {
+        Ok(worker) => worker,
+        Err(err) => panic!("{err}\n{}", err.output()),
+    };
+    assert_eq!(worker.hello().pid, worker.pid());
+    let result = worker.conn().score(post("hi")).await.unwrap();
+    assert_eq!(result.status, 200);
+    let output = worker.logs().tail_text(20);
+    assert!(
+        output.contains("intruder got 0"),
+        "the intruder read nothing: {output}"
+    );
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A worker that does not present the nonce it was given is refused.
+#[tokio::test]
+async fn a_hello_without_the_nonce_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let mut spec = spec("echo", &tmp);
+    let python = spec.python.clone();
+    spec.python = fake_python(
+        &tmp,
+        &format!(
+            "#!/bin/sh\nexport BERTH_WORKER_NONCE=forged\nexec {} \"$@\"\n",
+            python.display()
+        ),
+    );
+    let err = spawn(spec).await.unwrap_err();
+    assert!(matches!(err, SpawnError::BadNonce { .. }), "{err}");
+}

@@ -8,6 +8,7 @@ mod harness;
 
 mod auth;
 mod cli;
+mod containment;
 mod environments;
 mod events;
 mod lifecycle;

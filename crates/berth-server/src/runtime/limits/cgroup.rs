@@ -20,6 +20,8 @@ pub struct CgroupRoots {
     pub v1_memory: Option<PathBuf>,
     /// The own group in the v1 cpu hierarchy.
     pub v1_cpu: Option<PathBuf>,
+    /// The own group in the v1 pids hierarchy.
+    pub v1_pids: Option<PathBuf>,
 }
 
 /// A cgroup mount from `/proc/self/mountinfo`.
@@ -97,7 +99,11 @@ pub fn roots_from(mountinfo: &str, membership: &str) -> CgroupRoots {
             }
             continue;
         }
-        for (controller, slot) in [("memory", &mut roots.v1_memory), ("cpu", &mut roots.v1_cpu)] {
+        for (controller, slot) in [
+            ("memory", &mut roots.v1_memory),
+            ("cpu", &mut roots.v1_cpu),
+            ("pids", &mut roots.v1_pids),
+        ] {
             if mount.options.iter().any(|o| o == controller)
                 && let Some((_, path)) = members
                     .iter()
@@ -131,6 +137,8 @@ pub enum Layout {
         memory: PathBuf,
         /// `<own cpu group>/berth/s<pid>`.
         cpu: PathBuf,
+        /// `<own pids group>/berth/s<pid>`, when the pids hierarchy is usable.
+        pids: Option<PathBuf>,
     },
 }
 
@@ -159,7 +167,14 @@ fn enable_v2_controllers(group: &Path) -> Result<(), LimitsError> {
     if on("memory") && on("cpu") {
         return Ok(());
     }
-    write(&group.join("cgroup.subtree_control"), "+memory +cpu")
+    // pids.max per replica where the kernel offers the controller here.
+    let offered = std::fs::read_to_string(group.join("cgroup.controllers")).unwrap_or_default();
+    let value = if offered.split_whitespace().any(|c| c == "pids") {
+        "+memory +cpu +pids"
+    } else {
+        "+memory +cpu"
+    };
+    write(&group.join("cgroup.subtree_control"), value)
 }
 
 /// Prepares `<own>/berth/<instance>` on cgroup2: the mount must offer memory
@@ -214,7 +229,36 @@ pub fn prepare_v1(
     }
     let cpu = made.pop().unwrap_or_default();
     let memory = made.pop().unwrap_or_default();
-    Ok(Layout::V1 { memory, cpu })
+    Ok(Layout::V1 {
+        memory,
+        cpu,
+        pids: None,
+    })
+}
+
+/// Adds the v1 pids hierarchy to a v1 layout (`pids.max` per replica); left out, with a
+/// warning, when it cannot be used.
+pub fn with_v1_pids(layout: Layout, pids_own: Option<&Path>, instance: &str) -> Layout {
+    let Layout::V1 { memory, cpu, .. } = layout else {
+        return layout;
+    };
+    let pids = pids_own.and_then(|own| {
+        let berth = own.join("berth");
+        let made = mkdir(&berth).and_then(|()| {
+            remove_stale(&berth);
+            let base = berth.join(instance);
+            mkdir(&base).map(|()| base)
+        });
+        match made {
+            Ok(base) if base.join("pids.max").exists() => Some(base),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "the cgroup v1 pids hierarchy cannot be used: maxProcessesPerContainer is not enforced");
+                None
+            }
+        }
+    });
+    Layout::V1 { memory, cpu, pids }
 }
 
 /// Removes groups left by servers that are gone (`s<pid>` with no such process).
@@ -256,6 +300,8 @@ pub struct GroupSettings {
     pub memory: u64,
     /// `memoryInGBLimit` in bytes.
     pub memory_limit: Option<u64>,
+    /// `maxProcessesPerContainer` (`pids.max`).
+    pub pids_max: Option<u64>,
 }
 
 /// `cpu.shares` for a request of `cores` (Kubernetes: 1024 per core, at least 2).
@@ -388,7 +434,7 @@ impl Group {
                     v2: true,
                 }
             }
-            Layout::V1 { memory, cpu } => {
+            Layout::V1 { memory, cpu, pids } => {
                 let m = fresh_dir(&memory.join(&service), &leaf)?;
                 let c = match fresh_dir(&cpu.join(&service), &leaf) {
                     Ok(c) => c,
@@ -397,10 +443,19 @@ impl Group {
                         return Err(e);
                     }
                 };
-                Group {
-                    dirs: vec![m, c],
-                    v2: false,
+                let mut dirs = vec![m, c];
+                if let Some(pids) = pids {
+                    match fresh_dir(&pids.join(&service), &leaf) {
+                        Ok(p) => dirs.push(p),
+                        Err(e) => {
+                            for dir in &dirs {
+                                let _ = std::fs::remove_dir(dir);
+                            }
+                            return Err(e);
+                        }
+                    }
                 }
+                Group { dirs, v2: false }
             }
         };
         if let Err(e) = group.write_settings(settings) {
@@ -433,7 +488,66 @@ impl Group {
                 write(&path, &value)?;
             }
         }
+        if let Some(max) = settings.pids_max {
+            let dir = if self.v2 {
+                self.dirs.first()
+            } else {
+                self.dirs.get(2)
+            };
+            if let Some(path) = dir.map(|d| d.join("pids.max"))
+                && path.exists()
+            {
+                write(&path, &max.to_string())?;
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the group limits its processes (`pids.max`).
+    pub fn limits_pids(&self) -> bool {
+        let dir = if self.v2 {
+            self.dirs.first()
+        } else {
+            self.dirs.get(2)
+        };
+        dir.is_some_and(|d| d.join("pids.max").exists())
+    }
+
+    /// The pids in the group now.
+    pub fn pids(&self) -> Vec<i32> {
+        let text = self
+            .dirs
+            .first()
+            .and_then(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .unwrap_or_default();
+        parse_pids(&text)
+    }
+
+    /// Ends every process of the group: `cgroup.kill` on v2 where the kernel has it, else
+    /// SIGKILL to each member until the group is empty (a fork racing the walk is caught by the
+    /// next round). Returns how many were still running.
+    pub async fn kill_all(&self) -> usize {
+        let mut killed = std::collections::HashSet::new();
+        if self.v2
+            && let Some(dir) = self.dirs.first()
+            && dir.join("cgroup.kill").exists()
+        {
+            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        }
+        for _ in 0..500 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    killed.insert(pid);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        killed.len()
     }
 
     /// The `cgroup.procs` files the worker writes its pid into.
@@ -491,6 +605,13 @@ impl Group {
             }
         }
     }
+}
+
+/// The pids listed in a `cgroup.procs` text.
+pub fn parse_pids(text: &str) -> Vec<i32> {
+    text.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// The `oom_kill N` counter of `memory.events` (v2) or `memory.oom_control` (v1).

@@ -16,6 +16,7 @@
 //! the service's `lastLimitKill`, and [`ReplicaLimits::exit_reason`].
 
 mod cgroup;
+pub mod descendants;
 mod gpus;
 mod status;
 mod watchdog;
@@ -94,6 +95,9 @@ impl LimitsError {
     }
 }
 
+/// The variable naming the `cgroup.procs` files the shim joins (when no launcher does).
+pub const CGROUP_PROCS_VAR: &str = "BERTH_CGROUP_PROCS";
+
 /// Bytes in `gb` (GiB, like Kubernetes' `Gi`).
 pub fn gb_to_bytes(gb: f64) -> u64 {
     (gb * f64::from(1u32 << 30)).round() as u64
@@ -166,7 +170,8 @@ impl ResourceManager {
             None => Err(LimitsError::Unavailable("no cgroup2 mount".into())),
         };
         let v1 = || match (&roots.v1_memory, &roots.v1_cpu) {
-            (Some(m), Some(c)) => cgroup::prepare_v1(m, c, instance),
+            (Some(m), Some(c)) => cgroup::prepare_v1(m, c, instance)
+                .map(|layout| cgroup::with_v1_pids(layout, roots.v1_pids.as_deref(), instance)),
             _ => Err(LimitsError::Unavailable(
                 "no cgroup v1 memory and cpu hierarchies".into(),
             )),
@@ -222,11 +227,28 @@ impl ResourceManager {
     pub fn remove_groups(&self) {
         match &self.layout {
             Some(Layout::V2 { base }) => cgroup::remove_tree(base),
-            Some(Layout::V1 { memory, cpu }) => {
+            Some(Layout::V1 { memory, cpu, pids }) => {
                 cgroup::remove_tree(memory);
                 cgroup::remove_tree(cpu);
+                if let Some(pids) = pids {
+                    cgroup::remove_tree(pids);
+                }
             }
             None => {}
+        }
+    }
+
+    /// Whether replica groups get `pids.max`.
+    pub fn limits_processes(&self) -> bool {
+        match &self.layout {
+            Some(Layout::V1 { pids, .. }) => pids.is_some(),
+            Some(Layout::V2 { base }) => {
+                std::fs::read_to_string(base.join("cgroup.subtree_control"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .any(|c| c == "pids")
+            }
+            None => false,
         }
     }
 
@@ -297,13 +319,32 @@ impl ResourceManager {
             .collect()
     }
 
-    /// Makes the group, assigns GPUs and computes the worker's variables for one replica.
+    /// Makes the group, assigns GPUs and computes the worker's variables for one replica,
+    /// with the default process limit.
     pub fn prepare(
         self: &Arc<Self>,
         service: &str,
         revision: u32,
         index: u32,
         req: &ContainerResourceRequirements,
+    ) -> Result<Arc<ReplicaLimits>, LimitsError> {
+        self.prepare_with(
+            service,
+            revision,
+            index,
+            req,
+            berth_api::deployment::DEFAULT_MAX_PROCESSES,
+        )
+    }
+
+    /// [`Self::prepare`] with `maxProcessesPerContainer` (`pids.max` where cgroups offer it).
+    pub fn prepare_with(
+        self: &Arc<Self>,
+        service: &str,
+        revision: u32,
+        index: u32,
+        req: &ContainerResourceRequirements,
+        max_processes: u32,
     ) -> Result<Arc<ReplicaLimits>, LimitsError> {
         let owner = GpuOwner {
             service: service.to_owned(),
@@ -347,6 +388,7 @@ impl ResourceManager {
             cpu_limit: req.cpu_limit,
             memory: gb_to_bytes(req.memory_in_gb),
             memory_limit,
+            pids_max: Some(u64::from(max_processes)),
         };
         let mut group = None;
         let mut watchdog_limit = None;
@@ -361,7 +403,7 @@ impl ResourceManager {
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect();
-                env.push(("BERTH_CGROUP_PROCS".to_owned(), files.join(":")));
+                env.push((CGROUP_PROCS_VAR.to_owned(), files.join(":")));
                 group = Some(made);
             }
             (_, ResourceEnforcement::Rlimit) => {
@@ -393,6 +435,7 @@ impl ResourceManager {
             watchdog_limit,
             kill_reason: Mutex::new(None),
             settled,
+            pid: std::sync::OnceLock::new(),
         }))
     }
 }
@@ -411,12 +454,32 @@ pub struct ReplicaLimits {
     kill_reason: Mutex<Option<String>>,
     /// None until settled; then the kill reason, if it was killed for a limit.
     settled: watch::Sender<Option<Option<String>>>,
+    /// The worker's pid (its process group) once it runs.
+    pid: std::sync::OnceLock<u32>,
 }
 
 impl ReplicaLimits {
+    /// Records the worker's pid (also its process group id).
+    pub fn set_pid(&self, pid: u32) {
+        let _ = self.pid.set(pid);
+    }
+
+    /// Whether `pids.max` applies to the replica.
+    pub fn limits_processes(&self) -> bool {
+        self.group.as_ref().is_some_and(Group::limits_pids)
+    }
+
     /// Variables for the worker.
     pub fn env(&self) -> &[(String, String)] {
         &self.env
+    }
+
+    /// The `cgroup.procs` files of the replica's groups (empty without cgroups).
+    pub fn cgroup_procs(&self) -> Vec<PathBuf> {
+        self.group
+            .as_ref()
+            .map(Group::procs_files)
+            .unwrap_or_default()
     }
 
     /// GPU ids assigned.
@@ -497,8 +560,16 @@ impl ReplicaLimits {
                 },
             );
         }
+        // A replica is every process it started: none may outlive it (nor keep its GPUs).
+        let o = &self.owner;
         if let Some(group) = &self.group {
+            let left = group.kill_all().await;
+            if left > 0 {
+                tracing::info!(service = %o.service, revision = o.revision, replica = o.index, processes = left, "ended the processes the replica left behind");
+            }
             group.remove().await;
+        } else if let Some(&pid) = self.pid.get() {
+            descendants::kill_group(pid).await;
         }
         lock(&self.manager.gpus).release(&self.gpus, &self.owner);
         self.settled.send_replace(Some(reason.clone()));

@@ -77,6 +77,8 @@ pub fn describe(
         gpu,
         gpu_ids: Vec::new(),
         last_limit_kill: None,
+        isolation: String::new(),
+        processes: String::new(),
     }
 }
 
@@ -93,6 +95,16 @@ impl Runtime {
         let mut status = describe(manager.mode(), req, manager.has_gpus());
         status.gpu_ids = manager.gpu_assignments(service);
         status.last_limit_kill = manager.last_kill(service);
+        status.isolation = self.deps.isolation.describe();
+        status.processes = match manager.mode() {
+            berth_api::service::ResourceEnforcement::CgroupV1
+            | berth_api::service::ResourceEnforcement::CgroupV2
+                if manager.limits_processes() =>
+            {
+                "pids.max per replica".to_owned()
+            }
+            _ => "not enforced (needs the cgroup pids controller); a stopped replica's process group is ended".to_owned(),
+        };
         status
     }
 }

@@ -1,5 +1,5 @@
 //! The memory watchdog of `rlimit` mode: samples a worker's resident memory
-//! (and its direct children's) every [`SAMPLE_EVERY`] and kills it with SIGKILL
+//! (and all its descendants') every [`SAMPLE_EVERY`] and kills it with SIGKILL
 //! once it is over its `memoryInGBLimit`, recording why first. In cgroup modes
 //! the kernel enforces the limit and this does not run.
 
@@ -22,14 +22,11 @@ fn rss_of(pid: u32) -> Option<u64> {
     parse_vm_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
-/// Resident bytes of `pid` plus its direct children (None once it is gone).
+/// Resident bytes of `pid` plus all its descendants (None once it is gone).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let own = rss_of(pid)?;
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    let theirs: u64 = children
-        .split_whitespace()
-        .filter_map(|c| c.parse::<u32>().ok())
+    let theirs: u64 = super::descendants::descendants_of(pid)
+        .into_iter()
         .filter_map(rss_of)
         .sum();
     Some(own + theirs)

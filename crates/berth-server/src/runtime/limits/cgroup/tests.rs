@@ -38,6 +38,7 @@ fn settings() -> GroupSettings {
         cpu_limit: Some(1.5),
         memory: 512 << 20,
         memory_limit: Some(256 << 20),
+        pids_max: Some(64),
     }
 }
 
@@ -99,7 +100,8 @@ fn v2_groups_enable_controllers_and_write_weight_max_and_memory() {
     let layout = prepare_v2(&own, "s7").unwrap();
     assert_eq!(
         std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),
-        "+memory +cpu"
+        "+memory +cpu +pids",
+        "pids too where the group offers it"
     );
     assert_eq!(
         std::fs::read_to_string(own.join("berth/s7/cgroup.subtree_control")).unwrap(),
@@ -108,6 +110,10 @@ fn v2_groups_enable_controllers_and_write_weight_max_and_memory() {
     std::fs::create_dir_all(own.join("berth/s7/svc")).unwrap();
     let group = Group::create(&layout, "svc", "r2-1", &settings()).unwrap();
     let dir = own.join("berth/s7/svc/r2-1");
+    assert!(
+        !group.limits_pids(),
+        "no pids controller in this fake group"
+    );
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     assert_eq!(read("cpu.weight"), cpu_weight(0.5).to_string());
     assert_eq!(read("cpu.max"), "150000 100000");
@@ -136,6 +142,7 @@ fn no_limit_writes_no_cap_and_conversions_follow_kubernetes() {
         cpu_limit: None,
         memory: 1 << 30,
         memory_limit: None,
+        pids_max: None,
     };
     assert!(
         v1_writes(&s)
