@@ -32,6 +32,7 @@ pub mod events;
 pub mod gateway;
 pub mod health;
 pub mod metrics;
+pub mod nocode;
 pub mod observability;
 pub mod runtime;
 pub mod shutdown;
@@ -142,6 +143,7 @@ pub async fn run(
         root: config.data_dir.join("envs"),
         default_python: config.python.clone(),
         uv: config.uv.clone(),
+        python_search_path: config.python_search_path.clone(),
         timeout: config.env_build_timeout,
         metrics: Some(metrics.clone()),
     }));

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod dc_file;
 pub mod deploy;
 pub mod environment;
 pub mod events;

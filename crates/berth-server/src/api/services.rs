@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use berth_api::names::{ModelRef, check_service_name};
 use berth_api::service::DeploymentStatus;
 use berth_api::{
-    CreateServiceRequest, ErrorBody, InferenceSpec, OperationAccepted, RegisterEnvironmentRequest,
+    CreateServiceRequest, ErrorBody, InferenceConfigRequest, InferenceSpec, OperationAccepted,
+    RegisterEnvironmentRequest,
     Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec, ServiceState,
 };
 
@@ -161,6 +162,82 @@ pub(super) async fn resolve_models(
     out
 }
 
+/// The inference config of a no-code deployment: the built-in scorer of the
+/// single model's framework (stored as a snapshot) and its built-in environment.
+/// Problems (not one model, an unsupported framework) are added to `problems`
+/// and an empty config returned.
+pub(super) async fn no_code_inference(
+    state: &AppState,
+    requested: &[String],
+    models: &[String],
+    problems: &mut Vec<String>,
+) -> Result<InferenceConfigRequest, ApiError> {
+    let empty = InferenceConfigRequest {
+        entry_script: "score.py".into(),
+        source_snapshot: String::new(),
+        source_directory_name: None,
+        environment: None,
+    };
+    if requested.len() != 1 {
+        problems.push(format!(
+            "`inferenceConfig` is missing: without it (a no-code deployment) give exactly one model registered with framework `Onnx`, `ScikitLearn` or `TensorFlow`; {} model(s) were given",
+            requested.len()
+        ));
+        return Ok(empty);
+    }
+    let Some(id) = models.first() else {
+        return Ok(empty);
+    };
+    let Some((name, version)) = id.rsplit_once(':').and_then(|(n, v)| Some((n, v.parse().ok()?)))
+    else {
+        return Ok(empty);
+    };
+    let model = state.store.model(name, Some(version)).await?;
+    let scorer = match crate::nocode::for_framework(id, model.framework.as_deref()) {
+        Ok(scorer) => scorer,
+        Err(e) => {
+            problems.push(e);
+            return Ok(empty);
+        }
+    };
+    let archive = scorer.archive().map_err(|e| ApiError::internal(&e))?;
+    let mut published = Vec::new();
+    let (_, snapshot) = super::snapshots::store_snapshot(
+        state,
+        axum::body::Body::from(archive),
+        &mut published,
+    )
+    .await?;
+    let request = RegisterEnvironmentRequest {
+        name: scorer.environment.into(),
+        pip_requirements: Some(scorer.requirements_text()),
+        ..Default::default()
+    };
+    let normalised = spec::normalise(&request).map_err(ApiError::Invalid)?;
+    let (_, env) = state
+        .store
+        .register_environment(NewEnvironment {
+            name: scorer.environment.into(),
+            spec_digest: spec::spec_digest(&normalised.spec),
+            build_hash: spec::build_hash(&normalised.spec),
+            spec: normalised.spec,
+            warnings: Vec::new(),
+            description: Some(format!(
+                "Built-in environment of no-code {} deployments",
+                scorer.framework
+            )),
+            created_time: crate::now_rfc3339(),
+        })
+        .await?;
+    tracing::info!(model = %id, framework = scorer.framework, environment = %format!("{}:{}", env.name, env.version), "no-code deployment");
+    Ok(InferenceConfigRequest {
+        entry_script: scorer.entry_script.into(),
+        source_snapshot: snapshot.id,
+        source_directory_name: None,
+        environment: Some(format!("{}:{}", env.name, env.version)),
+    })
+}
+
 /// Creates a service: writes revision 1 and starts its deployment (202 with
 /// `Operation-Location`). An existing name is a 409 unless `overwrite`, which
 /// rolls the existing service to a new revision instead.
@@ -191,7 +268,14 @@ pub async fn create_service(
         problems.push(deploy_config::SSL_NEEDS_TLS.into());
     }
     let models = resolve_models(&state, &request.models, &mut problems).await;
-    let ic = &request.inference_config;
+    let no_code;
+    let ic = match &request.inference_config {
+        Some(ic) => ic,
+        None => {
+            no_code = no_code_inference(&state, &request.models, &models, &mut problems).await?;
+            &no_code
+        }
+    };
     let entry_path = validate_entry_script(&ic.entry_script, &mut problems);
     if let Some(name) = &ic.source_directory_name
         && (name.is_empty() || name.contains(['/', '\\']) || name == "." || name == "..")

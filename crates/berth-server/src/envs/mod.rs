@@ -8,6 +8,7 @@
 
 mod builder;
 pub mod conda;
+pub mod python;
 pub mod spec;
 
 pub use builder::{BuildError, BuiltEnv, EnvBuilder, EnvBuilderConfig, probe_version};

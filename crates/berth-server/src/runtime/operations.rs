@@ -333,6 +333,9 @@ impl Runtime {
             built.installer
         ))
         .await;
+        if let Some(warning) = &built.python_warning {
+            log.event(&format!("Warning: {warning}")).await;
+        }
 
         let content = self.gather(&spec).await?;
         let root = revision_root(&self.deps.config.data_dir, service, revision);
