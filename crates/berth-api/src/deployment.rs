@@ -111,6 +111,10 @@ pub struct DeploymentSettings {
     pub request_log_bodies: bool,
     /// Kubernetes namespace (kept for reference; not used locally).
     pub namespace: Option<String>,
+    /// A local service's own listener port: it is also served on
+    /// `127.0.0.1:<port>` at `/score` (v1's `LocalWebservice` port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// The service's own TLS certificate (`sslEnabled`), served for `cname`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<SslSettings>,
@@ -166,6 +170,7 @@ impl DeploymentSettings {
             app_insights_enabled: false,
             request_log_bodies: false,
             namespace: None,
+            port: None,
             ssl: None,
         }
     }

@@ -78,7 +78,6 @@ const UNUSED_KEYS: &[&str] = &[
     "keyVersion",
     "vnetName",
     "subnetName",
-    "port",
     "versionName",
     "trafficPercentile",
     "namespace",
@@ -555,6 +554,19 @@ fn read(
             warnings.push(format!(
                 "`{key}` in the deployment config is not used: pass it with the service (`--description`, `--tag`, `--property`)"
             ));
+        }
+    }
+    if let Some(port) = r.get("port") {
+        match port.as_u64() {
+            Some(p) if (1..=65535).contains(&p) && compute_type == ComputeType::Local => {
+                s.port = Some(p as u16);
+            }
+            Some(p) if (1..=65535).contains(&p) => warnings.push(format!(
+                "`port` ({p}) is used by local services only (`computeType: local`); this {compute_type:?} service is served by the gateway"
+            )),
+            _ => r.problems.push(format!(
+                "`port` is {port}: it must be a whole number from 1 to 65535 (the local service's own port on 127.0.0.1)"
+            )),
         }
     }
     let ssl_key = read_ssl(&mut r, &mut s);

@@ -161,6 +161,16 @@ pub async fn run(
         &config.gpus,
     )?);
     let observability = observability::Observability::start(&config.data_dir, metrics);
+    let gateway_state = gateway::GatewayState {
+        table: table.clone(),
+        max_body: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
+        signer: signer.clone(),
+    };
+    let limits = tls::Limits {
+        header_read_timeout: config.header_read_timeout,
+        body_read_timeout: config.body_read_timeout,
+    };
+    let ports = Arc::new(gateway::PortListeners::new(gateway_state.clone(), limits));
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),
@@ -172,6 +182,7 @@ pub async fn run(
         events: events.clone(),
         resources,
         observability,
+        ports,
     });
     runtime.restore().await;
     let state = api::AppState {
@@ -188,11 +199,7 @@ pub async fn run(
         events,
     };
     let app = api::router(state)
-        .merge(gateway::router(gateway::GatewayState {
-            table,
-            max_body: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
-            signer,
-        }))
+        .merge(gateway::router(gateway_state))
         .merge(health::router(ready.clone()))
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
@@ -209,10 +216,6 @@ pub async fn run(
         ready.store(false, Ordering::Release);
         tracing::info!("shutting down: finishing in-flight requests");
         stop_signal.notify_one();
-    };
-    let limits = tls::Limits {
-        header_read_timeout: config.header_read_timeout,
-        body_read_timeout: config.body_read_timeout,
     };
     let serve = tls::serve(listener, app, tls.map(|t| t.acceptor), limits, drain);
     let deadline = async move {

@@ -17,7 +17,10 @@ pub fn read(path: &Path) -> Result<Value, UsageError> {
     let value = super::deploy::json_file(path, "deployment config")?;
     let Value::Object(mut object) = value else {
         return Err(usage(
-            format!("deployment config `{}` must be a JSON object", path.display()),
+            format!(
+                "deployment config `{}` must be a JSON object",
+                path.display()
+            ),
             None,
         ));
     };
@@ -82,8 +85,16 @@ mod tests {
     fn pem_paths_are_read_relative_to_the_file_and_sslcname_becomes_cname() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("certs")).unwrap();
-        std::fs::write(dir.path().join("certs/cert.pem"), "-----BEGIN CERTIFICATE-----\nA\n").unwrap();
-        std::fs::write(dir.path().join("key.pem"), "-----BEGIN PRIVATE KEY-----\nB\n").unwrap();
+        std::fs::write(
+            dir.path().join("certs/cert.pem"),
+            "-----BEGIN CERTIFICATE-----\nA\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("key.pem"),
+            "-----BEGIN PRIVATE KEY-----\nB\n",
+        )
+        .unwrap();
         let dc = dir.path().join("deploymentconfig.json");
         std::fs::write(
             &dc,
@@ -119,7 +130,11 @@ mod tests {
             read(&dc).unwrap()["sslCertificate"],
             "-----BEGIN CERTIFICATE-----\nX\n"
         );
-        std::fs::write(&dc, r#"{"sslCname": "a.example.com", "cname": "b.example.com"}"#).unwrap();
+        std::fs::write(
+            &dc,
+            r#"{"sslCname": "a.example.com", "cname": "b.example.com"}"#,
+        )
+        .unwrap();
         assert!(read(&dc).unwrap_err().message.contains("keep one"));
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use super::deploy::{InferenceSources, inference_fields, json_file, model_list};
+use super::deploy::{InferenceSources, inference_fields, model_list};
 use crate::args::{OutputFormat, UpdateServiceArgs, UsageError};
 use crate::client::Client;
 

@@ -10,8 +10,8 @@ use berth_api::names::{ModelRef, check_service_name};
 use berth_api::service::DeploymentStatus;
 use berth_api::{
     CreateServiceRequest, ErrorBody, InferenceConfigRequest, InferenceSpec, OperationAccepted,
-    RegisterEnvironmentRequest,
-    Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec, ServiceState,
+    RegisterEnvironmentRequest, Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec,
+    ServiceState,
 };
 
 use super::query::{parse_bool, parse_query};
@@ -188,7 +188,9 @@ pub(super) async fn no_code_inference(
     let Some(id) = models.first() else {
         return Ok(empty);
     };
-    let Some((name, version)) = id.rsplit_once(':').and_then(|(n, v)| Some((n, v.parse().ok()?)))
+    let Some((name, version)) = id
+        .rsplit_once(':')
+        .and_then(|(n, v)| Some((n, v.parse().ok()?)))
     else {
         return Ok(empty);
     };
@@ -202,12 +204,9 @@ pub(super) async fn no_code_inference(
     };
     let archive = scorer.archive().map_err(|e| ApiError::internal(&e))?;
     let mut published = Vec::new();
-    let (_, snapshot) = super::snapshots::store_snapshot(
-        state,
-        axum::body::Body::from(archive),
-        &mut published,
-    )
-    .await?;
+    let (_, snapshot) =
+        super::snapshots::store_snapshot(state, axum::body::Body::from(archive), &mut published)
+            .await?;
     let request = RegisterEnvironmentRequest {
         name: scorer.environment.into(),
         pip_requirements: Some(scorer.requirements_text()),
@@ -316,6 +315,16 @@ pub async fn create_service(
         crate::tls::store_service_key(&state.config.data_dir, key)
             .map_err(|e| ApiError::internal(&e))?;
     }
+    // A local service's own port is taken now, so that a taken port fails the deploy.
+    let newly_bound = match parsed.settings.port {
+        Some(port) => state
+            .runtime
+            .ports()
+            .bind(&request.name, port)
+            .await
+            .map_err(|e| ApiError::Invalid(vec![e.to_string()]))?,
+        None => false,
+    };
     let keys_given = parsed.keys.is_some();
     let new = NewService {
         name: request.name.clone(),
@@ -338,7 +347,15 @@ pub async fn create_service(
         operation_id: uuid::Uuid::new_v4().to_string(),
         now: crate::now_rfc3339(),
     };
-    let operation = state.services.create_service(new).await?;
+    let operation = match state.services.create_service(new).await {
+        Ok(operation) => operation,
+        Err(e) => {
+            if newly_bound {
+                state.runtime.ports().release(&request.name);
+            }
+            return Err(e.into());
+        }
+    };
     tracing::info!(service = %operation.service, operation = %operation.id, kind = operation.operation_type.as_str(), "service change accepted");
     state.runtime.run_operation(operation.clone());
     let location = format!("/v1/operations/{}", operation.id);
@@ -377,7 +394,10 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
         ServiceState::Healthy | ServiceState::Unhealthy => ServiceState::Unhealthy,
         other => other,
     };
-    let base = format!("{}/api/v1/service/{}", state.endpoint, stored.name);
+    let base = match spec.deployment.port {
+        Some(port) => format!("http://localhost:{port}"),
+        None => format!("{}/api/v1/service/{}", state.endpoint, stored.name),
+    };
     let resources = state.runtime.resources(
         &stored.name,
         &spec.deployment.container_resource_requirements,

@@ -291,6 +291,12 @@ pub async fn update_service(
         all.extend(added);
         properties = Some(all);
     }
+    if let Some(port) = spec.deployment.port
+        && spec.deployment.port != current.deployment.port
+        && let Err(e) = state.runtime.ports().check(&name, port)
+    {
+        problems.push(e.to_string());
+    }
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }

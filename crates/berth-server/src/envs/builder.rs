@@ -694,6 +694,10 @@ with zipfile.ZipFile(sys.argv[1] + "/uvpkg-1.0-py3-none-any.whl", "w") as z:
             "{}",
             err.message
         );
-        assert!(err.message.contains("--python-search-path"), "{}", err.message);
+        assert!(
+            err.message.contains("--python-search-path"),
+            "{}",
+            err.message
+        );
     }
 }

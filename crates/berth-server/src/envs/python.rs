@@ -78,8 +78,19 @@ impl PythonFinder {
         if let Some(found) = cached.filter(|f| f.path.exists() || f.path.is_relative()) {
             return Ok(found);
         }
-        let mut probed = self.probe_all(self.candidates(minor)).await;
+        // The likely ones first (named for the version); every other one only
+        // when they have none, to name what there is.
+        let (likely, others): (Vec<PathBuf>, Vec<PathBuf>) = self
+            .candidates(minor)
+            .into_iter()
+            .partition(|p| p == &self.default || named_for(p, minor));
+        let mut probed = self.probe_all(likely).await;
         let mut found = choose(&probed, minor, exact);
+        if found.is_none() || exact.is_some_and(|e| found.as_ref().is_some_and(|f| f.version != e))
+        {
+            probed.extend(self.probe_all(others).await);
+            found = choose(&probed, minor, exact);
+        }
         if found.is_none()
             && let Some(uv) = &self.uv
         {
@@ -123,7 +134,8 @@ impl PythonFinder {
             out.extend(installs_in(entry));
         }
         if let Some(path) = std::env::var_os("PATH") {
-            for dir in std::env::split_paths(&path) {
+            // pyenv's shims only dispatch to the versions listed below.
+            for dir in std::env::split_paths(&path).filter(|d| !d.ends_with("shims")) {
                 out.extend(pythons_in(&dir));
             }
         }
@@ -157,6 +169,21 @@ impl PythonFinder {
     }
 }
 
+/// Whether `path` is named for `minor`: `python3.8`, or `<root>/3.8.18/bin/python3`.
+fn named_for(path: &Path, minor: &str) -> bool {
+    let file = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    if file.as_deref() == Some(&format!("python{minor}")) {
+        return true;
+    }
+    let install = path
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    install == minor || install.starts_with(&format!("{minor}."))
+}
+
 /// `python3`, `python3.X` in a folder (not `-config` scripts).
 fn pythons_in(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -168,9 +195,9 @@ fn pythons_in(dir: &Path) -> Vec<PathBuf> {
             let name = e.file_name();
             let name = name.to_string_lossy();
             name == "python3"
-                || name
-                    .strip_prefix("python3.")
-                    .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
+                || name.strip_prefix("python3.").is_some_and(|rest| {
+                    !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
+                })
         })
         .map(|e| e.path())
         .collect();
@@ -285,7 +312,11 @@ async fn uv_install(uv: &Path, minor: &str) -> bool {
             false
         }
         Err(_) => {
-            tracing::warn!(python = minor, timeout_secs = INSTALL_TIMEOUT.as_secs(), "`uv python install` took too long");
+            tracing::warn!(
+                python = minor,
+                timeout_secs = INSTALL_TIMEOUT.as_secs(),
+                "`uv python install` took too long"
+            );
             false
         }
     }
@@ -304,14 +335,21 @@ mod tests {
 
     #[test]
     fn the_exact_patch_wins_and_another_patch_warns() {
-        let p = probed(&[("/a/python3", "3.11.7"), ("/b/python3", "3.8.18"), ("/c/python3", "3.8.13")]);
+        let p = probed(&[
+            ("/a/python3", "3.11.7"),
+            ("/b/python3", "3.8.18"),
+            ("/c/python3", "3.8.13"),
+        ]);
         let exact = choose(&p, "3.8", Some("3.8.13")).unwrap();
         assert_eq!(exact.path, PathBuf::from("/c/python3"));
         assert!(exact.warning.is_none());
         let other = choose(&p, "3.8", Some("3.8.2")).unwrap();
         assert_eq!(other.version, "3.8.18");
         let warning = other.warning.unwrap();
-        assert!(warning.contains("3.8.2") && warning.contains("3.8.18"), "{warning}");
+        assert!(
+            warning.contains("3.8.2") && warning.contains("3.8.18"),
+            "{warning}"
+        );
         assert!(choose(&p, "3.8", None).unwrap().warning.is_none());
         assert!(choose(&p, "3.9", None).is_none());
     }
@@ -351,6 +389,10 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["python3", "python3.8"]);
+        assert!(named_for(&bin.join("python3.8"), "3.8"));
+        assert!(!named_for(&bin.join("python3.8"), "3.9"));
+        assert!(named_for(&dir.path().join("3.8.1/bin/python3"), "3.8"));
+        assert!(!named_for(&dir.path().join("3.9.2/bin/python3"), "3.8"));
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 //! `scoringTimeoutMs` exceeded → 504 and the replica is recycled. The route is
 //! read from memory; the database is never touched here.
 
+pub mod ports;
 mod score;
 pub mod table;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{any, get};
 
+pub use ports::{PortError, PortListeners};
 pub use table::{Replica, Route, RouteSettings, RouteTable};
 
 /// What the gateway routes need.

@@ -105,7 +105,10 @@ mod tests {
 
     #[test]
     fn frameworks_match_in_any_case_and_others_are_refused_with_the_fix() {
-        assert_eq!(for_framework("m:1", Some("onnx")).unwrap().framework, "Onnx");
+        assert_eq!(
+            for_framework("m:1", Some("onnx")).unwrap().framework,
+            "Onnx"
+        );
         assert_eq!(
             for_framework("m:1", Some("ScikitLearn"))
                 .unwrap()
@@ -113,7 +116,10 @@ mod tests {
             "berth-nocode-sklearn"
         );
         let err = for_framework("m:1", Some("PyTorch")).unwrap_err();
-        assert!(err.contains("`PyTorch`") && err.contains("inference config"), "{err}");
+        assert!(
+            err.contains("`PyTorch`") && err.contains("inference config"),
+            "{err}"
+        );
         let err = for_framework("m:1", None).unwrap_err();
         assert!(err.contains("no framework"), "{err}");
         assert_eq!(

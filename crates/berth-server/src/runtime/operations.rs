@@ -115,6 +115,7 @@ fn describe_changes(
         old.request_log_bodies.to_string(),
         new.request_log_bodies.to_string(),
     );
+    note("port", format!("{:?}", old.port), format!("{:?}", new.port));
     note(
         "dataCollection",
         format!("{:?}", old.data_collection),
@@ -299,6 +300,14 @@ impl Runtime {
         ))
         .await;
 
+        self.apply_port(service, &spec).await.map_err(|e| {
+            failure(
+                "PortUnavailable",
+                "serve the service on its port",
+                e,
+                Vec::new(),
+            )
+        })?;
         let (env_name, env_version) = split_id(&spec.inference.environment).ok_or_else(|| {
             internal(
                 "read the environment",
@@ -512,6 +521,14 @@ impl Runtime {
         for change in describe_changes(&old.deployment, &spec.deployment) {
             log.event(&format!("Live change: {change}")).await;
         }
+        self.apply_port(service, &spec).await.map_err(|e| {
+            failure(
+                "PortUnavailable",
+                "serve the service on its port",
+                e,
+                Vec::new(),
+            )
+        })?;
         let desired = Self::target_replicas(&spec, current.len()) as usize;
         current.sort_by_key(|r| r.index);
         let mut added = Vec::new();
@@ -701,6 +718,7 @@ impl Runtime {
             locks.remove(service);
         }
         self.deps.resources.forget(service);
+        self.deps.ports.release(service);
         self.deps.observability.metrics().service_deleted(service);
         if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
             log.event("Draining replicas").await;
