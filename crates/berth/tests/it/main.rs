@@ -21,3 +21,4 @@ mod snapshots;
 mod tls;
 mod updates;
 mod uploads;
+mod v1_compat;

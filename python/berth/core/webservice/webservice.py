@@ -580,6 +580,9 @@ class Webservice:
         service = Webservice._from_payload(workspace, Webservice._get(workspace, name))
         service._operation_endpoint = f"/v1/operations/{operation_id}"
         service._inference_config = inference_config
+        if getattr(deployment_config, "_waits_for_deployment", False):
+            # Local services return once they serve, as azureml-core's do.
+            service.wait_for_deployment(show_output=show_output)
         return service
 
     def _start(self, response: Response) -> None:
