@@ -16,7 +16,8 @@ use berth_api::{
 use serde_json::{Map, Value};
 
 use super::services::{
-    resolve_environment, resolve_models, snapshot_problems, validate_entry_script,
+    no_code_inference, resolve_environment, resolve_models, snapshot_problems,
+    validate_entry_script,
 };
 use super::{ApiJson, AppState};
 use crate::deploy_config;
@@ -190,7 +191,22 @@ pub async fn update_service(
     }
     if let Some(models) = patch.get("models") {
         match serde_json::from_value::<Vec<String>>(models.clone()) {
-            Ok(list) => spec.models = resolve_models(&state, &list, &mut problems).await,
+            Ok(list) => {
+                spec.models = resolve_models(&state, &list, &mut problems).await;
+                // A no-code service given new models alone gets the scorer of their framework.
+                if !patch.contains_key("inferenceConfig")
+                    && crate::nocode::for_environment(&current.inference.environment).is_some()
+                    && problems.is_empty()
+                {
+                    let ic = no_code_inference(&state, &list, &spec.models, &mut problems).await?;
+                    if let Some(environment) = ic.environment {
+                        spec.inference.entry_script = ic.entry_script;
+                        spec.inference.source_snapshot = ic.source_snapshot;
+                        spec.inference.source_directory_name = None;
+                        spec.inference.environment = environment;
+                    }
+                }
+            }
             Err(_) => problems.push("`models` must be a list of `name:version` strings".into()),
         }
     }
