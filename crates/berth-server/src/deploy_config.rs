@@ -752,6 +752,26 @@ mod tests {
     }
 
     #[test]
+    fn a_local_port_is_kept_and_others_are_named() {
+        let local = parse(Some(&json!({"computeType": "local", "port": 8890}))).unwrap();
+        assert_eq!(local.settings.port, Some(8890));
+        assert!(local.warnings.is_empty(), "{:?}", local.warnings);
+        let aci = parse(Some(&json!({"computeType": "aci", "port": 8890}))).unwrap();
+        assert_eq!(aci.settings.port, None);
+        assert!(
+            aci.warnings[0].contains("local services only"),
+            "{:?}",
+            aci.warnings
+        );
+        for bad in [json!(0), json!(70000), json!("80")] {
+            let err = parse(Some(&json!({"computeType": "local", "port": bad}))).unwrap_err();
+            assert!(err[0].contains("from 1 to 65535"), "{err:?}");
+        }
+        let moved = update(&local.settings, json!({"port": 8891})).unwrap();
+        assert_eq!(moved.port, Some(8891));
+    }
+
+    #[test]
     fn absent_config_means_one_local_replica() {
         let parsed = parse(None).unwrap();
         assert_eq!(parsed.settings.compute_type, ComputeType::Local);
