@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Prints the path of a Python interpreter that has `inference-schema` and `numpy`, so that the
-# worker conformance cases needing them run instead of being skipped:
+# Prints the path of a Python interpreter that has `inference-schema` and `numpy` (and, for the
+# no-code scorer tests, `onnx`, `onnxruntime` and `scikit-learn`), so that the worker conformance
+# cases needing them run instead of being skipped:
 #
 #   BERTH_TEST_PYTHON=$(bash scripts/schema-python.sh) python3 -m unittest discover -s python/tests
 #
@@ -13,8 +14,8 @@ cd "$(dirname "$0")/.."
 
 venv="${BERTH_SCHEMA_VENV:-target/schema-venv}"
 base="${BERTH_SCHEMA_BASE_PYTHON:-python3}"
-packages=("inference-schema>=1.8,<2" "numpy")
-probe='import inference_schema.schema_decorators, numpy'
+packages=("inference-schema>=1.8,<2" "numpy" "onnx" "onnxruntime" "scikit-learn")
+probe='import inference_schema.schema_decorators, numpy, onnx, onnxruntime, sklearn'
 
 fail() {
     echo "schema-python: $*" >&2

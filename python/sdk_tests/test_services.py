@@ -468,19 +468,25 @@ class AciServiceTests(ServiceTestCase):
 
 class LocalServiceTests(ServiceTestCase):
     def test_local_lifecycle(self) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
         with silence():
             service = Model.deploy(
-                self.ws, "local-svc", [self.model_v1], self.ic(), LocalWebservice.deploy_configuration(port=8890)
+                self.ws, "local-svc", [self.model_v1], self.ic(), LocalWebservice.deploy_configuration(port=port)
             )
         self.addCleanup(self._delete_quietly, service)
         self.assertIsInstance(service, LocalWebservice)
-        self.assertEqual(service.state, "deploying")
+        self.assertEqual(service.state, "running", "a local deploy returns once the service serves")
         with silence() as out:
             service.wait_for_deployment()
         self.assertIn('Local service creation operation finished, operation "Succeeded"', out.getvalue())
         self.assertEqual((service.state, service.compute_type), ("running", "Local"))
         assert isinstance(service, LocalWebservice)
-        self.assertIsNotNone(service.port)
+        self.assertEqual(service.port, port)
+        self.assertEqual(service.scoring_uri, f"http://localhost:{port}/score")
         self.assertEqual(service.run("1")["model"], "one")
         for call in (service.get_keys, lambda: service.regen_key("Primary"), service.get_access_token):
             with self.assertRaises(NotImplementedError):

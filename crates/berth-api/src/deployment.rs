@@ -118,6 +118,10 @@ pub struct DeploymentSettings {
     /// `Model.deploy(..., deployment_target=...)`); `None` is the local target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_target_name: Option<String>,
+    /// A local service's own listener port: it is also served on
+    /// `127.0.0.1:<port>` at `/score` (v1's `LocalWebservice` port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// The service's own TLS certificate (`sslEnabled`), served for `cname`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<SslSettings>,
@@ -182,6 +186,7 @@ impl DeploymentSettings {
             request_log_bodies: false,
             namespace: None,
             compute_target_name: None,
+            port: None,
             ssl: None,
         }
     }

@@ -40,6 +40,11 @@ pub struct RegisterEnvironmentRequest {
 pub struct EnvironmentSpec {
     /// Python `major.minor`, or `None` for the server's default interpreter.
     pub python_version: Option<String>,
+    /// The exact version asked for when the spec names a patch level
+    /// (`3.8.13`): used when installed, else another patch of `pythonVersion`
+    /// with a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_python_version: Option<String>,
     /// pip requirement lines (options such as `--no-index` included), in order.
     pub requirements: Vec<String>,
     /// Variables set for the workers.
@@ -75,6 +80,13 @@ pub struct EnvironmentBuild {
     /// The exact Python version, once built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python_full_version: Option<String>,
+    /// The interpreter the environment was made from (the Python it resolved
+    /// to), once built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_python: Option<String>,
+    /// Set when the Python found differs from the one asked for in its patch level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_warning: Option<String>,
     /// `uv` or `pip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installer: Option<String>,

@@ -82,8 +82,11 @@ pub struct CreateServiceRequest {
     /// Models: `name:version`, `name:latest` or `name`.
     #[serde(default)]
     pub models: Vec<String>,
-    /// Entry script, source and environment.
-    pub inference_config: InferenceConfigRequest,
+    /// Entry script, source and environment. Absent: a no-code deployment of
+    /// the single model, which must be registered with framework `Onnx`,
+    /// `ScikitLearn` or `TensorFlow` (a built-in scorer and environment).
+    #[serde(default)]
+    pub inference_config: Option<InferenceConfigRequest>,
     /// An Azure ML `deploymentconfig.json` object; defaults when absent.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]

@@ -167,8 +167,9 @@ pub fn environment(e: &Environment, format: OutputFormat) -> anyhow::Result<()> 
         (
             "python",
             e.spec
-                .python_version
+                .requested_python_version
                 .clone()
+                .or_else(|| e.spec.python_version.clone())
                 .unwrap_or_else(|| "server default".into()),
         ),
         ("requirements", e.spec.requirements.join("\n")),
@@ -191,6 +192,14 @@ pub fn environment(e: &Environment, format: OutputFormat) -> anyhow::Result<()> 
         (
             "python version",
             e.build.python_full_version.clone().unwrap_or_default(),
+        ),
+        (
+            "python resolved to",
+            e.build.base_python.clone().unwrap_or_default(),
+        ),
+        (
+            "python warning",
+            e.build.python_warning.clone().unwrap_or_default(),
         ),
         ("installer", e.build.installer.clone().unwrap_or_default()),
         ("build error", e.build.error.clone().unwrap_or_default()),

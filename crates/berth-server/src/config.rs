@@ -60,6 +60,11 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_PYTHON, default_value = "python3", value_name = "PATH")]
     pub python: PathBuf,
 
+    /// Where else to look for the Python versions environments ask for: interpreters,
+    /// folders holding them, or folders of installs (e.g. ~/.pyenv/versions); `:`-separated
+    #[arg(long, env = env::BERTH_PYTHON_SEARCH_PATH, value_delimiter = ':', value_name = "DIRS")]
+    pub python_search_path: Vec<PathBuf>,
+
     /// `uv` to build environments with, or `none` for venv + pip [default: `uv` on PATH, else venv + pip]
     #[arg(long, env = env::BERTH_UV, value_name = "PATH|none")]
     pub uv: Option<PathBuf>,
@@ -177,6 +182,8 @@ pub struct ServerConfig {
     pub python: PathBuf,
     /// `uv`, if any.
     pub uv: Option<PathBuf>,
+    /// Extra places to find interpreters by version.
+    pub python_search_path: Vec<PathBuf>,
     /// Build time limit.
     pub env_build_timeout: std::time::Duration,
     /// How long an autoscaled service's load must stay low before it scales down.
@@ -351,6 +358,11 @@ impl ServerArgs {
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
             uv: resolve_uv(self.uv)?,
             python: self.python,
+            python_search_path: self
+                .python_search_path
+                .into_iter()
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect(),
             env_build_timeout: std::time::Duration::from_secs(self.env_build_timeout_secs.max(1)),
             scale_down_stabilization: std::time::Duration::from_secs(
                 self.scale_down_stabilization_secs,

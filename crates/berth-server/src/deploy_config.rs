@@ -78,7 +78,6 @@ const UNUSED_KEYS: &[&str] = &[
     "keyVersion",
     "vnetName",
     "subnetName",
-    "port",
     "versionName",
     "trafficPercentile",
     "namespace",
@@ -566,6 +565,19 @@ fn read(
             ));
         }
     }
+    if let Some(port) = r.get("port") {
+        match port.as_u64() {
+            Some(p) if (1..=65535).contains(&p) && compute_type == ComputeType::Local => {
+                s.port = Some(p as u16);
+            }
+            Some(p) if (1..=65535).contains(&p) => warnings.push(format!(
+                "`port` ({p}) is used by local services only (`computeType: local`); this {compute_type:?} service is served by the gateway"
+            )),
+            _ => r.problems.push(format!(
+                "`port` is {port}: it must be a whole number from 1 to 65535 (the local service's own port on 127.0.0.1)"
+            )),
+        }
+    }
     let ssl_key = read_ssl(&mut r, &mut s);
     if r.problems.is_empty() {
         Ok(ParsedDeploymentConfig {
@@ -746,6 +758,26 @@ mod tests {
             timeouts.num_replicas, 2,
             "untouched fields keep their values"
         );
+    }
+
+    #[test]
+    fn a_local_port_is_kept_and_others_are_named() {
+        let local = parse(Some(&json!({"computeType": "local", "port": 8890}))).unwrap();
+        assert_eq!(local.settings.port, Some(8890));
+        assert!(local.warnings.is_empty(), "{:?}", local.warnings);
+        let aci = parse(Some(&json!({"computeType": "aci", "port": 8890}))).unwrap();
+        assert_eq!(aci.settings.port, None);
+        assert!(
+            aci.warnings[0].contains("local services only"),
+            "{:?}",
+            aci.warnings
+        );
+        for bad in [json!(0), json!(70000), json!("80")] {
+            let err = parse(Some(&json!({"computeType": "local", "port": bad}))).unwrap_err();
+            assert!(err[0].contains("from 1 to 65535"), "{err:?}");
+        }
+        let moved = update(&local.settings, json!({"port": 8891})).unwrap();
+        assert_eq!(moved.port, Some(8891));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const BERTH_WORKER_USER: &str = "BERTH_WORKER_USER";
 pub const BERTH_LOG: &str = "BERTH_LOG";
 /// Default Python interpreter for environments (`--python`).
 pub const BERTH_PYTHON: &str = "BERTH_PYTHON";
+/// Extra places to find interpreters by version, `:`-separated (`--python-search-path`).
+pub const BERTH_PYTHON_SEARCH_PATH: &str = "BERTH_PYTHON_SEARCH_PATH";
 /// Path of `uv` (`--uv`); found on `PATH` when unset.
 pub const BERTH_UV: &str = "BERTH_UV";
 /// Longest an environment build may take, in seconds (`--env-build-timeout-secs`).

@@ -36,6 +36,7 @@ pub mod events;
 pub mod gateway;
 pub mod health;
 pub mod metrics;
+pub mod nocode;
 pub mod observability;
 pub mod runtime;
 pub mod shutdown;
@@ -178,6 +179,7 @@ pub async fn run(
         root: config.data_dir.join("envs"),
         default_python: config.python.clone(),
         uv: config.uv.clone(),
+        python_search_path: config.python_search_path.clone(),
         timeout: config.env_build_timeout,
         metrics: Some(metrics.clone()),
     }));
@@ -213,6 +215,22 @@ pub async fn run(
         &config.python,
     )?);
     let observability = observability::Observability::start(&config.data_dir, metrics);
+    let gateway_state = gateway::GatewayState {
+        table: table.clone(),
+        body: gateway::BodyLimits {
+            max_bytes: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
+            deadline: config.request_body_deadline,
+            min_rate: config.request_body_min_rate,
+            grace: gateway::body::RATE_GRACE,
+        },
+        max_response: config.max_response_bytes,
+        signer: signer.clone(),
+    };
+    let limits = tls::Limits {
+        header_read_timeout: config.header_read_timeout,
+        body_read_timeout: config.body_read_timeout,
+    };
+    let ports = Arc::new(gateway::PortListeners::new(gateway_state.clone(), limits));
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),
@@ -225,6 +243,7 @@ pub async fn run(
         resources,
         isolation,
         observability,
+        ports,
     });
     runtime.restore().await;
     let studio = Arc::new(studio::Studio::default());
@@ -251,17 +270,7 @@ pub async fn run(
     };
     let state_envs = envs;
     let app = api::router(state)
-        .merge(gateway::router(gateway::GatewayState {
-            table,
-            body: gateway::BodyLimits {
-                max_bytes: usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX),
-                deadline: config.request_body_deadline,
-                min_rate: config.request_body_min_rate,
-                grace: gateway::body::RATE_GRACE,
-            },
-            max_response: config.max_response_bytes,
-            signer,
-        }))
+        .merge(gateway::router(gateway_state))
         .merge(health::router(ready.clone()))
         .merge(studio_routes)
         .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -279,10 +288,6 @@ pub async fn run(
         ready.store(false, Ordering::Release);
         tracing::info!("shutting down: finishing in-flight requests");
         stop_signal.notify_one();
-    };
-    let limits = tls::Limits {
-        header_read_timeout: config.header_read_timeout,
-        body_read_timeout: config.body_read_timeout,
     };
     let serve = tls::serve(listener, app, tls.map(|t| t.acceptor), limits, drain);
     let deadline = async move {

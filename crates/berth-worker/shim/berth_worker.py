@@ -122,6 +122,26 @@ def diag(message: str) -> None:
         pass
 
 
+def server_log(message: str, level: str = "I") -> None:
+    """Write one start-up line to stderr in azmlinfsrv's log format
+    (``%(asctime)s %(levelname).1s [%(process)d] azmlinfsrv - %(message)s``), so that a service's
+    logs show what the reference server shows when it starts."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + ",%03d" % int((now % 1) * 1000)
+    try:
+        sys.stderr.write(f"{stamp} {level} [{os.getpid()}] azmlinfsrv - {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+_MODE_NOTES = {
+    MODE_RAW: "run() is not decorated. Server will invoke it with the input in JSON string.",
+    MODE_SCHEMA: "run() is decorated with @input_schema. Server will invoke it with the following arguments: {}.",
+    MODE_RAWHTTP: "run() is decorated with @rawhttp. Server will invoke it with the raw request.",
+}
+
+
 def format_user_traceback(exc: BaseException) -> str:
     """Format ``exc`` without the frames of this shim and of importlib (users see their own code)."""
     te = traceback.TracebackException.from_exception(exc)
@@ -1266,6 +1286,10 @@ class UserScript:
         self.init_fn = module.init
         self._analyze_run()
 
+    def location(self) -> str:
+        """Where the entry script was loaded from."""
+        return str(getattr(self.module, "__file__", None) or self.entry_script or "main")
+
     def _import(self) -> types.ModuleType:
         if not self.entry_script:
             return importlib.import_module("main")
@@ -1825,6 +1849,33 @@ def prepare_sys_path(app_root: str, source_dir: Optional[str]) -> None:
         sys.path.append(os.path.join(app_root, source_dir))
 
 
+def log_server_settings(script: "UserScript", python_version: str) -> None:
+    """The reference server's start-up banner: version, settings and routes."""
+    entry = script.entry_script
+    entry_path = os.path.join(script.app_root, entry) if entry else "main"
+    lines = [
+        f"Azure ML Inferencing HTTP server compatible worker: berth-worker {SHIM_VERSION} (Python {python_version})",
+        "",
+        "Server Settings",
+        "---------------",
+        f"Entry Script Name: {entry_path}",
+        f"Model Directory: {os.environ.get('AZUREML_MODEL_DIR', '')}",
+        f"Service Name: {os.environ.get('SERVICE_NAME', 'ML service')}",
+        f"Service Version: {os.environ.get('SERVICE_VERSION', '1.0')}",
+        f"Worker PID: {os.getpid()}",
+        "",
+        "Server Routes",
+        "---------------",
+        f"Score:          POST  /{os.environ.get('SERVICE_PATH_PREFIX', '').strip('/')}/score".replace("//", "/"),
+        "",
+    ]
+    try:
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str]) -> int:
     try:
         socket_path, max_frame = parse_args(argv)
@@ -1862,10 +1913,21 @@ def main(argv: Sequence[str]) -> int:
     prepare_sys_path(app_root, source_dir)
     install_compat_modules()
     script = UserScript(app_root, os.environ.get("AZUREML_ENTRY_SCRIPT") or None, source_dir)
+    log_server_settings(script, version)
     started = time.perf_counter()
     try:
         script.load()
+        server_log(f"Found user script at {script.location()}")
+        note = _MODE_NOTES.get(script.mode, "")
+        if script.mode == MODE_SCHEMA:
+            note = note.format(", ".join(p.name for p in script.schema_params))
+        server_log(note)
+        server_log("Invoking user's init function")
+        init_started = time.perf_counter()
         script.invoke_init()
+        server_log(
+            "Users's init has completed successfully in %.3f ms" % ((time.perf_counter() - init_started) * 1000)
+        )
     except InitFailure as failure:
         diag(failure.message)
         if failure.stage == STAGE_INIT:
@@ -1884,6 +1946,11 @@ def main(argv: Sequence[str]) -> int:
         signal.signal(signal.SIGALRM, script.on_alarm)
     else:
         script.timeout_ms = 0
+    server_log(
+        f"Scoring timeout is set to {script.timeout_ms} ms"
+        if script.timeout_ms
+        else "Scoring timeout is enforced by the Berth gateway (scoringTimeoutMs)"
+    )
 
     conn.send(_INIT_OK.pack(6, T_INIT_OK, init_ms, script.mode))
     try:

@@ -575,7 +575,9 @@ class Model:
         call ``wait_for_deployment()`` on the result.
 
         :param models: ``Model`` objects (or ``"name:version"`` strings).
-        :param inference_config: Entry script, source directory and environment.
+        :param inference_config: Entry script, source directory and environment. Omitted: a no-code
+            deployment of one model registered with ``model_framework`` ``Onnx``, ``ScikitLearn`` or
+            ``TensorFlow`` (a built-in scorer and environment, as Azure ML's no-code deployment).
         :param deployment_config: ``AksWebservice``/``AciWebservice``/``LocalWebservice``
             ``.deploy_configuration(...)``; ACI defaults when omitted.
         :param deployment_target: Accepted for compatibility; Berth runs every service itself.

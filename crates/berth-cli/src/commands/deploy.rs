@@ -397,16 +397,25 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
     )
     .await?;
     let text = |key: &str| fields.get(key).and_then(Value::as_str).map(str::to_owned);
-    let (Some(entry_script), Some(source_snapshot)) = (text("entryScript"), text("sourceSnapshot"))
-    else {
-        return Err(UsageError {
-            message: "no entry script: give `--ic inferenceconfig.json` with `entryScript`, or `--es score.py`".into(),
-            hint: None,
+    let inference_config = match (text("entryScript"), text("sourceSnapshot")) {
+        (Some(entry_script), Some(source_snapshot)) => Some(InferenceConfigRequest {
+            entry_script,
+            source_snapshot,
+            source_directory_name: text("sourceDirectoryName"),
+            environment: text("environment"),
+        }),
+        // No-code: the server runs its built-in scorer for the model's framework.
+        (None, None) if text("environment").is_none() => None,
+        _ => {
+            return Err(UsageError {
+                message: "no entry script: give `--ic inferenceconfig.json` with `entryScript`, or `--es score.py`".into(),
+                hint: Some("without `--ic`/`--es`/`-e`, one model registered with `--model-framework Onnx|ScikitLearn|TensorFlow` is deployed with a built-in scorer (no-code)".into()),
+            }
+            .into());
         }
-        .into());
     };
     let deployment_config = match &args.source.deploy_config {
-        Some(path) => Some(read_json(path, "deployment config")?),
+        Some(path) => Some(super::dc_file::read(path)?),
         None => None,
     };
     let request = CreateServiceRequest {
@@ -415,12 +424,7 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
         tags: args.tags.iter().cloned().collect(),
         properties: args.properties.iter().cloned().collect(),
         models: model_list(&args.source.models, &args.source.model_metadata_files)?,
-        inference_config: InferenceConfigRequest {
-            entry_script,
-            source_snapshot,
-            source_directory_name: text("sourceDirectoryName"),
-            environment: text("environment"),
-        },
+        inference_config,
         deployment_config,
         overwrite: args.overwrite,
     };

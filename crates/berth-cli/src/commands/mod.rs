@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod compute;
+pub mod dc_file;
 pub mod deploy;
 pub mod environment;
 pub mod events;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use super::deploy::{InferenceSources, inference_fields, json_file, model_list};
+use super::deploy::{InferenceSources, inference_fields, model_list};
 use crate::args::{OutputFormat, UpdateServiceArgs, UsageError};
 use crate::client::Client;
 
@@ -34,7 +34,7 @@ pub async fn build_patch(
     a: &UpdateServiceArgs,
 ) -> anyhow::Result<Map<String, Value>> {
     let mut patch = match &a.source.deploy_config {
-        Some(path) => match json_file(path, "deployment config")? {
+        Some(path) => match super::dc_file::read(path)? {
             Value::Object(map) => map,
             _ => {
                 return Err(UsageError {

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use berth_api::names::{ModelRef, check_service_name};
 use berth_api::service::DeploymentStatus;
 use berth_api::{
-    CreateServiceRequest, ErrorBody, InferenceSpec, OperationAccepted, RegisterEnvironmentRequest,
-    Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec, ServiceState,
+    CreateServiceRequest, ErrorBody, InferenceConfigRequest, InferenceSpec, OperationAccepted,
+    RegisterEnvironmentRequest, Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec,
+    ServiceState,
 };
 
 use super::query::{parse_bool, parse_query};
@@ -185,6 +186,81 @@ pub(super) async fn resolve_models(
     out
 }
 
+/// The inference config of a no-code deployment: the built-in scorer of the
+/// single model's framework (stored as a snapshot) and its built-in environment.
+/// Problems (not one model, an unsupported framework) are added to `problems`
+/// and an empty config returned.
+pub(super) async fn no_code_inference(
+    state: &AppState,
+    requested: &[String],
+    models: &[String],
+    problems: &mut Vec<String>,
+) -> Result<InferenceConfigRequest, ApiError> {
+    let empty = InferenceConfigRequest {
+        entry_script: "score.py".into(),
+        source_snapshot: String::new(),
+        source_directory_name: None,
+        environment: None,
+    };
+    if requested.len() != 1 {
+        problems.push(format!(
+            "`inferenceConfig` is missing: without it (a no-code deployment) give exactly one model registered with framework `Onnx`, `ScikitLearn` or `TensorFlow`; {} model(s) were given",
+            requested.len()
+        ));
+        return Ok(empty);
+    }
+    let Some(id) = models.first() else {
+        return Ok(empty);
+    };
+    let Some((name, version)) = id
+        .rsplit_once(':')
+        .and_then(|(n, v)| Some((n, v.parse().ok()?)))
+    else {
+        return Ok(empty);
+    };
+    let model = state.store.model(name, Some(version)).await?;
+    let scorer = match crate::nocode::for_framework(id, model.framework.as_deref()) {
+        Ok(scorer) => scorer,
+        Err(e) => {
+            problems.push(e);
+            return Ok(empty);
+        }
+    };
+    let archive = scorer.archive().map_err(|e| ApiError::internal(&e))?;
+    let mut published = Vec::new();
+    let (_, snapshot) =
+        super::snapshots::store_snapshot(state, axum::body::Body::from(archive), &mut published)
+            .await?;
+    let request = RegisterEnvironmentRequest {
+        name: scorer.environment.into(),
+        pip_requirements: Some(scorer.requirements_text()),
+        ..Default::default()
+    };
+    let normalised = spec::normalise(&request).map_err(ApiError::Invalid)?;
+    let (_, env) = state
+        .store
+        .register_environment(NewEnvironment {
+            name: scorer.environment.into(),
+            spec_digest: spec::spec_digest(&normalised.spec),
+            build_hash: spec::build_hash(&normalised.spec),
+            spec: normalised.spec,
+            warnings: Vec::new(),
+            description: Some(format!(
+                "Built-in environment of no-code {} deployments",
+                scorer.framework
+            )),
+            created_time: crate::now_rfc3339(),
+        })
+        .await?;
+    tracing::info!(model = %id, framework = scorer.framework, environment = %format!("{}:{}", env.name, env.version), "no-code deployment");
+    Ok(InferenceConfigRequest {
+        entry_script: scorer.entry_script.into(),
+        source_snapshot: snapshot.id,
+        source_directory_name: None,
+        environment: Some(format!("{}:{}", env.name, env.version)),
+    })
+}
+
 /// Creates a service: writes revision 1 and starts its deployment (202 with
 /// `Operation-Location`). An existing name is a 409 unless `overwrite`, which
 /// rolls the existing service to a new revision instead.
@@ -229,7 +305,14 @@ pub async fn create_service(
         ));
     }
     let models = resolve_models(&state, &request.models, &mut problems).await;
-    let ic = &request.inference_config;
+    let no_code;
+    let ic = match &request.inference_config {
+        Some(ic) => ic,
+        None => {
+            no_code = no_code_inference(&state, &request.models, &models, &mut problems).await?;
+            &no_code
+        }
+    };
     let entry_path = check_inference(
         &state,
         &ic.entry_script,
@@ -263,6 +346,16 @@ pub async fn create_service(
         crate::tls::store_service_key(&state.config.data_dir, key)
             .map_err(|e| ApiError::internal(&e))?;
     }
+    // A local service's own port is taken now, so that a taken port fails the deploy.
+    let newly_bound = match parsed.settings.port {
+        Some(port) => state
+            .runtime
+            .ports()
+            .bind(&request.name, port)
+            .await
+            .map_err(|e| ApiError::Invalid(vec![e.to_string()]))?,
+        None => false,
+    };
     let keys_given = parsed.keys.is_some();
     let new = NewService {
         name: request.name.clone(),
@@ -285,7 +378,15 @@ pub async fn create_service(
         operation_id: uuid::Uuid::new_v4().to_string(),
         now: crate::now_rfc3339(),
     };
-    let operation = state.services.create_service(new).await?;
+    let operation = match state.services.create_service(new).await {
+        Ok(operation) => operation,
+        Err(e) => {
+            if newly_bound {
+                state.runtime.ports().release(&request.name);
+            }
+            return Err(e.into());
+        }
+    };
     tracing::info!(service = %operation.service, operation = %operation.id, kind = operation.operation_type.as_str(), "service change accepted");
     state.runtime.run_operation(operation.clone());
     let location = format!("/v1/operations/{}", operation.id);
@@ -324,7 +425,10 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
         ServiceState::Healthy | ServiceState::Unhealthy => ServiceState::Unhealthy,
         other => other,
     };
-    let base = format!("{}/api/v1/service/{}", state.endpoint, stored.name);
+    let base = match spec.deployment.port {
+        Some(port) => format!("http://localhost:{port}"),
+        None => format!("{}/api/v1/service/{}", state.endpoint, stored.name),
+    };
     let resources = state.runtime.resources(
         &stored.name,
         &spec.deployment.container_resource_requirements,

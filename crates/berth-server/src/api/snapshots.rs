@@ -72,7 +72,8 @@ pub async fn upload_snapshot(
     Ok((status, Json(snapshot)))
 }
 
-async fn store_snapshot(
+/// Stores a snapshot from a tar body: `(created, snapshot)`.
+pub(super) async fn store_snapshot(
     state: &AppState,
     body: Body,
     published: &mut Vec<String>,

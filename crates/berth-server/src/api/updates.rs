@@ -15,7 +15,7 @@ use berth_api::{
 };
 use serde_json::{Map, Value};
 
-use super::services::{check_inference, resolve_environment, resolve_models};
+use super::services::{check_inference, no_code_inference, resolve_environment, resolve_models};
 use super::{ApiJson, AppState};
 use crate::deploy_config;
 use crate::error::ApiError;
@@ -196,7 +196,22 @@ pub async fn update_service(
     }
     if let Some(models) = patch.get("models") {
         match serde_json::from_value::<Vec<String>>(models.clone()) {
-            Ok(list) => spec.models = resolve_models(&state, &list, &mut problems).await,
+            Ok(list) => {
+                spec.models = resolve_models(&state, &list, &mut problems).await;
+                // A no-code service given new models alone gets the scorer of their framework.
+                if !patch.contains_key("inferenceConfig")
+                    && crate::nocode::for_environment(&current.inference.environment).is_some()
+                    && problems.is_empty()
+                {
+                    let ic = no_code_inference(&state, &list, &spec.models, &mut problems).await?;
+                    if let Some(environment) = ic.environment {
+                        spec.inference.entry_script = ic.entry_script;
+                        spec.inference.source_snapshot = ic.source_snapshot;
+                        spec.inference.source_directory_name = None;
+                        spec.inference.environment = environment;
+                    }
+                }
+            }
             Err(_) => problems.push("`models` must be a list of `name:version` strings".into()),
         }
     }
@@ -312,6 +327,12 @@ pub async fn update_service(
     }
     if let Some(properties) = &properties {
         problems.extend(berth_api::names::check_key_values("properties", properties));
+    }
+    if let Some(port) = spec.deployment.port
+        && spec.deployment.port != current.deployment.port
+        && let Err(e) = state.runtime.ports().check(&name, port)
+    {
+        problems.push(e.to_string());
     }
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));

@@ -11,6 +11,7 @@ use berth_api::{BuildState, EnvironmentBuild, EnvironmentSpec};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+use super::python::{FoundPython, PythonFinder, minor_of};
 use super::spec::build_hash;
 
 /// Lines of the build log carried in errors and status.
@@ -29,6 +30,9 @@ pub struct EnvBuilderConfig {
     pub default_python: PathBuf,
     /// `uv`, when found.
     pub uv: Option<PathBuf>,
+    /// Where else to look for interpreters a spec's Python version asks for
+    /// (`--python-search-path`).
+    pub python_search_path: Vec<PathBuf>,
     /// Longest a build may take.
     pub timeout: Duration,
     /// Where build durations are counted.
@@ -47,6 +51,12 @@ pub struct BuiltEnv {
     pub installer: String,
     /// Build time.
     pub duration_ms: u64,
+    /// The interpreter the environment was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_python: Option<PathBuf>,
+    /// Why the Python used differs from the one asked for (another patch level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_warning: Option<String>,
 }
 
 /// A failed build.
@@ -74,6 +84,8 @@ pub struct EnvBuilder {
     config: EnvBuilderConfig,
     /// Process groups of installers running now.
     groups: Arc<std::sync::Mutex<HashSet<i32>>>,
+    /// Finds the Python versions specs ask for.
+    finder: PythonFinder,
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: std::sync::Mutex<HashSet<String>>,
     builds: AtomicU64,
@@ -83,6 +95,11 @@ impl EnvBuilder {
     /// A builder with `config`.
     pub fn new(config: EnvBuilderConfig) -> Self {
         Self {
+            finder: PythonFinder::new(
+                config.default_python.clone(),
+                config.python_search_path.clone(),
+                config.uv.clone(),
+            ),
             config,
             groups: Default::default(),
             locks: Default::default(),
@@ -168,6 +185,8 @@ impl EnvBuilder {
             build_hash: hash.clone(),
             python_path: None,
             python_full_version: None,
+            base_python: None,
+            python_warning: None,
             installer: None,
             duration_ms: None,
             error: None,
@@ -187,6 +206,8 @@ impl EnvBuilder {
             status.state = BuildState::Succeeded;
             status.python_path = Some(built.python.display().to_string());
             status.python_full_version = Some(built.full_version);
+            status.base_python = built.base_python.map(|p| p.display().to_string());
+            status.python_warning = built.python_warning;
             status.installer = Some(built.installer);
             status.duration_ms = Some(built.duration_ms);
             status.log_path = Some(self.dir(&hash).join("build.log").display().to_string());
@@ -298,7 +319,7 @@ impl EnvBuilder {
         };
         let outcome = self.build_steps(&mut run, &work, spec).await;
         match outcome {
-            Ok((installer, full_version)) => {
+            Ok((installer, full_version, base)) => {
                 tokio::fs::create_dir_all(&work)
                     .await
                     .map_err(|e| plain_error("create the build folder", e.to_string()))?;
@@ -317,6 +338,8 @@ impl EnvBuilder {
                     full_version,
                     installer: installer.into(),
                     duration_ms: started.elapsed().as_millis() as u64,
+                    base_python: base.as_ref().map(|b| b.path.clone()),
+                    python_warning: base.and_then(|b| b.warning),
                 };
                 let marker = serde_json::to_vec_pretty(&built).unwrap_or_default();
                 tokio::fs::write(final_dir.join(MARKER), marker)
@@ -347,22 +370,34 @@ impl EnvBuilder {
         }
     }
 
-    /// Runs the steps in `work`; returns the installer used and the Python version.
+    /// Runs the steps in `work`; returns the installer used, the Python version
+    /// and the interpreter the venv was made from.
     async fn build_steps(
         &self,
         run: &mut BuildRun,
         work: &Path,
         spec: &EnvironmentSpec,
-    ) -> Result<(&'static str, String), BuildError> {
+    ) -> Result<(&'static str, String, Option<FoundPython>), BuildError> {
         if spec.interpreter_path.is_some() {
             let python = run_python_path(spec, &self.config.default_python).await?;
             let version = run.probe(&python).await?;
-            return Ok(("user-managed", version));
+            return Ok(("user-managed", version, None));
         }
         let venv = work.to_path_buf();
         let venv_python = venv.join("bin").join("python");
         let has_packages = !spec.requirements.is_empty();
-        let base = self.base_python(spec).await?;
+        let found = self.base_python(spec).await?;
+        if let Some(warning) = &found.warning {
+            run.log_line(&format!("warning: {warning}")).await;
+            tracing::warn!("{warning}");
+        }
+        run.log_line(&format!(
+            "base Python {} at {}",
+            found.version,
+            found.path.display()
+        ))
+        .await;
+        let base = found.path.clone();
         let installer;
         match &self.config.uv {
             Some(uv) => {
@@ -418,44 +453,27 @@ impl EnvBuilder {
             run.step("install the requirements", install).await?;
         }
         let version = run.probe(&venv_python).await?;
-        Ok((installer, version))
+        Ok((installer, version, Some(found)))
     }
 
-    /// The interpreter a venv is created from.
-    async fn base_python(&self, spec: &EnvironmentSpec) -> Result<PathBuf, BuildError> {
+    /// The interpreter a venv is created from: the default, or the one the
+    /// spec's Python version asks for (failing at once when there is none).
+    async fn base_python(&self, spec: &EnvironmentSpec) -> Result<FoundPython, BuildError> {
         let default = &self.config.default_python;
         let Some(wanted) = &spec.python_version else {
-            return Ok(default.clone());
+            let version = probe_version(default)
+                .await
+                .map_err(|e| plain_error("run the default Python", e))?;
+            return Ok(FoundPython {
+                path: default.clone(),
+                version,
+                warning: None,
+            });
         };
-        let default_version = probe_version(default).await.unwrap_or_default();
-        if short_version(&default_version) == *wanted {
-            return Ok(default.clone());
-        }
-        let candidate = PathBuf::from(format!("python{wanted}"));
-        if let Ok(found) = probe_version(&candidate).await
-            && short_version(&found) == *wanted
-        {
-            return Ok(candidate);
-        }
-        if self.config.uv.is_some() {
-            // uv finds installed interpreters by version itself.
-            return Ok(PathBuf::from(wanted));
-        }
-        Err(BuildError {
-            step: "find the requested Python",
-            message: format!(
-                "Python {wanted} is not installed on this server (the default, `{}`, is {}); install python{wanted}, or register the environment with `--python {}`",
-                default.display(),
-                if default_version.is_empty() {
-                    "not runnable".to_owned()
-                } else {
-                    default_version.clone()
-                },
-                short_version(&default_version)
-            ),
-            log_tail: Vec::new(),
-            log_path: None,
-        })
+        self.finder
+            .find(&minor_of(wanted), spec.requested_python_version.as_deref())
+            .await
+            .map_err(|e| plain_error("find the requested Python", e.message))
     }
 }
 
@@ -471,10 +489,6 @@ impl Drop for RunningGuard<'_> {
             running.remove(&self.hash);
         }
     }
-}
-
-fn short_version(full: &str) -> String {
-    full.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
 fn plain_error(step: &'static str, message: String) -> BuildError {
@@ -779,6 +793,7 @@ mod tests {
             root: dir.join("envs"),
             default_python: PathBuf::from("python3"),
             uv: None,
+            python_search_path: Vec::new(),
             timeout: Duration::from_secs(300),
             metrics: None,
         })
@@ -787,6 +802,7 @@ mod tests {
     fn spec(requirements: &[&str]) -> EnvironmentSpec {
         EnvironmentSpec {
             python_version: None,
+            requested_python_version: None,
             requirements: requirements.iter().map(|s| s.to_string()).collect(),
             environment_variables: Default::default(),
             interpreter_path: None,
@@ -873,6 +889,7 @@ with zipfile.ZipFile(sys.argv[1] + "/uvpkg-1.0-py3-none-any.whl", "w") as z:
             root: dir.path().join("envs"),
             default_python: PathBuf::from("python3"),
             uv: Some(uv),
+            python_search_path: Vec::new(),
             timeout: Duration::from_secs(300),
             metrics: None,
         });
@@ -906,7 +923,12 @@ with zipfile.ZipFile(sys.argv[1] + "/uvpkg-1.0-py3-none-any.whl", "w") as z:
         let err = builder.ensure(&s).await.unwrap_err();
         assert_eq!(err.step, "find the requested Python");
         assert!(
-            err.message.contains("Python 3.2 is not installed"),
+            err.message.contains("asks for Python 3.2,"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("--python-search-path"),
             "{}",
             err.message
         );

@@ -37,7 +37,7 @@ pub enum CondaDependency {
 /// What a conda spec contributes.
 #[derive(Debug, Default, PartialEq)]
 pub struct Converted {
-    /// `X.Y` from `python=X.Y...`.
+    /// `X.Y` or `X.Y.Z` from `python=X.Y...`.
     pub python_version: Option<String>,
     /// pip requirement lines.
     pub requirements: Vec<String>,
@@ -103,7 +103,7 @@ fn convert_package(text: &str, out: &mut Converted) -> Result<(), String> {
         let version: String = constraint
             .trim_start_matches(['=', '>', '<', '~', '!'])
             .split(['.', '*', ',', '='])
-            .take(2)
+            .take(3)
             .filter(|p| !p.is_empty())
             .collect::<Vec<_>>()
             .join(".");
@@ -175,7 +175,7 @@ dependencies:
     #[test]
     fn conda_files_become_pip_requirements_with_a_warning_each() {
         let converted = convert(parse_yaml(FILE).unwrap()).unwrap();
-        assert_eq!(converted.python_version.as_deref(), Some("3.8"));
+        assert_eq!(converted.python_version.as_deref(), Some("3.8.5"));
         assert_eq!(
             converted.requirements,
             vec![

@@ -160,6 +160,7 @@ fn distance(a: &str, b: &str) -> usize {
 pub fn spec_of(curated: &Curated) -> EnvironmentSpec {
     EnvironmentSpec {
         python_version: Some(curated.python.to_owned()),
+        requested_python_version: None,
         requirements: curated.packages.iter().map(|p| (*p).to_owned()).collect(),
         environment_variables: BTreeMap::new(),
         interpreter_path: None,

@@ -9,6 +9,7 @@
 mod builder;
 pub mod conda;
 pub mod curated;
+pub mod python;
 pub mod spec;
 
 pub use builder::{BuildError, BuiltEnv, EnvBuilder, EnvBuilderConfig, probe_version};

@@ -99,11 +99,13 @@ pub fn normalise(request: &RegisterEnvironmentRequest) -> Result<Normalised, Vec
             Err(mut e) => problems.append(&mut e),
         }
     }
+    let mut requested_python_version = None;
     if let Some(version) = &request.python_version {
         match normalise_python_version(version) {
-            Ok((v, note)) => {
+            Ok((v, exact, note)) => {
                 if let Some(from_spec) = &python_version
                     && from_spec != &v
+                    && !from_spec.starts_with(&format!("{v}."))
                 {
                     warnings.push(format!(
                         "Python {v} (from `pythonVersion`) replaces {from_spec} (from the spec)"
@@ -111,14 +113,16 @@ pub fn normalise(request: &RegisterEnvironmentRequest) -> Result<Normalised, Vec
                 }
                 warnings.extend(note);
                 python_version = Some(v);
+                requested_python_version = exact;
             }
             Err(e) => problems.push(e),
         }
     } else if let Some(v) = python_version.take() {
         match normalise_python_version(&v) {
-            Ok((v, note)) => {
+            Ok((v, exact, note)) => {
                 warnings.extend(note);
                 python_version = Some(v);
+                requested_python_version = exact;
             }
             Err(e) => problems.push(e),
         }
@@ -155,6 +159,7 @@ pub fn normalise(request: &RegisterEnvironmentRequest) -> Result<Normalised, Vec
     Ok(Normalised {
         spec: EnvironmentSpec {
             python_version,
+            requested_python_version,
             requirements,
             environment_variables: variables,
             interpreter_path,
@@ -163,7 +168,10 @@ pub fn normalise(request: &RegisterEnvironmentRequest) -> Result<Normalised, Vec
     })
 }
 
-fn normalise_python_version(text: &str) -> Result<(String, Option<String>), String> {
+/// `3.X[.Y]` → (`3.X`, `3.X.Y` when a patch is named, a note).
+type PythonVersion = (String, Option<String>, Option<String>);
+
+fn normalise_python_version(text: &str) -> Result<PythonVersion, String> {
     let trimmed = text.trim().trim_end_matches(".x").trim_end_matches(".*");
     let parts: Vec<&str> = trimmed.split('.').collect();
     let numeric = parts
@@ -175,12 +183,13 @@ fn normalise_python_version(text: &str) -> Result<(String, Option<String>), Stri
         ));
     }
     let short = format!("{}.{}", parts[0], parts[1]);
-    let note = (parts.len() == 3).then(|| {
+    let exact = (parts.len() == 3).then(|| parts.join("."));
+    let note = exact.as_ref().map(|exact| {
         format!(
-            "Python {text} is used as {short}: the patch version is whatever {short} the server has"
+            "Python {exact} names a patch level: the server uses {exact} when it has it, else another {short} with a warning"
         )
     });
-    Ok((short, note))
+    Ok((short, exact, note))
 }
 
 /// Requirement lines of a `requirements.txt`: comments and blanks dropped,
@@ -432,12 +441,16 @@ pub fn spec_digest(spec: &EnvironmentSpec) -> String {
 
 /// Digest of what the build depends on: the build cache key.
 pub fn build_hash(spec: &EnvironmentSpec) -> String {
-    let key = serde_json::json!({
+    let mut key = serde_json::json!({
         "recipe": BUILD_RECIPE,
         "python": spec.python_version,
         "requirements": spec.requirements,
         "interpreter": spec.interpreter_path,
     });
+    // Only when given, so that builds of specs without a patch keep their hash.
+    if let Some(exact) = &spec.requested_python_version {
+        key["pythonExact"] = serde_json::Value::String(exact.clone());
+    }
     sha256_hex(key.to_string().as_bytes())[..32].to_owned()
 }
 
@@ -505,6 +518,7 @@ mod tests {
         }));
         let n = normalise(&r).unwrap();
         assert_eq!(n.spec.python_version.as_deref(), Some("3.11"));
+        assert_eq!(n.spec.requested_python_version.as_deref(), Some("3.11.2"));
         assert_eq!(n.spec.requirements, vec!["numpy"]);
         assert_eq!(
             n.spec.environment_variables["B"], "2",

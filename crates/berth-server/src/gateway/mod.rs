@@ -10,6 +10,7 @@
 //! read from memory; the database is never touched here.
 
 pub mod body;
+pub mod ports;
 mod score;
 pub mod table;
 
@@ -19,6 +20,7 @@ use axum::Router;
 use axum::routing::{any, get};
 
 pub use body::BodyLimits;
+pub use ports::{PortError, PortListeners};
 pub use table::{Replica, Route, RouteSettings, RouteTable};
 
 /// What the gateway routes need.

@@ -120,6 +120,8 @@ pub struct RuntimeDeps {
     pub isolation: Arc<sandbox::Isolation>,
     /// Metrics registry, request-log and data-collection writers.
     pub observability: Arc<crate::observability::Observability>,
+    /// Per-service listeners (`port` of local services).
+    pub ports: Arc<crate::gateway::PortListeners>,
 }
 
 /// The local compute target.
@@ -429,6 +431,29 @@ impl Runtime {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The per-service listeners.
+    pub fn ports(&self) -> &Arc<crate::gateway::PortListeners> {
+        &self.deps.ports
+    }
+
+    /// Serves `service` on the `port` of `spec` (or stops serving it on one),
+    /// as the revision that starts serving asks.
+    async fn apply_port(&self, service: &str, spec: &ServiceSpec) -> Result<(), String> {
+        match spec.deployment.port {
+            Some(port) => self
+                .deps
+                .ports
+                .bind(service, port)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            None => {
+                self.deps.ports.release(service);
+                Ok(())
+            }
+        }
     }
 
     /// Stops every replica (server shutdown).

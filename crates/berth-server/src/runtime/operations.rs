@@ -115,6 +115,7 @@ fn describe_changes(
         old.request_log_bodies.to_string(),
         new.request_log_bodies.to_string(),
     );
+    note("port", format!("{:?}", old.port), format!("{:?}", new.port));
     note(
         "dataCollection",
         format!("{:?}", old.data_collection),
@@ -321,6 +322,14 @@ impl Runtime {
         ))
         .await;
 
+        self.apply_port(service, &spec).await.map_err(|e| {
+            failure(
+                "PortUnavailable",
+                "serve the service on its port",
+                e,
+                Vec::new(),
+            )
+        })?;
         let (env_name, env_version) = split_id(&spec.inference.environment).ok_or_else(|| {
             internal(
                 "read the environment",
@@ -355,6 +364,9 @@ impl Runtime {
             built.installer
         ))
         .await;
+        if let Some(warning) = &built.python_warning {
+            log.event(&format!("Warning: {warning}")).await;
+        }
 
         let content = self.gather(&spec).await?;
         let root = revision_root(&self.deps.config.data_dir, service, revision);
@@ -546,6 +558,14 @@ impl Runtime {
         for change in describe_changes(&old.deployment, &spec.deployment) {
             log.event(&format!("Live change: {change}")).await;
         }
+        self.apply_port(service, &spec).await.map_err(|e| {
+            failure(
+                "PortUnavailable",
+                "serve the service on its port",
+                e,
+                Vec::new(),
+            )
+        })?;
         let desired = Self::target_replicas(&spec, current.len()) as usize;
         current.sort_by_key(|r| r.index);
         let mut added = Vec::new();
@@ -735,6 +755,7 @@ impl Runtime {
             locks.remove(service);
         }
         self.deps.resources.forget(service);
+        self.deps.ports.release(service);
         self.deps.observability.metrics().service_deleted(service);
         if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
             log.event("Draining replicas").await;

@@ -29,3 +29,4 @@ mod contain_misc;
 mod contain_state;
 mod contain_validation;
 mod v1_compat;
+mod v1_runtime;

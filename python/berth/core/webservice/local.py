@@ -1,20 +1,30 @@
 """Local services, like ``azureml.core.webservice.local``. The reference runs them in a local Docker
 container; on Berth a local service runs on the server like every other service (so ``update`` keeps
 the old revision serving until the new one is ready), and its state uses the reference's lowercase
-local names: ``deploying``, ``running``, ``failed``, ``deleted``, ``unknown``."""
+local names: ``deploying``, ``running``, ``failed``, ``deleted``, ``unknown``.
+
+As in azureml-core, deploying, ``update()`` and ``reload()`` return once the new revision serves
+(raising when it failed); ``run()`` on a deploying service waits for the deployment first; and
+``delete()``/``update()`` wait for an operation still running on the service instead of failing with
+409. With ``deploy_configuration(port=N)`` the service also listens on ``127.0.0.1:N`` and its
+``scoring_uri`` is ``http://localhost:N/score``."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+import time
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar, Union
 from urllib.parse import urlsplit
 
 from ...exceptions import WebserviceException
 from ..model import InferenceConfig, Model
-from .webservice import Webservice, WebserviceAccessToken, WebserviceDeploymentConfiguration
+from .webservice import TERMINAL_OPERATION_STATES, Webservice, WebserviceAccessToken, WebserviceDeploymentConfiguration
 
 __all__ = ["LocalWebservice", "LocalWebserviceDeploymentConfiguration"]
 
 _STATES = {"Transitioning": "deploying", "Healthy": "running", "Unhealthy": "failed", "Failed": "failed"}
+_T = TypeVar("_T")
+#: Longest ``run()`` waits for a deployment it did not start.
+_DEPLOYING_WAIT_SEC = 1800.0
 
 
 class LocalWebserviceDeploymentConfiguration(WebserviceDeploymentConfiguration):
@@ -23,6 +33,8 @@ class LocalWebserviceDeploymentConfiguration(WebserviceDeploymentConfiguration):
 
     _webservice_type = "Local"
     _compute_type = "LOCAL"
+    #: ``Model.deploy`` returns once a local service serves.
+    _waits_for_deployment = True
 
     def __init__(self, port: Optional[int] = None) -> None:
         super().__init__(LocalWebservice)
@@ -51,8 +63,10 @@ class LocalWebservice(Webservice):
 
     def _apply(self, payload: Dict[str, Any]) -> None:
         super()._apply(payload)
-        #: The port of the scoring URI (the server's gateway; a requested port is not used).
-        self.port: Optional[int] = urlsplit(self.scoring_uri).port if self.scoring_uri else None
+        #: The service's own port (``deploy_configuration(port=N)``), else the gateway's port.
+        self.port: Optional[int] = payload.get("port") or (
+            urlsplit(self.scoring_uri).port if self.scoring_uri else None
+        )
 
     def _map_state(self, server_state: str) -> Optional[str]:
         return _STATES.get(server_state, "unknown")
@@ -64,8 +78,10 @@ class LocalWebservice(Webservice):
     def deploy_configuration(port: Optional[int] = None) -> LocalWebserviceDeploymentConfiguration:
         """A local deployment configuration.
 
-        :param port: Accepted and validated (an int in [1, 65535]); Berth serves every service through
-            its gateway, so the scoring URI's port is the server's.
+        :param port: The service's own port on ``127.0.0.1`` (an int in [1, 65535]): it serves
+            ``/score`` and ``/swagger.json`` there and its ``scoring_uri`` is
+            ``http://localhost:<port>/score``, as in azureml-core. A port that is taken fails the
+            deployment. ``None``: the service is reached through the server's gateway.
         """
         return LocalWebserviceDeploymentConfiguration(port=port)
 
@@ -80,7 +96,10 @@ class LocalWebservice(Webservice):
         """Updates the service with new models and/or a new inference config (the source directory is
         uploaded again); with nothing to change it starts fresh replicas.
 
-        :param wait: Wait for the update (like :meth:`wait_for_deployment`).
+        Returns once the new revision serves (the old one serves until then), as azureml-core's
+        local update does; an operation still running on the service is waited for first.
+
+        :param wait: Print the update's progress while waiting.
         :raises WebserviceException: Wrong types, an ``image_config``, or a state that forbids updates.
         """
         if self.state not in ("deploying", "failed", "running", "unknown"):
@@ -107,27 +126,108 @@ class LocalWebservice(Webservice):
         if deployment_config is not None and deployment_config.port is not None:
             body["port"] = deployment_config.port
         if body:
-            self._patch(body)
+            self._after_running_operation(lambda: self._patch(body))
         else:
-            self.redeploy()
+            self._after_running_operation(self.redeploy)
         if inference_config is not None:
             self._inference_config = inference_config
-        if wait:
-            self.wait_for_deployment(show_output=True)
+        self.wait_for_deployment(show_output=wait)
 
     def reload(self, wait: bool = False) -> None:
         """Runs the service again with a fresh copy of its source directory (when this object deployed
-        or updated it; otherwise fresh replicas of the same revision)."""
+        or updated it; otherwise fresh replicas of the same revision). Returns once the new revision
+        serves.
+
+        :param wait: Print the progress while waiting."""
         if self._inference_config is not None:
-            self._patch(self._inference_body(None, self._inference_config))
+            body = self._inference_body(None, self._inference_config)
+            self._after_running_operation(lambda: self._patch(body))
         else:
-            self.redeploy()
-        if wait:
-            self.wait_for_deployment(show_output=True)
+            self._after_running_operation(self.redeploy)
+        self.wait_for_deployment(show_output=wait)
 
     def delete(self, delete_cache: bool = True, delete_image: bool = False, delete_volume: bool = True) -> None:
-        """Deletes the service (the cache/image/volume flags are accepted for compatibility)."""
-        super().delete()
+        """Deletes the service (the cache/image/volume flags are accepted for compatibility); an
+        operation still running on the service is waited for first."""
+        self._after_running_operation(super().delete)
+
+    def run(self, input_data: Any) -> Any:
+        """Calls the service (see :meth:`Webservice.run`); while it is ``deploying`` the deployment is
+        waited for first, as azureml-core's local service does."""
+        self._wait_while_deploying()
+        return super().run(input_data)
+
+    def deploy_to_cloud(
+        self, name: Optional[str] = None, deployment_config: Any = None, deployment_target: Any = None
+    ) -> Webservice:
+        """Deploys the same models, entry script, source and environment as this local service as an
+        ACI/AKS-style service and returns it (call ``wait_for_deployment()`` on it).
+
+        :param name: The new service's name; ``<this name>-cloud`` when omitted (names are unique in
+            a Berth workspace, so the local name cannot be reused while this service exists).
+        :param deployment_config: ``AciWebservice``/``AksWebservice.deploy_configuration(...)``; ACI
+            defaults when omitted (AKS defaults with an AKS ``deployment_target``).
+        :param deployment_target: A compute target, as for ``Model.deploy``.
+        """
+        from ..model import InferenceConfig
+
+        serving = next((r for r in self.revisions() if r.serving), None) or (self.revisions() or [None])[-1]
+        if serving is None:
+            raise WebserviceException(f"Error, service {self.name} has no revision to deploy to the cloud.")
+        target_name = name or f"{self.name[:26]}-cloud"
+        if name is None:
+            print(f"Deploying {self.name} to the cloud as {target_name}")
+        inference = dict(serving.spec.get("inference") or {})
+        config = _RevisionInference(inference)
+        assert isinstance(config, InferenceConfig)
+        return Webservice._deploy(
+            self.workspace,
+            target_name,
+            serving.models,
+            config,
+            deployment_config,
+            deployment_target,
+            False,
+            False,
+        )
+
+    # -- waiting ---------------------------------------------------------------------------------
+
+    def _wait_operation(self, operation_id: str, timeout_sec: float = _DEPLOYING_WAIT_SEC) -> None:
+        deadline = time.monotonic() + timeout_sec
+        while time.monotonic() < deadline:
+            operation = self.workspace.service_context.json("GET", f"/v1/operations/{operation_id}")
+            if str(operation.get("state")) in TERMINAL_OPERATION_STATES:
+                return
+            time.sleep(self._poll_interval)
+
+    def _after_running_operation(self, call: Callable[[], _T]) -> _T:
+        """``call()``; when the server answers 409 because an operation runs on the service, waits
+        for that operation and calls again."""
+        try:
+            return call()
+        except WebserviceException as e:
+            if e.status_code != 409:
+                raise
+            self.update_deployment_state()
+            if not self.operation_id:
+                raise
+            self._wait_operation(self.operation_id)
+            return call()
+
+    def _wait_while_deploying(self) -> None:
+        if self.state != "deploying":
+            return
+        if self._operation_endpoint:
+            try:
+                self._wait_for_operation_to_complete(False)
+            finally:
+                self.update_deployment_state()
+            return
+        deadline = time.monotonic() + _DEPLOYING_WAIT_SEC
+        while self.state == "deploying" and time.monotonic() < deadline:
+            time.sleep(self._poll_interval)
+            self.update_deployment_state()
 
     def get_keys(self) -> Tuple[str, str]:
         """Not available for local services."""
@@ -168,3 +268,26 @@ class LocalWebservice(Webservice):
         out["port"] = self.port
         out.update(self._berth_serialize())
         return out
+
+
+class _RevisionInference(InferenceConfig):
+    """The inference part of an existing revision (entry script, uploaded source, environment) used
+    as an inference config: what :meth:`LocalWebservice.deploy_to_cloud` deploys again."""
+
+    def __init__(self, inference: Dict[str, Any]) -> None:  # noqa: D107 - no validation: it is deployed already
+        self._inference = inference
+        self.entry_script = str(inference.get("entryScript", ""))
+        self.source_directory = None
+        self.environment = None
+        self.conda_file = None
+
+    def validate_configuration(self) -> None:
+        """Nothing to check: the revision was validated when it was deployed."""
+
+    def _request(self, workspace: Any, service_name: str) -> Dict[str, Any]:
+        return {
+            "entryScript": self._inference.get("entryScript"),
+            "sourceSnapshot": self._inference.get("sourceSnapshot"),
+            "sourceDirectoryName": self._inference.get("sourceDirectoryName"),
+            "environment": self._inference.get("environment"),
+        }

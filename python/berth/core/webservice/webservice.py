@@ -536,11 +536,17 @@ class Webservice:
         if models is None or isinstance(models, (str, Model)) or not all(isinstance(m, (Model, str)) for m in models):
             raise WebserviceException("Error, models must be a list of Model objects (or name:version strings).")
         if inference_config is None:
-            raise WebserviceException(
-                "Error, deploying without an inference_config (no-code deployment) is not supported by Berth: "
-                "pass InferenceConfig(entry_script=..., environment=...)."
-            )
-        if not isinstance(inference_config, InferenceConfig):
+            from ..model import _no_code_models
+
+            resolved = [m if isinstance(m, Model) else Model(workspace, id=m) for m in models]
+            if not _no_code_models(resolved):
+                frameworks = ", ".join(f"{m.id}: {m.model_framework}" for m in resolved) or "no models"
+                raise WebserviceException(
+                    "Error, deploying without an inference_config (no-code deployment) needs exactly one model "
+                    f"registered with model_framework Onnx, ScikitLearn or TensorFlow ({frameworks}); pass "
+                    "InferenceConfig(entry_script=..., environment=...) otherwise."
+                )
+        elif not isinstance(inference_config, InferenceConfig):
             raise WebserviceException("Error, inference_config must be an InferenceConfig object.")
         if deployment_config is None:
             if deployment_target is None:
@@ -563,10 +569,11 @@ class Webservice:
             "tags": dict(deployment_config.tags or {}),
             "properties": dict(deployment_config.properties or {}),
             "models": [_model_id(m) for m in models],
-            "inferenceConfig": inference_config._request(workspace, name),
             "deploymentConfig": config,
             "overwrite": bool(overwrite),
         }
+        if inference_config is not None:
+            body["inferenceConfig"] = inference_config._request(workspace, name)
         response = workspace.service_context.request(
             "POST", "/v1/services", json_body=body, expect=(202,), what="create service"
         )
@@ -575,6 +582,9 @@ class Webservice:
         service = Webservice._from_payload(workspace, Webservice._get(workspace, name))
         service._operation_endpoint = f"/v1/operations/{operation_id}"
         service._inference_config = inference_config
+        if getattr(deployment_config, "_waits_for_deployment", False):
+            # Local services return once they serve, as azureml-core's do.
+            service.wait_for_deployment(show_output=show_output)
         return service
 
     def _start(self, response: Response) -> None:
