@@ -229,6 +229,16 @@ class LocalWebservice(Webservice):
             time.sleep(self._poll_interval)
             self.update_deployment_state()
 
+    def get_logs(self, num_lines: int = 5000, raw: bool = False, *, init: bool = False) -> str:
+        """The replicas' output, as azureml-core's ``LocalWebservice.get_logs``.
+
+        :param num_lines: Lines from the end.
+        :param raw: azureml-core returns the container's unformatted output with ``raw=True``;
+            Berth's replicas are processes whose output is kept as written, so both are the same.
+        :param init: Berth only: the output of the last failed start.
+        """
+        return super().get_logs(num_lines=num_lines, init=init)
+
     def get_keys(self) -> Tuple[str, str]:
         """Not available for local services."""
         raise NotImplementedError("Local webservices do not support key-based authentication.")
