@@ -250,6 +250,9 @@ fn apply(policy: &SandboxPolicy) -> Result<(), String> {
         rustix::thread::set_thread_res_uid(uid, uid, uid)
             .map_err(|e| format!("switching to uid {}: {e}", uid.as_raw()))?;
     }
+    if policy.user.is_none() && rustix::process::geteuid().is_root() {
+        drop_all_capabilities()?;
+    }
     rustix::thread::set_no_new_privs(true).map_err(|e| format!("setting no_new_privs: {e}"))?;
     if let Some(ruleset) = ruleset {
         let status = ruleset
@@ -263,6 +266,35 @@ fn apply(policy: &SandboxPolicy) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A worker left as root (no worker user could be used) keeps uid 0 but no capability: every
+/// capability leaves the bounding set, so the `exec` grants none, and the current sets are
+/// emptied.
+fn drop_all_capabilities() -> Result<(), String> {
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    for capability in CapabilitySet::all().iter() {
+        match rustix::thread::remove_capability_from_bounding_set(capability) {
+            // A capability this kernel does not know is not in its bounding set.
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => {
+                return Err(format!(
+                    "dropping {capability:?} from the bounding set: {e}"
+                ));
+            }
+        }
+    }
+    rustix::thread::clear_ambient_capability_set()
+        .map_err(|e| format!("clearing the ambient capabilities: {e}"))?;
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(|e| format!("dropping the capabilities: {e}"))
 }
 
 fn build_ruleset(

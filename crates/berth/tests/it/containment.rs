@@ -491,3 +491,37 @@ async fn the_worker_channel_accepts_only_the_spawned_worker() {
         "run/s is not readable or writable by others: {mode:o}"
     );
 }
+
+const CAPABILITIES: &[u8] = br#"
+import os
+def init():
+    pass
+def run(raw):
+    status = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            status[key] = value.strip()
+    return {"uid": os.getuid(), "CapEff": status["CapEff"], "CapPrm": status["CapPrm"],
+            "CapBnd": status["CapBnd"], "CapAmb": status["CapAmb"]}
+"#;
+
+#[tokio::test]
+async fn a_worker_holds_no_capability_whichever_user_it_runs_as() {
+    // The default interpreter: where the worker user cannot reach it (pyenv under a private
+    // /root), the worker keeps uid 0; either way it must hold no capability.
+    let server = TestServer::start().await;
+    server
+        .deploy("caps", &[("score.py", CAPABILITIES)], &[], local())
+        .await;
+    let seen: Value = server.score("caps", "{}").await.json().await.unwrap();
+    for set in ["CapEff", "CapPrm", "CapAmb"] {
+        assert_eq!(seen[set], "0000000000000000", "{set}: {seen}");
+    }
+    if seen["uid"] == 0 {
+        assert_eq!(
+            seen["CapBnd"], "0000000000000000",
+            "a root worker's bounding set: {seen}"
+        );
+    }
+}
