@@ -9,11 +9,17 @@ each started cold and stopped before the other starts:
 
 - reference: `azmlinfsrv --entry_script score.py --model_dir DIR --port P --worker_count 1`
   from the venv. Cold start = process start -> first 200 on POST /score.
-- Berth: `berth server --data <tmp> --addr 127.0.0.1:0` (server start -> config.json and
-  /readyz 200 is reported on its own), an environment whose Azure JSON points at the same venv
-  interpreter (userManagedDependencies), the digits model registered, then
-  `berth model deploy ... --dc dc.json` (one replica, maxConcurrentRequestsPerContainer 64).
-  Cold start = `berth model deploy` start -> first 200 on the scoring URL.
+- Berth, once per configuration (--configs): `berth server --data <tmp> --addr 127.0.0.1:0`
+  (server start -> config.json and /readyz 200 is reported on its own), an environment whose
+  Azure JSON points at the same venv interpreter (userManagedDependencies), the digits model
+  registered, then `berth model deploy ... --dc dc.json` with one replica and either the v1
+  defaults (`defaults`: maxConcurrentRequestsPerContainer 1, maxQueueWaitMs 500, the headline)
+  or maxConcurrentRequestsPerContainer 64 (`64`, maxQueueWaitMs 60000).
+  Cold start = `berth model deploy` start -> first 200 on the scoring URL. Around each wrk
+  window it scrapes /metrics and reports the mean of each per-request histogram
+  (berth_request_{queued,run,overhead,duration}_seconds: delta sum / delta count).
+- floor (echo only): bench/floor, a plain hyper server answering POST /score with the body
+  (built by scoring_compare.sh), the least HTTP costs on this machine.
 
 Then: warm-up with wrk at c=8 (2 s), then `wrk -t1 -cC -d<duration>s` for C in 1, 8, 64 with a
 Lua script that POSTs the 347-byte body with Content-Type: application/json. CPU per request is
@@ -38,10 +44,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONCURRENCY = (1, 8, 64)
+# Berth deployment configurations: name -> extra deploymentConfig keys (one replica each).
+CONFIGS = {
+    "defaults": {},  # the v1 defaults: maxConcurrentRequestsPerContainer 1, maxQueueWaitMs 500
+    "64": {"maxConcurrentRequestsPerContainer": 64, "maxQueueWaitMs": 60000},
+}
+HISTOGRAMS = ("queued", "run", "overhead", "duration")  # berth_request_<name>_seconds
 
 ECHO_SCRIPT = '''\
 import json
@@ -117,7 +130,8 @@ NOTES = """
 ³ sum of VmRSS over the server's process tree (Berth: server + worker; reference: azmlinfsrv,
   gunicorn master + worker) after the c=64 window.
 ⁴ echo only: the same Berth server answering GET /livez (HTTP + routing, no worker), for how much
-  of the c=1 latency the worker path adds."""
+  of the c=1 latency the worker path adds.
+⁵ mean of berth_request_<name>_seconds over the window (Δsum ÷ Δcount from /metrics), µs."""
 
 
 class BenchError(Exception):
@@ -193,6 +207,37 @@ def get(port: int, path: str) -> int:
         conn.close()
 
 
+def get_text(port: int, path: str, token: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        if resp.status != 200:
+            raise BenchError(f"GET {path} -> {resp.status}: {text[:200]}")
+        return text
+    finally:
+        conn.close()
+
+
+def histogram_totals(text: str, service: str) -> dict[str, tuple[float, float]]:
+    """(sum seconds, count) of each berth_request_<name>_seconds over `service`'s series."""
+    totals = {name: [0.0, 0.0] for name in HISTOGRAMS}
+    label = f'service="{service}"'
+    for line in text.splitlines():
+        if not line.startswith("berth_request_") or label not in line:
+            continue
+        metric, _, value = line.rpartition(" ")
+        family = metric.split("{", 1)[0]
+        for name in HISTOGRAMS:
+            base = f"berth_request_{name}_seconds"
+            if family == base + "_sum":
+                totals[name][0] += float(value)
+            elif family == base + "_count":
+                totals[name][1] += float(value)
+    return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
 def wait_first_200(proc: subprocess.Popen, port: int, path: str, body: bytes,
                    timeout: float = 180, side: subprocess.Popen | None = None) -> tuple[float, bytes]:
     """Poll POST `path` every 10 ms until a 200; returns (monotonic time, body).
@@ -241,11 +286,15 @@ def wrk(lua: Path, url: str, conns: int, seconds: float) -> dict:
 
 
 def load(server: "Server", lua: Path, duration: float) -> dict:
-    """Warm up at c=8, then the measured windows; returns per-concurrency figures + RSS."""
+    """Warm up at c=8, then the measured windows; returns per-concurrency figures + RSS.
+
+    With `server.metrics` (a callable returning histogram_totals), each window also gets the
+    mean of each histogram over it (`hist_us`)."""
     figures: dict = {}
     warm = wrk(lua, server.url, 8, 2)
     figures["warm_errors"] = warm["errors"]
     for c in CONCURRENCY:
+        before = server.metrics() if server.metrics else None
         cpu0, root0 = tree_cpu_seconds(server.pid), tree_cpu_seconds(server.pid, True)
         r = wrk(lua, server.url, c, duration)
         cpu = tree_cpu_seconds(server.pid) - cpu0
@@ -253,6 +302,13 @@ def load(server: "Server", lua: Path, duration: float) -> dict:
         n = r["requests"] or float("nan")
         r["cpu_us_per_req"] = cpu * 1e6 / n
         r["cpu_root_us_per_req"] = root * 1e6 / n  # the server process alone, without workers
+        if before is not None and server.metrics:
+            after = server.metrics()
+            r["hist_us"] = {
+                name: ((after[name][0] - before[name][0]) * 1e6
+                       / (after[name][1] - before[name][1]))
+                if after[name][1] > before[name][1] else float("nan")
+                for name in HISTOGRAMS}
         figures[f"c{c}"] = r
     figures["rss_mib"] = tree_rss_mib(server.pid)
     return figures
@@ -267,6 +323,7 @@ class Server:
     port: int
     path: str
     extra: dict = field(default_factory=dict)
+    metrics: Any = None  # () -> histogram_totals(...), Berth only
 
     @property
     def pid(self) -> int:
@@ -325,6 +382,20 @@ def run_reference(ctx: "Context", script: str) -> dict:
             print(f"   note: reference processes {left} outlived the server", file=sys.stderr)
 
 
+def run_floor(ctx: "Context") -> dict:
+    """The plain hyper echo server of bench/floor (echo only)."""
+    port = free_port()
+    proc = subprocess.Popen([str(ctx.floor_bin), f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        t1, answer = wait_first_200(proc, port, "/score", ctx.body, timeout=10)
+        figures = {"cold_s": float("nan"), "answer": answer.decode()}
+        figures.update(load(Server(proc, port, "/score"), ctx.lua, ctx.duration))
+        return figures
+    finally:
+        stop(proc, grace=5)
+
+
 def berth_cli(ctx: "Context", env: dict, cwd: Path, *args: str) -> tuple[float, str]:
     t0 = time.monotonic()
     out = subprocess.run([str(ctx.berth), *args], cwd=cwd, env=env,
@@ -334,10 +405,10 @@ def berth_cli(ctx: "Context", env: dict, cwd: Path, *args: str) -> tuple[float, 
     return time.monotonic() - t0, out.stdout + out.stderr
 
 
-def run_berth(ctx: "Context", script: str, run_no: int) -> dict:
-    scratch = Path(tempfile.mkdtemp(prefix=f"b{run_no}-{script}-", dir=ctx.work / "tmp"))
+def run_berth(ctx: "Context", script: str, run_no: int, conf: str) -> dict:
+    scratch = Path(tempfile.mkdtemp(prefix=f"b{run_no}-{script}-{conf}-", dir=ctx.work / "tmp"))
     data = scratch / "data"
-    log = open(ctx.work / f"berth-{script}.log", "ab")
+    log = open(ctx.work / f"berth-{script}-{conf}.log", "ab")
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [str(ctx.berth), "server", "--data", str(data), "--addr", "127.0.0.1:0"],
@@ -374,8 +445,7 @@ def run_berth(ctx: "Context", script: str, run_no: int) -> dict:
             {"python": {"userManagedDependencies": True,
                         "interpreterPath": str(ctx.venv / "bin" / "python")}}))
         (scratch / "dc.json").write_text(json.dumps(
-            {"computeType": "local", "numReplicas": 1,
-             "maxConcurrentRequestsPerContainer": 64, "maxQueueWaitMs": 60000}))
+            {"computeType": "local", "numReplicas": 1, **CONFIGS[conf]}))
         berth_cli(ctx, env, scratch, "environment", "register", "-n", "bench-env",
                   "-f", str(scratch / "env.json"))
         deploy = ["model", "deploy", "-n", script, "--es", "score.py",
@@ -386,7 +456,9 @@ def run_berth(ctx: "Context", script: str, run_no: int) -> dict:
                       "-p", str(ctx.work / "models" / "digits" / "model.pkl"))
             deploy += ["-m", "digits:1"]
         path = f"/api/v1/service/{script}/score"
-        server = Server(proc, port, path)
+        token = config["token"]
+        server = Server(proc, port, path,
+                        metrics=lambda: histogram_totals(get_text(port, "/metrics", token), script))
         # Poll the scoring URL while the CLI runs: the CLI follows the operation by polling
         # it, so it may return a little after the service already answers.
         t_deploy = time.monotonic()
@@ -408,7 +480,7 @@ def run_berth(ctx: "Context", script: str, run_no: int) -> dict:
         figures.update(load(server, ctx.lua, ctx.duration))
         if script == "echo":
             # The HTTP floor on this machine: the same server answering GET /livez (no worker).
-            figures["floor"] = wrk(ctx.floor_lua, f"http://127.0.0.1:{port}/livez", 1,
+            figures["livez"] = wrk(ctx.floor_lua, f"http://127.0.0.1:{port}/livez", 1,
                                    min(ctx.duration, 4))
         t_stop = time.monotonic()
         left = stop(proc)
@@ -431,6 +503,7 @@ class Context:
     work: Path
     venv: Path
     berth: Path
+    floor_bin: Path | None
     body: bytes
     lua: Path
     floor_lua: Path
@@ -439,6 +512,7 @@ class Context:
 
 
 def median(values: list[float]) -> float:
+    values = [v for v in values if v == v]
     return statistics.median(values) if values else float("nan")
 
 
@@ -448,7 +522,7 @@ def fmt(value: float, kind: str) -> str:
     if kind == "rps":
         return f"{value:,.0f}"
     if kind == "ms":
-        return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+        return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
     if kind == "s":
         return f"{value:.2f}" if value < 10 else f"{value:.1f}"
     if kind == "us":
@@ -465,60 +539,115 @@ def ratio(b: float, r: float) -> str:
     return f"{x:.3f}×" if x < 0.1 else f"{x:.2f}×" if x < 10 else f"{x:.1f}×"
 
 
-def rows_for(ref_runs: list[dict], berth_runs: list[dict]) -> list[tuple[str, str, str, str]]:
-    def m(runs: list[dict], getter) -> float:
-        return median([getter(r) for r in runs])
+def m(runs: list[dict], getter) -> float:
+    out = []
+    for r in runs:
+        try:
+            out.append(getter(r))
+        except (KeyError, TypeError):
+            pass
+    return median(out)
 
-    rows = []
-    rows.append(("cold start¹, s",
-                 *(lambda r, b: (fmt(r, "s"), fmt(b, "s"), ratio(b, r)))(
-                     m(ref_runs, lambda x: x["cold_s"]), m(berth_runs, lambda x: x["cold_s"]))))
-    rows.append(("Berth `model deploy` CLI start → exit, s", "–",
-                 fmt(m(berth_runs, lambda x: x["deploy_cli_s"]), "s"), "–"))
-    rows.append(("Berth server start → /readyz 200, s", "–",
-                 fmt(m(berth_runs, lambda x: x["server_ready_s"]), "s"), "–"))
+
+def columns_for(script: str, results: dict[str, list[dict]], configs: list[str]) -> list[str]:
+    cols = ["reference"] + [f"berth-{c}" for c in configs]
+    if results.get("floor"):
+        cols.append("floor")
+    return [c for c in cols if results.get(c)]
+
+
+def heading(col: str) -> str:
+    if col == "reference":
+        return "azmlinfsrv (1 worker)"
+    if col == "floor":
+        return "floor (hyper echo)"
+    conf = col.removeprefix("berth-")
+    return "Berth defaults" if conf == "defaults" else f"Berth mc={conf}"
+
+
+def rows_for(results: dict[str, list[dict]], cols: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one column per server, then Berth ÷ reference per Berth column."""
+    berth_cols = [c for c in cols if c.startswith("berth-")]
+    head = ["figure"] + [heading(c) for c in cols] + [f"{heading(c)} ÷ ref" for c in berth_cols]
+    rows: list[list[str]] = []
+
+    def row(label: str, getter, kind: str, with_ratio: bool = True) -> None:
+        vals = {c: m(results[c], getter) for c in cols}
+        ratios = [ratio(vals[c], vals.get("reference", float("nan"))) if with_ratio else "–"
+                  for c in berth_cols]
+        rows.append([label] + [fmt(vals[c], kind) for c in cols] + ratios)
+
+    row("cold start¹, s", lambda x: x["cold_s"], "s")
+    row("Berth `model deploy` CLI start → exit, s", lambda x: x["deploy_cli_s"], "s", False)
     for c in CONCURRENCY:
         k = f"c{c}"
-        for label, key, kind, scale in (("requests/s", "rps", "rps", 1),
-                                        ("p50, ms", "p50_us", "ms", 1e-3),
-                                        ("p99, ms", "p99_us", "ms", 1e-3),
-                                        ("CPU µs/request²", "cpu_us_per_req", "us", 1)):
-            r = m(ref_runs, lambda x: x[k][key] * scale)
-            b = m(berth_runs, lambda x: x[k][key] * scale)
-            rows.append((f"c={c} {label}", fmt(r, kind), fmt(b, kind), ratio(b, r)))
-    if all("floor" in x for x in berth_runs):
-        rows.append(("HTTP floor⁴: Berth GET /livez, c=1 p50, ms", "–",
-                     fmt(m(berth_runs, lambda x: x["floor"]["p50_us"] / 1e3), "ms"), "–"))
-    r, b = m(ref_runs, lambda x: x["rss_mib"]), m(berth_runs, lambda x: x["rss_mib"])
-    rows.append(("RSS after the runs³, MiB", fmt(r, "mib"), fmt(b, "mib"), ratio(b, r)))
-    errs = lambda runs: sum(x["warm_errors"] + sum(x[f"c{c}"]["errors"] for c in CONCURRENCY)
-                            for x in runs)
-    rows.append(("non-2xx + socket errors (all runs)", str(errs(ref_runs)), str(errs(berth_runs)), "–"))
-    return rows
+        row(f"c={c} requests/s", lambda x: x[k]["rps"], "rps")
+        row(f"c={c} p50, ms", lambda x: x[k]["p50_us"] / 1e3, "ms")
+        row(f"c={c} p99, ms", lambda x: x[k]["p99_us"] / 1e3, "ms")
+        row(f"c={c} CPU µs/request²", lambda x: x[k]["cpu_us_per_req"], "us")
+        for name in HISTOGRAMS:
+            row(f"c={c} mean {name}⁵, µs", lambda x, n=name: x[k]["hist_us"][n], "us", False)
+    row("HTTP floor⁴: Berth GET /livez, c=1 p50, ms", lambda x: x["livez"]["p50_us"] / 1e3, "ms", False)
+    row("RSS after the runs³, MiB", lambda x: x["rss_mib"], "mib")
+
+    def errs(runs):
+        return sum(x["warm_errors"] + sum(x[f"c{c}"]["errors"] for c in CONCURRENCY) for x in runs)
+
+    rows.append(["non-2xx + socket errors (all runs)"] + [str(errs(results[c])) for c in cols]
+                + ["–"] * len(berth_cols))
+    # drop rows that have no figure at all
+    rows = [r for r in rows if any(v != "–" for v in r[1:])]
+    return head, rows
 
 
-def render(script: str, rows, runs: int, markdown: bool) -> str:
-    head = ("figure", "reference (azmlinfsrv, 1 worker)", "Berth (1 replica)", "Berth ÷ ref")
+def render(script: str, head: list[str], rows: list[list[str]], runs: int, markdown: bool) -> str:
+    title = f"{script} (median of {runs} run{'s' if runs > 1 else ''})"
     if markdown:
-        lines = [f"**{script}** (median of {runs} run{'s' if runs > 1 else ''})", "",
-                 "| " + " | ".join(head) + " |", "|---|---:|---:|---:|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines = [f"**{title}**", "", "| " + " | ".join(head) + " |",
+                 "|---|" + "---:|" * (len(head) - 1)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
     def line(r):
-        return "  ".join(r[i].ljust(widths[i]) if i == 0 else r[i].rjust(widths[i]) for i in range(4))
+        return "  ".join(r[i].ljust(widths[i]) if i == 0 else r[i].rjust(widths[i])
+                         for i in range(len(head)))
 
-    out = [f"== {script} (median of {runs} run{'s' if runs > 1 else ''})", line(head),
-           line(tuple("-" * w for w in widths))]
+    out = [f"== {title}", line(head), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     return "\n".join(out)
+
+
+def summary(script: str, results: dict[str, list[dict]], configs: list[str]) -> list[str]:
+    """The issue-19 figures: ratios to the reference, distance to the floor, mean overhead."""
+    ref = results.get("reference", [])
+    floor = results.get("floor", [])
+    lines = []
+    for conf in configs:
+        b = results.get(f"berth-{conf}", [])
+        if not b:
+            continue
+        parts = []
+        for c in (1, 64):
+            x = m(b, lambda f: f[f"c{c}"]["rps"]) / m(ref, lambda f: f[f"c{c}"]["rps"]) if ref \
+                else float("nan")
+            parts.append(f"c={c} req/s {x:.1f}× azmlinfsrv")
+        if floor:
+            d = m(b, lambda f: f["c1"]["p50_us"]) - m(floor, lambda f: f["c1"]["p50_us"])
+            parts.append(f"c=1 p50 − floor p50 = {d:+.0f} µs")
+        for c in (1, 64):
+            ov = m(b, lambda f: f[f"c{c}"]["hist_us"]["overhead"])
+            run = m(b, lambda f: f[f"c{c}"]["hist_us"]["run"])
+            parts.append(f"c={c} mean overhead {ov:.0f} µs (run() {run:.0f} µs)")
+        lines.append(f"{script}, {heading('berth-' + conf)}: "
+                     + "; ".join(parts))
+    return lines
 
 
 # ---------------------------------------------------------------- main
 
 
-def prepare(work: Path, venv: Path) -> tuple[bytes, Path]:
+def prepare(work: Path, venv: Path) -> tuple[bytes, Path, Path]:
     (work / "tmp").mkdir(parents=True, exist_ok=True)
     for name, text in (("echo", ECHO_SCRIPT), ("digits", DIGITS_SCRIPT)):
         (work / name).mkdir(exist_ok=True)
@@ -541,17 +670,25 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--venv", type=Path, default=ROOT / "target" / "bench-venv")
     p.add_argument("--berth", type=Path, default=ROOT / "target" / "release" / "berth")
+    p.add_argument("--floor", type=Path, help="the bench/floor binary (echo floor); none: skipped")
     p.add_argument("--work", type=Path, default=ROOT / "target" / "bench-scoring")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--duration", type=float, default=8, help="seconds per wrk window")
     p.add_argument("--scripts", default="echo,digits")
+    p.add_argument("--configs", default="defaults,64",
+                   help=f"Berth deployment configurations, of: {', '.join(CONFIGS)}")
     p.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     p.add_argument("--keep", action="store_true", help="keep Berth's scratch data dirs")
     args = p.parse_args()
 
+    configs = [c for c in args.configs.split(",") if c]
+    for c in configs:
+        if c not in CONFIGS:
+            p.error(f"--configs: unknown configuration {c!r}; use some of {', '.join(CONFIGS)}")
     work = args.work.resolve()
     body, lua, floor_lua = prepare(work, args.venv.resolve())
-    ctx = Context(work, args.venv.resolve(), args.berth.resolve(), body, lua, floor_lua,
+    ctx = Context(work, args.venv.resolve(), args.berth.resolve(),
+                  args.floor.resolve() if args.floor else None, body, lua, floor_lua,
                   args.duration, args.keep)
     scripts = [s for s in args.scripts.split(",") if s]
     versions = subprocess.run(
@@ -564,28 +701,36 @@ def main() -> int:
                                    check=False).stdout.strip().split("\n")[0]
     print(f"{berth_version} ({ctx.berth}); {versions}; {os.cpu_count()} cores", file=sys.stderr)
     print(f"body: {len(body)} bytes; wrk -t1 -c{{1,8,64}} -d{args.duration:g}s; "
-          f"{args.runs} run(s); work dir {work}", file=sys.stderr)
+          f"{args.runs} run(s); Berth configurations {configs}; work dir {work}", file=sys.stderr)
 
-    load1 = float(Path("/proc/loadavg").read_text().split()[0])
-    if load1 > 1.0:
-        print(f"warning: load average {load1:.2f} before starting: something else is using the "
-              f"{os.cpu_count()} cores; figures will be noisy", file=sys.stderr)
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    if float(load_before[0]) > 1.0:
+        print(f"warning: load average {load_before[0]} before starting: something else is using "
+              f"the {os.cpu_count()} cores; figures will be noisy", file=sys.stderr)
 
-    results: dict[str, dict[str, list[dict]]] = {s: {"reference": [], "berth": []} for s in scripts}
+    results: dict[str, dict[str, list[dict]]] = {s: {} for s in scripts}
     started = time.monotonic()
     failure = None
     try:
         for run_no in range(1, args.runs + 1):
             for script in scripts:
-                order = ["reference", "berth"] if run_no % 2 else ["berth", "reference"]
+                order = ["reference"] + [f"berth-{c}" for c in configs]
+                if script == "echo" and ctx.floor_bin:
+                    order.append("floor")
+                if run_no % 2 == 0:
+                    order.reverse()
                 for which in order:
-                    fig = (run_reference(ctx, script) if which == "reference"
-                           else run_berth(ctx, script, run_no))
+                    if which == "reference":
+                        fig = run_reference(ctx, script)
+                    elif which == "floor":
+                        fig = run_floor(ctx)
+                    else:
+                        fig = run_berth(ctx, script, run_no, which.removeprefix("berth-"))
                     fig["load1"] = float(Path("/proc/loadavg").read_text().split()[0])
-                    results[script][which].append(fig)
-                    print(f"run {run_no} {script:6} {which:9} cold {fig['cold_s']:.2f}s  "
+                    results[script].setdefault(which, []).append(fig)
+                    print(f"run {run_no} {script:6} {which:14} cold {fig['cold_s']:.2f}s  "
                           + "  ".join(f"c={c}: {fig[f'c{c}']['rps']:,.0f}/s "
-                                      f"p50 {fig[f'c{c}']['p50_us'] / 1e3:.2f}ms "
+                                      f"p50 {fig[f'c{c}']['p50_us'] / 1e3:.3f}ms "
                                       f"err {fig[f'c{c}']['errors']}" for c in CONCURRENCY)
                           + f"  rss {fig['rss_mib']:.0f}MiB  load {fig['load1']:.2f}", file=sys.stderr)
     except BenchError as e:
@@ -593,43 +738,44 @@ def main() -> int:
     except KeyboardInterrupt:
         failure = "interrupted"
     elapsed = time.monotonic() - started
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
     (work / "results.json").write_text(json.dumps(results, indent=1))
 
     problems = []
-    tables_txt, tables_md = [], []
+    tables_txt, tables_md, lines = [], [], []
     for script in scripts:
-        ref_runs, berth_runs = results[script]["reference"], results[script]["berth"]
-        if not ref_runs or not berth_runs:
+        res = results[script]
+        cols = columns_for(script, res, configs)
+        if not cols:
             continue
-        runs = min(len(ref_runs), len(berth_runs))
-        rows = rows_for(ref_runs, berth_runs)
-        tables_txt.append(render(script, rows, runs, markdown=False))
-        tables_md.append(render(script, rows, runs, markdown=True))
-        for which, runs_ in (("reference", ref_runs), ("berth", berth_runs)):
-            for i, fig in enumerate(runs_, 1):
+        runs = min(len(res[c]) for c in cols)
+        head, rows = rows_for(res, cols)
+        tables_txt.append(render(script, head, rows, runs, markdown=False))
+        tables_md.append(render(script, head, rows, runs, markdown=True))
+        lines += summary(script, res, configs)
+        for which in cols:
+            for i, fig in enumerate(res[which], 1):
                 n = fig["warm_errors"] + sum(fig[f"c{c}"]["errors"] for c in CONCURRENCY)
                 if n:
                     problems.append(f"{which} {script} run {i}: {n} error responses/socket errors")
-        answers = {json.loads(f["answer"]).__repr__() for f in ref_runs + berth_runs}
+        answers = {json.loads(f["answer"]).__repr__() for c in cols for f in res[c]}
         if len(answers) != 1:
             problems.append(f"{script}: the servers answered differently: {sorted(answers)}")
-        if script == "echo" and json.loads(ref_runs[0]["answer"]) != json.loads(body):
+        if script == "echo" and res.get("reference") \
+                and json.loads(res["reference"][0]["answer"]) != json.loads(body):
             problems.append("echo: the answer is not the request body")
 
     if tables_txt:
         print("\n\n".join(tables_txt))
         print(NOTES)
-    if "echo" in scripts and results["echo"]["berth"] and results["echo"]["reference"]:
-        b, r = results["echo"]["berth"], results["echo"]["reference"]
-        p50 = median([x["c1"]["p50_us"] for x in b])
-        floor = median([x["floor"]["p50_us"] for x in b if "floor" in x])
-        x64 = median([x["c64"]["rps"] for x in b]) / median([x["c64"]["rps"] for x in r])
-        print(f"\nDESIGN §9 budget (echo): c=1 p50 {p50:.0f} µs end to end, {p50 - floor:.0f} µs over "
-              f"this machine's HTTP floor ({floor:.0f} µs) (budget: overhead ≤ 150 µs); "
-              f"c=64 requests/s {x64:.1f}× the reference (budget: 20×)")
-    print(f"\n{elapsed:.0f} s for {args.runs} run(s); raw figures in {work / 'results.json'}")
+    if lines:
+        print("\n" + "\n".join(lines))
+    print(f"\nload average before {' '.join(load_before)}, after {' '.join(load_after)} "
+          f"({os.cpu_count()} cores)")
+    print(f"{elapsed:.0f} s for {args.runs} run(s); raw figures in {work / 'results.json'}")
     if args.markdown:
-        args.markdown.write_text("\n\n".join(tables_md) + "\n" + NOTES + "\n")
+        args.markdown.write_text("\n\n".join(tables_md) + "\n" + NOTES + "\n\n"
+                                 + "\n".join(lines) + "\n")
     if failure:
         print(f"error: {failure}", file=sys.stderr)
         return 1

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Side-by-side scoring benchmark: Berth against the reference scoring server
 # (azureml-inference-server-http, `azmlinfsrv`), one worker each, same score.py, same
-# interpreter and packages, same request body, same load generator, same machine.
+# interpreter and packages, same request body, same load generator, same machine. Berth runs
+# at the v1 defaults (maxConcurrentRequestsPerContainer 1, the headline) and with
+# maxConcurrentRequestsPerContainer 64; echo also runs against bench/floor (a plain hyper echo
+# server: the HTTP floor).
 #
 #   bash bench/scoring_compare.sh [--runs 3] [--duration 8] [--scripts echo,digits]
-#                                 [--markdown FILE] [--keep]
+#                                 [--configs defaults,64] [--markdown FILE] [--keep]
 #
 # Prepares what it needs, then hands over to bench/scoring_compare.py (stdlib only):
 #   - wrk (apt-get install -y wrk when missing; needs root);
 #   - a scratch venv target/bench-venv with azureml-inference-server-http and scikit-learn
 #     (pip from PyPI; BENCH_VENV and BENCH_PIP_PACKAGES override);
+#   - the floor: cargo build --release --offline --manifest-path bench/floor/Cargo.toml
+#     (target dir target/bench-floor; its dependencies are the workspace's, so no network);
 #   - cargo build --release (target/release/berth). BENCH_REV=<git rev> builds a clean export
 #     of that revision instead (target/bench-src/), BERTH_BIN=<path> uses a binary as is.
 # Prints figures and ratios; asserts nothing about them. Exits non-zero only when a server
@@ -62,4 +67,12 @@ else
     berth="$PWD/target/release/berth"
 fi
 
-exec "$venv/bin/python" bench/scoring_compare.py --venv "$venv" --berth "$berth" "$@"
+floor="$PWD/target/bench-floor/release/berth-bench-floor"
+if [ ! -x "$floor" ] || [ -n "$(find bench/floor -newer "$floor" -type f 2>/dev/null)" ]; then
+    echo "== cargo build --release (bench/floor)" >&2
+    CARGO_TARGET_DIR="$PWD/target/bench-floor" \
+        cargo build --release --offline --quiet --manifest-path bench/floor/Cargo.toml
+fi
+
+exec "$venv/bin/python" bench/scoring_compare.py --venv "$venv" --berth "$berth" \
+    --floor "$floor" "$@"
