@@ -105,23 +105,11 @@ pub fn wal_header_problem(bytes: &[u8]) -> Option<String> {
         ));
     }
     let big_endian = magic & 1 == 1;
-    let (mut s0, mut s1) = (0u32, 0u32);
-    for pair in bytes[..24].chunks(8) {
-        let read = |b: &[u8]| {
-            let a = [b[0], b[1], b[2], b[3]];
-            if big_endian {
-                u32::from_be_bytes(a)
-            } else {
-                u32::from_le_bytes(a)
-            }
-        };
-        s0 = s0.wrapping_add(read(&pair[..4])).wrapping_add(s1);
-        s1 = s1.wrapping_add(read(&pair[4..])).wrapping_add(s0);
-    }
-    if (s0, s1) != (word(24), word(28)) {
+    let header_sum = wal_checksum(&bytes[..24], big_endian, (0, 0));
+    if header_sum != (word(24), word(28)) {
         return Some("its header checksum does not match".into());
     }
-    frames_problem(bytes, big_endian, (s0, s1))
+    frames_problem(bytes, big_endian, header_sum)
 }
 
 /// SQLite's WAL checksum over `data` (8-byte steps), seeded with `seed`.
