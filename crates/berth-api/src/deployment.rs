@@ -125,6 +125,10 @@ pub struct DeploymentSettings {
     /// The service's own TLS certificate (`sslEnabled`), served for `cname`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<SslSettings>,
+    /// Berth extension: how traffic moves to this revision when it replaces
+    /// another (strategy, bake, gates, shadow). Changing it alone is a live change.
+    #[serde(default)]
+    pub rollout: crate::rollout::RolloutSettings,
 }
 
 /// A service's TLS certificate. The private key is not part of the spec: the
@@ -188,6 +192,7 @@ impl DeploymentSettings {
             compute_target_name: None,
             port: None,
             ssl: None,
+            rollout: crate::rollout::RolloutSettings::default(),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod model;
 pub mod names;
+pub mod rollout;
 pub mod service;
 pub mod snapshot;
 pub mod studio;
@@ -30,6 +31,11 @@ pub use events::{
 };
 pub use model::{
     Model, ModelFile, ModelKind, ModelList, RegisterModelMetadata, UpdateModelRequest,
+};
+pub use rollout::{
+    GateFigure, GateKind, GateVerdict, MirrorDiff, MirrorDiffList, MirrorSide, MirrorStatus,
+    RevisionFigures, RolloutSettings, RolloutStatus, RolloutStrategy, SetMirrorRequest,
+    SetTrafficRequest, ShadowSettings, Traffic, TrafficEntry, TrafficShare,
 };
 pub use service::{
     CreateServiceRequest, InferenceConfigRequest, InferenceSpec, Operation, OperationAccepted,

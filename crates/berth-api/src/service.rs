@@ -111,6 +111,8 @@ pub enum OperationType {
     Redeploy,
     /// New scoring key.
     RegenerateKey,
+    /// A hand-set traffic split across serving revisions.
+    Traffic,
 }
 
 /// Operation states (the reference's names; the last four are terminal).
@@ -124,6 +126,9 @@ pub enum OperationState {
     Succeeded,
     /// Failed; see `error`.
     Failed,
+    /// A gate failed during a progressive rollout and traffic went back to the
+    /// previous revision; see `error` for the gate, threshold and measured value.
+    RolledBack,
     /// Cancelled.
     Cancelled,
     /// Took too long.
@@ -257,8 +262,19 @@ pub struct Service {
     pub scoring_uri: Option<String>,
     /// The generated (or shipped) swagger document.
     pub swagger_uri: Option<String>,
-    /// The revision answering requests.
+    /// The revision answering requests (during a rollout: the stable one, until
+    /// the candidate is promoted).
     pub serving_revision: Option<u32>,
+    /// Every revision that takes requests, with its weight (one entry at 100
+    /// outside rollouts and splits).
+    #[serde(default)]
+    pub traffic: Vec<crate::rollout::TrafficShare>,
+    /// The running rollout: step, weights and gate figures so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutStatus>,
+    /// Shadow traffic figures, while requests are mirrored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::rollout::MirrorStatus>,
     /// The newest revision.
     pub latest_revision: u32,
     /// Models of the serving (else newest) revision.
@@ -471,13 +487,15 @@ wire_names!(OperationType {
     Delete,
     Rollback,
     Redeploy,
-    RegenerateKey
+    RegenerateKey,
+    Traffic
 });
 wire_names!(OperationState {
     NotStarted,
     Running,
     Succeeded,
     Failed,
+    RolledBack,
     Cancelled,
     TimedOut
 });

@@ -433,6 +433,11 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
         &stored.name,
         &spec.deployment.container_resource_requirements,
     );
+    let traffic = state
+        .runtime
+        .traffic_shares(&stored.name, stored.serving_revision);
+    let rollout = state.runtime.rollout_status(&stored.name);
+    let mirror = state.runtime.mirror_status(&stored.name);
     Ok(Service {
         scoring_uri: Some(format!("{base}/score")),
         swagger_uri: Some(format!("{base}/swagger.json")),
@@ -444,6 +449,9 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
         created_time: stored.created_time,
         updated_time: stored.updated_time,
         workspace_name: state.config.workspace_name.clone(),
+        traffic,
+        rollout,
+        mirror,
         serving_revision: stored.serving_revision,
         latest_revision: stored.latest_revision,
         models: spec.models,

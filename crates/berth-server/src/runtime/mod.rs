@@ -340,6 +340,34 @@ impl Runtime {
         Ok(())
     }
 
+    /// The serving revisions of a service with their weights.
+    pub fn traffic_shares(
+        &self,
+        service: &str,
+        serving: Option<u32>,
+    ) -> Vec<berth_api::TrafficShare> {
+        serving
+            .map(|revision| berth_api::TrafficShare {
+                revision,
+                weight: 100,
+                role: "stable".to_owned(),
+                name: None,
+            })
+            .into_iter()
+            .filter(|_| self.deps.table.get(service).is_some())
+            .collect()
+    }
+
+    /// The running rollout of a service.
+    pub fn rollout_status(&self, _service: &str) -> Option<berth_api::RolloutStatus> {
+        None
+    }
+
+    /// What mirroring measured, while a service's requests are mirrored.
+    pub fn mirror_status(&self, _service: &str) -> Option<berth_api::MirrorStatus> {
+        None
+    }
+
     /// Ready and desired replicas of a service.
     pub fn replica_counts(&self, service: &str) -> (u32, u32) {
         let status = self.replica_status(service);
