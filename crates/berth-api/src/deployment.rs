@@ -129,6 +129,31 @@ pub struct DeploymentSettings {
     /// another (strategy, bake, gates, shadow). Changing it alone is a live change.
     #[serde(default)]
     pub rollout: crate::rollout::RolloutSettings,
+    /// Berth extension: what a service following `m@alias` or `m@latest` does
+    /// when the reference moves (`auto`: roll out; `manual`: show the update).
+    #[serde(default)]
+    pub follow_policy: FollowPolicy,
+}
+
+/// `followPolicy` of a service that follows a model alias or `@latest`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FollowPolicy {
+    /// The service is updated when the reference moves.
+    #[default]
+    Auto,
+    /// The service shows `update available`; `--follow` applies it.
+    Manual,
+}
+
+impl FollowPolicy {
+    /// The name as written in configs and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Manual => "manual",
+        }
+    }
 }
 
 /// A service's TLS certificate. The private key is not part of the spec: the
@@ -193,6 +218,7 @@ impl DeploymentSettings {
             port: None,
             ssl: None,
             rollout: crate::rollout::RolloutSettings::default(),
+            follow_policy: FollowPolicy::Auto,
         }
     }
 

@@ -15,6 +15,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "replica.restarted",
     "replica.killed",
     "model.registered",
+    "model.alias_moved",
 ];
 
 /// Whether `name` is a known event type.

@@ -19,7 +19,7 @@ pub mod studio;
 pub mod workspace;
 
 pub use compute::{ComputeTarget, ComputeTargetList, LOCAL_COMPUTE, PutComputeTargetRequest};
-pub use deployment::{ComputeType, DeploymentSettings};
+pub use deployment::{ComputeType, DeploymentSettings, FollowPolicy};
 pub use environment::{
     BuildState, Environment, EnvironmentBuild, EnvironmentList, EnvironmentSpec,
     RegisterEnvironmentRequest, RegisterEnvironmentResponse,
@@ -30,7 +30,8 @@ pub use events::{
     is_event_type,
 };
 pub use model::{
-    Model, ModelFile, ModelKind, ModelList, RegisterModelMetadata, UpdateModelRequest,
+    AliasMoved, FollowerAction, FollowerPlan, Model, ModelAlias, ModelAliasList, ModelFile,
+    ModelKind, ModelList, RegisterModelMetadata, SetAliasRequest, UpdateModelRequest,
 };
 pub use rollout::{
     GateFigure, GateKind, GateVerdict, MirrorDiff, MirrorDiffList, MirrorSide, MirrorStatus,
@@ -38,7 +39,7 @@ pub use rollout::{
     SetTrafficRequest, ShadowSettings, Traffic, TrafficEntry, TrafficShare,
 };
 pub use service::{
-    CreateServiceRequest, InferenceConfigRequest, InferenceSpec, Operation, OperationAccepted,
+    CreateServiceRequest, Follow, InferenceConfigRequest, InferenceSpec, Operation, OperationAccepted,
     OperationError, OperationEvent, OperationState, OperationType, RegenerateKeyRequest, Revision,
     RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec,
     ServiceState, ServiceToken,

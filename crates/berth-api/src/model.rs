@@ -117,6 +117,95 @@ pub struct Model {
     /// The files, present on `show`, absent in lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<ModelFile>>,
+    /// The aliases of this model name: alias → version.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, u32>,
+    /// On the answer to a registration: the services following `name@latest`
+    /// and what happens to each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<FollowerPlan>,
+}
+
+/// `PUT /v1/models/{name}/aliases/{alias}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetAliasRequest {
+    /// The version the alias points at.
+    pub version: u32,
+}
+
+/// An alias: a movable name for one version of a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelAlias {
+    /// Model name.
+    pub name: String,
+    /// Alias name.
+    pub alias: String,
+    /// The version it points at.
+    pub version: u32,
+    /// RFC 3339 time of the last move.
+    pub updated_time: String,
+}
+
+/// `GET /v1/models/{name}/aliases` (and `GET /v1/aliases`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelAliasList {
+    /// By model name, then alias.
+    pub value: Vec<ModelAlias>,
+}
+
+/// What a registration or an alias move does to one following service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FollowerAction {
+    /// An update operation to the new version was started.
+    AutoRollout,
+    /// The service is busy: the update starts when its operation ends.
+    Queued,
+    /// `followPolicy: manual`: `berth service update -n S --follow` applies it.
+    UpdateAvailable,
+    /// The new version was rolled back on this service before; it is not retried.
+    Rejected,
+    /// The service already serves the version.
+    UpToDate,
+    /// The update could not be started (see `message`).
+    Failed,
+}
+
+/// One follower of a model reference and what happens to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowerPlan {
+    /// Service.
+    pub service: String,
+    /// The reference it follows, e.g. `m@champion`.
+    pub reference: String,
+    /// The version it serves now.
+    pub from: Option<u32>,
+    /// The version the reference points at now.
+    pub to: u32,
+    /// What happens.
+    pub action: FollowerAction,
+    /// The update operation, when one was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Why the update could not be started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The answer to `PUT /v1/models/{name}/aliases/{alias}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AliasMoved {
+    /// The alias as it is now.
+    pub alias: ModelAlias,
+    /// The version it pointed at before, if it existed.
+    pub previous: Option<u32>,
+    /// The services following it and what happens to each.
+    pub followers: Vec<FollowerPlan>,
 }
 
 /// `GET /v1/models` answer.

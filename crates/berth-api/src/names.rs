@@ -106,18 +106,56 @@ pub fn check_service_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A model reference as users write it: `name:version`, or `name` for the latest.
+/// The alias every model has: its newest version. It cannot be set.
+pub const LATEST_ALIAS: &str = "latest";
+
+/// Checks an alias name you can set: the model-name rule, and not `latest`.
+pub fn check_alias_name(alias: &str) -> Result<(), String> {
+    if alias == LATEST_ALIAS {
+        return Err(format!(
+            "alias `{LATEST_ALIAS}` is reserved: `NAME@{LATEST_ALIAS}` always means the newest version; pick another alias name, e.g. `champion`"
+        ));
+    }
+    check_model_name(alias).map_err(|_| {
+        format!("alias name `{alias}` is invalid: an alias name has {MODEL_NAME_RULE}")
+    })
+}
+
+/// A model reference as users write it: `name:version`, `name` or
+/// `name:latest` for the newest version, `name@alias`, or `name@latest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRef {
     /// Model name.
     pub name: String,
-    /// A specific version, or `None` for the latest.
+    /// A specific version, or `None` for the latest (or the alias's version).
     pub version: Option<u32>,
+    /// `name@alias` (`latest` included): the reference follows the alias.
+    pub alias: Option<String>,
 }
 
 impl ModelRef {
-    /// Parses `name`, `name:version` or `name:latest`.
+    /// Whether the reference follows an alias (`name@alias` or `name@latest`).
+    pub fn follows(&self) -> bool {
+        self.alias.is_some()
+    }
+
+    /// Parses `name`, `name:version`, `name:latest`, `name@alias` or `name@latest`.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some((name, alias)) = text.split_once('@') {
+            check_model_name(name)?;
+            if alias != LATEST_ALIAS {
+                check_model_name(alias).map_err(|_| {
+                    format!(
+                        "model reference `{text}` has alias `{alias}`: an alias name has {MODEL_NAME_RULE} (or `latest`)"
+                    )
+                })?;
+            }
+            return Ok(Self {
+                name: name.to_owned(),
+                version: None,
+                alias: Some(alias.to_owned()),
+            });
+        }
         let (name, version) = match text.rsplit_once(':') {
             None => (text, None),
             Some((name, "latest")) => (name, None),
@@ -134,15 +172,17 @@ impl ModelRef {
         Ok(Self {
             name: name.to_owned(),
             version,
+            alias: None,
         })
     }
 }
 
 impl std::fmt::Display for ModelRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.version {
-            Some(v) => write!(f, "{}:{v}", self.name),
-            None => f.write_str(&self.name),
+        match (&self.alias, self.version) {
+            (Some(alias), _) => write!(f, "{}@{alias}", self.name),
+            (None, Some(v)) => write!(f, "{}:{v}", self.name),
+            (None, None) => f.write_str(&self.name),
         }
     }
 }
@@ -244,6 +284,38 @@ mod tests {
         assert!(ModelRef::parse("m:0").unwrap_err().contains("from 1"));
         assert!(ModelRef::parse("m:x").is_err());
         assert!(ModelRef::parse(":3").is_err());
+    }
+
+    #[test]
+    fn model_refs_parse_aliases_and_latest() {
+        let r = ModelRef::parse("m@champion").unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.version, r.alias.as_deref()),
+            ("m", None, Some("champion"))
+        );
+        assert!(r.follows());
+        assert_eq!(r.to_string(), "m@champion");
+        let r = ModelRef::parse("m@latest").unwrap();
+        assert_eq!(r.alias.as_deref(), Some("latest"));
+        assert!(!ModelRef::parse("m:3").unwrap().follows());
+        let err = ModelRef::parse("m@bad alias").unwrap_err();
+        assert!(err.contains("alias `bad alias`"), "{err}");
+        assert!(ModelRef::parse("m@").is_err());
+        assert!(ModelRef::parse("@x").is_err());
+        assert!(ModelRef::parse("m@a@b").is_err());
+    }
+
+    #[test]
+    fn alias_names_follow_the_model_name_rule_and_latest_is_reserved() {
+        for good in ["champion", "prod-2", "v1.0_rc"] {
+            assert!(check_alias_name(good).is_ok(), "{good}");
+        }
+        let err = check_alias_name("latest").unwrap_err();
+        assert!(err.contains("reserved"), "{err}");
+        for bad in ["", "-x", "a b", "a@b", "a:b"] {
+            let err = check_alias_name(bad).unwrap_err();
+            assert!(err.contains("alias name"), "{err}");
+        }
     }
 
     #[test]

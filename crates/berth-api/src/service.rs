@@ -41,6 +41,10 @@ pub struct InferenceSpec {
 pub struct ServiceSpec {
     /// Models, `name:version`, in the order given.
     pub models: Vec<String>,
+    /// The references the models were asked for, one per model (`m@champion`,
+    /// `m:7`), present when one of them follows an alias or `@latest`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_references: Vec<String>,
     /// Code and environment.
     pub inference: InferenceSpec,
     /// How it runs.
@@ -279,6 +283,9 @@ pub struct Service {
     pub latest_revision: u32,
     /// Models of the serving (else newest) revision.
     pub models: Vec<String>,
+    /// The model references the service follows (`m@champion`, `m@latest`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follows: Vec<Follow>,
     /// Environment of the serving (else newest) revision.
     pub environment: String,
     /// Entry script of the serving (else newest) revision.
@@ -296,6 +303,29 @@ pub struct Service {
     /// the last replica killed for going over its limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceStatus>,
+}
+
+/// A model reference a service follows, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Follow {
+    /// `m@champion` or `m@latest`.
+    pub reference: String,
+    /// The version the service serves.
+    pub version: u32,
+    /// `auto` or `manual` (the service's `followPolicy`).
+    pub policy: crate::deployment::FollowPolicy,
+    /// The version the reference points at now, when it differs and is not
+    /// rejected (`manual`: `berth service update -n S --follow` applies it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<u32>,
+    /// A version waiting for the running operation to end (`auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<u32>,
+    /// A version whose automatic rollout failed or was rolled back on this
+    /// service; it is not retried until the reference moves to another version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<u32>,
 }
 
 /// How the local target enforces resources (`--resource-enforcement`).

@@ -41,6 +41,7 @@ const TOP_KEYS: &[&str] = &[
     "tokenAuthEnabled",
     "appInsightsEnabled",
     "requestLogBodies",
+    "followPolicy",
     "scoringTimeoutMs",
     "maxConcurrentRequestsPerContainer",
     "maxQueueWaitMs",
@@ -228,6 +229,20 @@ fn edit_distance(a: &str, b: &str) -> usize {
 enum Mode<'a> {
     Create,
     Update(&'a DeploymentSettings),
+}
+
+/// `followPolicy`: `auto` or `manual` (services following a model alias).
+fn read_follow_policy(text: &str, problems: &mut Vec<String>) -> berth_api::FollowPolicy {
+    match text {
+        "auto" => berth_api::FollowPolicy::Auto,
+        "manual" => berth_api::FollowPolicy::Manual,
+        other => {
+            problems.push(format!(
+                "`followPolicy` is `{other}`: it must be `auto` (roll out when the followed alias moves) or `manual` (show the update; `berth service update --follow` applies it)"
+            ));
+            berth_api::FollowPolicy::Auto
+        }
+    }
 }
 
 /// Parses a deployment config; `None` gives the defaults of a local deployment.
@@ -468,6 +483,9 @@ fn read(
     }
     if let Some(v) = r.bool("requestLogBodies") {
         s.request_log_bodies = v;
+    }
+    if let Some(policy) = r.string("followPolicy") {
+        s.follow_policy = read_follow_policy(&policy, &mut r.problems);
     }
     if s.request_log_bodies && !s.app_insights_enabled {
         warnings.push(

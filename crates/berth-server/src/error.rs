@@ -223,6 +223,19 @@ impl From<StoreError> for ApiError {
                 ),
                 hint: "update or delete those services first, then delete the model".into(),
             },
+            StoreError::ModelAliased { id, aliases } => Self::PreconditionFailed {
+                message: format!(
+                    "model `{id}` cannot be deleted: alias(es) `{}` point at it",
+                    aliases.join("`, `")
+                ),
+                hint: format!(
+                    "move the alias to another version (`berth model alias set NAME ALIAS VERSION`) or remove it (`berth model alias remove NAME ALIAS`): {}",
+                    aliases.join(", ")
+                ),
+            },
+            StoreError::AliasNotFound { name, alias } => Self::NotFound(format!(
+                "alias `{name}@{alias}` not found; `berth model alias list {name}` shows the aliases of `{name}`"
+            )),
             StoreError::EnvironmentNotFound(id) => Self::NotFound(format!(
                 "environment `{id}` not found; `berth environment list` shows the registered environments"
             )),

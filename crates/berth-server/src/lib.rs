@@ -33,6 +33,7 @@ pub mod env;
 pub mod envs;
 pub mod error;
 pub mod events;
+pub mod follow;
 pub mod gateway;
 pub mod health;
 pub mod metrics;
@@ -231,6 +232,7 @@ pub async fn run(
         body_read_timeout: config.body_read_timeout,
     };
     let ports = Arc::new(gateway::PortListeners::new(gateway_state.clone(), limits));
+    let follow = follow::Follow::new(store.clone(), store.clone(), events.clone());
     let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),
@@ -244,6 +246,7 @@ pub async fn run(
         isolation,
         observability,
         ports,
+        follow: follow.clone(),
     });
     runtime.restore().await;
     let studio = Arc::new(studio::Studio::default());
@@ -267,7 +270,10 @@ pub async fn run(
         signer: signer.clone(),
         events,
         studio,
+        follow: follow.clone(),
     };
+    follow.set_submitter(Arc::new(api::updates::FollowSubmitter(state.clone())));
+    follow.resume().await;
     let state_envs = envs;
     let app = api::router(state)
         .merge(gateway::router(gateway_state))

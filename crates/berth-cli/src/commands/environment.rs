@@ -32,12 +32,17 @@ pub async fn run(command: EnvironmentCommand, global: &GlobalArgs) -> anyhow::Re
 }
 
 fn parse_ref(text: &str) -> Result<(String, Option<u32>), UsageError> {
-    berth_api::names::ModelRef::parse(text)
-        .map(|r| (r.name, r.version))
-        .map_err(|e| UsageError {
-            message: e.replace("model", "environment"),
-            hint: None,
-        })
+    let r = berth_api::names::ModelRef::parse(text).map_err(|e| UsageError {
+        message: e.replace("model", "environment"),
+        hint: None,
+    })?;
+    if r.alias.as_deref().is_some_and(|a| a != berth_api::names::LATEST_ALIAS) {
+        return Err(UsageError {
+            message: format!("environment reference `{text}` names an alias: environments have none"),
+            hint: Some("write `name`, `name:version` or `name@latest`".into()),
+        });
+    }
+    Ok((r.name, r.version))
 }
 
 fn read(path: &Path, what: &str) -> Result<String, UsageError> {

@@ -4,6 +4,7 @@
 //! Routes validate, write intent to the store and answer; they never hold a lock
 //! across an await and never block the runtime.
 
+mod aliases;
 mod auth;
 mod computes;
 mod environments;
@@ -17,7 +18,7 @@ mod query;
 pub mod services;
 mod snapshots;
 mod studio;
-mod updates;
+pub mod updates;
 mod upload;
 mod workspace;
 
@@ -66,6 +67,8 @@ pub struct AppState {
     pub events: Arc<crate::events::EventBus>,
     /// Web-console sessions and the recent traffic series.
     pub studio: Arc<crate::studio::Studio>,
+    /// Services following model aliases and `@latest`.
+    pub follow: Arc<crate::follow::Follow>,
 }
 
 #[derive(OpenApi)]
@@ -112,6 +115,9 @@ pub fn router(state: AppState) -> Router {
             models::delete_model
         ))
         .routes(routes!(models::download_model))
+        .routes(routes!(aliases::set_alias, aliases::remove_alias))
+        .routes(routes!(aliases::list_aliases))
+        .routes(routes!(aliases::list_all_aliases))
         .routes(routes!(
             environments::register_environment,
             environments::list_environments

@@ -46,6 +46,14 @@ pub(super) async fn resolve_environment(
     match reference {
         Some(text) => {
             let r = ModelRef::parse(text).map_err(|e| e.replace("model", "environment"))?;
+            if r.alias
+                .as_deref()
+                .is_some_and(|a| a != berth_api::names::LATEST_ALIAS)
+            {
+                return Err(format!(
+                    "environment reference `{text}` names an alias: environments have none; write `name`, `name:version` or `name@latest`"
+                ));
+            }
             crate::envs::curated::resolve(state.store.as_ref(), &r.name, r.version)
                 .await
                 .map(|env| format!("{}:{}", env.name, env.version))
@@ -161,29 +169,14 @@ pub(super) async fn check_inference(
     Ok(entry_path)
 }
 
-/// Resolves `name`, `name:version` and `name:latest` to `name:version`.
+/// Resolves model references (`name`, `name:version`, `name:latest`,
+/// `name@alias`, `name@latest`) to `name:version`; see [`crate::follow::resolve`].
 pub(super) async fn resolve_models(
     state: &AppState,
     models: &[String],
     problems: &mut Vec<String>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for text in models {
-        match ModelRef::parse(text) {
-            Err(e) => problems.push(e),
-            Ok(r) => match state.store.model(&r.name, r.version).await {
-                Ok(model) if out.contains(&model.id) => {
-                    problems.push(format!("model `{}` is listed twice", model.id));
-                }
-                Ok(model) => out.push(model.id),
-                Err(StoreError::ModelNotFound(id)) => problems.push(format!(
-                    "model `{id}` not found; `berth model list` shows the registered models"
-                )),
-                Err(e) => problems.push(e.to_string()),
-            },
-        }
-    }
-    out
+) -> crate::follow::resolve::Resolved {
+    crate::follow::resolve::resolve_all(state.store.as_ref(), models, problems).await
 }
 
 /// The inference config of a no-code deployment: the built-in scorer of the
@@ -304,12 +297,13 @@ pub async fn create_service(
             "`computeTargetName` is `{target}`, which is not a compute target of this workspace: `berth compute list` shows them; create it first (`ComputeTarget.create`, or `PUT /v1/computes/{target}`)"
         ));
     }
-    let models = resolve_models(&state, &request.models, &mut problems).await;
+    let resolved = resolve_models(&state, &request.models, &mut problems).await;
     let no_code;
     let ic = match &request.inference_config {
         Some(ic) => ic,
         None => {
-            no_code = no_code_inference(&state, &request.models, &models, &mut problems).await?;
+            no_code =
+                no_code_inference(&state, &request.models, &resolved.models, &mut problems).await?;
             &no_code
         }
     };
@@ -363,7 +357,8 @@ pub async fn create_service(
         tags: request.tags,
         properties: request.properties,
         spec: ServiceSpec {
-            models,
+            models: resolved.models,
+            model_references: resolved.references,
             inference: InferenceSpec {
                 entry_script: entry_path.unwrap_or_default(),
                 source_snapshot: ic.source_snapshot.clone(),
@@ -438,7 +433,9 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
         .traffic_shares(&stored.name, stored.serving_revision);
     let rollout = state.runtime.rollout_status(&stored.name);
     let mirror = state.runtime.mirror_status(&stored.name);
+    let follows = state.follow.status(&stored.name, &spec).await;
     Ok(Service {
+        follows,
         scoring_uri: Some(format!("{base}/score")),
         swagger_uri: Some(format!("{base}/swagger.json")),
         name: stored.name,

@@ -10,8 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_api::{
-    ErrorBody, OperationAccepted, OperationType, Revision, RevisionList, RollbackRequest,
-    ServiceKeys,
+    ErrorBody, Operation, OperationAccepted, OperationType, Revision, RevisionList,
+    RollbackRequest, ServiceKeys, ServiceSpec,
 };
 use serde_json::{Map, Value};
 
@@ -19,6 +19,7 @@ use super::services::{check_inference, no_code_inference, resolve_environment, r
 use super::{ApiJson, AppState};
 use crate::deploy_config;
 use crate::error::ApiError;
+use crate::follow::{SubmitError, Submitter};
 use crate::store::ServiceChange;
 
 /// Keys of a PATCH body that are not deployment settings.
@@ -32,6 +33,7 @@ const SERVICE_KEYS: &[&str] = &[
     "models",
     "inferenceConfig",
     "keys",
+    "follow",
 ];
 
 /// Converts the reference's JSON-Patch form into a merge object.
@@ -194,10 +196,25 @@ pub async fn update_service(
             }
         }
     }
+    match patch.get("follow") {
+        None | Some(Value::Bool(false)) => {}
+        Some(Value::Bool(true)) if patch.contains_key("models") => problems.push(
+            "`follow: true` and `models` are both given: `follow` re-resolves the references the service follows, `models` replaces them; give one".into(),
+        ),
+        Some(Value::Bool(true)) => match state.follow.refollow(&name, &current).await {
+            Ok(next) => spec.models = next.models,
+            Err(e) => problems.push(e),
+        },
+        Some(other) => problems.push(format!(
+            "`follow` is {other}: it must be `true` (apply what the followed aliases point at now)"
+        )),
+    }
     if let Some(models) = patch.get("models") {
         match serde_json::from_value::<Vec<String>>(models.clone()) {
             Ok(list) => {
-                spec.models = resolve_models(&state, &list, &mut problems).await;
+                let resolved = resolve_models(&state, &list, &mut problems).await;
+                spec.models = resolved.models;
+                spec.model_references = resolved.references;
                 // A no-code service given new models alone gets the scorer of their framework.
                 if !patch.contains_key("inferenceConfig")
                     && crate::nocode::for_environment(&current.inference.environment).is_some()
@@ -337,13 +354,7 @@ pub async fn update_service(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
-    let live = !crate::runtime::needs_new_replicas(&current, &spec);
-    let res = &spec.deployment.container_resource_requirements;
-    state
-        .runtime
-        .resource_manager()
-        .check_gpus(&name, res.gpu, spec.deployment.desired_replicas(), live)
-        .map_err(ApiError::unschedulable)?;
+    check_schedulable(&state, &name, &current, &spec)?;
     if let Some(key) = &ssl_key {
         crate::tls::store_service_key(&state.config.data_dir, key)
             .map_err(|e| ApiError::internal(&e))?;
@@ -367,8 +378,105 @@ pub async fn update_service(
         properties,
         keys,
     };
-    let operation = state.services.change_service(change).await?;
+    let operation = submit_update(&state, &current, change, None).await?;
     Ok(accepted(&state, operation, warnings))
+}
+
+/// Whether the GPUs `spec` needs are free (a live change keeps its own).
+fn check_schedulable(
+    state: &AppState,
+    name: &str,
+    current: &ServiceSpec,
+    spec: &ServiceSpec,
+) -> Result<(), ApiError> {
+    let live = !crate::runtime::needs_new_replicas(current, spec);
+    let res = &spec.deployment.container_resource_requirements;
+    state
+        .runtime
+        .resource_manager()
+        .check_gpus(name, res.gpu, spec.deployment.desired_replicas(), live)
+        .map_err(ApiError::unschedulable)
+}
+
+/// Writes an update's revision and operation in one transaction (409 while
+/// another operation runs); the path of every update: `PATCH`, `--follow` and
+/// the automatic rollouts of followers, whose `cause` starts the operation's
+/// log and is carried by its events. The caller starts the operation.
+pub(super) async fn submit_update(
+    state: &AppState,
+    current: &ServiceSpec,
+    change: ServiceChange,
+    cause: Option<&str>,
+) -> Result<Operation, ApiError> {
+    if let Some(spec) = &change.new_revision {
+        check_schedulable(state, &change.name, current, spec)?;
+    }
+    let operation = state.services.change_service(change).await?;
+    if let Some(cause) = cause {
+        state.events.note_cause(&operation.id, cause);
+        if let Err(e) = state
+            .services
+            .add_event(&operation.id, 0, &format!("Started by Berth: {cause}"))
+            .await
+        {
+            tracing::warn!(operation = %operation.id, error = %e, "could not record the cause of an automatic rollout");
+        }
+    }
+    Ok(operation)
+}
+
+/// Starts the automatic rollouts of followers through [`submit_update`].
+pub struct FollowSubmitter(pub AppState);
+
+#[async_trait::async_trait]
+impl Submitter for FollowSubmitter {
+    async fn submit(
+        &self,
+        service: &str,
+        based_on: u32,
+        spec: ServiceSpec,
+        cause: &str,
+    ) -> Result<Operation, SubmitError> {
+        let state = &self.0;
+        let refused = |e: ApiError| match e {
+            ApiError::Conflict { .. } => SubmitError::Busy,
+            other => SubmitError::Refused(other.to_string()),
+        };
+        let current = state
+            .services
+            .revision(service, based_on)
+            .await
+            .map_err(|e| refused(e.into()))?;
+        let mut problems = Vec::new();
+        resolve_models(state, &spec.models, &mut problems).await;
+        if !problems.is_empty() {
+            return Err(SubmitError::Refused(problems.join("; ")));
+        }
+        let change = ServiceChange {
+            name: service.to_owned(),
+            kind: OperationType::Update,
+            operation_id: uuid::Uuid::new_v4().to_string(),
+            now: crate::now_rfc3339(),
+            based_on: Some(based_on),
+            new_revision: Some(spec),
+            target: None,
+            description: None,
+            tags: None,
+            properties: None,
+            keys: None,
+        };
+        let operation = submit_update(state, &current, change, Some(cause))
+            .await
+            .map_err(refused)?;
+        start(state, &operation);
+        Ok(operation)
+    }
+}
+
+/// Logs an accepted change and runs its operation.
+fn start(state: &AppState, operation: &Operation) {
+    tracing::info!(service = %operation.service, operation = %operation.id, kind = operation.operation_type.as_str(), revision = ?operation.target_revision, "service change accepted");
+    state.runtime.run_operation(operation.clone());
 }
 
 pub(super) fn accepted(
@@ -376,8 +484,7 @@ pub(super) fn accepted(
     operation: berth_api::Operation,
     warnings: Vec<String>,
 ) -> Response {
-    tracing::info!(service = %operation.service, operation = %operation.id, kind = operation.operation_type.as_str(), revision = ?operation.target_revision, "service change accepted");
-    state.runtime.run_operation(operation.clone());
+    start(state, &operation);
     (
         StatusCode::ACCEPTED,
         [(

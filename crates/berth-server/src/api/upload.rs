@@ -89,13 +89,14 @@ pub async fn register(
             })
             .collect(),
     };
-    let model = state.store.insert_model(new).await?;
+    let mut model = state.store.insert_model(new).await?;
     state
         .events
         .emit(crate::events::EventDraft::model_registered(
             &model.name,
             model.version,
         ));
+    model.followers = state.follow.registered(&model.name, model.version).await;
     // The row now references the blobs; the pins may go.
     drop(files);
     Ok(model)

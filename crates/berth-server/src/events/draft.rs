@@ -116,6 +116,16 @@ impl EventDraft {
         )
     }
 
+    /// `model.alias_moved`: `{name, alias, from, to}` (`from` null for a new
+    /// alias, `to` null for a removed one).
+    pub fn alias_moved(name: &str, alias: &str, from: Option<u32>, to: Option<u32>) -> Self {
+        Self::new(
+            "model.alias_moved",
+            None,
+            json!({"name": name, "alias": alias, "from": from, "to": to}),
+        )
+    }
+
     /// `model.registered`: `{name, version}`.
     pub fn model_registered(name: &str, version: u32) -> Self {
         Self::new(
@@ -151,6 +161,7 @@ mod tests {
             EventDraft::replica_restarted("s", 0, "exited", 500),
             EventDraft::replica_killed("s", 0, "memory limit"),
             EventDraft::model_registered("m", 1),
+            EventDraft::alias_moved("m", "champion", Some(1), Some(2)),
         ];
         for draft in drafts {
             assert!(berth_api::is_event_type(draft.event_type), "{draft:?}");

@@ -34,6 +34,9 @@ pub struct EventBus {
     live: broadcast::Sender<Arc<Event>>,
     /// Last state seen per service, to emit `service.state_changed` only on change.
     states: Mutex<HashMap<String, ServiceState>>,
+    /// Why Berth started an operation (automatic rollouts), added as `cause`
+    /// to every event of that operation.
+    causes: Mutex<HashMap<String, String>>,
     store: Arc<dyn EventStore>,
     webhooks: Arc<webhooks::Deliveries>,
 }
@@ -58,6 +61,7 @@ impl EventBus {
             drafts,
             live: live.clone(),
             states: Mutex::new(HashMap::new()),
+            causes: Mutex::new(HashMap::new()),
             store: store.clone(),
             webhooks: webhooks.clone(),
         });
@@ -66,9 +70,26 @@ impl EventBus {
     }
 
     /// Records an event; returns at once (from sync or async code).
-    pub fn emit(&self, draft: EventDraft) {
+    pub fn emit(&self, mut draft: EventDraft) {
+        if let Some(operation) = &draft.operation
+            && let Ok(mut causes) = self.causes.lock()
+            && let Some(cause) = causes.get(operation)
+            && let Some(data) = draft.data.as_object_mut()
+        {
+            data.insert("cause".into(), cause.clone().into());
+            if draft.event_type == "operation.succeeded" || draft.event_type == "operation.failed" {
+                causes.remove(operation);
+            }
+        }
         if self.drafts.send(draft).is_err() {
             tracing::warn!("the event writer has stopped; an event was lost");
+        }
+    }
+
+    /// Names why Berth started `operation`: its events carry `cause` until it ends.
+    pub fn note_cause(&self, operation: &str, cause: &str) {
+        if let Ok(mut causes) = self.causes.lock() {
+            causes.insert(operation.to_owned(), cause.to_owned());
         }
     }
 

@@ -120,6 +120,8 @@ pub struct RuntimeDeps {
     pub isolation: Arc<sandbox::Isolation>,
     /// Metrics registry, request-log and data-collection writers.
     pub observability: Arc<crate::observability::Observability>,
+    /// Services following model aliases: told when an operation ends.
+    pub follow: Arc<crate::follow::Follow>,
     /// Per-service listeners (`port` of local services).
     pub ports: Arc<crate::gateway::PortListeners>,
 }

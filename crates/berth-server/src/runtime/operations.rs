@@ -237,6 +237,17 @@ impl Runtime {
         if succeeded {
             log.event("Succeeded").await;
         }
+        self.deps
+            .follow
+            .on_operation_ended(
+                &op.service,
+                if succeeded {
+                    berth_api::OperationState::Succeeded
+                } else {
+                    berth_api::OperationState::Failed
+                },
+            )
+            .await;
     }
 
     /// Removes lay-outs of revisions no replica serves, beyond the newest

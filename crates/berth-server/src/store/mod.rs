@@ -3,10 +3,12 @@
 //! Routes and the registry talk to `dyn Store`; nothing outside this module writes
 //! SQL. Every method is one transaction.
 
+mod aliases;
 mod computes;
 mod events;
 mod services;
 mod sqlite;
+mod sqlite_aliases;
 mod sqlite_computes;
 mod sqlite_events;
 mod sqlite_services;
@@ -15,8 +17,9 @@ pub mod trust;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use berth_api::{EnvironmentSpec, Model, ModelFile, ModelKind, Snapshot};
+use berth_api::{EnvironmentSpec, Model, ModelAlias, ModelFile, ModelKind, Snapshot};
 
+pub use aliases::FollowState;
 pub use computes::StoredComputeTarget;
 pub use events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
 pub use services::{NewService, OperationOutcome, ServiceChange, ServiceStore, StoredService};
@@ -35,6 +38,22 @@ pub enum StoreError {
         id: String,
         /// Services referencing it.
         services: Vec<String>,
+    },
+    /// An alias points at the model version.
+    #[error("model `{id}` is the target of alias(es) {}", aliases.join(", "))]
+    ModelAliased {
+        /// `name:version`.
+        id: String,
+        /// The aliases pointing at it.
+        aliases: Vec<String>,
+    },
+    /// The alias does not exist.
+    #[error("alias `{name}@{alias}` not found")]
+    AliasNotFound {
+        /// Model name.
+        name: String,
+        /// Alias.
+        alias: String,
     },
     /// The environment version does not exist.
     #[error("environment `{0}` not found")]
@@ -257,8 +276,39 @@ pub trait Store: Send + Sync + 'static {
     async fn list_models(&self, filter: &ModelFilter) -> Result<Vec<Model>>;
     /// Applies metadata changes atomically.
     async fn update_model(&self, name: &str, version: u32, changes: ModelChanges) -> Result<Model>;
-    /// Deletes a version unless a service uses it; returns the digests it held.
+    /// Deletes a version unless a service uses it or an alias points at it;
+    /// returns the digests it held.
     async fn delete_model(&self, name: &str, version: u32) -> Result<Vec<String>>;
+    /// Points `alias` at `name:version` (the version must exist) and writes
+    /// `follows` in the same transaction; returns the alias and its previous version.
+    async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: u32,
+        now: &str,
+        follows: Vec<FollowState>,
+    ) -> Result<(ModelAlias, Option<u32>)>;
+    /// Removes an alias; returns the version it pointed at.
+    async fn remove_alias(&self, name: &str, alias: &str) -> Result<u32>;
+    /// The aliases of one model name, or of every model.
+    async fn aliases(&self, name: Option<&str>) -> Result<Vec<ModelAlias>>;
+    /// The version an alias points at.
+    async fn alias_version(&self, name: &str, alias: &str) -> Result<u32> {
+        self.aliases(Some(name))
+            .await?
+            .into_iter()
+            .find(|a| a.alias == alias)
+            .map(|a| a.version)
+            .ok_or_else(|| StoreError::AliasNotFound {
+                name: name.to_owned(),
+                alias: alias.to_owned(),
+            })
+    }
+    /// The follow state of one service, or of every service.
+    async fn follow_states(&self, service: Option<&str>) -> Result<Vec<FollowState>>;
+    /// Writes follow state rows (an empty row is deleted), in one transaction.
+    async fn put_follow_states(&self, states: Vec<FollowState>) -> Result<()>;
     /// Registers an environment version, unless the newest version of the name
     /// has the same spec, which is returned instead (`false`).
     async fn register_environment(&self, new: NewEnvironment) -> Result<(bool, StoredEnvironment)>;
@@ -293,6 +343,12 @@ pub trait Store: Send + Sync + 'static {
     async fn blob_referenced(&self, digest: &str) -> Result<bool>;
     /// Every digest referenced by any model or snapshot file.
     async fn referenced_blobs(&self) -> Result<Vec<String>>;
+}
+
+/// A one-file model version for tests.
+#[cfg(test)]
+pub fn test_model(name: &str, digest: &str) -> NewModel {
+    sqlite::tests::new_model(name, digest)
 }
 
 /// Applies `changes` to the mutable fields, collecting every rule broken.

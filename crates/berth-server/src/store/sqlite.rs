@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_services.sql"),
     include_str!("migrations/0004_events_webhooks.sql"),
     include_str!("migrations/0005_compute_targets.sql"),
+    include_str!("migrations/0007_model_aliases.sql"),
 ];
 
 /// Most reader connections kept open.
@@ -168,7 +169,9 @@ const MODEL_COLUMNS: &str = "m.id, m.name, m.version, m.kind, m.asset_name, m.de
      m.properties, m.framework, m.framework_version, m.experiment_name, m.run_id, m.size, \
      m.file_count, m.content_digest, m.created_time, m.created_by, \
      (SELECT group_concat(service, char(31)) FROM (SELECT DISTINCT service FROM model_references r \
-      WHERE r.model_name = m.name AND r.model_version = m.version ORDER BY service))";
+      WHERE r.model_name = m.name AND r.model_version = m.version ORDER BY service)), \
+     (SELECT group_concat(a.alias || char(30) || a.version, char(31)) FROM model_aliases a \
+      WHERE a.model_name = m.name)";
 
 fn json_map(what: &'static str, text: &str) -> Result<BTreeMap<String, String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
@@ -194,6 +197,7 @@ fn raw_model(row: &Row<'_>) -> rusqlite::Result<RawModel> {
     let version: u32 = row.get(2)?;
     let kind: String = row.get(3)?;
     let used_by: Option<String> = row.get(17)?;
+    let aliases: Option<String> = row.get(18)?;
     Ok(RawModel {
         id: row.get(0)?,
         tags: row.get(6)?,
@@ -224,6 +228,15 @@ fn raw_model(row: &Row<'_>) -> rusqlite::Result<RawModel> {
                 .map(|s| s.split('\u{1f}').map(str::to_owned).collect())
                 .unwrap_or_default(),
             files: None,
+            aliases: aliases
+                .iter()
+                .flat_map(|s| s.split('\u{1f}'))
+                .filter_map(|pair| {
+                    let (alias, version) = pair.split_once('\u{1e}')?;
+                    Some((alias.to_owned(), version.parse().ok()?))
+                })
+                .collect(),
+            followers: Vec::new(),
         },
     })
 }
@@ -608,6 +621,18 @@ impl Store for SqliteStore {
                     services: model.used_by,
                 });
             }
+            let aliases: Vec<String> = model
+                .aliases
+                .iter()
+                .filter(|(_, v)| **v == version)
+                .map(|(a, _)| format!("{name}@{a}"))
+                .collect();
+            if !aliases.is_empty() {
+                return Err(StoreError::ModelAliased {
+                    id: model.id,
+                    aliases,
+                });
+            }
             let digests = files_of(&tx, id)?
                 .into_iter()
                 .map(|f| f.file.digest)
@@ -618,6 +643,33 @@ impl Store for SqliteStore {
             Ok(digests)
         })
         .await
+    }
+
+    async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: u32,
+        now: &str,
+        follows: Vec<super::FollowState>,
+    ) -> Result<(berth_api::ModelAlias, Option<u32>)> {
+        self.put_alias(name, alias, version, now, follows).await
+    }
+
+    async fn remove_alias(&self, name: &str, alias: &str) -> Result<u32> {
+        self.drop_alias(name, alias).await
+    }
+
+    async fn aliases(&self, name: Option<&str>) -> Result<Vec<berth_api::ModelAlias>> {
+        self.all_aliases(name).await
+    }
+
+    async fn follow_states(&self, service: Option<&str>) -> Result<Vec<super::FollowState>> {
+        self.follows(service).await
+    }
+
+    async fn put_follow_states(&self, states: Vec<super::FollowState>) -> Result<()> {
+        self.write_follows(states).await
     }
 
     async fn register_environment(&self, new: NewEnvironment) -> Result<(bool, StoredEnvironment)> {
@@ -773,7 +825,7 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::NewModelFile;
 
@@ -804,7 +856,7 @@ mod tests {
         }
     }
 
-    fn new_model(name: &str, digest: &str) -> NewModel {
+    pub(in crate::store) fn new_model(name: &str, digest: &str) -> NewModel {
         NewModel {
             name: name.into(),
             kind: ModelKind::File,

@@ -17,7 +17,7 @@
   const EVENT_TYPES = [
     'operation.started', 'operation.succeeded', 'operation.failed',
     'service.state_changed', 'service.deleted', 'service.scaled',
-    'replica.restarted', 'replica.killed', 'model.registered',
+    'replica.restarted', 'replica.killed', 'model.registered', 'model.alias_moved',
   ];
   const TABS = [
     ['overview', 'Overview'], ['revisions', 'Revisions'], ['traffic', 'Traffic'],
