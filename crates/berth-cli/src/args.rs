@@ -284,6 +284,12 @@ pub struct UpdateServiceArgs {
     /// Request and response bodies in the request log on or off
     #[arg(long = "request-log-bodies", value_parser = flag_bool, value_name = "BOOL")]
     pub request_log_bodies: Option<bool>,
+    /// Apply what the followed aliases (`-m NAME@ALIAS`) point at now
+    #[arg(long, conflicts_with_all = ["models", "model_metadata_files"])]
+    pub follow: bool,
+    /// What the service does when a followed alias moves: `auto` or `manual`
+    #[arg(long = "follow-policy", value_parser = ["auto", "manual"])]
+    pub follow_policy: Option<String>,
     /// Return once the update is accepted
     #[arg(long)]
     pub no_wait: bool,
@@ -450,17 +456,47 @@ pub enum ModelCommand {
     Download(DownloadArgs),
     /// Change description and tags, add properties
     Update(UpdateArgs),
-    /// Delete a model version no service uses
+    /// Delete a model version no service uses and no alias points at
     Delete(IdArg),
+    /// Set, move, remove and list aliases (`NAME@ALIAS` in `-m` follows them)
+    #[command(subcommand)]
+    Alias(AliasCommand),
     /// Deploy models as a new scoring service
     Deploy(DeployArgs),
+}
+
+/// `berth model alias ...`
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Point an alias at a version (services following `NAME@ALIAS` move with it)
+    Set {
+        /// Model name
+        name: String,
+        /// Alias name (model-name rules; `latest` is reserved)
+        alias: String,
+        /// Version it points at
+        version: u32,
+    },
+    /// Remove an alias (followers keep serving their version)
+    Remove {
+        /// Model name
+        name: String,
+        /// Alias name
+        alias: String,
+    },
+    /// List the aliases of one model, or of all
+    List {
+        /// Model name
+        name: Option<String>,
+    },
 }
 
 /// What a deploy or an update names: models, entry script and source, environment,
 /// deployment config (the reference's `-m/-f/--ic/--dc/--es/--sd/-e/--ev`).
 #[derive(Debug, Args)]
 pub struct ServiceSourceArgs {
-    /// Model `name:version` (or `name:latest`); repeatable (replaces the model list on update)
+    /// Model `name:version`, `name:latest`, or `name@alias` / `name@latest` (the
+    /// service then follows it); repeatable (replaces the model list on update)
     #[arg(short = 'm', long = "model", value_name = "NAME:VERSION")]
     pub models: Vec<String>,
     /// Model metadata file written by `model register -t`; repeatable

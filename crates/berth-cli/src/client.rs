@@ -578,6 +578,37 @@ impl Client {
             .await
     }
 
+    /// `PUT /v1/models/{name}/aliases/{alias}`.
+    pub async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: u32,
+    ) -> Result<berth_api::AliasMoved> {
+        let path = format!("/v1/models/{}/aliases/{}", segment(name), segment(alias));
+        self.json(
+            self.request(Method::PUT, &path)
+                .json(&berth_api::SetAliasRequest { version }),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/models/{name}/aliases/{alias}`.
+    pub async fn remove_alias(&self, name: &str, alias: &str) -> Result<()> {
+        let path = format!("/v1/models/{}/aliases/{}", segment(name), segment(alias));
+        self.send(self.request(Method::DELETE, &path)).await?;
+        Ok(())
+    }
+
+    /// The aliases of one model, or of all.
+    pub async fn aliases(&self, name: Option<&str>) -> Result<berth_api::ModelAliasList> {
+        let path = match name {
+            Some(name) => format!("/v1/models/{}/aliases", segment(name)),
+            None => "/v1/aliases".to_owned(),
+        };
+        self.json(self.request(Method::GET, &path)).await
+    }
+
     /// `DELETE` a version.
     pub async fn delete_model(&self, name: &str, version: u32) -> Result<()> {
         let path = format!("/v1/models/{}/versions/{version}", segment(name));

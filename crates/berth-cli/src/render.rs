@@ -22,7 +22,7 @@ pub fn line(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table(header: &[&str]) -> Table {
+pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
     table.set_header(header.iter().map(|h| h.to_string()));
@@ -70,9 +70,16 @@ pub fn models(models: &[Model], format: OutputFormat) -> anyhow::Result<()> {
         "SIZE",
         "FRAMEWORK",
         "TAGS",
+        "ALIASES",
         "CREATED",
     ]);
     for m in models {
+        let own: std::collections::BTreeMap<String, u32> = m
+            .aliases
+            .iter()
+            .filter(|(_, v)| **v == m.version)
+            .map(|(a, v)| (a.clone(), *v))
+            .collect();
         t.add_row(vec![
             m.name.clone(),
             m.version.to_string(),
@@ -80,10 +87,77 @@ pub fn models(models: &[Model], format: OutputFormat) -> anyhow::Result<()> {
             size(m.size),
             m.framework.clone().unwrap_or_default(),
             key_values(&m.tags),
+            own.keys().cloned().collect::<Vec<_>>().join(", "),
             m.created_time.clone(),
         ]);
     }
     line(&t.to_string())
+}
+
+/// `champion → 7, canary → 8`.
+pub fn aliases_line(aliases: &std::collections::BTreeMap<String, u32>) -> String {
+    aliases
+        .iter()
+        .map(|(a, v)| format!("{a} → {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `m@champion → 7 (auto), update available: m@champion → 8`.
+pub fn follows_line(follows: &[berth_api::Follow]) -> String {
+    follows
+        .iter()
+        .map(|f| {
+            let mut text = format!("{} → {} ({})", f.reference, f.version, f.policy.as_str());
+            if let Some(v) = f.pending {
+                text.push_str(&format!(", rolling out: {} → {v}", f.reference));
+            }
+            if let Some(v) = f.rejected {
+                text.push_str(&format!(
+                    ", rejected: {}:{v} failed or was rolled back here; not retried until the alias moves",
+                    f.reference.split('@').next().unwrap_or_default()
+                ));
+            }
+            if let Some(v) = f.available {
+                text.push_str(&format!(", update available: {} → {v}", f.reference));
+            }
+            text
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One line per follower of a registration or alias move: what happens to it.
+pub fn follower_plans(plans: &[berth_api::FollowerPlan]) -> Vec<String> {
+    use berth_api::FollowerAction as A;
+    plans
+        .iter()
+        .map(|p| {
+            let from = p.from.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            let head = format!("{} follows {} ({from} → {})", p.service, p.reference, p.to);
+            let what = match p.action {
+                A::AutoRollout => format!(
+                    "automatic rollout started (operation {})",
+                    p.operation.as_deref().unwrap_or("?")
+                ),
+                A::Queued => "busy: the rollout is queued and starts when its operation ends".into(),
+                A::UpdateAvailable => format!(
+                    "update available (followPolicy manual): berth service update -n {} --follow",
+                    p.service
+                ),
+                A::Rejected => format!(
+                    "rejected: version {} failed or was rolled back on this service; move the alias to another version to retry",
+                    p.to
+                ),
+                A::UpToDate => "up to date".into(),
+                A::Failed => format!(
+                    "the rollout could not start: {}",
+                    p.message.as_deref().unwrap_or("unknown reason")
+                ),
+            };
+            format!("{head}: {what}")
+        })
+        .collect()
 }
 
 /// Prints one model with its files.
@@ -116,6 +190,7 @@ pub fn model(m: &Model, format: OutputFormat) -> anyhow::Result<()> {
         ("properties", key_values(&m.properties)),
         ("created", m.created_time.clone()),
         ("used by", m.used_by.join(", ")),
+        ("aliases", aliases_line(&m.aliases)),
     ];
     for (k, v) in rows {
         t.add_row(vec![k.to_owned(), v]);
@@ -316,6 +391,7 @@ pub fn service(s: &Service, format: OutputFormat) -> anyhow::Result<()> {
                 .unwrap_or_default(),
         ),
         ("models", s.models.join(", ")),
+        ("follows", follows_line(&s.follows)),
         ("environment", s.environment.clone()),
         ("entry script", s.entry_script.clone()),
         ("scoring uri", s.scoring_uri.clone().unwrap_or_default()),

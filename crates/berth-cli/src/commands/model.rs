@@ -8,7 +8,7 @@ use berth_api::names::ModelRef;
 use berth_api::{ModelKind, RegisterModelMetadata, UpdateModelRequest};
 
 use crate::args::{
-    DownloadArgs, GlobalArgs, IdArg, ListArgs, ModelCommand, ModelSelector, OutputFormat,
+    AliasCommand, DownloadArgs, GlobalArgs, IdArg, ListArgs, ModelCommand, ModelSelector, OutputFormat,
     RegisterArgs, UpdateArgs, UsageError,
 };
 use crate::client::Client;
@@ -20,8 +20,9 @@ pub async fn run(command: ModelCommand, global: &GlobalArgs) -> anyhow::Result<(
     match command {
         ModelCommand::Register(args) => register(&client, args, global.output).await,
         ModelCommand::List(args) => list(&client, args, global.output).await,
+        ModelCommand::Alias(command) => alias(&client, command, global.output).await,
         ModelCommand::Show(selector) => {
-            let (name, version) = select(&selector)?;
+            let (name, version) = select(&client, &selector).await?;
             let model = client
                 .model(&name, version)
                 .await
@@ -57,16 +58,91 @@ fn usage(message: String) -> UsageError {
     }
 }
 
-fn select(selector: &ModelSelector) -> Result<(String, Option<u32>), UsageError> {
+async fn select(
+    client: &Client,
+    selector: &ModelSelector,
+) -> anyhow::Result<(String, Option<u32>)> {
     match (&selector.id, &selector.name) {
         (Some(id), _) => {
             let r = ModelRef::parse(id).map_err(usage)?;
-            Ok((r.name, r.version))
+            match r.alias.as_deref() {
+                None | Some(berth_api::names::LATEST_ALIAS) => Ok((r.name, r.version)),
+                Some(alias) => {
+                    let list = client.aliases(Some(&r.name)).await?;
+                    let found = list.value.iter().find(|a| a.alias == alias).ok_or_else(|| UsageError {
+                        message: format!("model `{}` has no alias `{alias}`", r.name),
+                        hint: Some(format!("`berth model alias list {}` shows its aliases", r.name)),
+                    })?;
+                    Ok((r.name, Some(found.version)))
+                }
+            }
         }
         (None, Some(name)) => Ok((name.clone(), selector.version)),
         (None, None) => Err(usage(
             "name a model with `-i name:version` or `-n name`".into(),
-        )),
+        )
+        .into()),
+    }
+}
+
+async fn alias(client: &Client, command: AliasCommand, output: OutputFormat) -> anyhow::Result<()> {
+    match command {
+        AliasCommand::Set {
+            name,
+            alias,
+            version,
+        } => {
+            berth_api::names::check_model_name(&name).map_err(usage)?;
+            berth_api::names::check_alias_name(&alias).map_err(usage)?;
+            let moved = client
+                .set_alias(&name, &alias, version)
+                .await
+                .with_context(|| format!("cannot set alias `{name}@{alias}`"))?;
+            if output == OutputFormat::Json {
+                return render::json(&moved);
+            }
+            match moved.previous {
+                Some(previous) if previous != version => {
+                    eprintln!("Moved {name}@{alias}: {previous} → {version}")
+                }
+                Some(_) => eprintln!("{name}@{alias} already points at {version}"),
+                None => eprintln!("Set {name}@{alias} → {version}"),
+            }
+            if moved.followers.is_empty() {
+                eprintln!("No service follows {name}@{alias}");
+            }
+            for line in render::follower_plans(&moved.followers) {
+                eprintln!("{line}");
+            }
+            Ok(())
+        }
+        AliasCommand::Remove { name, alias } => {
+            client
+                .remove_alias(&name, &alias)
+                .await
+                .with_context(|| format!("cannot remove alias `{name}@{alias}`"))?;
+            eprintln!("Removed alias {name}@{alias}");
+            Ok(())
+        }
+        AliasCommand::List { name } => {
+            let list = client
+                .aliases(name.as_deref())
+                .await
+                .context("cannot list aliases")?;
+            if output == OutputFormat::Json {
+                return render::json(&list);
+            }
+            let mut t = render::table(&["NAME", "ALIAS", "VERSION", "UPDATED"]);
+            for a in &list.value {
+                t.add_row(vec![
+                    a.name.clone(),
+                    a.alias.clone(),
+                    a.version.to_string(),
+                    a.updated_time.clone(),
+                ]);
+            }
+            render::line(&t.to_string())
+        }
     }
 }
 
@@ -147,6 +223,9 @@ async fn register(client: &Client, args: RegisterArgs, output: OutputFormat) -> 
         render::size(model.size),
         model.file_count
     );
+    for line in render::follower_plans(&model.followers) {
+        eprintln!("{line}");
+    }
     if let Ok(services) = client.list_services().await {
         let prefix = format!("{}:", model.name);
         for service in services.value {

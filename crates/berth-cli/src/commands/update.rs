@@ -87,7 +87,7 @@ pub async fn build_patch(
             .collect();
         patch.insert("properties".into(), Value::Object(props));
     }
-    let options: [(&[&str], Option<Value>); 27] = [
+    let options: [(&[&str], Option<Value>); 29] = [
         (&["description"], a.description.clone().map(Value::String)),
         (&["authEnabled"], a.auth_enabled.map(Value::Bool)),
         (&["tokenAuthEnabled"], a.token_auth_enabled.map(Value::Bool)),
@@ -178,6 +178,8 @@ pub async fn build_patch(
             a.enable_app_insights.map(Value::Bool),
         ),
         (&["requestLogBodies"], a.request_log_bodies.map(Value::Bool)),
+        (&["followPolicy"], a.follow_policy.clone().map(Value::String)),
+        (&["follow"], a.follow.then_some(Value::Bool(true))),
     ];
     for (path, value) in options {
         if let Some(value) = value {
