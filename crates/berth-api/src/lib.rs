@@ -39,10 +39,10 @@ pub use rollout::{
     SetTrafficRequest, ShadowSettings, Traffic, TrafficEntry, TrafficShare,
 };
 pub use service::{
-    CreateServiceRequest, Follow, InferenceConfigRequest, InferenceSpec, Operation, OperationAccepted,
-    OperationError, OperationEvent, OperationState, OperationType, RegenerateKeyRequest, Revision,
-    RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec,
-    ServiceState, ServiceToken,
+    CreateServiceRequest, Follow, InferenceConfigRequest, InferenceSpec, Operation,
+    OperationAccepted, OperationError, OperationEvent, OperationState, OperationType,
+    RegenerateKeyRequest, Revision, RevisionList, RollbackRequest, Service, ServiceKeys,
+    ServiceList, ServiceLogs, ServiceSpec, ServiceState, ServiceToken,
 };
 pub use snapshot::Snapshot;
 pub use studio::{SeriesList, SeriesPoint, ServiceSeries, StudioCode};

@@ -36,9 +36,14 @@ fn parse_ref(text: &str) -> Result<(String, Option<u32>), UsageError> {
         message: e.replace("model", "environment"),
         hint: None,
     })?;
-    if r.alias.as_deref().is_some_and(|a| a != berth_api::names::LATEST_ALIAS) {
+    if r.alias
+        .as_deref()
+        .is_some_and(|a| a != berth_api::names::LATEST_ALIAS)
+    {
         return Err(UsageError {
-            message: format!("environment reference `{text}` names an alias: environments have none"),
+            message: format!(
+                "environment reference `{text}` names an alias: environments have none"
+            ),
             hint: Some("write `name`, `name:version` or `name@latest`".into()),
         });
     }

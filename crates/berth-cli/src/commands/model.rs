@@ -8,8 +8,8 @@ use berth_api::names::ModelRef;
 use berth_api::{ModelKind, RegisterModelMetadata, UpdateModelRequest};
 
 use crate::args::{
-    AliasCommand, DownloadArgs, GlobalArgs, IdArg, ListArgs, ModelCommand, ModelSelector, OutputFormat,
-    RegisterArgs, UpdateArgs, UsageError,
+    AliasCommand, DownloadArgs, GlobalArgs, IdArg, ListArgs, ModelCommand, ModelSelector,
+    OutputFormat, RegisterArgs, UpdateArgs, UsageError,
 };
 use crate::client::Client;
 use crate::render;
@@ -69,19 +69,25 @@ async fn select(
                 None | Some(berth_api::names::LATEST_ALIAS) => Ok((r.name, r.version)),
                 Some(alias) => {
                     let list = client.aliases(Some(&r.name)).await?;
-                    let found = list.value.iter().find(|a| a.alias == alias).ok_or_else(|| UsageError {
-                        message: format!("model `{}` has no alias `{alias}`", r.name),
-                        hint: Some(format!("`berth model alias list {}` shows its aliases", r.name)),
-                    })?;
+                    let found = list
+                        .value
+                        .iter()
+                        .find(|a| a.alias == alias)
+                        .ok_or_else(|| UsageError {
+                            message: format!("model `{}` has no alias `{alias}`", r.name),
+                            hint: Some(format!(
+                                "`berth model alias list {}` shows its aliases",
+                                r.name
+                            )),
+                        })?;
                     Ok((r.name, Some(found.version)))
                 }
             }
         }
         (None, Some(name)) => Ok((name.clone(), selector.version)),
-        (None, None) => Err(usage(
-            "name a model with `-i name:version` or `-n name`".into(),
-        )
-        .into()),
+        (None, None) => {
+            Err(usage("name a model with `-i name:version` or `-n name`".into()).into())
+        }
     }
 }
 

@@ -178,7 +178,10 @@ pub async fn build_patch(
             a.enable_app_insights.map(Value::Bool),
         ),
         (&["requestLogBodies"], a.request_log_bodies.map(Value::Bool)),
-        (&["followPolicy"], a.follow_policy.clone().map(Value::String)),
+        (
+            &["followPolicy"],
+            a.follow_policy.clone().map(Value::String),
+        ),
         (&["follow"], a.follow.then_some(Value::Bool(true))),
     ];
     for (path, value) in options {

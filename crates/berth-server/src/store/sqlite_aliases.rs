@@ -223,7 +223,10 @@ mod tests {
         assert_eq!(store.alias_version("m", "champion").await.unwrap(), 2);
         match store.delete_model("m", 2).await {
             Err(StoreError::ModelAliased { id, aliases }) => {
-                assert_eq!((id.as_str(), aliases), ("m:2", vec!["m@champion".to_owned()]));
+                assert_eq!(
+                    (id.as_str(), aliases),
+                    ("m:2", vec!["m@champion".to_owned()])
+                );
             }
             other => panic!("expected ModelAliased, got {other:?}"),
         }

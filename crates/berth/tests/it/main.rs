@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod aliases;
 mod auth;
 mod cli;
 mod containment;
