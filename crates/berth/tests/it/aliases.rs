@@ -156,7 +156,7 @@ async fn aliases_move_list_and_remove_and_an_aliased_version_cannot_be_deleted()
         &set_alias(&server, "-bad", 1).await,
         400,
         "invalid_argument",
-        "alias name `-bad`",
+        "lias name `-bad`",
     );
     assert_error(
         &set_alias(&server, "x", 9).await,
