@@ -302,9 +302,11 @@ async fn followers_roll_out_when_the_alias_moves_and_when_a_new_version_is_regis
         .await;
     assert_eq!(op["state"], "Succeeded", "{op}");
     assert_eq!(op["operationType"], "Update");
+    let log = messages(&op);
+    assert_eq!(log[0], "Update accepted: revision 2", "{log:?}");
     assert_eq!(
-        messages(&op).first().map(String::as_str),
-        Some("Started by Berth: alias moved weights@champion 1 → 2")
+        log[1], "Started by Berth: alias moved weights@champion 1 → 2",
+        "{log:?}"
     );
     assert_eq!(served(&server, "champ").await, "v2");
     let (_, revisions) = server.get_json("/v1/services/champ/revisions").await;
