@@ -624,6 +624,59 @@ mod tests {
     }
 
     #[test]
+    fn follows_and_follower_plans_say_what_happens() {
+        use berth_api::{Follow, FollowPolicy, FollowerAction, FollowerPlan};
+        let follow = |available, pending, rejected| Follow {
+            reference: "m@champion".into(),
+            version: 7,
+            policy: FollowPolicy::Manual,
+            available,
+            pending,
+            rejected,
+        };
+        assert_eq!(
+            super::follows_line(&[follow(None, None, None)]),
+            "m@champion → 7 (manual)"
+        );
+        assert_eq!(
+            super::follows_line(&[follow(Some(8), None, None)]),
+            "m@champion → 7 (manual), update available: m@champion → 8"
+        );
+        let rejected = super::follows_line(&[follow(None, None, Some(8))]);
+        assert!(rejected.contains("rejected: m:8"), "{rejected}");
+        let plan = |action, operation: Option<&str>| FollowerPlan {
+            service: "svc".into(),
+            reference: "m@champion".into(),
+            from: Some(7),
+            to: 8,
+            action,
+            operation: operation.map(str::to_owned),
+            message: None,
+        };
+        let lines = super::follower_plans(&[
+            plan(FollowerAction::AutoRollout, Some("op-1")),
+            plan(FollowerAction::Queued, None),
+            plan(FollowerAction::UpdateAvailable, None),
+            plan(FollowerAction::Rejected, None),
+        ]);
+        assert_eq!(
+            lines[0],
+            "svc follows m@champion (7 → 8): automatic rollout started (operation op-1)"
+        );
+        assert!(lines[1].contains("queued"), "{}", lines[1]);
+        assert!(
+            lines[2].contains("berth service update -n svc --follow"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3].contains("another version to retry"),
+            "{}",
+            lines[3]
+        );
+    }
+
+    #[test]
     fn sizes_read_naturally() {
         assert_eq!(size(12), "12 B");
         assert_eq!(size(1536), "1.5 KiB");
