@@ -105,6 +105,7 @@ class Model:
         run_id: Optional[str] = None,
         model_framework: Optional[str] = None,
         expand: bool = True,
+        alias: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
         self.workspace = workspace
@@ -115,6 +116,22 @@ class Model:
             return
         if not id and not name:
             raise WebserviceException("Error, one of id or name must be provided.")
+        if id and "@" in id:
+            name, _, alias = id.partition("@")
+            id = None
+        if alias is not None:
+            if version is not None:
+                raise WebserviceException(
+                    f"Error, give either version ({version}) or alias ({alias!r}) for model {name}, not both."
+                )
+            assert name is not None
+            if alias == "latest":
+                payload = Model._fetch(workspace, name, None)
+            else:
+                payload = Model._fetch(workspace, name, Model._alias_version(workspace, name, alias))
+            self._apply(payload)
+            self.reference = f"{name}@{alias}"
+            return
         if id:
             if ":" not in id:
                 raise WebserviceException(f"Error, invalid model id {id}: it must be <name>:<version>.")
@@ -175,6 +192,12 @@ class Model:
         self.content_digest: str = ""
         #: Berth: services whose revisions use this version.
         self.used_by: List[str] = []
+        #: Berth: the aliases of this model name, alias → version.
+        self.aliases: Dict[str, int] = {}
+        #: Berth: ``name@alias`` when fetched by alias (deploying it makes the service follow it).
+        self.reference: Optional[str] = None
+        #: Berth: after a registration, the services following ``name@latest`` and what happens to each.
+        self.followers: List[Dict[str, Any]] = []
 
     def _apply(self, payload: Dict[str, Any]) -> None:
         self._payload = dict(payload)
@@ -196,6 +219,8 @@ class Model:
         self.file_count = int(payload.get("fileCount") or 0)
         self.content_digest = str(payload.get("contentDigest") or "")
         self.used_by = list(payload.get("usedBy") or [])
+        self.aliases = {str(k): int(v) for k, v in (payload.get("aliases") or {}).items()}
+        self.followers = list(payload.get("followers") or [])
         self.url = f"{self.workspace.endpoint}/v1/models/{quote(self.name, safe='')}/versions/{self.version}/content"
 
     @staticmethod
@@ -465,6 +490,51 @@ class Model:
     def add_properties(self, properties: Dict[str, str]) -> None:
         """Adds properties (add-only: existing keys cannot be changed)."""
         self._patch({"addProperties": self._new_properties(properties)})
+
+    @staticmethod
+    def _alias_version(workspace: "Workspace", name: str, alias: str) -> int:
+        listed: Dict[str, Any] = workspace.service_context.json(
+            "GET", f"/v1/models/{quote(name, safe='')}/aliases", what="list aliases"
+        )
+        for item in listed.get("value") or []:
+            if item.get("alias") == alias:
+                return int(item["version"])
+        raise ModelNotFoundException(
+            f"ModelNotFound: Model {name} has no alias {alias!r}; Model.set_alias sets one",
+            code="not_found",
+            status_code=404,
+        )
+
+    def set_alias(self, alias: str, version: Optional[int] = None) -> Dict[str, Any]:
+        """Berth: points ``name@alias`` at ``version`` (this model's version by default).
+
+        Services following the alias are updated (``followPolicy: auto``), queued while busy, or
+        shown the update (``manual``). Returns the answer: ``alias``, ``previous`` and ``followers``
+        (each with ``service``, ``reference``, ``from``, ``to``, ``action``).
+
+        :raises WebserviceException: ``latest`` or an invalid alias name (400), no such version (404).
+        """
+        target = self.version if version is None else version
+        if not isinstance(target, int) or isinstance(target, bool):
+            raise WebserviceException(f"Error, version must be an int, not {target!r}.")
+        answer: Dict[str, Any] = self.workspace.service_context.json(
+            "PUT",
+            f"/v1/models/{quote(self.name, safe='')}/aliases/{quote(alias, safe='')}",
+            json_body={"version": target},
+            what="set alias",
+        )
+        self.aliases[alias] = target
+        return answer
+
+    def remove_alias(self, alias: str) -> None:
+        """Berth: removes ``name@alias``; services following it keep serving their version."""
+        self.workspace.service_context.request(
+            "DELETE",
+            f"/v1/models/{quote(self.name, safe='')}/aliases/{quote(alias, safe='')}",
+            expect=(200, 204),
+            what="remove alias",
+        )
+        self.aliases.pop(alias, None)
 
     def delete(self) -> None:
         """Deletes this version.

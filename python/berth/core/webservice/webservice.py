@@ -418,6 +418,9 @@ class Webservice:
         self.image_details: Optional[Dict[str, Any]] = None
         self.created_by: Optional[Dict[str, Any]] = payload.get("createdBy")
         self.model_ids: List[str] = list(payload.get("models") or [])
+        #: Berth: the model aliases the service follows (``reference``, ``version``, ``policy``,
+        #: and ``available``/``pending``/``rejected`` versions when there are any).
+        self.follows: List[Dict[str, Any]] = list(payload.get("follows") or [])
         self.environment_id: Optional[str] = payload.get("environment")
         self.entry_script: Optional[str] = payload.get("entryScript")
         self.serving_revision: Optional[int] = payload.get("servingRevision")
@@ -1036,7 +1039,10 @@ def _matches(values: Dict[str, str], filters: List[str]) -> bool:
 
 
 def _model_id(model: Union[Model, str]) -> str:
-    return model.id if isinstance(model, Model) else str(model)
+    if isinstance(model, Model):
+        # A model fetched by alias is deployed as ``name@alias``: the service follows it.
+        return model.reference or model.id
+    return str(model)
 
 
 def _log_warnings(response: Response, name: str) -> None:
