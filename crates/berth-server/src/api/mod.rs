@@ -36,7 +36,7 @@ use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
 use crate::error::ApiError;
-use crate::runtime::Runtime;
+use crate::reconciler::Runtime;
 use crate::store::{ServiceStore, Store};
 
 /// What every route can reach.

@@ -337,7 +337,7 @@ pub async fn update_service(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
-    let live = !crate::runtime::needs_new_replicas(&current, &spec);
+    let live = !crate::reconciler::needs_new_replicas(&current, &spec);
     let res = &spec.deployment.container_resource_requirements;
     state
         .runtime

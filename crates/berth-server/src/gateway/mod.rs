@@ -21,7 +21,7 @@ use axum::routing::{any, get};
 
 pub use body::BodyLimits;
 pub use ports::{PortError, PortListeners};
-pub use table::{Replica, Route, RouteSettings, RouteTable};
+pub use table::{Route, RouteSettings, RouteTable};
 
 /// What the gateway routes need.
 #[derive(Clone)]

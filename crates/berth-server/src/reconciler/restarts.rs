@@ -9,8 +9,11 @@ use std::time::Duration;
 use berth_api::ServiceState;
 use tokio::sync::mpsc;
 
-use super::{Runtime, STOP_GRACE, probes, replicas};
-use crate::gateway::{Replica, Route};
+use super::{Runtime, STOP_GRACE};
+use crate::compute::ComputeTarget;
+use crate::compute::Replica;
+use crate::compute::local::probes;
+use crate::gateway::Route;
 
 /// A replica's process ended while it was serving.
 #[derive(Debug)]
@@ -40,8 +43,9 @@ impl Runtime {
             let replica = replica.clone();
             let tx = self.exits.clone();
             let service = service.to_owned();
+            let compute = self.compute;
             tokio::spawn(async move {
-                let status = replica.worker.exited().await;
+                let status = compute.exited(&replica).await;
                 replica.healthy.store(false, Ordering::Release);
                 if replica.retiring.load(Ordering::Acquire) {
                     return;
@@ -123,7 +127,7 @@ impl Runtime {
         self.set_state(&exit.service, ServiceState::Unhealthy, &health)
             .await;
         tokio::time::sleep(backoff).await;
-        let replica = match replicas::start_replica(&plan, exit.index).await {
+        let replica = match self.compute.start(&plan, exit.index).await {
             Ok(replica) => replica,
             Err(failure) => {
                 let output = failure.error.output();
@@ -140,7 +144,7 @@ impl Runtime {
         let lock = self.replica_set_lock(&exit.service);
         let _held = lock.lock().await;
         let Some(route) = self.deps.table.get(&exit.service) else {
-            replicas::stop_all(vec![replica], STOP_GRACE).await;
+            self.compute.stop(vec![replica], STOP_GRACE).await;
             return;
         };
         let still_listed = route
@@ -149,7 +153,7 @@ impl Runtime {
             .any(|r| r.index == exit.index && r.revision == exit.revision);
         if !still_listed {
             drop(route);
-            replicas::stop_all(vec![replica], STOP_GRACE).await;
+            self.compute.stop(vec![replica], STOP_GRACE).await;
             return;
         }
         let mut replicas_now: Vec<Arc<Replica>> = route

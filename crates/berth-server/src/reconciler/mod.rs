@@ -1,32 +1,32 @@
-//! The local compute target and the operations that change services.
+//! The reconciler: what runs for each service, and the operations that change it.
 //!
 //! Routes write intent (a revision and an operation) to the store and hand the
-//! operation to [`Runtime::run_operation`]; only this module starts and stops
-//! replicas and publishes routes. The rollout is: prepare the environment →
-//! lay out the revision → start the new replicas (each passes `init()`) →
-//! switch the route atomically → drain the old replicas → stop them. Any
-//! failure before the switch stops the new replicas and leaves the serving
-//! revision untouched.
+//! operation to [`Runtime::run_operation`]; only this module asks the compute
+//! target ([`crate::compute`]) for replicas and publishes gateway routes. A
+//! rollout is: prepare the environment → lay out the revision → start the
+//! candidate's replicas (each passes `init()`) → shift traffic by the
+//! revision's `rollout` strategy ([`plan`]: all at once, canary, linear or
+//! blue-green), with the gates measured by the gateway during each bake → promote
+//! (drain and stop the old replicas) or roll back (traffic back on the previous
+//! revision at once, the candidate drained and stopped). Any failure before
+//! promotion leaves the serving revision untouched.
 //!
-//! At start-up [`Runtime::restore`] fails operations a restart cut off and
-//! brings every service back to its serving revision.
+//! At start-up [`Runtime::restore`] ends operations a restart cut off (a
+//! rollout cut off in its bake ends `RolledBack`: its candidate never became
+//! the serving revision) and brings every service back to its stored traffic.
 //!
-//! While a revision serves: `probes` take hung replicas out of rotation and
-//! kill them, `restarts` replaces replicas that exit (with crash-loop
-//! backoff), `scale` runs the autoscaler (`autoscale` is its policy), and
-//! [`limits`] puts each replica under its resource limits and GPUs. Whatever
-//! changes a service's replica set holds that service's replica-set lock.
+//! While a revision serves: the compute target's probes take hung replicas out
+//! of rotation and kill them, `restarts` replaces replicas that exit (with
+//! crash-loop backoff), `scale` runs the autoscaler (`autoscale` is its
+//! policy). Whatever changes a service's replica set holds that service's
+//! replica-set lock.
 
 mod autoscale;
+mod drain;
 mod gauges;
-mod layouts;
-pub mod limits;
-mod materialise;
 mod operations;
-mod probes;
-mod replicas;
+mod resources;
 mod restarts;
-pub mod sandbox;
 mod scale;
 
 use std::collections::{HashMap, VecDeque};
@@ -38,15 +38,15 @@ use berth_api::service::ScalingDecision;
 use berth_api::{ServiceKeys, ServiceSpec};
 use tokio::sync::mpsc;
 
-pub use limits::{ReplicaLimits, ResourceManager};
-pub use materialise::revision_root;
-pub use replicas::{LaunchPlan, StartError};
+use crate::compute::ComputeTarget;
+use crate::compute::Replica;
+use crate::compute::local::{LaunchPlan, LocalTarget, ResourceManager, sandbox};
 
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
 use crate::gateway::table::admission_for;
-use crate::gateway::{Replica, Route, RouteSettings, RouteTable};
+use crate::gateway::{Route, RouteSettings, RouteTable};
 use crate::store::{ServiceStore, Store};
 use restarts::{ReplicaExit, watch_exits};
 
@@ -127,6 +127,8 @@ pub struct RuntimeDeps {
 /// The local compute target.
 pub struct Runtime {
     deps: RuntimeDeps,
+    /// Where replicas run.
+    compute: LocalTarget,
     running: Mutex<HashMap<String, ServiceRuntime>>,
     exits: mpsc::UnboundedSender<ReplicaExit>,
     /// Per service: held by whatever changes its replica set (an operation, a
@@ -156,6 +158,7 @@ impl Runtime {
         let (tx, rx) = mpsc::unbounded_channel();
         let runtime = Arc::new(Self {
             deps,
+            compute: LocalTarget,
             running: Mutex::new(HashMap::new()),
             exits: tx,
             replica_sets: Mutex::new(HashMap::new()),
@@ -492,7 +495,7 @@ impl Runtime {
         }
         let stops = routes
             .into_iter()
-            .map(|route| replicas::stop_all(route.replicas.clone(), STOP_GRACE));
+            .map(|route| self.compute.stop(route.replicas.clone(), STOP_GRACE));
         futures_util::future::join_all(stops).await;
     }
 }

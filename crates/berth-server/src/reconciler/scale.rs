@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use berth_api::service::ScalingDecision;
 
 use super::autoscale::{Decision, Policy, SAMPLE_EVERY, Window};
-use super::replicas::{self, LaunchPlan, StartFailure};
+use super::drain;
 use super::{DRAIN_LIMIT, Runtime, STOP_GRACE};
-use crate::gateway::Replica;
+use crate::compute::ComputeTarget;
+use crate::compute::Replica;
+use crate::compute::local::{LaunchPlan, StartFailure};
 
 /// How long the autoscaler waits after replicas it added failed to start.
 const RETRY_AFTER_FAILED_SCALE: Duration = Duration::from_secs(30);
@@ -154,7 +156,7 @@ impl Runtime {
             let next = Arc::new(route.with_replicas(current, per_replica));
             self.deps.table.publish(service, Some(next));
             self.record_scaling(service, &decision, reason, Ok(()));
-            replicas::drain_subset(route, retired, DRAIN_LIMIT, STOP_GRACE).await;
+            drain::drain_subset(route, retired, DRAIN_LIMIT, STOP_GRACE).await;
             return;
         }
         let outcome = {
@@ -163,7 +165,7 @@ impl Runtime {
             match self.start_more(&plan, &current, wanted).await {
                 Ok(added) => {
                     let Some(route) = self.deps.table.get(service) else {
-                        replicas::stop_all(added, STOP_GRACE).await;
+                        self.compute.stop(added, STOP_GRACE).await;
                         return;
                     };
                     let mut next = route.replicas.clone();
@@ -245,7 +247,7 @@ impl Runtime {
         count: u32,
     ) -> Result<Vec<Arc<Replica>>, StartFailure> {
         let first = current.iter().map(|r| r.index + 1).max().unwrap_or(0);
-        let starts = (first..first + count).map(|index| replicas::start_replica(plan, index));
+        let starts = (first..first + count).map(|index| self.compute.start(plan, index));
         let mut added = Vec::new();
         let mut failure = None;
         for result in futures_util::future::join_all(starts).await {
@@ -257,7 +259,7 @@ impl Runtime {
         match failure {
             None => Ok(added),
             Some(failure) => {
-                replicas::stop_all(added, STOP_GRACE).await;
+                self.compute.stop(added, STOP_GRACE).await;
                 Err(failure)
             }
         }

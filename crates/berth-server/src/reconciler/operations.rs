@@ -5,9 +5,12 @@ use std::time::Instant;
 
 use berth_api::{Operation, OperationError, OperationType, ServiceSpec, ServiceState};
 
-use super::materialise::{RevisionContent, materialise, revision_root};
-use super::replicas::{self, LaunchPlan};
+use super::drain;
 use super::{DRAIN_LIMIT, Runtime, STOP_GRACE};
+use crate::compute::local::materialise::{
+    RevisionContent, RevisionDir, materialise, revision_root,
+};
+use crate::compute::local::replicas::LaunchPlan;
 use crate::events::EventDraft;
 use crate::store::OperationOutcome;
 
@@ -250,7 +253,7 @@ impl Runtime {
         if let Some(revision) = self.with_service(service, |s| s.plan.revision) {
             in_use.push(revision);
         }
-        super::layouts::collect(
+        crate::compute::local::layouts::collect(
             &self.deps.config.data_dir,
             service,
             &in_use,
@@ -438,7 +441,7 @@ impl Runtime {
                 (e, _) if e.resource_code().is_some() => {
                     e.resource_code().unwrap_or(("ReplicaStartFailed", "the worker did not start"))
                 }
-                (super::StartError::Spawn(berth_worker::SpawnError::InitTimeout { .. }), _) => (
+                (crate::compute::local::StartError::Spawn(berth_worker::SpawnError::InitTimeout { .. }), _) => (
                     "DeploymentTimedOut",
                     "init() did not finish within the readiness limit (livenessProbeRequirements: initialDelaySeconds + periodSeconds × failureThreshold)",
                 ),
@@ -490,7 +493,7 @@ impl Runtime {
             let old_revision = old.revision.unwrap_or(0);
             log.event(&format!("Draining revision {old_revision}"))
                 .await;
-            replicas::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
+            drain::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
             log.event(&format!("Revision {old_revision} stopped")).await;
         }
         Ok(())
@@ -553,7 +556,7 @@ impl Runtime {
         spec: ServiceSpec,
         old: &ServiceSpec,
         plan: Arc<LaunchPlan>,
-        mut current: Vec<Arc<crate::gateway::Replica>>,
+        mut current: Vec<Arc<crate::compute::Replica>>,
     ) -> Result<(), OperationError> {
         for change in describe_changes(&old.deployment, &spec.deployment) {
             log.event(&format!("Live change: {change}")).await;
@@ -629,7 +632,7 @@ impl Runtime {
         ))
         .await;
         if let (Some(old_route), false) = (old_route, retired.is_empty()) {
-            replicas::drain_subset(old_route, retired, DRAIN_LIMIT, STOP_GRACE).await;
+            drain::drain_subset(old_route, retired, DRAIN_LIMIT, STOP_GRACE).await;
             log.event("Retired replicas stopped").await;
         }
         Ok(())
@@ -702,7 +705,7 @@ impl Runtime {
         service: &str,
         revision: u32,
         spec: &ServiceSpec,
-        dir: &super::materialise::RevisionDir,
+        dir: &RevisionDir,
         variables: &std::collections::BTreeMap<String, String>,
     ) -> Vec<(String, String)> {
         let entry = match &spec.inference.source_directory_name {
@@ -764,7 +767,7 @@ impl Runtime {
                     .healthy
                     .store(false, std::sync::atomic::Ordering::Release);
             }
-            replicas::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
+            drain::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
         }
         let dir = self.deps.config.data_dir.join("services").join(service);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await
