@@ -10,9 +10,12 @@
 //! read from memory; the database is never touched here.
 
 pub mod body;
+pub mod gates;
+pub mod mirror;
 pub mod ports;
 mod score;
 pub mod table;
+pub mod window;
 
 use std::sync::Arc;
 
