@@ -189,8 +189,13 @@ pub struct Operation {
     pub created_time: String,
     /// RFC 3339, once ended.
     pub end_time: Option<String>,
-    /// Why it failed.
+    /// Why it failed (or, `RolledBack`, which gate failed: its threshold and
+    /// the measured value).
     pub error: Option<OperationError>,
+    /// A progressive rollout's step, weights and gate figures (the last ones
+    /// stored, once it ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutStatus>,
     /// Its log, from `?offset=N` on.
     #[serde(default)]
     pub events: Vec<OperationEvent>,

@@ -127,6 +127,19 @@ pub async fn update_service(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
+    let (change, warnings) = prepare_update(&state, &name, body).await?;
+    let operation = state.services.change_service(change).await?;
+    Ok(accepted(&state, operation, warnings))
+}
+
+/// Validates an update body against the service's serving (else newest)
+/// revision: the change to write (with its new revision) and the warnings.
+pub(super) async fn prepare_update(
+    state: &AppState,
+    name: &str,
+    body: Value,
+) -> Result<(ServiceChange, Vec<String>), ApiError> {
+    let name = name.to_owned();
     let patch = match body {
         Value::Object(map) => map,
         Value::Array(ops) => json_patch_to_merge(&ops).map_err(ApiError::Invalid)?,
@@ -367,8 +380,7 @@ pub async fn update_service(
         properties,
         keys,
     };
-    let operation = state.services.change_service(change).await?;
-    Ok(accepted(&state, operation, warnings))
+    Ok((change, warnings))
 }
 
 pub(super) fn accepted(

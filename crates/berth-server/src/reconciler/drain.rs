@@ -12,7 +12,7 @@ use crate::gateway::Route;
 /// Waits until no request holds `route` (every request that was routed to it
 /// has been answered), at most `limit`, then stops its replicas.
 pub async fn drain(route: Arc<Route>, limit: Duration, grace: Duration) {
-    let replicas = route.replicas.clone();
+    let replicas = route.replicas().cloned().collect();
     drain_subset(route, replicas, limit, grace).await;
 }
 

@@ -25,9 +25,13 @@ mod autoscale;
 mod drain;
 mod gauges;
 mod operations;
+pub mod plan;
 mod resources;
 mod restarts;
+mod rollout;
 mod scale;
+mod shadow;
+mod traffic;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -45,10 +49,16 @@ use crate::compute::local::{LaunchPlan, LocalTarget, ResourceManager, sandbox};
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
+use crate::gateway::table::Pool;
 use crate::gateway::table::admission_for;
+use crate::gateway::window::RevisionWindow;
 use crate::gateway::{Route, RouteSettings, RouteTable};
 use crate::store::{ServiceStore, Store};
 use restarts::{ReplicaExit, watch_exits};
+
+pub use rollout::RolloutControl;
+pub use shadow::MirrorFailure;
+pub use traffic::NoRollout;
 
 /// What the runtime keeps per service.
 struct ServiceRuntime {
@@ -129,6 +139,10 @@ pub struct Runtime {
     deps: RuntimeDeps,
     /// Where replicas run.
     compute: LocalTarget,
+    /// Running progressive rollouts.
+    rollouts: rollout::Rollouts,
+    /// Replicas started for hand-made mirrors.
+    shadows: shadow::Shadows,
     running: Mutex<HashMap<String, ServiceRuntime>>,
     exits: mpsc::UnboundedSender<ReplicaExit>,
     /// Per service: held by whatever changes its replica set (an operation, a
@@ -147,6 +161,29 @@ pub fn needs_new_replicas(old: &ServiceSpec, new: &ServiceSpec) -> bool {
         || old.deployment.max_processes_per_container != new.deployment.max_processes_per_container
 }
 
+/// One pool of a route to publish.
+pub(super) struct PoolPlan {
+    /// Revision.
+    pub revision: u32,
+    /// Percent of requests.
+    pub weight: u32,
+    /// Its replicas.
+    pub replicas: Vec<Arc<Replica>>,
+    /// The revision's spec.
+    pub spec: Arc<ServiceSpec>,
+}
+
+/// The gateway settings of `spec` with `keys`.
+fn route_settings(spec: &ServiceSpec, keys: &ServiceKeys) -> RouteSettings {
+    let d = &spec.deployment;
+    RouteSettings {
+        scoring_timeout: Duration::from_millis(d.scoring_timeout_ms),
+        max_queue_wait: Duration::from_millis(d.max_queue_wait_ms),
+        keys: d.auth_enabled.then(|| keys.clone()),
+        token_auth: d.token_auth_enabled,
+    }
+}
+
 /// Drain limit for old replicas after a switch.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 /// Time a replica gets to finish after SHUTDOWN before it is killed.
@@ -159,6 +196,8 @@ impl Runtime {
         let runtime = Arc::new(Self {
             deps,
             compute: LocalTarget,
+            rollouts: rollout::Rollouts::default(),
+            shadows: shadow::Shadows::default(),
             running: Mutex::new(HashMap::new()),
             exits: tx,
             replica_sets: Mutex::new(HashMap::new()),
@@ -258,7 +297,8 @@ impl Runtime {
         (run.clone(), run.join("s"))
     }
 
-    /// Publishes a route for `service` serving `replicas` of `spec`.
+    /// Publishes a route for `service` serving `replicas` of `spec` alone
+    /// (or nothing, with `revision` `None`); returns the route it replaced.
     fn publish(
         &self,
         service: &str,
@@ -267,27 +307,78 @@ impl Runtime {
         spec: &ServiceSpec,
         keys: &ServiceKeys,
     ) -> Option<Arc<Route>> {
-        let d = &spec.deployment;
-        let route = Arc::new(Route {
-            service: service.to_owned(),
-            revision,
-            admission: Arc::new(admission_for(
-                replicas.len(),
-                d.max_concurrent_requests_per_container,
-            )),
-            replicas,
-            settings: RouteSettings {
-                scoring_timeout: Duration::from_millis(d.scoring_timeout_ms),
-                max_queue_wait: Duration::from_millis(d.max_queue_wait_ms),
-                keys: d.auth_enabled.then(|| keys.clone()),
-                token_auth: d.token_auth_enabled,
-            },
-            observability: self.deps.observability.route(service, revision, spec),
-        });
-        self.publish_cert(service, spec);
+        let pools = revision
+            .map(|revision| PoolPlan {
+                revision,
+                weight: 100,
+                replicas,
+                spec: Arc::new(spec.clone()),
+            })
+            .into_iter()
+            .collect();
+        self.publish_pools(service, pools, spec, keys)
+    }
+
+    /// Publishes a route for `service` over `pools` (the first is the stable
+    /// revision; auth comes from `stable`); returns the route it replaced.
+    /// Pools of revisions the current route already has keep their live
+    /// figures and gate windows.
+    fn publish_pools(
+        &self,
+        service: &str,
+        pools: Vec<PoolPlan>,
+        stable: &ServiceSpec,
+        keys: &ServiceKeys,
+    ) -> Option<Arc<Route>> {
+        let current = self.deps.table.get(service);
+        let pools = pools
+            .into_iter()
+            .map(|plan| {
+                let window = current
+                    .as_ref()
+                    .and_then(|r| r.pool(plan.revision))
+                    .map(|p| p.window.clone())
+                    .unwrap_or_default();
+                Arc::new(self.make_pool(service, plan, keys, window))
+            })
+            .collect();
+        drop(current);
+        let route = Arc::new(Route::new(
+            service.to_owned(),
+            route_settings(stable, keys),
+            pools,
+            self.deps.observability.route(service, None, stable),
+        ));
+        self.publish_cert(service, stable);
         let old = self.deps.table.get(service);
         self.deps.table.publish(service, Some(route));
         old
+    }
+
+    /// A gateway pool for `plan`.
+    fn make_pool(
+        &self,
+        service: &str,
+        plan: PoolPlan,
+        keys: &ServiceKeys,
+        window: Arc<RevisionWindow>,
+    ) -> Pool {
+        let d = &plan.spec.deployment;
+        Pool {
+            revision: plan.revision,
+            weight: plan.weight,
+            admission: Arc::new(admission_for(
+                plan.replicas.len(),
+                d.max_concurrent_requests_per_container,
+            )),
+            replicas: plan.replicas,
+            settings: route_settings(&plan.spec, keys),
+            observability: self
+                .deps
+                .observability
+                .route(service, Some(plan.revision), &plan.spec),
+            window,
+        }
     }
 
     /// Serves the certificate of the revision that starts serving for its
@@ -328,47 +419,25 @@ impl Runtime {
         let (Some(route), Some(spec)) = (self.deps.table.get(service), spec) else {
             return Ok(());
         };
-        let next = Arc::new(Route {
-            service: route.service.clone(),
-            revision: route.revision,
-            replicas: route.replicas.clone(),
-            settings: RouteSettings {
-                keys: spec.deployment.auth_enabled.then_some(keys),
-                ..route.settings.clone()
-            },
-            admission: route.admission.clone(),
-            observability: route.observability.clone(),
-        });
+        let next = Arc::new(route.with_settings(RouteSettings {
+            keys: spec.deployment.auth_enabled.then_some(keys.clone()),
+            ..route.settings.clone()
+        }));
+        let pools = next
+            .pools
+            .iter()
+            .map(|p| {
+                let mut settings = p.settings.clone();
+                settings.keys = next.settings.keys.clone();
+                Arc::new(Pool {
+                    settings,
+                    ..p.with_weight(p.weight)
+                })
+            })
+            .collect();
+        let next = Arc::new(next.with_pools(pools));
         self.deps.table.publish(service, Some(next));
         Ok(())
-    }
-
-    /// The serving revisions of a service with their weights.
-    pub fn traffic_shares(
-        &self,
-        service: &str,
-        serving: Option<u32>,
-    ) -> Vec<berth_api::TrafficShare> {
-        serving
-            .map(|revision| berth_api::TrafficShare {
-                revision,
-                weight: 100,
-                role: "stable".to_owned(),
-                name: None,
-            })
-            .into_iter()
-            .filter(|_| self.deps.table.get(service).is_some())
-            .collect()
-    }
-
-    /// The running rollout of a service.
-    pub fn rollout_status(&self, _service: &str) -> Option<berth_api::RolloutStatus> {
-        None
-    }
-
-    /// What mirroring measured, while a service's requests are mirrored.
-    pub fn mirror_status(&self, _service: &str) -> Option<berth_api::MirrorStatus> {
-        None
     }
 
     /// Ready and desired replicas of a service.
@@ -383,7 +452,10 @@ impl Runtime {
             .deps
             .table
             .get(service)
-            .map(|r| (r.ready_count() as u32, r.replicas.len() as u32))
+            .and_then(|r| {
+                r.primary()
+                    .map(|p| (p.ready_count() as u32, p.replicas.len() as u32))
+            })
             .unwrap_or((0, 0));
         let mut status = self
             .with_service(service, |s| ReplicaStatus {
@@ -414,7 +486,7 @@ impl Runtime {
     pub fn logs(&self, service: &str, tail: usize) -> Option<Vec<String>> {
         let route = self.deps.table.get(service)?;
         let mut lines: Vec<(std::time::SystemTime, String)> = Vec::new();
-        for replica in &route.replicas {
+        for replica in route.replicas() {
             for line in replica.worker.logs().snapshot() {
                 lines.push((
                     line.at,
@@ -456,8 +528,7 @@ impl Runtime {
             .get(service)
             .map(|route| {
                 route
-                    .replicas
-                    .iter()
+                    .replicas()
                     .map(|r| (r.revision, r.index, r.worker.logs().subscribe()))
                     .collect()
             })
@@ -493,9 +564,10 @@ impl Runtime {
         for route in &routes {
             self.deps.table.publish(&route.service, None);
         }
-        let stops = routes
-            .into_iter()
-            .map(|route| self.compute.stop(route.replicas.clone(), STOP_GRACE));
+        let stops = routes.into_iter().map(|route| {
+            self.compute
+                .stop(route.replicas().cloned().collect(), STOP_GRACE)
+        });
         futures_util::future::join_all(stops).await;
     }
 }

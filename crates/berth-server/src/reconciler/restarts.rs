@@ -13,7 +13,7 @@ use super::{Runtime, STOP_GRACE};
 use crate::compute::ComputeTarget;
 use crate::compute::Replica;
 use crate::compute::local::probes;
-use crate::gateway::Route;
+use crate::gateway::table::Pool;
 
 /// A replica's process ended while it was serving.
 #[derive(Debug)]
@@ -147,16 +147,16 @@ impl Runtime {
             self.compute.stop(vec![replica], STOP_GRACE).await;
             return;
         };
-        let still_listed = route
-            .replicas
-            .iter()
-            .any(|r| r.index == exit.index && r.revision == exit.revision);
-        if !still_listed {
+        let Some(pool) = route
+            .pool(exit.revision)
+            .filter(|p| p.replicas.iter().any(|r| r.index == exit.index))
+            .cloned()
+        else {
             drop(route);
             self.compute.stop(vec![replica], STOP_GRACE).await;
             return;
-        }
-        let mut replicas_now: Vec<Arc<Replica>> = route
+        };
+        let mut replicas_now: Vec<Arc<Replica>> = pool
             .replicas
             .iter()
             .filter(|r| r.index != exit.index)
@@ -164,10 +164,10 @@ impl Runtime {
             .collect();
         replicas_now.push(replica.clone());
         replicas_now.sort_by_key(|r| r.index);
-        let next = Arc::new(Route {
-            admission: route.admission.clone(),
-            ..route.with_replicas(replicas_now, 1)
-        });
+        let next = Arc::new(route.with_pool(Pool {
+            admission: pool.admission.clone(),
+            ..pool.with_replicas(replicas_now, 1)
+        }));
         drop(route);
         self.deps.table.publish(&exit.service, Some(next));
         self.watch(&exit.service, std::slice::from_ref(&replica), &probe);

@@ -79,11 +79,15 @@ impl Runtime {
             let Some(route) = self.deps.table.get(&service) else {
                 continue;
             };
-            let ready = route.ready_count();
-            if route.revision.is_none() || ready == 0 {
+            // A rollout or a hand-set split owns the replica counts while it runs.
+            let (Some(pool), 1) = (route.primary(), route.pools.len()) else {
+                continue;
+            };
+            let ready = pool.ready_count();
+            if ready == 0 {
                 continue;
             }
-            let current = route.replicas.len() as u32;
+            let current = pool.replicas.len() as u32;
             let load = route.queued() + route.in_flight();
             drop(route);
             let capacity = ready * per_replica as usize;
@@ -134,8 +138,11 @@ impl Runtime {
             .deps
             .table
             .get(service)
-            .filter(|r| r.revision == Some(plan.revision))
+            .filter(|r| r.revision() == Some(plan.revision) && r.pools.len() == 1)
         else {
+            return;
+        };
+        let Some(pool) = route.primary().cloned() else {
             return;
         };
         let direction = if decision.to > decision.from {
@@ -149,11 +156,11 @@ impl Runtime {
             policy.refresh.as_secs(),
             policy.target
         );
-        let mut current = route.replicas.clone();
+        let mut current = pool.replicas.clone();
         current.sort_by_key(|r| r.index);
         if decision.to < decision.from {
             let retired = current.split_off(decision.to as usize);
-            let next = Arc::new(route.with_replicas(current, per_replica));
+            let next = Arc::new(route.with_pool(pool.with_replicas(current, per_replica)));
             self.deps.table.publish(service, Some(next));
             self.record_scaling(service, &decision, reason, Ok(()));
             drain::drain_subset(route, retired, DRAIN_LIMIT, STOP_GRACE).await;
@@ -168,9 +175,14 @@ impl Runtime {
                         self.compute.stop(added, STOP_GRACE).await;
                         return;
                     };
-                    let mut next = route.replicas.clone();
+                    let Some(pool) = route.pool(plan.revision).cloned() else {
+                        drop(route);
+                        self.compute.stop(added, STOP_GRACE).await;
+                        return;
+                    };
+                    let mut next = pool.replicas.clone();
                     next.extend(added.iter().cloned());
-                    let next = Arc::new(route.with_replicas(next, per_replica));
+                    let next = Arc::new(route.with_pool(pool.with_replicas(next, per_replica)));
                     drop(route);
                     self.deps.table.publish(service, Some(next));
                     self.watch(service, &added, &probe);
