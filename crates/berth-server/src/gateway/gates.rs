@@ -5,7 +5,7 @@
 //! - `errorRate`: the candidate's 5xx rate (percent) against the baseline's rate
 //!   plus `maxErrorRate` points. The baseline counts only once it answered
 //!   `minRequests` requests in the window; before that (or without a baseline)
-//!   its rate is taken as 0.
+//!   its rate is taken as 0 and [`GateFigure::baseline`] stays empty.
 //! - `p99Latency`: only when `maxP99Ms` is set; the candidate's p99 against it.
 //!
 //! Every verdict is `pending` while the candidate answered fewer than

@@ -471,6 +471,15 @@ mod tests {
         )
     }
 
+    /// Yields (at most 10 s) until `done` holds.
+    async fn yield_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "not within 10 s: {what}");
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Waits (at most 10 s) until `done` holds.
     async fn until(mirror: &Mirror, done: impl Fn(&MirrorStatus) -> bool) -> MirrorStatus {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -713,19 +722,13 @@ mod tests {
         let body = Bytes::new();
         mirror.offer(&request("a", b""), 200, &body, Duration::ZERO);
         // The sender closure holds one clone; the task in flight one more.
-        while Arc::strong_count(&alive) < 3 {
-            tokio::task::yield_now().await;
-        }
+        yield_until("a copy in flight", || Arc::strong_count(&alive) == 3).await;
         mirror.stop();
         mirror.offer(&request("b", b""), 200, &body, Duration::ZERO);
         assert!(!mirror.sample());
         assert_eq!(mirror.status().mirrored, 1, "offers after stop are ignored");
-        let deadline = Instant::now() + Duration::from_secs(10);
         // Aborted tasks drop their futures and the sender (the closure's clone).
-        while Arc::strong_count(&alive) > 1 {
-            assert!(Instant::now() < deadline, "the shadow tasks did not end");
-            tokio::task::yield_now().await;
-        }
+        yield_until("stopped tasks end", || Arc::strong_count(&alive) == 1).await;
         drop(mirror);
 
         // Dropping a running mirror ends its tasks too.
@@ -744,15 +747,9 @@ mod tests {
         };
         let mirror = Mirror::start(settings(100), sender).expect("mirror");
         mirror.offer(&request("a", b""), 200, &body, Duration::ZERO);
-        while Arc::strong_count(&alive) < 3 {
-            tokio::task::yield_now().await;
-        }
+        yield_until("a copy in flight", || Arc::strong_count(&alive) == 3).await;
         drop(mirror);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&alive) > 1 {
-            assert!(Instant::now() < deadline, "the shadow tasks did not end");
-            tokio::task::yield_now().await;
-        }
+        yield_until("dropped tasks end", || Arc::strong_count(&alive) == 1).await;
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl WindowMark {
 }
 
 /// Requests, errors and latency over a window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WindowStats {
     /// Requests answered (including errors).
     pub requests: u64,
