@@ -89,7 +89,16 @@ mod tests {
     #[test]
     fn bad_durations_name_the_text_and_the_rule() {
         for text in [
-            "", "s", "15x", "1.5m", "-5", "1m30", "30s1m", "1s1s", "m5", "99999999999999999999h",
+            "",
+            "s",
+            "15x",
+            "1.5m",
+            "-5",
+            "1m30",
+            "30s1m",
+            "1s1s",
+            "m5",
+            "99999999999999999999h",
         ] {
             let err = parse_seconds(text).unwrap_err();
             assert!(err.contains(&format!("`{text}`")), "{err}");

@@ -155,11 +155,11 @@ mod tests {
             parse_weights("3=90,4=10"),
             Ok(weights(&[("3", 90), ("4", 10)]))
         );
+        assert_eq!(parse_weights(" 3 = 100 , "), Ok(weights(&[("3", 100)])));
         assert_eq!(
-            parse_weights(" 3 = 100 , "),
-            Ok(weights(&[("3", 100)]))
+            parse_weights("7:0,8:100"),
+            Ok(weights(&[("7", 0), ("8", 100)]))
         );
-        assert_eq!(parse_weights("7:0,8:100"), Ok(weights(&[("7", 0), ("8", 100)])));
         for (text, needle) in [
             ("3=ninety", "is not a whole percent"),
             ("3=-1", "is not a whole percent"),
@@ -180,9 +180,15 @@ mod tests {
         assert!(check_weights(&weights(&[("3", 90), ("4", 10)])).is_empty());
         assert!(check_weights(&weights(&[("3", 100), ("4", 0)])).is_empty());
         let p = check_weights(&weights(&[("3", 90), ("4", 20)])).join("\n");
-        assert!(p.contains("(3=90,4=20) sum to 110: they must sum to 100"), "{p}");
+        assert!(
+            p.contains("(3=90,4=20) sum to 110: they must sum to 100"),
+            "{p}"
+        );
         let p = check_weights(&weights(&[("3", 150)])).join("\n");
-        assert!(p.contains("`weights.3` is 150: a weight is a percent from 0 to 100"), "{p}");
+        assert!(
+            p.contains("`weights.3` is 150: a weight is a percent from 0 to 100"),
+            "{p}"
+        );
         let p = check_weights(&BTreeMap::new()).join("\n");
         assert!(p.contains("`weights` is empty"), "{p}");
         let p = check_weights(&weights(&[("x", 100)])).join("\n");
