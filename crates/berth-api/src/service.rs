@@ -274,8 +274,13 @@ pub struct Service {
     /// outside rollouts and splits).
     #[serde(default)]
     pub traffic: Vec<crate::rollout::TrafficShare>,
-    /// The running rollout: step, weights and gate figures so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The running rollout: step, weights and gate figures so far. On the wire
+    /// `rolloutStatus`: the flattened settings hold the revision's `rollout` block.
+    #[serde(
+        default,
+        rename = "rolloutStatus",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout: Option<crate::rollout::RolloutStatus>,
     /// Shadow traffic figures, while requests are mirrored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
