@@ -100,14 +100,43 @@ fn find_service(conn: &Connection, name: &str) -> Result<Option<StoredService>> 
     .transpose()
 }
 
+/// The operation in flight: its id and its kind, with the rollout it runs
+/// when it is in a progressive rollout (`Update: canary rollout of revision 4,
+/// step 1 of 1, weights 3=90 4=10`).
 fn active_operation(conn: &Connection, service: &str) -> Result<Option<(String, String)>> {
-    conn.query_row(
-        "SELECT id, kind FROM operations WHERE service = ?1 AND state IN ('NotStarted', 'Running')",
-        params![service],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-    .map_err(db("read active operation"))
+    let found: Option<(String, String, Option<String>)> = conn
+        .query_row(
+            "SELECT id, kind, rollout FROM operations WHERE service = ?1 AND state IN ('NotStarted', 'Running')",
+            params![service],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db("read active operation"))?;
+    Ok(found.map(|(id, kind, rollout)| {
+        let rollout = rollout.and_then(|text| serde_json::from_str::<StoredRollout>(&text).ok());
+        match rollout {
+            Some(r) => {
+                let weights: Vec<String> = r
+                    .status
+                    .weights
+                    .iter()
+                    .map(|(rev, w)| format!("{rev}={w}"))
+                    .collect();
+                (
+                    id,
+                    format!(
+                        "{kind}: {} rollout of revision {}, step {} of {}, weights {}; `berth service promote` or `berth service abort` ends it early",
+                        r.status.strategy.as_str(),
+                        r.status.candidate,
+                        r.status.step,
+                        r.status.steps,
+                        weights.join(" ")
+                    ),
+                )
+            }
+            None => (id, kind),
+        }
+    }))
 }
 
 fn refuse_if_busy(conn: &Connection, service: &str) -> Result<()> {
