@@ -314,6 +314,7 @@ mod tests {
                 message: "error rate 30.5% above 1.2%".into(),
                 output: vec![],
             }),
+            rollout: None,
             events: vec![],
         };
         let rollout = RolloutStatus {
