@@ -15,6 +15,7 @@ mod lifecycle;
 mod observability;
 mod registry;
 mod resources;
+mod rollouts;
 mod scaling;
 mod scoring_auth;
 mod services;
