@@ -9,6 +9,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "operation.started",
     "operation.succeeded",
     "operation.failed",
+    "operation.rolled_back",
+    "rollout.step",
     "service.state_changed",
     "service.deleted",
     "service.scaled",

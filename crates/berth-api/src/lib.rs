@@ -7,6 +7,7 @@
 
 pub mod compute;
 pub mod deployment;
+pub mod duration;
 pub mod environment;
 pub mod error;
 pub mod events;
@@ -16,6 +17,7 @@ pub mod rollout;
 pub mod service;
 pub mod snapshot;
 pub mod studio;
+pub mod traffic_split;
 pub mod workspace;
 
 pub use compute::{ComputeTarget, ComputeTargetList, LOCAL_COMPUTE, PutComputeTargetRequest};

@@ -193,8 +193,13 @@ pub struct Operation {
     pub created_time: String,
     /// RFC 3339, once ended.
     pub end_time: Option<String>,
-    /// Why it failed.
+    /// Why it failed (or, `RolledBack`, which gate failed: its threshold and
+    /// the measured value).
     pub error: Option<OperationError>,
+    /// A progressive rollout's step, weights and gate figures (the last ones
+    /// stored, once it ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutStatus>,
     /// Its log, from `?offset=N` on.
     #[serde(default)]
     pub events: Vec<OperationEvent>,
@@ -273,8 +278,13 @@ pub struct Service {
     /// outside rollouts and splits).
     #[serde(default)]
     pub traffic: Vec<crate::rollout::TrafficShare>,
-    /// The running rollout: step, weights and gate figures so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The running rollout: step, weights and gate figures so far. On the wire
+    /// `rolloutStatus`: the flattened settings hold the revision's `rollout` block.
+    #[serde(
+        default,
+        rename = "rolloutStatus",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout: Option<crate::rollout::RolloutStatus>,
     /// Shadow traffic figures, while requests are mirrored.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -121,6 +121,130 @@ pub enum ServiceCommand {
     Rollback(RollbackArgs),
     /// Start fresh replicas of the serving revision
     Redeploy(WaitableName),
+    /// Show each serving revision's weight and live figures, the running rollout and the mirror;
+    /// with `--set 3=90,4=10`, split traffic by hand (an operation)
+    Traffic(TrafficArgs),
+    /// Skip the rest of the running rollout's bake: the candidate takes all traffic now
+    Promote(ServiceName),
+    /// Roll the running rollout back at once: traffic returns to the previous revision
+    Abort(ServiceName),
+    /// Copy a share of live requests to a revision (answers compared, never returned);
+    /// `--off` stops, `--diffs` lists differing answers, no flag shows the figures
+    Mirror(MirrorArgs),
+    /// Write a new revision with the same flags as `update`, without serving it
+    /// (give it traffic with `service traffic --set`)
+    Stage(Box<UpdateServiceArgs>),
+}
+
+/// `berth service traffic`
+#[derive(Debug, Args)]
+pub struct TrafficArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// New split, `REVISION=PERCENT,...` summing to 100, e.g. `3=90,4=10`
+    #[arg(long, value_name = "REV=PERCENT,...", value_parser = weights_list)]
+    pub set: Option<std::collections::BTreeMap<String, u32>>,
+    /// Names for revisions, `REVISION=NAME,...` (v1 AksEndpoint version names; needs --set)
+    #[arg(long = "names", visible_alias = "revision-names", value_name = "REV=NAME,...", value_parser = names_list, requires = "set")]
+    pub names: Option<std::collections::BTreeMap<String, String>>,
+    /// Return once the change is accepted
+    #[arg(long, requires = "set")]
+    pub no_wait: bool,
+}
+
+/// `berth service mirror`
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Service name
+    #[arg(short = 'n', long)]
+    pub name: String,
+    /// The revision that gets the copies
+    #[arg(long, requires = "percent", conflicts_with_all = ["off", "diffs"])]
+    pub revision: Option<u32>,
+    /// Share of requests copied, 1-100
+    #[arg(long, requires = "revision", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub percent: Option<u32>,
+    /// Stop mirroring
+    #[arg(long, conflicts_with = "diffs")]
+    pub off: bool,
+    /// List the pairs of answers that differed (the first 100)
+    #[arg(long)]
+    pub diffs: bool,
+}
+
+fn weights_list(text: &str) -> Result<std::collections::BTreeMap<String, u32>, String> {
+    let weights = berth_api::traffic_split::parse_weights(text)?;
+    let problems = berth_api::traffic_split::check_weights(&weights);
+    if problems.is_empty() {
+        Ok(weights)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn names_list(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let names = berth_api::traffic_split::parse_names(text)?;
+    let problems = berth_api::traffic_split::check_names(&names);
+    if problems.is_empty() {
+        Ok(names)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// How traffic moves to the new revision (Berth's `rollout` block of the deployment config).
+#[derive(Debug, Default, Args)]
+pub struct RolloutFlags {
+    /// rolling (all at once, the default), canary, linear or blueGreen
+    #[arg(long, value_parser = strategy_name, value_name = "STRATEGY")]
+    pub strategy: Option<berth_api::RolloutStrategy>,
+    /// canary: percent of traffic on the new revision during the bake, 1-99
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=99), value_name = "PERCENT")]
+    pub canary_percent: Option<u32>,
+    /// linear: number of equal steps, 2-20
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=20))]
+    pub steps: Option<u32>,
+    /// How long each step bakes, e.g. `15s`, `2m`, `1h` (at most 24h)
+    #[arg(long, value_parser = bake_duration, value_name = "DURATION")]
+    pub bake: Option<u64>,
+    /// Gate: the new revision's 5xx rate may exceed the old one's by this many percent points (0-100)
+    #[arg(long, value_parser = percent_points, value_name = "POINTS")]
+    pub max_error_rate: Option<f64>,
+    /// Gate: the new revision's p99 latency limit, ms
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]
+    pub max_p99_ms: Option<u64>,
+    /// Gates judge nothing before the new revision answered this many requests
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub min_requests: Option<u64>,
+    /// Roll back by itself when a gate fails (default true)
+    #[arg(long, value_parser = flag_bool, value_name = "BOOL")]
+    pub auto_rollback: Option<bool>,
+}
+
+fn strategy_name(text: &str) -> Result<berth_api::RolloutStrategy, String> {
+    berth_api::RolloutStrategy::parse(text).ok_or_else(|| {
+        format!("`{text}` is not a strategy: use rolling, canary, linear or blueGreen")
+    })
+}
+
+fn bake_duration(text: &str) -> Result<u64, String> {
+    let seconds = berth_api::duration::parse_seconds(text)?;
+    if seconds > 24 * 3600 {
+        return Err(format!(
+            "`{text}` is longer than 24h: a bake lasts at most 24h"
+        ));
+    }
+    Ok(seconds)
+}
+
+fn percent_points(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{text}` is not percent points from 0 to 100 (e.g. 1 or 0.5)"
+        )),
+    }
 }
 
 /// `-n SERVICE [--no-wait]`.
@@ -290,6 +414,9 @@ pub struct UpdateServiceArgs {
     /// What the service does when a followed alias moves: `auto` or `manual`
     #[arg(long = "follow-policy", value_parser = ["auto", "manual"])]
     pub follow_policy: Option<String>,
+    /// How traffic moves to the new revision
+    #[command(flatten)]
+    pub rollout: RolloutFlags,
     /// Return once the update is accepted
     #[arg(long)]
     pub no_wait: bool,
@@ -551,6 +678,9 @@ pub struct DeployArgs {
     /// Replace an existing service of this name (rolls it to a new revision)
     #[arg(long)]
     pub overwrite: bool,
+    /// How traffic moves to a new revision (on --overwrite, and the default for later updates)
+    #[command(flatten)]
+    pub rollout: RolloutFlags,
     /// Return once the deployment is accepted
     #[arg(long)]
     pub no_wait: bool,

@@ -5,10 +5,11 @@ use std::path::Path;
 
 use berth_api::{
     CreateServiceRequest, CreateWebhookRequest, CreatedWebhook, Environment, EnvironmentList,
-    ErrorBody, Event, EventList, Model, ModelList, Operation, OperationAccepted,
-    RegenerateKeyRequest, RegisterEnvironmentRequest, RegisterEnvironmentResponse,
-    RegisterModelMetadata, RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList,
-    ServiceLogs, ServiceToken, Snapshot, StudioCode, UpdateModelRequest, WebhookList,
+    ErrorBody, Event, EventList, MirrorDiffList, MirrorStatus, Model, ModelList, Operation,
+    OperationAccepted, RegenerateKeyRequest, RegisterEnvironmentRequest,
+    RegisterEnvironmentResponse, RegisterModelMetadata, Revision, RevisionList, RollbackRequest,
+    RolloutStatus, Service, ServiceKeys, ServiceList, ServiceLogs, ServiceToken, SetMirrorRequest,
+    SetTrafficRequest, Snapshot, StudioCode, Traffic, UpdateModelRequest, WebhookList,
     WorkspaceInfo,
 };
 use futures_util::StreamExt;
@@ -503,6 +504,84 @@ impl Client {
             Method::GET,
             &format!("/v1/services/{}/revisions", segment(name)),
         ))
+        .await
+    }
+
+    /// `GET /v1/services/{name}/traffic`.
+    pub async fn traffic(&self, name: &str) -> Result<Traffic> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/v1/services/{}/traffic", segment(name)),
+        ))
+        .await
+    }
+
+    /// `PUT /v1/services/{name}/traffic`: a hand-set split (an operation).
+    pub async fn set_traffic(
+        &self,
+        name: &str,
+        request: &SetTrafficRequest,
+    ) -> Result<OperationAccepted> {
+        self.json(
+            self.request(
+                Method::PUT,
+                &format!("/v1/services/{}/traffic", segment(name)),
+            )
+            .json(request),
+        )
+        .await
+    }
+
+    /// `POST /v1/services/{name}/rollout/{action}` (`promote` or `abort`).
+    pub async fn rollout_action(&self, name: &str, action: &str) -> Result<RolloutStatus> {
+        self.json(self.request(
+            Method::POST,
+            &format!("/v1/services/{}/rollout/{action}", segment(name)),
+        ))
+        .await
+    }
+
+    /// `PUT /v1/services/{name}/mirror`.
+    pub async fn set_mirror(&self, name: &str, request: &SetMirrorRequest) -> Result<MirrorStatus> {
+        self.json(
+            self.request(
+                Method::PUT,
+                &format!("/v1/services/{}/mirror", segment(name)),
+            )
+            .json(request),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/services/{name}/mirror`.
+    pub async fn delete_mirror(&self, name: &str) -> Result<()> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/v1/services/{}/mirror", segment(name)),
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    /// `GET /v1/services/{name}/mirror/diffs`.
+    pub async fn mirror_diffs(&self, name: &str) -> Result<MirrorDiffList> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/v1/services/{}/mirror/diffs", segment(name)),
+        ))
+        .await
+    }
+
+    /// `POST /v1/services/{name}/revisions`: writes a revision (the PATCH body's
+    /// fields) without serving it.
+    pub async fn stage_revision(&self, name: &str, patch: &serde_json::Value) -> Result<Revision> {
+        self.json(
+            self.request(
+                Method::POST,
+                &format!("/v1/services/{}/revisions", segment(name)),
+            )
+            .json(patch),
+        )
         .await
     }
 

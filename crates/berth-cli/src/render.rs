@@ -1,4 +1,5 @@
-//! Printing results: tables for people, JSON for scripts.
+//! Printing results: tables for people, JSON for scripts. Progressive delivery
+//! (traffic, rollouts, mirror) is printed by [`rollout`].
 
 use std::io::Write;
 
@@ -7,6 +8,8 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 
 use crate::args::OutputFormat;
+
+pub mod rollout;
 
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -426,7 +429,11 @@ pub fn service(s: &Service, format: OutputFormat) -> anyhow::Result<()> {
                 .unwrap_or_default(),
         ),
     ];
-    for (k, v) in rows.into_iter().chain(resource_rows(s)) {
+    for (k, v) in rows
+        .into_iter()
+        .chain(rollout::service_rows(s))
+        .chain(resource_rows(s))
+    {
         if !v.is_empty() {
             t.add_row(vec![k.to_owned(), v]);
         }

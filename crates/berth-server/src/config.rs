@@ -136,7 +136,7 @@ pub struct ServerArgs {
     /// How replica resources are enforced: `auto` takes cgroup-v2, else cgroup-v1,
     /// else rlimit (CPU affinity + a memory watchdog)
     #[arg(long, env = env::BERTH_RESOURCE_ENFORCEMENT, value_enum, default_value = "auto")]
-    pub resource_enforcement: crate::runtime::limits::EnforcementChoice,
+    pub resource_enforcement: crate::compute::local::limits::EnforcementChoice,
 
     /// GPU ids replicas may be given (as CUDA_VISIBLE_DEVICES), e.g. `0,1` [default: none]
     #[arg(long, env = env::BERTH_GPUS, value_delimiter = ',', value_name = "IDS")]
@@ -145,7 +145,7 @@ pub struct ServerArgs {
     /// How workers are sandboxed: `best-effort` applies everything the kernel offers and warns
     /// naming what is missing; `strict` refuses to start replicas without all of it
     #[arg(long, env = env::BERTH_WORKER_ISOLATION, value_enum, default_value = "best-effort")]
-    pub worker_isolation: crate::runtime::sandbox::IsolationChoice,
+    pub worker_isolation: crate::compute::local::sandbox::IsolationChoice,
 
     /// User workers run as when the server runs as root [default: `berth-worker` if it exists, else `nobody`]
     #[arg(long, env = env::BERTH_WORKER_USER, value_name = "NAME")]
@@ -213,11 +213,11 @@ pub struct ServerConfig {
     /// Lay-outs of non-serving revisions kept per service.
     pub keep_revision_layouts: u32,
     /// Resource enforcement asked for.
-    pub resource_enforcement: crate::runtime::limits::EnforcementChoice,
+    pub resource_enforcement: crate::compute::local::limits::EnforcementChoice,
     /// GPU ids replicas may be given.
     pub gpus: Vec<String>,
     /// Worker sandbox mode.
-    pub worker_isolation: crate::runtime::sandbox::IsolationChoice,
+    pub worker_isolation: crate::compute::local::sandbox::IsolationChoice,
     /// User workers run as (when the server runs as root).
     pub worker_user: Option<String>,
 }

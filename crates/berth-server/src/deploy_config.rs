@@ -4,10 +4,13 @@
 //! run on the local target). Unknown keys, wrong types and out-of-range values
 //! are all reported at once, each naming the key, the value and the rule. Keys
 //! that describe cloud resources Berth does not have are accepted with a warning.
+//! The Berth `rollout` block (strategy, bake, gates, shadow) is read by [`rollout`].
 
 use berth_api::ServiceKeys;
 use berth_api::deployment::{ComputeType, DeploymentSettings};
 use serde_json::{Map, Value};
+
+mod rollout;
 
 /// A parsed deployment config.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +71,7 @@ const TOP_KEYS: &[&str] = &[
     "description",
     "tags",
     "properties",
+    "rollout",
 ];
 
 /// Cloud-only settings: accepted, unused, named in a warning.
@@ -597,6 +601,12 @@ fn read(
         }
     }
     let ssl_key = read_ssl(&mut r, &mut s);
+    // Berth extension; an update without it keeps the current settings.
+    match object.get("rollout") {
+        None => {}
+        Some(Value::Null) => s.rollout = berth_api::RolloutSettings::default(),
+        Some(block) => s.rollout = rollout::read(block, &s.rollout, &mut r.problems),
+    }
     if r.problems.is_empty() {
         Ok(ParsedDeploymentConfig {
             settings: s,
@@ -776,6 +786,73 @@ mod tests {
             timeouts.num_replicas, 2,
             "untouched fields keep their values"
         );
+    }
+
+    #[test]
+    fn a_rollout_block_is_read_on_create_and_merged_on_update() {
+        use berth_api::rollout::{RolloutSettings, RolloutStrategy};
+        let created = parse(Some(&json!({"computeType": "aks", "numReplicas": 2,
+            "rollout": {"strategy": "canary", "canaryPercent": 20, "bake": "2m", "maxP99Ms": 300}})))
+        .unwrap()
+        .settings;
+        let r = &created.rollout;
+        assert_eq!(
+            (r.strategy, r.canary_percent, r.bake_seconds, r.max_p99_ms),
+            (RolloutStrategy::Canary, 20, 120, Some(300))
+        );
+        assert_eq!(
+            parse(None).unwrap().settings.rollout,
+            RolloutSettings::default()
+        );
+        // An update without `rollout` keeps the current settings, like other settings.
+        let replicas = update(&created, json!({"numReplicas": 3})).unwrap();
+        assert_eq!(replicas.rollout, created.rollout);
+        let merged = update(&created, json!({"rollout": {"bake": "30s"}})).unwrap();
+        assert_eq!(
+            (merged.rollout.strategy, merged.rollout.bake_seconds),
+            (RolloutStrategy::Canary, 30)
+        );
+        let reset = update(&created, json!({"rollout": null})).unwrap();
+        assert_eq!(reset.rollout, RolloutSettings::default());
+        let err = update(&created, json!({"rollout": {"steps": 50}})).unwrap_err();
+        assert!(err.contains("`rollout.steps` is 50"), "{err}");
+        let err = parse(Some(
+            &json!({"computeType": "aci", "rollout": {"strategy": "big-bang"}}),
+        ))
+        .unwrap_err()
+        .join("\n");
+        assert!(err.contains("`rollout.strategy` is \"big-bang\""), "{err}");
+    }
+
+    #[test]
+    fn changing_only_the_rollout_is_a_live_change() {
+        use berth_api::service::{InferenceSpec, ServiceSpec};
+        let deployment = parse(Some(&json!({"computeType": "aks", "numReplicas": 1})))
+            .unwrap()
+            .settings;
+        let old = ServiceSpec {
+            models: vec!["m:1".into()],
+            inference: InferenceSpec {
+                entry_script: "score.py".into(),
+                source_snapshot: "sha256:00".into(),
+                source_directory_name: None,
+                environment: "env:1".into(),
+            },
+            deployment,
+        };
+        let mut new = old.clone();
+        new.deployment = update(
+            &old.deployment,
+            json!({"rollout": {"strategy": "linear", "steps": 5, "bake": "1m",
+                "maxErrorRate": 2, "minRequests": 10, "autoRollback": false,
+                "shadow": {"percent": 20}}}),
+        )
+        .unwrap();
+        assert_ne!(old.deployment.rollout, new.deployment.rollout);
+        assert!(!crate::reconciler::needs_new_replicas(&old, &new));
+        // The same check still sees a rolling change next to it.
+        new.models = vec!["m:2".into()];
+        assert!(crate::reconciler::needs_new_replicas(&old, &new));
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// Resources that cannot be given (the message names request, free, configured, fix).
-    pub fn unschedulable(err: crate::runtime::limits::LimitsError) -> Self {
+    pub fn unschedulable(err: crate::compute::local::limits::LimitsError) -> Self {
         Self::Unschedulable(err.to_string())
     }
 

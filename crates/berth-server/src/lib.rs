@@ -26,6 +26,7 @@ pub mod admin;
 pub mod api;
 pub mod archive;
 pub mod blobs;
+pub mod compute;
 pub mod config;
 pub mod deploy_config;
 pub mod disk;
@@ -39,7 +40,7 @@ pub mod health;
 pub mod metrics;
 pub mod nocode;
 pub mod observability;
-pub mod runtime;
+pub mod reconciler;
 pub mod shutdown;
 pub mod store;
 pub mod studio;
@@ -104,10 +105,10 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     /// The asked-for resource enforcement cannot be used.
     #[error("cannot set up resource enforcement")]
-    Resources(#[from] runtime::limits::LimitsError),
+    Resources(#[from] compute::local::limits::LimitsError),
     /// The worker sandbox cannot be set up.
     #[error("cannot set up worker isolation")]
-    Isolation(#[from] runtime::sandbox::IsolationError),
+    Isolation(#[from] compute::local::sandbox::IsolationError),
     /// Serving failed.
     #[error("the server stopped with an error")]
     Serve(#[source] std::io::Error),
@@ -205,11 +206,11 @@ pub async fn run(
         Some(Arc::new(store::trust::Watermark::new(&config.data_dir))),
     )
     .await;
-    let resources = Arc::new(runtime::ResourceManager::start(
+    let resources = Arc::new(compute::local::ResourceManager::start(
         config.resource_enforcement,
         &config.gpus,
     )?);
-    let isolation = Arc::new(runtime::sandbox::Isolation::start(
+    let isolation = Arc::new(compute::local::sandbox::Isolation::start(
         config.worker_isolation,
         config.worker_user.as_deref(),
         &config.data_dir,
@@ -233,7 +234,7 @@ pub async fn run(
     };
     let ports = Arc::new(gateway::PortListeners::new(gateway_state.clone(), limits));
     let follow = follow::Follow::new(store.clone(), store.clone(), events.clone());
-    let runtime = runtime::Runtime::new(runtime::RuntimeDeps {
+    let runtime = reconciler::Runtime::new(reconciler::RuntimeDeps {
         store: store.clone(),
         services: store.clone(),
         blobs: blobs.clone(),

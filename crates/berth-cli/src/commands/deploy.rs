@@ -414,10 +414,25 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: OutputFormat) -> 
             .into());
         }
     };
-    let deployment_config = match &args.source.deploy_config {
+    let mut deployment_config = match &args.source.deploy_config {
         Some(path) => Some(super::dc_file::read(path)?),
         None => None,
     };
+    match &mut deployment_config {
+        Some(Value::Object(config)) => {
+            super::rollout::merge_rollout(config, &args.rollout);
+        }
+        // A config file that is not an object is refused by the server as it is.
+        Some(_) => {}
+        None => {
+            // Without `--dc` the service is local; the rollout flags need a config to live in.
+            let mut config = serde_json::Map::new();
+            if super::rollout::merge_rollout(&mut config, &args.rollout) {
+                config.insert("computeType".into(), Value::String("local".into()));
+                deployment_config = Some(Value::Object(config));
+            }
+        }
+    }
     let request = CreateServiceRequest {
         name: args.name.clone(),
         description: args.description.clone(),

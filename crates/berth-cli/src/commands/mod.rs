@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod environment;
 pub mod events;
 pub mod model;
+pub mod rollout;
 pub mod service;
 pub mod studio;
 pub mod update;

@@ -1,4 +1,5 @@
-//! `berth service list|show|logs|wait|run|keys|delete`, and following operations.
+//! `berth service list|show|logs|wait|run|keys|delete`, and following operations
+//! (a rolled-back one fails with its gate); the rollout verbs live in `rollout`.
 
 use std::time::Duration;
 
@@ -42,6 +43,17 @@ pub async fn run(command: ServiceCommand, global: &GlobalArgs) -> anyhow::Result
             render::service(&service, global.output)
         }
         ServiceCommand::Update(args) => super::update::update(&client, *args, global.output).await,
+        ServiceCommand::Stage(args) => super::rollout::stage(&client, *args, global.output).await,
+        ServiceCommand::Traffic(args) => {
+            super::rollout::traffic(&client, args, global.output).await
+        }
+        ServiceCommand::Promote(s) => {
+            super::rollout::rollout_action(&client, &s.name, "promote", global.output).await
+        }
+        ServiceCommand::Abort(s) => {
+            super::rollout::rollout_action(&client, &s.name, "abort", global.output).await
+        }
+        ServiceCommand::Mirror(args) => super::rollout::mirror(&client, args, global.output).await,
         ServiceCommand::Revisions(s) => {
             let list = client
                 .revisions(&s.name)
@@ -262,6 +274,15 @@ pub async fn wait_for_operation(
             render::line(&format!("Scoring URI: {uri}"))?;
         }
         return Ok(());
+    }
+    if operation.state == OperationState::RolledBack {
+        // A gate failed: the previous revision serves; name the gate, its
+        // threshold and what was measured.
+        let service = client.service(&operation.service).await.ok();
+        bail!(render::rollout::rolled_back_text(
+            &operation,
+            service.as_ref()
+        ))
     }
     let mut text = format!(
         "{} operation {} ended {:?}",

@@ -189,6 +189,7 @@ pub async fn build_patch(
             set(&mut patch, path, value);
         }
     }
+    super::rollout::merge_rollout(&mut patch, &a.rollout);
     Ok(patch)
 }
 

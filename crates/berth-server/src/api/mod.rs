@@ -18,6 +18,7 @@ mod query;
 pub mod services;
 mod snapshots;
 mod studio;
+pub mod traffic;
 pub mod updates;
 mod upload;
 mod workspace;
@@ -37,7 +38,7 @@ use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
 use crate::error::ApiError;
-use crate::runtime::Runtime;
+use crate::reconciler::Runtime;
 use crate::store::{ServiceStore, Store};
 
 /// What every route can reach.
@@ -135,7 +136,12 @@ pub fn router(state: AppState) -> Router {
         ))
         .routes(routes!(updates::rollback_service))
         .routes(routes!(updates::redeploy_service))
-        .routes(routes!(updates::list_revisions))
+        .routes(routes!(updates::list_revisions, traffic::stage_revision))
+        .routes(routes!(traffic::show_traffic, traffic::set_traffic))
+        .routes(routes!(traffic::promote_rollout))
+        .routes(routes!(traffic::abort_rollout))
+        .routes(routes!(traffic::set_mirror, traffic::stop_mirror))
+        .routes(routes!(traffic::mirror_diffs))
         .routes(routes!(services::service_keys))
         .routes(routes!(keys::regenerate_key))
         .routes(routes!(keys::service_token))

@@ -430,7 +430,7 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
     );
     let traffic = state
         .runtime
-        .traffic_shares(&stored.name, stored.serving_revision);
+        .traffic_shares(&stored.name, stored.traffic.as_deref());
     let rollout = state.runtime.rollout_status(&stored.name);
     let mirror = state.runtime.mirror_status(&stored.name);
     let follows = state.follow.status(&stored.name, &spec).await;

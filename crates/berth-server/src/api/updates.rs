@@ -129,6 +129,19 @@ pub async fn update_service(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
+    let (change, warnings) = prepare_update(&state, &name, body).await?;
+    let operation = submit_update(&state, change, None).await?;
+    Ok(accepted(&state, operation, warnings))
+}
+
+/// Validates an update body against the service's serving (else newest)
+/// revision: the change to write (with its new revision) and the warnings.
+pub(super) async fn prepare_update(
+    state: &AppState,
+    name: &str,
+    body: Value,
+) -> Result<(ServiceChange, Vec<String>), ApiError> {
+    let name = name.to_owned();
     let patch = match body {
         Value::Object(map) => map,
         Value::Array(ops) => json_patch_to_merge(&ops).map_err(ApiError::Invalid)?,
@@ -354,7 +367,13 @@ pub async fn update_service(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
-    check_schedulable(&state, &name, &current, &spec)?;
+    let live = !crate::reconciler::needs_new_replicas(&current, &spec);
+    let res = &spec.deployment.container_resource_requirements;
+    state
+        .runtime
+        .resource_manager()
+        .check_gpus(&name, res.gpu, spec.deployment.desired_replicas(), live)
+        .map_err(ApiError::unschedulable)?;
     if let Some(key) = &ssl_key {
         crate::tls::store_service_key(&state.config.data_dir, key)
             .map_err(|e| ApiError::internal(&e))?;
@@ -378,8 +397,7 @@ pub async fn update_service(
         properties,
         keys,
     };
-    let operation = submit_update(&state, &current, change, None).await?;
-    Ok(accepted(&state, operation, warnings))
+    Ok((change, warnings))
 }
 
 /// Whether the GPUs `spec` needs are free (a live change keeps its own).
@@ -389,7 +407,7 @@ fn check_schedulable(
     current: &ServiceSpec,
     spec: &ServiceSpec,
 ) -> Result<(), ApiError> {
-    let live = !crate::runtime::needs_new_replicas(current, spec);
+    let live = !crate::reconciler::needs_new_replicas(current, spec);
     let res = &spec.deployment.container_resource_requirements;
     state
         .runtime
@@ -404,13 +422,9 @@ fn check_schedulable(
 /// log and is carried by its events. The caller starts the operation.
 pub(super) async fn submit_update(
     state: &AppState,
-    current: &ServiceSpec,
     change: ServiceChange,
     cause: Option<&str>,
 ) -> Result<Operation, ApiError> {
-    if let Some(spec) = &change.new_revision {
-        check_schedulable(state, &change.name, current, spec)?;
-    }
     let operation = state.services.change_service(change).await?;
     if let Some(cause) = cause {
         state.events.note_cause(&operation.id, cause);
@@ -458,14 +472,19 @@ impl Submitter for FollowSubmitter {
             operation_id: uuid::Uuid::new_v4().to_string(),
             now: crate::now_rfc3339(),
             based_on: Some(based_on),
-            new_revision: Some(spec),
+            new_revision: None,
             target: None,
             description: None,
             tags: None,
             properties: None,
             keys: None,
         };
-        let operation = submit_update(state, &current, change, Some(cause))
+        check_schedulable(state, service, &current, &spec).map_err(refused)?;
+        let change = ServiceChange {
+            new_revision: Some(spec),
+            ..change
+        };
+        let operation = submit_update(state, change, Some(cause))
             .await
             .map_err(refused)?;
         start(state, &operation);

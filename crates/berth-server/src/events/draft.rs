@@ -70,6 +70,27 @@ impl EventDraft {
         .with_operation(&op.id)
     }
 
+    /// `operation.rolled_back`: `{operationType, code, step, message}` (the
+    /// gate, its threshold and the measured value are in `message`).
+    pub fn operation_rolled_back(op: &Operation, error: &OperationError) -> Self {
+        Self::new(
+            "operation.rolled_back",
+            Some(&op.service),
+            json!({"operationType": op.operation_type, "code": error.code, "step": error.step, "message": error.message}),
+        )
+        .with_operation(&op.id)
+    }
+
+    /// `rollout.step`: `{strategy, candidate, step, steps, weights}`.
+    pub fn rollout_step(op: &Operation, status: &berth_api::RolloutStatus) -> Self {
+        Self::new(
+            "rollout.step",
+            Some(&op.service),
+            json!({"strategy": status.strategy, "candidate": status.candidate, "step": status.step, "steps": status.steps, "weights": status.weights}),
+        )
+        .with_operation(&op.id)
+    }
+
     /// `service.state_changed`: `{from, to, reason}` (`from` null for a new service).
     pub fn state_changed(
         service: &str,

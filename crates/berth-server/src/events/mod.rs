@@ -77,7 +77,10 @@ impl EventBus {
             && let Some(data) = draft.data.as_object_mut()
         {
             data.insert("cause".into(), cause.clone().into());
-            if draft.event_type == "operation.succeeded" || draft.event_type == "operation.failed" {
+            if matches!(
+                draft.event_type,
+                "operation.succeeded" | "operation.failed" | "operation.rolled_back"
+            ) {
                 causes.remove(operation);
             }
         }

@@ -10,9 +10,12 @@
 //! read from memory; the database is never touched here.
 
 pub mod body;
+pub mod gates;
+pub mod mirror;
 pub mod ports;
 mod score;
 pub mod table;
+pub mod window;
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use axum::routing::{any, get};
 
 pub use body::BodyLimits;
 pub use ports::{PortError, PortListeners};
-pub use table::{Replica, Route, RouteSettings, RouteTable};
+pub use table::{Route, RouteSettings, RouteTable};
 
 /// What the gateway routes need.
 #[derive(Clone)]

@@ -13,14 +13,19 @@ use subtle::ConstantTimeEq;
 
 use super::GatewayState;
 use super::body::BodyError;
-use super::table::Route;
-use crate::observability::Exchange;
+use super::table::{Pool, Route};
+use super::window::RevisionWindow;
+use crate::observability::{Exchange, RouteObservability};
 
 /// What the gateway learns while answering one request, for the route's
 /// metrics, request log and data collection.
 #[derive(Default)]
 struct Trace {
-    route: Option<Arc<Route>>,
+    /// Where the request is accounted: the chosen pool's revision, else the
+    /// stable one's (or the empty route's).
+    observability: Option<Arc<RouteObservability>>,
+    /// The chosen pool's live figures and gate windows.
+    window: Option<Arc<RevisionWindow>>,
     queued: Duration,
     run: Duration,
     replica: Option<u32>,
@@ -166,13 +171,16 @@ pub async fn score(
             HeaderValue::from_static("False"),
         );
     }
-    if let Some(route) = trace.route.take() {
+    if let Some(window) = trace.window.take() {
+        window.record(response.status().as_u16(), started.elapsed());
+    }
+    if let Some(observability) = trace.observability.take() {
         let response_bytes = trace
             .response_len
             .map(|n| n as u64)
             .or_else(|| response.body().size_hint().exact())
             .unwrap_or(0);
-        route.observability.finish(Exchange {
+        observability.finish(Exchange {
             request_id: &request_id,
             method: method.as_str(),
             status: response.status().as_u16(),
@@ -208,7 +216,11 @@ async fn score_inner(
             &format!("Service `{name}` not found."),
         );
     };
-    trace.route = Some(route.clone());
+    trace.observability = Some(
+        route
+            .primary()
+            .map_or_else(|| route.observability.clone(), |p| p.observability.clone()),
+    );
     if !authorized(gw, &route, headers) {
         let mut response = message(
             StatusCode::UNAUTHORIZED,
@@ -256,11 +268,34 @@ async fn score_inner(
             return response;
         }
     };
-    let waiting = Waiting::enter(&route.observability.metrics.queue_depth);
+    let pin = match pinned_revision(headers) {
+        Ok(pin) => pin,
+        Err(text) => return message(StatusCode::BAD_REQUEST, &text),
+    };
+    let pool: Arc<Pool> = match route.choose(pin) {
+        Ok(Some(pool)) => pool.clone(),
+        Ok(None) => {
+            return unavailable(&format!("Service `{name}` has no ready replica."));
+        }
+        Err(not_serving) => {
+            let serving: Vec<String> = not_serving.serving.iter().map(u32::to_string).collect();
+            return message(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "Revision {} of `{name}` is not serving; serving: [{}]. Drop the x-berth-revision header, or pin one of those.",
+                    not_serving.asked,
+                    serving.join(", ")
+                ),
+            );
+        }
+    };
+    trace.observability = Some(pool.observability.clone());
+    trace.window = Some(pool.window.clone());
+    let waiting = Waiting::enter(&pool.observability.metrics.queue_depth);
     let wait_started = Instant::now();
     let admitted = tokio::time::timeout(
-        route.settings.max_queue_wait,
-        route.admission.clone().acquire_owned(),
+        pool.settings.max_queue_wait,
+        pool.admission.clone().acquire_owned(),
     )
     .await;
     drop(waiting);
@@ -271,15 +306,15 @@ async fn score_inner(
             trace.capacity_rejected = true;
             return unavailable(&format!(
                 "Service `{name}` is at capacity: the request waited longer than maxQueueWaitMs ({} ms).",
-                route.settings.max_queue_wait.as_millis()
+                pool.settings.max_queue_wait.as_millis()
             ));
         }
     };
     trace.request_bytes = body.len();
-    if route.observability.wants_bodies() {
+    if pool.observability.wants_bodies() {
         trace.request_body = Some(body.clone());
     }
-    let Some(replica) = route.pick().cloned() else {
+    let Some(replica) = pool.pick().cloned() else {
         return unavailable(&format!("Service `{name}` has no ready replica."));
     };
     trace.replica = Some(replica.index);
@@ -293,7 +328,13 @@ async fn score_inner(
         ),
         body,
     };
-    let timeout = route.settings.scoring_timeout;
+    // A copy for the shadow, taken before the body moves to the primary.
+    let shadow_copy = route
+        .mirror
+        .as_ref()
+        .filter(|m| m.sample())
+        .map(|m| (m.clone(), request.clone()));
+    let timeout = pool.settings.scoring_timeout;
     let sent = Instant::now();
     let outcome = tokio::time::timeout(
         timeout,
@@ -343,6 +384,9 @@ async fn score_inner(
         ScoreAnswer::Whole(result) => (result, None),
         ScoreAnswer::Streamed(s) => (s.head, Some((s.body_len, s.body))),
     };
+    if let (Some((mirror, copy)), None) = (shadow_copy, &streamed) {
+        mirror.offer_sampled(copy, result.status, &result.body, sent.elapsed());
+    }
     trace.run = result.exec_time().unwrap_or_default();
     let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let run_failed = result.run_failed();
@@ -351,7 +395,7 @@ async fn score_inner(
         .then(|| format!("{:.3}", f64::from(result.exec_us) / 1000.0));
     let body = match streamed {
         None => {
-            if route.observability.wants_bodies() {
+            if pool.observability.wants_bodies() {
                 trace.response_body = Some(result.body.clone());
             }
             Body::from(result.body)
@@ -393,11 +437,22 @@ async fn score_inner(
     if let Some(exec) = exec.and_then(|e| HeaderValue::from_str(&e).ok()) {
         out.insert("x-ms-run-fn-exec-ms", exec);
     }
-    out.insert(
-        "x-berth-revision",
-        HeaderValue::from(route.revision.unwrap_or(replica.revision)),
-    );
+    out.insert("x-berth-revision", HeaderValue::from(pool.revision));
     response
+}
+
+/// The revision a request pins itself to with `x-berth-revision: N`.
+fn pinned_revision(headers: &HeaderMap) -> Result<Option<u32>, String> {
+    let Some(value) = headers.get("x-berth-revision") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    text.parse::<u32>().map(Some).map_err(|_| {
+        format!(
+            "x-berth-revision must be a revision number, not `{}`: send e.g. `x-berth-revision: 4`, or leave it out to be routed by weight.",
+            String::from_utf8_lossy(value.as_bytes())
+        )
+    })
 }
 
 /// Headers for the worker: lowercase names; the scoring key is not passed to user code.
@@ -446,7 +501,12 @@ pub async fn swagger(
             return response;
         }
     };
-    let Some(replica) = route.pick().cloned() else {
+    let Some(replica) = route
+        .choose(None)
+        .ok()
+        .flatten()
+        .and_then(|pool| pool.pick().cloned())
+    else {
         return unavailable(&format!("Service `{name}` has no ready replica."));
     };
     let version = form_urlencoded::parse(query.unwrap_or_default().as_bytes())

@@ -1,57 +1,16 @@
-//! The routing table the gateway reads on every request and the runtime
-//! publishes on every switch. Readers clone an `Arc` under a read lock held for
+//! The routing table the gateway reads on every request and the reconciler
+//! publishes on every switch: per service, weighted per-revision pools and an
+//! optional mirror. Readers clone an `Arc` under a read lock held for
 //! nanoseconds, never across an await; writers swap a whole new map.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use berth_api::ServiceKeys;
-use berth_worker::Worker;
+
+use crate::compute::Replica;
 use tokio::sync::Semaphore;
-
-/// One running worker process.
-pub struct Replica {
-    /// Position in its set, from 0.
-    pub index: u32,
-    /// Revision it serves.
-    pub revision: u32,
-    /// The process and its connection.
-    pub worker: Worker,
-    /// False once the replica must get no new requests (timed out, exited, stopping).
-    pub healthy: AtomicBool,
-    /// True once the runtime stops it on purpose (drain, delete, shutdown): its
-    /// exit is then expected and it is not replaced.
-    pub retiring: AtomicBool,
-    /// When its worker passed `init()`.
-    pub started: Instant,
-    /// Why Berth killed it (scoring timeout, liveness probe, memory limit), set
-    /// once by whoever kills it and reported when it is replaced.
-    pub kill_reason: OnceLock<String>,
-    /// Its resource group and GPUs, and why it was killed for a limit
-    /// ([`crate::runtime::ReplicaLimits::exit_reason`]).
-    pub limits: Arc<crate::runtime::ReplicaLimits>,
-}
-
-impl Replica {
-    /// Whether it takes new requests.
-    pub fn is_ready(&self) -> bool {
-        self.healthy.load(Ordering::Acquire) && !self.worker.conn().is_closed()
-    }
-
-    /// Requests written to it and not yet answered.
-    pub fn in_flight(&self) -> usize {
-        self.worker.conn().in_flight()
-    }
-
-    /// Takes it out of rotation and kills its process, recording why.
-    pub fn kill(&self, reason: String) {
-        self.healthy.store(false, Ordering::Release);
-        let _ = self.kill_reason.set(reason);
-        self.worker.kill();
-    }
-}
 
 /// Per-service settings the gateway applies.
 #[derive(Debug, Clone)]
@@ -66,25 +25,27 @@ pub struct RouteSettings {
     pub token_auth: bool,
 }
 
-/// Where a service's requests go.
-pub struct Route {
-    /// Service name.
-    pub service: String,
-    /// Serving revision, if any.
-    pub revision: Option<u32>,
+/// The replicas of one revision and the share of requests they get.
+pub struct Pool {
+    /// The revision its replicas serve.
+    pub revision: u32,
+    /// Percent of requests routed here (0: reachable only by pinning).
+    pub weight: u32,
     /// Its replicas.
     pub replicas: Vec<Arc<Replica>>,
-    /// Settings.
+    /// Scoring timeout and queue wait of this revision.
     pub settings: RouteSettings,
     /// Admission: replicas × maxConcurrentRequestsPerContainer slots.
     pub admission: Arc<Semaphore>,
-    /// Metrics, request log and data collection of the serving revision.
-    /// Carry it over (`route.observability.clone()`) when rebuilding a route
-    /// of the same revision.
+    /// Metrics, request log and data collection of this revision. Carry it
+    /// over (`pool.observability.clone()`) when rebuilding a pool of the same revision.
     pub observability: Arc<crate::observability::RouteObservability>,
+    /// Live figures and gate windows of this revision (carried over like
+    /// `observability`).
+    pub window: Arc<super::window::RevisionWindow>,
 }
 
-impl Route {
+impl Pool {
     /// The ready replica with the fewest requests in flight.
     pub fn pick(&self) -> Option<&Arc<Replica>> {
         self.replicas
@@ -98,31 +59,223 @@ impl Route {
         self.replicas.iter().filter(|r| r.is_ready()).count()
     }
 
-    /// Requests waiting for an admission slot now.
-    pub fn queued(&self) -> usize {
-        self.observability
-            .metrics
-            .queue_depth
-            .load(Ordering::Relaxed)
-    }
-
-    /// Requests written to a replica and not yet answered, over all replicas.
+    /// Requests written to a replica and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.replicas.iter().map(|r| r.in_flight()).sum()
     }
 
-    /// The same route serving `replicas`, with `per_replica` admission slots
-    /// each (a fresh semaphore: requests admitted before keep their permits).
-    pub fn with_replicas(&self, replicas: Vec<Arc<Replica>>, per_replica: u32) -> Route {
-        Route {
-            service: self.service.clone(),
+    /// The same pool with `replicas` and `per_replica` admission slots each
+    /// (a fresh semaphore: requests admitted before keep their permits).
+    pub fn with_replicas(&self, replicas: Vec<Arc<Replica>>, per_replica: u32) -> Pool {
+        Pool {
             revision: self.revision,
+            weight: self.weight,
             admission: Arc::new(admission_for(replicas.len(), per_replica)),
             replicas,
             settings: self.settings.clone(),
             observability: self.observability.clone(),
+            window: self.window.clone(),
         }
     }
+
+    /// The same pool with another weight.
+    pub fn with_weight(&self, weight: u32) -> Pool {
+        Pool {
+            revision: self.revision,
+            weight,
+            replicas: self.replicas.clone(),
+            settings: self.settings.clone(),
+            admission: self.admission.clone(),
+            observability: self.observability.clone(),
+            window: self.window.clone(),
+        }
+    }
+}
+
+/// Why a request pinned to a revision (`x-berth-revision: N`) cannot go there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotServing {
+    /// The revision asked for.
+    pub asked: u32,
+    /// The revisions that serve.
+    pub serving: Vec<u32>,
+}
+
+/// Where a service's requests go: weighted per-revision pools, the first being
+/// the stable revision (the one traffic falls back to), and an optional mirror.
+pub struct Route {
+    /// Service name.
+    pub service: String,
+    /// Auth (service-wide) and the stable revision's timeouts.
+    pub settings: RouteSettings,
+    /// The pools; weights of all pools sum to 100 when any serves.
+    pub pools: Vec<Arc<Pool>>,
+    /// Metrics of the service before any revision serves (empty routes).
+    pub observability: Arc<crate::observability::RouteObservability>,
+    /// Copies of a share of the requests go here after the primary answered.
+    pub mirror: Option<Arc<super::mirror::Mirror>>,
+    /// Requests routed so far, for the weighted choice.
+    turn: AtomicU64,
+}
+
+/// A stride coprime with 100: `turn × STRIDE mod 100` visits every slot of
+/// 0..100 once per 100 requests, spread out (not 90 in a row then 10).
+const STRIDE: u64 = 37;
+
+impl Route {
+    /// A route over `pools`.
+    pub fn new(
+        service: String,
+        settings: RouteSettings,
+        pools: Vec<Arc<Pool>>,
+        observability: Arc<crate::observability::RouteObservability>,
+    ) -> Self {
+        Self {
+            service,
+            settings,
+            pools,
+            observability,
+            mirror: None,
+            turn: AtomicU64::new(0),
+        }
+    }
+
+    /// The same route copying a share of its requests to `mirror` (or none).
+    pub fn with_mirror(mut self, mirror: Option<Arc<super::mirror::Mirror>>) -> Self {
+        self.mirror = mirror;
+        self
+    }
+
+    /// The stable pool.
+    pub fn primary(&self) -> Option<&Arc<Pool>> {
+        self.pools.first()
+    }
+
+    /// The stable revision, if any serves.
+    pub fn revision(&self) -> Option<u32> {
+        self.primary().map(|p| p.revision)
+    }
+
+    /// The pool of `revision`.
+    pub fn pool(&self, revision: u32) -> Option<&Arc<Pool>> {
+        self.pools.iter().find(|p| p.revision == revision)
+    }
+
+    /// Every replica of every pool.
+    pub fn replicas(&self) -> impl Iterator<Item = &Arc<Replica>> {
+        self.pools.iter().flat_map(|p| p.replicas.iter())
+    }
+
+    /// The pool the next request goes to: `pin` when given (it must serve),
+    /// else by weight among pools with a ready replica (a pool with none
+    /// gives its share to the others).
+    pub fn choose(&self, pin: Option<u32>) -> Result<Option<&Arc<Pool>>, NotServing> {
+        if let Some(asked) = pin {
+            return self.pool(asked).map(Some).ok_or_else(|| NotServing {
+                asked,
+                serving: self.pools.iter().map(|p| p.revision).collect(),
+            });
+        }
+        if self.pools.len() == 1 {
+            return Ok(self.pools.first());
+        }
+        let weights: Vec<u32> = self
+            .pools
+            .iter()
+            .map(|p| if p.ready_count() > 0 { p.weight } else { 0 })
+            .collect();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        Ok(match weighted_choice(&weights, turn) {
+            Some(i) => self.pools.get(i),
+            None => self
+                .pools
+                .iter()
+                .find(|p| p.ready_count() > 0)
+                .or(self.pools.first()),
+        })
+    }
+
+    /// Ready replicas over all pools.
+    pub fn ready_count(&self) -> usize {
+        self.pools.iter().map(|p| p.ready_count()).sum()
+    }
+
+    /// Requests waiting for an admission slot now.
+    pub fn queued(&self) -> usize {
+        let pools: usize = self
+            .pools
+            .iter()
+            .map(|p| p.observability.metrics.queue_depth.load(Ordering::Relaxed))
+            .sum();
+        if self.pools.is_empty() {
+            self.observability
+                .metrics
+                .queue_depth
+                .load(Ordering::Relaxed)
+        } else {
+            pools
+        }
+    }
+
+    /// Requests written to a replica and not yet answered, over all pools.
+    pub fn in_flight(&self) -> usize {
+        self.pools.iter().map(|p| p.in_flight()).sum()
+    }
+
+    /// The same route with `revision`'s pool replaced by `pool` (or added),
+    /// keeping the mirror and the weighted turn.
+    pub fn with_pool(&self, pool: Pool) -> Route {
+        let pool = Arc::new(pool);
+        let mut pools = self.pools.clone();
+        match pools.iter_mut().find(|p| p.revision == pool.revision) {
+            Some(slot) => *slot = pool,
+            None => pools.push(pool),
+        }
+        self.with_pools(pools)
+    }
+
+    /// The same route over other pools, keeping the mirror and the weighted turn.
+    pub fn with_pools(&self, pools: Vec<Arc<Pool>>) -> Route {
+        Route {
+            service: self.service.clone(),
+            settings: self.settings.clone(),
+            pools,
+            observability: self.observability.clone(),
+            mirror: self.mirror.clone(),
+            turn: AtomicU64::new(self.turn.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// The same route with other service-wide settings (keys).
+    pub fn with_settings(&self, settings: RouteSettings) -> Route {
+        Route {
+            service: self.service.clone(),
+            settings,
+            pools: self.pools.clone(),
+            observability: self.observability.clone(),
+            mirror: self.mirror.clone(),
+            turn: AtomicU64::new(self.turn.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// The index among `weights` that request number `turn` goes to, `None` when
+/// all are 0. Over every 100 consecutive turns each index gets exactly its
+/// share of `sum(weights)` (to rounding), spread out rather than in runs.
+pub fn weighted_choice(weights: &[u32], turn: u64) -> Option<usize> {
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let slot = (turn.wrapping_mul(STRIDE) % 100) * total / 100;
+    let mut end = 0u64;
+    for (i, &w) in weights.iter().enumerate() {
+        end += u64::from(w);
+        if slot < end {
+            return Some(i);
+        }
+    }
+    weights.iter().rposition(|&w| w > 0)
 }
 
 /// A semaphore with `replicas × per_replica` slots (at least one replica's worth).
@@ -172,5 +325,53 @@ impl RouteTable {
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         map.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weighted_choice;
+
+    fn counts(weights: &[u32], turns: u64) -> Vec<u64> {
+        let mut out = vec![0u64; weights.len()];
+        for turn in 0..turns {
+            if let Some(i) = weighted_choice(weights, turn) {
+                out[i] += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_hundred_turns_give_each_pool_exactly_its_weight() {
+        assert_eq!(counts(&[90, 10], 100), vec![90, 10]);
+        assert_eq!(counts(&[90, 10], 10_000), vec![9_000, 1_000]);
+        assert_eq!(counts(&[33, 33, 34], 100), vec![33, 33, 34]);
+        assert_eq!(counts(&[0, 100], 100), vec![0, 100]);
+        assert_eq!(counts(&[1, 99], 100), vec![1, 99]);
+    }
+
+    #[test]
+    fn the_minority_share_is_spread_out_not_in_a_run() {
+        let picks: Vec<usize> = (0..100)
+            .map(|t| weighted_choice(&[90, 10], t).unwrap_or(9))
+            .collect();
+        let longest_run = picks
+            .split(|&i| i == 1)
+            .map(<[usize]>::len)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            longest_run <= 12,
+            "runs of the 90 % pool up to {longest_run}"
+        );
+    }
+
+    #[test]
+    fn a_pool_without_ready_replicas_gives_its_share_to_the_others() {
+        // The reconciler passes 0 for a pool with no ready replica.
+        assert_eq!(counts(&[90, 0], 100), vec![100, 0]);
+        assert_eq!(counts(&[0, 0], 100), vec![0, 0]);
+        assert_eq!(weighted_choice(&[], 3), None);
     }
 }

@@ -33,6 +33,14 @@ pub struct ServiceCounters {
     pub request_log_dropped: AtomicU64,
     /// Data-collection samples dropped because the writer's queue was full.
     pub datacollection_dropped: AtomicU64,
+    /// Requests copied to a shadow revision (queued for it).
+    pub mirror_copied: AtomicU64,
+    /// Copies dropped because the shadow's queue was full.
+    pub mirror_dropped: AtomicU64,
+    /// Shadow answers that differed from the primary's.
+    pub mirror_differing: AtomicU64,
+    /// Shadow 5xx answers, failures to answer and timeouts.
+    pub mirror_errors: AtomicU64,
 }
 
 /// The series of one (service, revision): what the gateway records per request.
@@ -121,6 +129,17 @@ pub struct RouteGauge {
 /// (service, revision) → its series while a route holds it.
 type RevisionSeries = HashMap<(String, Option<u32>), Weak<ServiceMetrics>>;
 
+/// Progressive-delivery series: traffic weights, rollouts, gate evaluations.
+#[derive(Debug, Default)]
+pub struct DeliverySeries {
+    /// (service, revision) → percent of traffic, while the revision serves.
+    pub weights: BTreeMap<(String, u32), u32>,
+    /// (strategy, outcome) → rollouts finished.
+    pub rollouts: BTreeMap<(String, String), u64>,
+    /// (service, gate, verdict) → evaluations.
+    pub gates: BTreeMap<(String, String, String), u64>,
+}
+
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -128,6 +147,7 @@ pub struct Metrics {
     services: Mutex<HashMap<String, Arc<ServiceCounters>>>,
     operations: Mutex<BTreeMap<(String, String), u64>>,
     env_builds: Mutex<BTreeMap<String, Histogram>>,
+    delivery: Mutex<DeliverySeries>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -202,9 +222,46 @@ impl Metrics {
             .observe_us(us);
     }
 
-    /// Forgets a deleted service's revision-independent counters.
+    /// Sets the share of `service`'s traffic that `revision` gets, percent
+    /// (`berth_revision_traffic_weight`).
+    pub fn set_traffic_weight(&self, service: &str, revision: u32, weight: u32) {
+        lock(&self.delivery)
+            .weights
+            .insert((service.to_owned(), revision), weight);
+    }
+
+    /// `revision` of `service` serves no more: its weight series goes away.
+    pub fn forget_revision(&self, service: &str, revision: u32) {
+        lock(&self.delivery)
+            .weights
+            .remove(&(service.to_owned(), revision));
+    }
+
+    /// A rollout ended; `strategy` as written in configs (`canary`, …),
+    /// `outcome` its operation's state (`Succeeded`, `RolledBack`, `Failed`, …).
+    pub fn rollout_finished(&self, strategy: &str, outcome: &str) {
+        *lock(&self.delivery)
+            .rollouts
+            .entry((strategy.to_owned(), outcome.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// A gate of a rollout of `service` was judged; `gate` and `verdict` as on
+    /// the wire (`errorRate`, `p99Latency`; `pending`, `passing`, `failed`).
+    pub fn gate_evaluated(&self, service: &str, gate: &str, verdict: &str) {
+        *lock(&self.delivery)
+            .gates
+            .entry((service.to_owned(), gate.to_owned(), verdict.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Forgets a deleted service's revision-independent counters, traffic
+    /// weights and gate evaluations.
     pub fn service_deleted(&self, service: &str) {
         lock(&self.services).remove(service);
+        let mut delivery = lock(&self.delivery);
+        delivery.weights.retain(|(s, _), _| s != service);
+        delivery.gates.retain(|(s, _, _), _| s != service);
     }
 
     /// Every live (service, revision) series, sorted.
@@ -237,6 +294,7 @@ impl Metrics {
         render::service_counters(&mut out, &services);
         render::operations(&mut out, &operations);
         render::env_builds(&mut out, &lock(&self.env_builds));
+        render::delivery(&mut out, &lock(&self.delivery), &services);
         out
     }
 }
@@ -302,6 +360,67 @@ mod tests {
         );
         assert!(
             text.contains("berth_scaling_decisions_total{service=\"svc\",direction=\"down\"} 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn delivery_series_render_and_go_away() {
+        let m = Metrics::new();
+        m.set_traffic_weight("svc", 3, 90);
+        m.set_traffic_weight("svc", 4, 10);
+        m.set_traffic_weight("other", 1, 100);
+        m.rollout_finished("canary", "RolledBack");
+        m.rollout_finished("canary", "RolledBack");
+        m.rollout_finished("linear", "Succeeded");
+        m.gate_evaluated("svc", "errorRate", "failed");
+        m.gate_evaluated("svc", "p99Latency", "passing");
+        m.gate_evaluated("svc", "p99Latency", "passing");
+        let counters = m.service_counters("svc");
+        counters.mirror_copied.fetch_add(5, Ordering::Relaxed);
+        counters.mirror_dropped.fetch_add(2, Ordering::Relaxed);
+        counters.mirror_differing.fetch_add(1, Ordering::Relaxed);
+        m.service_counters("quiet");
+        let text = m.render(&[]);
+        for line in [
+            "# TYPE berth_revision_traffic_weight gauge\n",
+            "berth_revision_traffic_weight{service=\"svc\",revision=\"3\"} 90\n",
+            "berth_revision_traffic_weight{service=\"svc\",revision=\"4\"} 10\n",
+            "berth_revision_traffic_weight{service=\"other\",revision=\"1\"} 100\n",
+            "# TYPE berth_rollouts_total counter\n",
+            "berth_rollouts_total{strategy=\"canary\",outcome=\"RolledBack\"} 2\n",
+            "berth_rollouts_total{strategy=\"linear\",outcome=\"Succeeded\"} 1\n",
+            "# TYPE berth_gate_evaluations_total counter\n",
+            "berth_gate_evaluations_total{service=\"svc\",gate=\"errorRate\",verdict=\"failed\"} 1\n",
+            "berth_gate_evaluations_total{service=\"svc\",gate=\"p99Latency\",verdict=\"passing\"} 2\n",
+            "# TYPE berth_mirror_requests_total counter\n",
+            "berth_mirror_requests_total{service=\"svc\",outcome=\"copied\"} 5\n",
+            "berth_mirror_requests_total{service=\"svc\",outcome=\"dropped\"} 2\n",
+            "berth_mirror_requests_total{service=\"svc\",outcome=\"differing\"} 1\n",
+            "berth_mirror_requests_total{service=\"svc\",outcome=\"shadow_error\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line}in\n{text}");
+        }
+        // A service that never mirrored has no mirror series.
+        assert!(
+            !text.contains("berth_mirror_requests_total{service=\"quiet\""),
+            "{text}"
+        );
+        // A revision that stops serving loses its weight; a deleted service everything.
+        m.forget_revision("svc", 4);
+        let text = m.render(&[]);
+        assert!(!text.contains("revision=\"4\"} 10"), "{text}");
+        assert!(text.contains("revision=\"3\"} 90\n"), "{text}");
+        m.service_deleted("svc");
+        let text = m.render(&[]);
+        assert!(!text.contains("service=\"svc\""), "{text}");
+        assert!(
+            text.contains("berth_revision_traffic_weight{service=\"other\",revision=\"1\"} 100\n"),
+            "{text}"
+        );
+        // Rollouts are counted per strategy, not per service: they stay.
+        assert!(
+            text.contains("berth_rollouts_total{strategy=\"canary\",outcome=\"RolledBack\"} 2\n"),
             "{text}"
         );
     }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Histogram, RouteGauge, ServiceCounters, ServiceMetrics};
+use super::{DeliverySeries, Histogram, RouteGauge, ServiceCounters, ServiceMetrics};
 
 /// A label value with `\`, `"` and newlines escaped.
 pub fn escape(value: &str) -> String {
@@ -228,5 +228,80 @@ pub fn env_builds(out: &mut String, builds: &BTreeMap<String, Histogram>) {
     );
     for (outcome, h) in builds {
         h.render(out, name, &format!("outcome=\"{}\"", escape(outcome)));
+    }
+}
+
+/// Progressive delivery: traffic weights, rollouts, gate evaluations and mirrored requests.
+pub fn delivery(
+    out: &mut String,
+    delivery: &DeliverySeries,
+    services: &[(String, Arc<ServiceCounters>)],
+) {
+    family(
+        out,
+        "berth_revision_traffic_weight",
+        "gauge",
+        "Share of a service's scoring requests routed to a revision, percent.",
+    );
+    for ((service, revision), weight) in &delivery.weights {
+        let _ = writeln!(
+            out,
+            "berth_revision_traffic_weight{{service=\"{}\",revision=\"{revision}\"}} {weight}",
+            escape(service)
+        );
+    }
+    family(
+        out,
+        "berth_rollouts_total",
+        "counter",
+        "Rollouts finished, by strategy and outcome.",
+    );
+    for ((strategy, outcome), n) in &delivery.rollouts {
+        let _ = writeln!(
+            out,
+            "berth_rollouts_total{{strategy=\"{}\",outcome=\"{}\"}} {n}",
+            escape(strategy),
+            escape(outcome)
+        );
+    }
+    family(
+        out,
+        "berth_gate_evaluations_total",
+        "counter",
+        "Rollout gate evaluations, by gate and verdict.",
+    );
+    for ((service, gate, verdict), n) in &delivery.gates {
+        let _ = writeln!(
+            out,
+            "berth_gate_evaluations_total{{service=\"{}\",gate=\"{}\",verdict=\"{}\"}} {n}",
+            escape(service),
+            escape(gate),
+            escape(verdict)
+        );
+    }
+    family(
+        out,
+        "berth_mirror_requests_total",
+        "counter",
+        "Requests copied to a shadow revision, by outcome: copied, dropped (queue full), differing, shadow_error.",
+    );
+    for (name, c) in services {
+        let rows = [
+            ("copied", &c.mirror_copied),
+            ("dropped", &c.mirror_dropped),
+            ("differing", &c.mirror_differing),
+            ("shadow_error", &c.mirror_errors),
+        ];
+        if rows.iter().all(|(_, n)| n.load(Ordering::Relaxed) == 0) {
+            continue;
+        }
+        for (outcome, counter) in rows {
+            let _ = writeln!(
+                out,
+                "berth_mirror_requests_total{{service=\"{}\",outcome=\"{outcome}\"}} {}",
+                escape(name),
+                counter.load(Ordering::Relaxed)
+            );
+        }
     }
 }

@@ -22,7 +22,9 @@ use berth_api::{EnvironmentSpec, Model, ModelAlias, ModelFile, ModelKind, Snapsh
 pub use aliases::FollowState;
 pub use computes::StoredComputeTarget;
 pub use events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
-pub use services::{NewService, OperationOutcome, ServiceChange, ServiceStore, StoredService};
+pub use services::{
+    NewService, OperationOutcome, ServiceChange, ServiceStore, StoredRollout, StoredService,
+};
 pub use sqlite::{SqliteStore, Synchronous};
 
 /// What can go wrong in the store.

@@ -34,6 +34,19 @@ pub struct StoredService {
     pub keys: ServiceKeys,
     /// Running or last operation.
     pub last_operation: Option<String>,
+    /// A hand-set traffic split across serving revisions (`None`: the serving
+    /// revision takes all traffic).
+    pub traffic: Option<Vec<berth_api::TrafficShare>>,
+}
+
+/// A rollout's state as stored with its operation at every step.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredRollout {
+    /// What users see.
+    pub status: berth_api::RolloutStatus,
+    /// The reconciler's own progress record (opaque to the store).
+    pub progress: serde_json::Value,
 }
 
 /// A create (or overwrite) request, validated.
@@ -100,6 +113,16 @@ pub enum OperationOutcome {
     },
     /// Failed; the serving revision is unchanged.
     Failed(OperationError),
+    /// A progressive rollout was rolled back (a gate, an abort); the serving
+    /// revision is unchanged and the service is healthy on it.
+    RolledBack(OperationError),
+    /// A hand-set split now serves; `serving_revision` is its stable revision.
+    Split {
+        /// The stable revision.
+        serving_revision: u32,
+        /// Every revision with its weight.
+        traffic: Vec<berth_api::TrafficShare>,
+    },
     /// The service was deleted.
     Deleted,
     /// Done without changing the serving revision (a key change).
@@ -131,8 +154,36 @@ pub trait ServiceStore: Send + Sync + 'static {
     async fn add_event(&self, id: &str, elapsed_ms: u64, message: &str) -> Result<()>;
     /// Ends an operation and applies its outcome to the service.
     async fn finish_operation(&self, id: &str, outcome: OperationOutcome, now: &str) -> Result<()>;
-    /// Marks operations cut off by a restart as failed; returns them.
-    async fn fail_interrupted_operations(&self, now: &str) -> Result<Vec<Operation>>;
+    /// Ends operations cut off by a restart, returning them: `RolledBack` when
+    /// `exposed` says its stored rollout had given the candidate traffic (the
+    /// service stays healthy on its serving revision), else `Failed`.
+    async fn fail_interrupted_operations(
+        &self,
+        now: &str,
+        exposed: for<'r> fn(&'r StoredRollout) -> bool,
+    ) -> Result<Vec<Operation>>;
+    /// Starts a `Traffic` operation applying `traffic` (the first entry is the
+    /// stable revision); refused while another operation runs.
+    async fn start_traffic_change(
+        &self,
+        name: &str,
+        operation_id: &str,
+        traffic: &[berth_api::TrafficShare],
+        now: &str,
+    ) -> Result<Operation>;
+    /// The split a `Traffic` operation applies.
+    async fn requested_traffic(&self, operation_id: &str) -> Result<Vec<berth_api::TrafficShare>>;
+    /// Stores the state of an operation's rollout.
+    async fn set_rollout(&self, id: &str, rollout: &StoredRollout) -> Result<()>;
+    /// Writes a new revision without serving it (refused while an operation
+    /// runs, or when the service's newest revision is no longer `based_on`).
+    async fn stage_revision(
+        &self,
+        name: &str,
+        spec: &ServiceSpec,
+        based_on: u32,
+        now: &str,
+    ) -> Result<u32>;
     /// Records the observed state of a serving service (Healthy/Unhealthy).
     async fn set_service_state(&self, name: &str, state: ServiceState) -> Result<()>;
 }

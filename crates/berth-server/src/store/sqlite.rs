@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_services.sql"),
     include_str!("migrations/0004_events_webhooks.sql"),
     include_str!("migrations/0005_compute_targets.sql"),
+    include_str!("migrations/0006_rollouts.sql"),
     include_str!("migrations/0007_model_aliases.sql"),
 ];
 

@@ -9,12 +9,14 @@ use berth_api::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::services::{NewService, OperationOutcome, ServiceChange, ServiceStore, StoredService};
+use super::services::{
+    NewService, OperationOutcome, ServiceChange, ServiceStore, StoredRollout, StoredService,
+};
 use super::sqlite::db;
 use super::{Result, SqliteStore, StoreError};
 
 const SERVICE_COLUMNS: &str = "name, description, tags, properties, created_time, updated_time, \
-     latest_revision, serving_revision, state, error, primary_key, secondary_key, last_operation";
+     latest_revision, serving_revision, state, error, primary_key, secondary_key, last_operation, traffic";
 
 fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
     move |e| StoreError::Corrupt {
@@ -37,6 +39,7 @@ type RawService = (
     String,
     String,
     Option<String>,
+    Option<String>,
 );
 
 fn finish_service(raw: RawService) -> Result<StoredService> {
@@ -54,6 +57,7 @@ fn finish_service(raw: RawService) -> Result<StoredService> {
         primary,
         secondary,
         last,
+        traffic,
     ) = raw;
     Ok(StoredService {
         name,
@@ -77,6 +81,10 @@ fn finish_service(raw: RawService) -> Result<StoredService> {
             secondary_key: secondary,
         },
         last_operation: last,
+        traffic: traffic
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(corrupt("service traffic"))?,
     })
 }
 
@@ -92,14 +100,43 @@ fn find_service(conn: &Connection, name: &str) -> Result<Option<StoredService>> 
     .transpose()
 }
 
+/// The operation in flight: its id and its kind, with the rollout it runs
+/// when it is in a progressive rollout (`Update: canary rollout of revision 4,
+/// step 1 of 1, weights 3=90 4=10`).
 fn active_operation(conn: &Connection, service: &str) -> Result<Option<(String, String)>> {
-    conn.query_row(
-        "SELECT id, kind FROM operations WHERE service = ?1 AND state IN ('NotStarted', 'Running')",
-        params![service],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-    .map_err(db("read active operation"))
+    let found: Option<(String, String, Option<String>)> = conn
+        .query_row(
+            "SELECT id, kind, rollout FROM operations WHERE service = ?1 AND state IN ('NotStarted', 'Running')",
+            params![service],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db("read active operation"))?;
+    Ok(found.map(|(id, kind, rollout)| {
+        let rollout = rollout.and_then(|text| serde_json::from_str::<StoredRollout>(&text).ok());
+        match rollout {
+            Some(r) => {
+                let weights: Vec<String> = r
+                    .status
+                    .weights
+                    .iter()
+                    .map(|(rev, w)| format!("{rev}={w}"))
+                    .collect();
+                (
+                    id,
+                    format!(
+                        "{kind}: {} rollout of revision {}, step {} of {}, weights {}; `berth service promote` or `berth service abort` ends it early",
+                        r.status.strategy.as_str(),
+                        r.status.candidate,
+                        r.status.step,
+                        r.status.steps,
+                        weights.join(" ")
+                    ),
+                )
+            }
+            None => (id, kind),
+        }
+    }))
 }
 
 fn refuse_if_busy(conn: &Connection, service: &str) -> Result<()> {
@@ -215,7 +252,7 @@ fn insert_operation(
 fn find_operation(conn: &Connection, id: &str, offset: u64) -> Result<Operation> {
     let row = conn
         .query_row(
-            "SELECT id, service, kind, state, target_revision, created_time, end_time, error FROM operations WHERE id = ?1",
+            "SELECT id, service, kind, state, target_revision, created_time, end_time, error, rollout FROM operations WHERE id = ?1",
             params![id],
             |r| {
                 Ok((
@@ -227,13 +264,14 @@ fn find_operation(conn: &Connection, id: &str, offset: u64) -> Result<Operation>
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             },
         )
         .optional()
         .map_err(db("read operation"))?
         .ok_or_else(|| StoreError::OperationNotFound(id.to_owned()))?;
-    let (id, service, kind, state, target, created, end, error) = row;
+    let (id, service, kind, state, target, created, end, error, rollout) = row;
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, time, elapsed_ms, message FROM operation_events WHERE operation = ?1 AND seq >= ?2 ORDER BY seq",
@@ -269,6 +307,11 @@ fn find_operation(conn: &Connection, id: &str, offset: u64) -> Result<Operation>
             .map(|e| serde_json::from_str::<OperationError>(&e))
             .transpose()
             .map_err(corrupt("operation error"))?,
+        rollout: rollout
+            .map(|r| serde_json::from_str::<StoredRollout>(&r))
+            .transpose()
+            .map_err(corrupt("operation rollout"))?
+            .map(|r| r.status),
         events,
     })
 }
@@ -460,6 +503,58 @@ impl ServiceStore for SqliteStore {
         .await
     }
 
+    async fn start_traffic_change(
+        &self,
+        name: &str,
+        operation_id: &str,
+        traffic: &[berth_api::TrafficShare],
+        now: &str,
+    ) -> Result<Operation> {
+        let (name, id, now) = (name.to_owned(), operation_id.to_owned(), now.to_owned());
+        let text = serde_json::to_string(traffic).map_err(corrupt("traffic split"))?;
+        let stable = traffic.first().map(|t| t.revision);
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin traffic change"))?;
+            if find_service(&tx, &name)?.is_none() {
+                return Err(StoreError::ServiceNotFound(name));
+            }
+            refuse_if_busy(&tx, &name)?;
+            insert_operation(&tx, &id, &name, OperationType::Traffic, stable, &now)?;
+            tx.execute(
+                "UPDATE operations SET traffic = ?1 WHERE id = ?2",
+                params![text, id],
+            )
+            .map_err(db("record traffic split"))?;
+            append_event(&tx, &id, &now, 0, "Traffic change accepted")?;
+            let operation = find_operation(&tx, &id, 0)?;
+            tx.commit().map_err(db("commit traffic change"))?;
+            Ok(operation)
+        })
+        .await
+    }
+
+    async fn requested_traffic(&self, operation_id: &str) -> Result<Vec<berth_api::TrafficShare>> {
+        let id = operation_id.to_owned();
+        self.read(move |conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT traffic FROM operations WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db("read traffic split"))?
+                .ok_or_else(|| StoreError::OperationNotFound(id.clone()))?;
+            text.map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(corrupt("traffic split"))
+                .map(Option::unwrap_or_default)
+        })
+        .await
+    }
+
     async fn service(&self, name: &str) -> Result<StoredService> {
         let name = name.to_owned();
         self.read(move |conn| find_service(conn, &name)?.ok_or(StoreError::ServiceNotFound(name)))
@@ -519,10 +614,42 @@ impl ServiceStore for SqliteStore {
                     )
                     .map_err(db("finish operation"))?;
                     tx.execute(
-                        "UPDATE services SET serving_revision = ?1, state = 'Healthy', error = NULL, updated_time = ?2 WHERE name = ?3",
+                        "UPDATE services SET serving_revision = ?1, state = 'Healthy', error = NULL, traffic = NULL, updated_time = ?2 WHERE name = ?3",
                         params![serving_revision, now, service],
                     )
                     .map_err(db("record serving revision"))?;
+                    refresh_model_references(&tx, &service)?;
+                }
+                OperationOutcome::Split {
+                    serving_revision,
+                    traffic,
+                } => {
+                    tx.execute(
+                        "UPDATE operations SET state = 'Succeeded', end_time = ?1 WHERE id = ?2",
+                        params![now, id],
+                    )
+                    .map_err(db("finish operation"))?;
+                    let traffic = serde_json::to_string(traffic).map_err(corrupt("service traffic"))?;
+                    tx.execute(
+                        "UPDATE services SET serving_revision = ?1, state = 'Healthy', error = NULL, traffic = ?2, updated_time = ?3 WHERE name = ?4",
+                        params![serving_revision, traffic, now, service],
+                    )
+                    .map_err(db("record traffic split"))?;
+                    refresh_model_references(&tx, &service)?;
+                }
+                OperationOutcome::RolledBack(error) => {
+                    let error = serde_json::to_string(error).map_err(corrupt("operation error"))?;
+                    tx.execute(
+                        "UPDATE operations SET state = 'RolledBack', end_time = ?1, error = ?2 WHERE id = ?3",
+                        params![now, error, id],
+                    )
+                    .map_err(db("roll back operation"))?;
+                    tx.execute(
+                        "UPDATE services SET state = CASE WHEN serving_revision IS NULL THEN 'Failed' ELSE 'Healthy' END, \
+                         updated_time = ?1 WHERE name = ?2",
+                        params![now, service],
+                    )
+                    .map_err(db("record rolled-back service"))?;
                     refresh_model_references(&tx, &service)?;
                 }
                 OperationOutcome::Failed(error) => {
@@ -573,7 +700,11 @@ impl ServiceStore for SqliteStore {
         .await
     }
 
-    async fn fail_interrupted_operations(&self, now: &str) -> Result<Vec<Operation>> {
+    async fn fail_interrupted_operations(
+        &self,
+        now: &str,
+        exposed: for<'r> fn(&'r StoredRollout) -> bool,
+    ) -> Result<Vec<Operation>> {
         let now = now.to_owned();
         self.write(move |conn| {
             let tx = conn
@@ -592,6 +723,44 @@ impl ServiceStore for SqliteStore {
             let mut out = Vec::new();
             for id in ids {
                 let op = find_operation(&tx, &id, u64::MAX)?;
+                let stored: Option<StoredRollout> = tx
+                    .query_row("SELECT rollout FROM operations WHERE id = ?1", params![id], |r| {
+                        r.get::<_, Option<String>>(0)
+                    })
+                    .map_err(db("read operation rollout"))?
+                    .map(|text| serde_json::from_str(&text))
+                    .transpose()
+                    .map_err(corrupt("operation rollout"))?;
+                if let Some(rollout) = stored.filter(|r| (exposed)(r)) {
+                    let baseline = rollout
+                        .status
+                        .baseline
+                        .map_or_else(|| "the previous revision".to_owned(), |b| format!("revision {b}"));
+                    let error = OperationError {
+                        code: "RolloutInterrupted".into(),
+                        step: format!("step {} of {}", rollout.status.step, rollout.status.steps),
+                        message: format!(
+                            "the server stopped during the {} rollout of revision {}; it was rolled back and {baseline} serves all traffic. Send the change again.",
+                            rollout.status.strategy.as_str(),
+                            rollout.status.candidate
+                        ),
+                        output: Vec::new(),
+                    };
+                    let text = serde_json::to_string(&error).map_err(corrupt("operation error"))?;
+                    tx.execute(
+                        "UPDATE operations SET state = 'RolledBack', end_time = ?1, error = ?2 WHERE id = ?3",
+                        params![now, text, id],
+                    )
+                    .map_err(db("roll back interrupted operation"))?;
+                    tx.execute(
+                        "UPDATE services SET state = 'Healthy', traffic = NULL, updated_time = ?1 WHERE name = ?2 AND serving_revision IS NOT NULL",
+                        params![now, op.service],
+                    )
+                    .map_err(db("record interrupted rollout"))?;
+                    append_event(&tx, &id, &now, 0, "RolledBack: the server stopped during the rollout's bake")?;
+                    out.push(find_operation(&tx, &id, u64::MAX)?);
+                    continue;
+                }
                 let error = OperationError {
                     code: "ServerRestarted".into(),
                     step: "run the operation".into(),
@@ -615,6 +784,59 @@ impl ServiceStore for SqliteStore {
             }
             tx.commit().map_err(db("commit interrupted scan"))?;
             Ok(out)
+        })
+        .await
+    }
+
+    async fn set_rollout(&self, id: &str, rollout: &StoredRollout) -> Result<()> {
+        let id = id.to_owned();
+        let text = serde_json::to_string(rollout).map_err(corrupt("operation rollout"))?;
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE operations SET rollout = ?1 WHERE id = ?2",
+                params![text, id],
+            )
+            .map_err(db("record rollout"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stage_revision(
+        &self,
+        name: &str,
+        spec: &ServiceSpec,
+        based_on: u32,
+        now: &str,
+    ) -> Result<u32> {
+        let (name, now) = (name.to_owned(), now.to_owned());
+        let text = serde_json::to_string(spec).map_err(corrupt("revision spec"))?;
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin stage revision"))?;
+            let service = find_service(&tx, &name)?
+                .ok_or_else(|| StoreError::ServiceNotFound(name.clone()))?;
+            refuse_if_busy(&tx, &name)?;
+            if service.latest_revision != based_on {
+                return Err(StoreError::Moved {
+                    service: name.clone(),
+                    now: service.serving_revision,
+                });
+            }
+            let number = service.latest_revision + 1;
+            tx.execute(
+                "INSERT INTO revisions (service, number, spec, created_time) VALUES (?1, ?2, ?3, ?4)",
+                params![name, number, text, now],
+            )
+            .map_err(db("write revision"))?;
+            tx.execute(
+                "UPDATE services SET latest_revision = ?1, updated_time = ?2 WHERE name = ?3",
+                params![number, now, name],
+            )
+            .map_err(db("record latest revision"))?;
+            tx.commit().map_err(db("commit stage revision"))?;
+            Ok(number)
         })
         .await
     }

@@ -302,7 +302,7 @@ async fn sign_out(State(state): State<StudioState>, headers: HeaderMap) -> Respo
 
 /// Samples every route's gauges into `studio.series` every
 /// [`INTERVAL_SECS`](crate::metrics::series::INTERVAL_SECS), for as long as the process runs.
-pub fn start_sampler(studio: Arc<Studio>, runtime: Arc<crate::runtime::Runtime>) {
+pub fn start_sampler(studio: Arc<Studio>, runtime: Arc<crate::reconciler::Runtime>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(
             crate::metrics::series::INTERVAL_SECS,

@@ -16,6 +16,7 @@ mod lifecycle;
 mod observability;
 mod registry;
 mod resources;
+mod rollouts;
 mod scaling;
 mod scoring_auth;
 mod services;

@@ -11,7 +11,7 @@ use berth_worker::{InitStage, SpawnError, WorkerSpec};
 
 use super::limits::{self, LimitsError, ResourceManager};
 use super::sandbox::Isolation;
-use crate::gateway::{Replica, Route};
+use crate::compute::Replica;
 
 /// Everything needed to start a replica of one revision.
 #[derive(Debug, Clone)]
@@ -72,7 +72,8 @@ impl LaunchPlan {
 }
 
 /// Why a replica did not start.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("replica {index}: {error}")]
 pub struct StartFailure {
     /// Which replica.
     pub index: u32,
@@ -283,35 +284,4 @@ pub async fn stop_all(replicas: Vec<Arc<Replica>>, grace: Duration) {
             tracing::warn!(error = %e, "a replica did not stop cleanly");
         }
     }
-}
-
-/// Waits until no request holds `route` (every request that was routed to it
-/// has been answered), at most `limit`, then stops its replicas.
-pub async fn drain(route: Arc<Route>, limit: Duration, grace: Duration) {
-    let replicas = route.replicas.clone();
-    drain_subset(route, replicas, limit, grace).await;
-}
-
-/// Like [`drain`], but stops only `retired` (a scale-down keeps the others).
-pub async fn drain_subset(
-    route: Arc<Route>,
-    retired: Vec<Arc<Replica>>,
-    limit: Duration,
-    grace: Duration,
-) {
-    for replica in &retired {
-        replica
-            .retiring
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-    let deadline = tokio::time::Instant::now() + limit;
-    // Our clone is the last one once no request holds the old route.
-    while Arc::strong_count(&route) > 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    drop(route);
-    while retired.iter().any(|r| r.in_flight() > 0) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop_all(retired, grace).await;
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use berth_api::deployment::LivenessProbeRequirements;
 
-use crate::gateway::Replica;
+use crate::compute::Replica;
 
 /// Probes `replica` until it stops, is retired, or is killed for not answering.
 pub async fn liveness(replica: Arc<Replica>, probe: LivenessProbeRequirements) {

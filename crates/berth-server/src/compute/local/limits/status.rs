@@ -6,7 +6,6 @@ use berth_api::service::{ResourceEnforcement, ResourceStatus};
 
 use super::cgroup::{CFS_PERIOD_US, cfs_quota, cpu_shares, cpu_weight};
 use super::gb_to_bytes;
-use crate::runtime::Runtime;
 
 const NO_CAP: &str = "no limit set: not capped";
 
@@ -79,32 +78,5 @@ pub fn describe(
         last_limit_kill: None,
         isolation: String::new(),
         processes: String::new(),
-    }
-}
-
-impl Runtime {
-    /// The resource manager (GPU checks, mode).
-    pub fn resource_manager(&self) -> &std::sync::Arc<super::ResourceManager> {
-        &self.deps.resources
-    }
-
-    /// What `service`'s resource settings `req` are mapped to, its GPUs and its
-    /// last limit kill.
-    pub fn resources(&self, service: &str, req: &ContainerResourceRequirements) -> ResourceStatus {
-        let manager = &self.deps.resources;
-        let mut status = describe(manager.mode(), req, manager.has_gpus());
-        status.gpu_ids = manager.gpu_assignments(service);
-        status.last_limit_kill = manager.last_kill(service);
-        status.isolation = self.deps.isolation.describe();
-        status.processes = match manager.mode() {
-            berth_api::service::ResourceEnforcement::CgroupV1
-            | berth_api::service::ResourceEnforcement::CgroupV2
-                if manager.limits_processes() =>
-            {
-                "pids.max per replica".to_owned()
-            }
-            _ => "not enforced (needs the cgroup pids controller); a stopped replica's process group is ended".to_owned(),
-        };
-        status
     }
 }

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use berth_api::service::ScalingDecision;
 
 use super::autoscale::{Decision, Policy, SAMPLE_EVERY, Window};
-use super::replicas::{self, LaunchPlan, StartFailure};
+use super::drain;
 use super::{DRAIN_LIMIT, Runtime, STOP_GRACE};
-use crate::gateway::Replica;
+use crate::compute::ComputeTarget;
+use crate::compute::Replica;
+use crate::compute::local::{LaunchPlan, StartFailure};
 
 /// How long the autoscaler waits after replicas it added failed to start.
 const RETRY_AFTER_FAILED_SCALE: Duration = Duration::from_secs(30);
@@ -77,11 +79,15 @@ impl Runtime {
             let Some(route) = self.deps.table.get(&service) else {
                 continue;
             };
-            let ready = route.ready_count();
-            if route.revision.is_none() || ready == 0 {
+            // A rollout or a hand-set split owns the replica counts while it runs.
+            let (Some(pool), 1) = (route.primary(), route.pools.len()) else {
+                continue;
+            };
+            let ready = pool.ready_count();
+            if ready == 0 {
                 continue;
             }
-            let current = route.replicas.len() as u32;
+            let current = pool.replicas.len() as u32;
             let load = route.queued() + route.in_flight();
             drop(route);
             let capacity = ready * per_replica as usize;
@@ -132,8 +138,11 @@ impl Runtime {
             .deps
             .table
             .get(service)
-            .filter(|r| r.revision == Some(plan.revision))
+            .filter(|r| r.revision() == Some(plan.revision) && r.pools.len() == 1)
         else {
+            return;
+        };
+        let Some(pool) = route.primary().cloned() else {
             return;
         };
         let direction = if decision.to > decision.from {
@@ -147,14 +156,14 @@ impl Runtime {
             policy.refresh.as_secs(),
             policy.target
         );
-        let mut current = route.replicas.clone();
+        let mut current = pool.replicas.clone();
         current.sort_by_key(|r| r.index);
         if decision.to < decision.from {
             let retired = current.split_off(decision.to as usize);
-            let next = Arc::new(route.with_replicas(current, per_replica));
+            let next = Arc::new(route.with_pool(pool.with_replicas(current, per_replica)));
             self.deps.table.publish(service, Some(next));
             self.record_scaling(service, &decision, reason, Ok(()));
-            replicas::drain_subset(route, retired, DRAIN_LIMIT, STOP_GRACE).await;
+            drain::drain_subset(route, retired, DRAIN_LIMIT, STOP_GRACE).await;
             return;
         }
         let outcome = {
@@ -163,12 +172,17 @@ impl Runtime {
             match self.start_more(&plan, &current, wanted).await {
                 Ok(added) => {
                     let Some(route) = self.deps.table.get(service) else {
-                        replicas::stop_all(added, STOP_GRACE).await;
+                        self.compute.stop(added, STOP_GRACE).await;
                         return;
                     };
-                    let mut next = route.replicas.clone();
+                    let Some(pool) = route.pool(plan.revision).cloned() else {
+                        drop(route);
+                        self.compute.stop(added, STOP_GRACE).await;
+                        return;
+                    };
+                    let mut next = pool.replicas.clone();
                     next.extend(added.iter().cloned());
-                    let next = Arc::new(route.with_replicas(next, per_replica));
+                    let next = Arc::new(route.with_pool(pool.with_replicas(next, per_replica)));
                     drop(route);
                     self.deps.table.publish(service, Some(next));
                     self.watch(service, &added, &probe);
@@ -245,7 +259,7 @@ impl Runtime {
         count: u32,
     ) -> Result<Vec<Arc<Replica>>, StartFailure> {
         let first = current.iter().map(|r| r.index + 1).max().unwrap_or(0);
-        let starts = (first..first + count).map(|index| replicas::start_replica(plan, index));
+        let starts = (first..first + count).map(|index| self.compute.start(plan, index));
         let mut added = Vec::new();
         let mut failure = None;
         for result in futures_util::future::join_all(starts).await {
@@ -257,7 +271,7 @@ impl Runtime {
         match failure {
             None => Ok(added),
             Some(failure) => {
-                replicas::stop_all(added, STOP_GRACE).await;
+                self.compute.stop(added, STOP_GRACE).await;
                 Err(failure)
             }
         }

@@ -1,33 +1,37 @@
-//! The local compute target and the operations that change services.
+//! The reconciler: what runs for each service, and the operations that change it.
 //!
 //! Routes write intent (a revision and an operation) to the store and hand the
-//! operation to [`Runtime::run_operation`]; only this module starts and stops
-//! replicas and publishes routes. The rollout is: prepare the environment →
-//! lay out the revision → start the new replicas (each passes `init()`) →
-//! switch the route atomically → drain the old replicas → stop them. Any
-//! failure before the switch stops the new replicas and leaves the serving
-//! revision untouched.
+//! operation to [`Runtime::run_operation`]; only this module asks the compute
+//! target ([`crate::compute`]) for replicas and publishes gateway routes. A
+//! rollout is: prepare the environment → lay out the revision → start the
+//! candidate's replicas (each passes `init()`) → shift traffic by the
+//! revision's `rollout` strategy ([`plan`]: all at once, canary, linear or
+//! blue-green), with the gates measured by the gateway during each bake → promote
+//! (drain and stop the old replicas) or roll back (traffic back on the previous
+//! revision at once, the candidate drained and stopped). Any failure before
+//! promotion leaves the serving revision untouched.
 //!
-//! At start-up [`Runtime::restore`] fails operations a restart cut off and
-//! brings every service back to its serving revision.
+//! At start-up [`Runtime::restore`] ends operations a restart cut off (a
+//! rollout cut off in its bake ends `RolledBack`: its candidate never became
+//! the serving revision) and brings every service back to its stored traffic.
 //!
-//! While a revision serves: `probes` take hung replicas out of rotation and
-//! kill them, `restarts` replaces replicas that exit (with crash-loop
-//! backoff), `scale` runs the autoscaler (`autoscale` is its policy), and
-//! [`limits`] puts each replica under its resource limits and GPUs. Whatever
-//! changes a service's replica set holds that service's replica-set lock.
+//! While a revision serves: the compute target's probes take hung replicas out
+//! of rotation and kill them, `restarts` replaces replicas that exit (with
+//! crash-loop backoff), `scale` runs the autoscaler (`autoscale` is its
+//! policy). Whatever changes a service's replica set holds that service's
+//! replica-set lock.
 
 mod autoscale;
+mod drain;
 mod gauges;
-mod layouts;
-pub mod limits;
-mod materialise;
 mod operations;
-mod probes;
-mod replicas;
+pub mod plan;
+mod resources;
 mod restarts;
-pub mod sandbox;
+mod rollout;
 mod scale;
+mod shadow;
+mod traffic;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -38,17 +42,23 @@ use berth_api::service::ScalingDecision;
 use berth_api::{ServiceKeys, ServiceSpec};
 use tokio::sync::mpsc;
 
-pub use limits::{ReplicaLimits, ResourceManager};
-pub use materialise::revision_root;
-pub use replicas::{LaunchPlan, StartError};
+use crate::compute::ComputeTarget;
+use crate::compute::Replica;
+use crate::compute::local::{LaunchPlan, LocalTarget, ResourceManager, sandbox};
 
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
+use crate::gateway::table::Pool;
 use crate::gateway::table::admission_for;
-use crate::gateway::{Replica, Route, RouteSettings, RouteTable};
+use crate::gateway::window::RevisionWindow;
+use crate::gateway::{Route, RouteSettings, RouteTable};
 use crate::store::{ServiceStore, Store};
 use restarts::{ReplicaExit, watch_exits};
+
+pub use rollout::RolloutControl;
+pub use shadow::MirrorFailure;
+pub use traffic::NoRollout;
 
 /// What the runtime keeps per service.
 struct ServiceRuntime {
@@ -129,6 +139,12 @@ pub struct RuntimeDeps {
 /// The local compute target.
 pub struct Runtime {
     deps: RuntimeDeps,
+    /// Where replicas run.
+    compute: LocalTarget,
+    /// Running progressive rollouts.
+    rollouts: rollout::Rollouts,
+    /// Replicas started for hand-made mirrors.
+    shadows: shadow::Shadows,
     running: Mutex<HashMap<String, ServiceRuntime>>,
     exits: mpsc::UnboundedSender<ReplicaExit>,
     /// Per service: held by whatever changes its replica set (an operation, a
@@ -147,6 +163,29 @@ pub fn needs_new_replicas(old: &ServiceSpec, new: &ServiceSpec) -> bool {
         || old.deployment.max_processes_per_container != new.deployment.max_processes_per_container
 }
 
+/// One pool of a route to publish.
+pub(super) struct PoolPlan {
+    /// Revision.
+    pub revision: u32,
+    /// Percent of requests.
+    pub weight: u32,
+    /// Its replicas.
+    pub replicas: Vec<Arc<Replica>>,
+    /// The revision's spec.
+    pub spec: Arc<ServiceSpec>,
+}
+
+/// The gateway settings of `spec` with `keys`.
+fn route_settings(spec: &ServiceSpec, keys: &ServiceKeys) -> RouteSettings {
+    let d = &spec.deployment;
+    RouteSettings {
+        scoring_timeout: Duration::from_millis(d.scoring_timeout_ms),
+        max_queue_wait: Duration::from_millis(d.max_queue_wait_ms),
+        keys: d.auth_enabled.then(|| keys.clone()),
+        token_auth: d.token_auth_enabled,
+    }
+}
+
 /// Drain limit for old replicas after a switch.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 /// Time a replica gets to finish after SHUTDOWN before it is killed.
@@ -158,6 +197,9 @@ impl Runtime {
         let (tx, rx) = mpsc::unbounded_channel();
         let runtime = Arc::new(Self {
             deps,
+            compute: LocalTarget,
+            rollouts: rollout::Rollouts::default(),
+            shadows: shadow::Shadows::default(),
             running: Mutex::new(HashMap::new()),
             exits: tx,
             replica_sets: Mutex::new(HashMap::new()),
@@ -257,7 +299,8 @@ impl Runtime {
         (run.clone(), run.join("s"))
     }
 
-    /// Publishes a route for `service` serving `replicas` of `spec`.
+    /// Publishes a route for `service` serving `replicas` of `spec` alone
+    /// (or nothing, with `revision` `None`); returns the route it replaced.
     fn publish(
         &self,
         service: &str,
@@ -266,27 +309,78 @@ impl Runtime {
         spec: &ServiceSpec,
         keys: &ServiceKeys,
     ) -> Option<Arc<Route>> {
-        let d = &spec.deployment;
-        let route = Arc::new(Route {
-            service: service.to_owned(),
-            revision,
-            admission: Arc::new(admission_for(
-                replicas.len(),
-                d.max_concurrent_requests_per_container,
-            )),
-            replicas,
-            settings: RouteSettings {
-                scoring_timeout: Duration::from_millis(d.scoring_timeout_ms),
-                max_queue_wait: Duration::from_millis(d.max_queue_wait_ms),
-                keys: d.auth_enabled.then(|| keys.clone()),
-                token_auth: d.token_auth_enabled,
-            },
-            observability: self.deps.observability.route(service, revision, spec),
-        });
-        self.publish_cert(service, spec);
+        let pools = revision
+            .map(|revision| PoolPlan {
+                revision,
+                weight: 100,
+                replicas,
+                spec: Arc::new(spec.clone()),
+            })
+            .into_iter()
+            .collect();
+        self.publish_pools(service, pools, spec, keys)
+    }
+
+    /// Publishes a route for `service` over `pools` (the first is the stable
+    /// revision; auth comes from `stable`); returns the route it replaced.
+    /// Pools of revisions the current route already has keep their live
+    /// figures and gate windows.
+    fn publish_pools(
+        &self,
+        service: &str,
+        pools: Vec<PoolPlan>,
+        stable: &ServiceSpec,
+        keys: &ServiceKeys,
+    ) -> Option<Arc<Route>> {
+        let current = self.deps.table.get(service);
+        let pools = pools
+            .into_iter()
+            .map(|plan| {
+                let window = current
+                    .as_ref()
+                    .and_then(|r| r.pool(plan.revision))
+                    .map(|p| p.window.clone())
+                    .unwrap_or_default();
+                Arc::new(self.make_pool(service, plan, keys, window))
+            })
+            .collect();
+        drop(current);
+        let route = Arc::new(Route::new(
+            service.to_owned(),
+            route_settings(stable, keys),
+            pools,
+            self.deps.observability.route(service, None, stable),
+        ));
+        self.publish_cert(service, stable);
         let old = self.deps.table.get(service);
         self.deps.table.publish(service, Some(route));
         old
+    }
+
+    /// A gateway pool for `plan`.
+    fn make_pool(
+        &self,
+        service: &str,
+        plan: PoolPlan,
+        keys: &ServiceKeys,
+        window: Arc<RevisionWindow>,
+    ) -> Pool {
+        let d = &plan.spec.deployment;
+        Pool {
+            revision: plan.revision,
+            weight: plan.weight,
+            admission: Arc::new(admission_for(
+                plan.replicas.len(),
+                d.max_concurrent_requests_per_container,
+            )),
+            replicas: plan.replicas,
+            settings: route_settings(&plan.spec, keys),
+            observability: self
+                .deps
+                .observability
+                .route(service, Some(plan.revision), &plan.spec),
+            window,
+        }
     }
 
     /// Serves the certificate of the revision that starts serving for its
@@ -327,47 +421,25 @@ impl Runtime {
         let (Some(route), Some(spec)) = (self.deps.table.get(service), spec) else {
             return Ok(());
         };
-        let next = Arc::new(Route {
-            service: route.service.clone(),
-            revision: route.revision,
-            replicas: route.replicas.clone(),
-            settings: RouteSettings {
-                keys: spec.deployment.auth_enabled.then_some(keys),
-                ..route.settings.clone()
-            },
-            admission: route.admission.clone(),
-            observability: route.observability.clone(),
-        });
+        let next = Arc::new(route.with_settings(RouteSettings {
+            keys: spec.deployment.auth_enabled.then_some(keys.clone()),
+            ..route.settings.clone()
+        }));
+        let pools = next
+            .pools
+            .iter()
+            .map(|p| {
+                let mut settings = p.settings.clone();
+                settings.keys = next.settings.keys.clone();
+                Arc::new(Pool {
+                    settings,
+                    ..p.with_weight(p.weight)
+                })
+            })
+            .collect();
+        let next = Arc::new(next.with_pools(pools));
         self.deps.table.publish(service, Some(next));
         Ok(())
-    }
-
-    /// The serving revisions of a service with their weights.
-    pub fn traffic_shares(
-        &self,
-        service: &str,
-        serving: Option<u32>,
-    ) -> Vec<berth_api::TrafficShare> {
-        serving
-            .map(|revision| berth_api::TrafficShare {
-                revision,
-                weight: 100,
-                role: "stable".to_owned(),
-                name: None,
-            })
-            .into_iter()
-            .filter(|_| self.deps.table.get(service).is_some())
-            .collect()
-    }
-
-    /// The running rollout of a service.
-    pub fn rollout_status(&self, _service: &str) -> Option<berth_api::RolloutStatus> {
-        None
-    }
-
-    /// What mirroring measured, while a service's requests are mirrored.
-    pub fn mirror_status(&self, _service: &str) -> Option<berth_api::MirrorStatus> {
-        None
     }
 
     /// Ready and desired replicas of a service.
@@ -382,7 +454,10 @@ impl Runtime {
             .deps
             .table
             .get(service)
-            .map(|r| (r.ready_count() as u32, r.replicas.len() as u32))
+            .and_then(|r| {
+                r.primary()
+                    .map(|p| (p.ready_count() as u32, p.replicas.len() as u32))
+            })
             .unwrap_or((0, 0));
         let mut status = self
             .with_service(service, |s| ReplicaStatus {
@@ -413,7 +488,7 @@ impl Runtime {
     pub fn logs(&self, service: &str, tail: usize) -> Option<Vec<String>> {
         let route = self.deps.table.get(service)?;
         let mut lines: Vec<(std::time::SystemTime, String)> = Vec::new();
-        for replica in &route.replicas {
+        for replica in route.replicas() {
             for line in replica.worker.logs().snapshot() {
                 lines.push((
                     line.at,
@@ -455,8 +530,7 @@ impl Runtime {
             .get(service)
             .map(|route| {
                 route
-                    .replicas
-                    .iter()
+                    .replicas()
                     .map(|r| (r.revision, r.index, r.worker.logs().subscribe()))
                     .collect()
             })
@@ -492,9 +566,10 @@ impl Runtime {
         for route in &routes {
             self.deps.table.publish(&route.service, None);
         }
-        let stops = routes
-            .into_iter()
-            .map(|route| replicas::stop_all(route.replicas.clone(), STOP_GRACE));
+        let stops = routes.into_iter().map(|route| {
+            self.compute
+                .stop(route.replicas().cloned().collect(), STOP_GRACE)
+        });
         futures_util::future::join_all(stops).await;
     }
 }

@@ -5,9 +5,13 @@ use std::time::Instant;
 
 use berth_api::{Operation, OperationError, OperationType, ServiceSpec, ServiceState};
 
-use super::materialise::{RevisionContent, materialise, revision_root};
-use super::replicas::{self, LaunchPlan};
+use super::drain;
+use super::rollout::Ended;
 use super::{DRAIN_LIMIT, Runtime, STOP_GRACE};
+use crate::compute::local::materialise::{
+    RevisionContent, RevisionDir, materialise, revision_root,
+};
+use crate::compute::local::replicas::LaunchPlan;
 use crate::events::EventDraft;
 use crate::store::OperationOutcome;
 
@@ -15,14 +19,53 @@ use crate::store::OperationOutcome;
 const OUTPUT_LINES: usize = 60;
 
 /// Writes an operation's log (or, during restore, only the server log).
-struct OpLog<'a> {
+pub(super) struct OpLog<'a> {
     runtime: &'a Runtime,
-    id: Option<String>,
+    /// The operation's id (`None`: server log only).
+    pub id: Option<String>,
+    /// The operation.
+    pub operation: Option<&'a Operation>,
     started: Instant,
 }
 
+impl<'a> OpLog<'a> {
+    /// A log that writes to the server log only.
+    pub fn server_only(runtime: &'a Runtime) -> Self {
+        Self {
+            runtime,
+            id: None,
+            operation: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// The log of `op`.
+    fn of(runtime: &'a Runtime, op: &'a Operation) -> Self {
+        Self {
+            runtime,
+            id: Some(op.id.clone()),
+            operation: Some(op),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A revision whose replicas all passed `init()`, not yet given traffic.
+pub(super) struct Candidate {
+    /// Revision.
+    pub revision: u32,
+    /// Its spec.
+    pub spec: ServiceSpec,
+    /// How its replicas start (for restarts and scaling).
+    pub plan: Arc<LaunchPlan>,
+    /// Its replicas.
+    pub replicas: Vec<Arc<crate::compute::Replica>>,
+    /// Replicas wanted.
+    pub count: u32,
+}
+
 impl OpLog<'_> {
-    async fn event(&self, message: &str) {
+    pub async fn event(&self, message: &str) {
         tracing::info!(operation = ?self.id, "{message}");
         if let Some(id) = &self.id {
             let elapsed = self.started.elapsed().as_millis() as u64;
@@ -139,11 +182,7 @@ impl Runtime {
     async fn execute(self: Arc<Self>, op: Operation) {
         let lock = self.replica_set_lock(&op.service);
         let _held = lock.lock().await;
-        let log = OpLog {
-            runtime: &self,
-            id: Some(op.id.clone()),
-            started: Instant::now(),
-        };
+        let log = OpLog::of(&self, &op);
         let events = &self.deps.events;
         events.emit(EventDraft::operation_started(&op));
         let kind = serde_json::to_value(op.operation_type)
@@ -169,20 +208,12 @@ impl Runtime {
                     Vec::new(),
                 )),
             },
-            _ => {
-                let Some(revision) = op.target_revision else {
-                    return;
-                };
-                if self.deps.table.get(&op.service).is_none() {
-                    self.publish_empty(&op.service).await;
-                }
-                let result = match op.operation_type {
-                    OperationType::Update => self.update(&log, &op.service, revision).await,
-                    _ => self.roll_out(&log, &op.service, revision).await,
-                };
-                match result {
-                    Ok(()) => OperationOutcome::Succeeded {
-                        serving_revision: revision,
+            OperationType::Traffic => {
+                self.end_mirror(&op.service).await;
+                match self.apply_traffic(&log, &op).await {
+                    Ok(traffic) => OperationOutcome::Split {
+                        serving_revision: traffic.first().map_or(0, |t| t.revision),
+                        traffic,
                     },
                     Err(error) => {
                         log.event(&format!(
@@ -194,22 +225,56 @@ impl Runtime {
                     }
                 }
             }
+            _ => {
+                let Some(revision) = op.target_revision else {
+                    return;
+                };
+                self.end_mirror(&op.service).await;
+                if self.deps.table.get(&op.service).is_none() {
+                    self.publish_empty(&op.service).await;
+                }
+                let result = match op.operation_type {
+                    OperationType::Update => self.update(&log, &op.service, revision).await,
+                    _ => self.roll_out(&log, &op.service, revision).await,
+                };
+                match result {
+                    Ok(Ended::Promoted) => OperationOutcome::Succeeded {
+                        serving_revision: revision,
+                    },
+                    Ok(Ended::RolledBack(error)) => OperationOutcome::RolledBack(error),
+                    Err(error) => {
+                        log.event(&format!(
+                            "Failed at step `{}`: {}",
+                            error.step, error.message
+                        ))
+                        .await;
+                        OperationOutcome::Failed(error)
+                    }
+                }
+            }
         };
-        let succeeded = !matches!(outcome, OperationOutcome::Failed(_));
+        let succeeded = !matches!(
+            outcome,
+            OperationOutcome::Failed(_) | OperationOutcome::RolledBack(_)
+        );
         let ended = match &outcome {
             OperationOutcome::Failed(error) => EventDraft::operation_failed(&op, error),
-            OperationOutcome::Succeeded { serving_revision } => {
-                EventDraft::operation_succeeded(&op, Some(*serving_revision))
-            }
+            OperationOutcome::RolledBack(error) => EventDraft::operation_rolled_back(&op, error),
+            OperationOutcome::Succeeded { serving_revision }
+            | OperationOutcome::Split {
+                serving_revision, ..
+            } => EventDraft::operation_succeeded(&op, Some(*serving_revision)),
             OperationOutcome::Deleted | OperationOutcome::Completed => {
                 EventDraft::operation_succeeded(&op, None)
             }
         };
+        let rolled_back = matches!(outcome, OperationOutcome::RolledBack(_));
         let deleted = matches!(outcome, OperationOutcome::Deleted);
         self.deps.observability.metrics().operation_finished(
             &format!("{:?}", op.operation_type),
             match outcome {
                 OperationOutcome::Failed(_) => "Failed",
+                OperationOutcome::RolledBack(_) => "RolledBack",
                 OperationOutcome::Deleted => "Deleted",
                 _ => "Succeeded",
             },
@@ -226,7 +291,11 @@ impl Runtime {
             events.forget_service(&op.service);
             events.emit(EventDraft::service_deleted(&op.service).with_operation(&op.id));
         } else {
-            let how = if succeeded { "succeeded" } else { "failed" };
+            let how = match (succeeded, rolled_back) {
+                (true, _) => "succeeded",
+                (false, true) => "rolled back",
+                (false, false) => "failed",
+            };
             self.note_state(&op.service, &format!("{kind} {how}"), Some(&op.id))
                 .await;
         }
@@ -237,14 +306,17 @@ impl Runtime {
         if succeeded {
             log.event("Succeeded").await;
         }
+        if rolled_back {
+            log.event("RolledBack").await;
+        }
         self.deps
             .follow
             .on_operation_ended(
                 &op.service,
-                if succeeded {
-                    berth_api::OperationState::Succeeded
-                } else {
-                    berth_api::OperationState::Failed
+                match (succeeded, rolled_back) {
+                    (true, _) => berth_api::OperationState::Succeeded,
+                    (false, true) => berth_api::OperationState::RolledBack,
+                    (false, false) => berth_api::OperationState::Failed,
                 },
             )
             .await;
@@ -255,13 +327,13 @@ impl Runtime {
     fn collect_layouts(&self, service: &str) {
         let mut in_use: Vec<u32> = Vec::new();
         if let Some(route) = self.deps.table.get(service) {
-            in_use.extend(route.revision);
-            in_use.extend(route.replicas.iter().map(|r| r.revision));
+            in_use.extend(route.pools.iter().map(|p| p.revision));
+            in_use.extend(route.replicas().map(|r| r.revision));
         }
         if let Some(revision) = self.with_service(service, |s| s.plan.revision) {
             in_use.push(revision);
         }
-        super::layouts::collect(
+        crate::compute::local::layouts::collect(
             &self.deps.config.data_dir,
             service,
             &in_use,
@@ -308,13 +380,43 @@ impl Runtime {
         self.publish(service, None, Vec::new(), &spec, &stored.keys);
     }
 
-    /// Brings up `revision` and switches traffic to it.
-    async fn roll_out(
+    /// Brings up `revision` and moves traffic to it by its `rollout` settings
+    /// (all at once for `rolling`, for a restore and for a first revision).
+    pub(super) async fn roll_out(
         &self,
         log: &OpLog<'_>,
         service: &str,
         revision: u32,
-    ) -> Result<(), OperationError> {
+    ) -> Result<Ended, OperationError> {
+        let candidate = self.start_candidate(log, service, revision).await?;
+        let rollout = &candidate.spec.deployment.rollout;
+        let progressive =
+            log.operation.is_some() && !(rollout.is_rolling() && rollout.shadow.is_none());
+        match self
+            .deps
+            .table
+            .get(service)
+            .filter(|r| r.replicas().next().is_some())
+        {
+            Some(current) if progressive => {
+                self.progressive(log, service, candidate, current).await
+            }
+            current => {
+                drop(current);
+                self.switch_all(log, service, candidate).await?;
+                Ok(Ended::Promoted)
+            }
+        }
+    }
+
+    /// Prepares `revision` (environment, lay-out) and starts its replicas;
+    /// resolves once each passed `init()`. Nothing is routed to them yet.
+    pub(super) async fn start_candidate(
+        &self,
+        log: &OpLog<'_>,
+        service: &str,
+        revision: u32,
+    ) -> Result<Candidate, OperationError> {
         let internal = |step: &str, e: &dyn std::fmt::Display| {
             failure("InternalError", step, e.to_string(), Vec::new())
         };
@@ -440,7 +542,7 @@ impl Runtime {
             .deps
             .table
             .get(service)
-            .map(|r| r.replicas.len())
+            .and_then(|r| r.primary().map(|p| p.replicas.len()))
             .unwrap_or(0);
         let count = Self::target_replicas(&spec, running_now);
         log.event(&format!("Starting {count} replica(s)")).await;
@@ -449,7 +551,7 @@ impl Runtime {
                 (e, _) if e.resource_code().is_some() => {
                     e.resource_code().unwrap_or(("ReplicaStartFailed", "the worker did not start"))
                 }
-                (super::StartError::Spawn(berth_worker::SpawnError::InitTimeout { .. }), _) => (
+                (crate::compute::local::StartError::Spawn(berth_worker::SpawnError::InitTimeout { .. }), _) => (
                     "DeploymentTimedOut",
                     "init() did not finish within the readiness limit (livenessProbeRequirements: initialDelaySeconds + periodSeconds × failureThreshold)",
                 ),
@@ -481,12 +583,43 @@ impl Runtime {
             ))
             .await;
         }
+        Ok(Candidate {
+            revision,
+            spec,
+            plan,
+            replicas,
+            count,
+        })
+    }
+
+    /// Switches all traffic to `candidate` at once, then drains and stops what
+    /// served before.
+    async fn switch_all(
+        &self,
+        log: &OpLog<'_>,
+        service: &str,
+        candidate: Candidate,
+    ) -> Result<(), OperationError> {
+        let Candidate {
+            revision,
+            spec,
+            plan,
+            replicas,
+            count,
+        } = candidate;
         let keys = self
             .deps
             .services
             .service(service)
             .await
-            .map_err(|e| internal("read the service", &e))?
+            .map_err(|e| {
+                failure(
+                    "InternalError",
+                    "read the service",
+                    e.to_string(),
+                    Vec::new(),
+                )
+            })?
             .keys;
         let old = self.publish(service, Some(revision), replicas.clone(), &spec, &keys);
         self.watch(
@@ -497,11 +630,11 @@ impl Runtime {
         self.set_serving(service, spec, plan, count);
         log.event(&format!("Switched traffic to revision {revision}"))
             .await;
-        if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
-            let old_revision = old.revision.unwrap_or(0);
+        if let Some(old) = old.filter(|o| o.replicas().next().is_some()) {
+            let old_revision = old.revision().unwrap_or(0);
             log.event(&format!("Draining revision {old_revision}"))
                 .await;
-            replicas::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
+            drain::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
             log.event(&format!("Revision {old_revision} stopped")).await;
         }
         Ok(())
@@ -513,7 +646,7 @@ impl Runtime {
         log: &OpLog<'_>,
         service: &str,
         revision: u32,
-    ) -> Result<(), OperationError> {
+    ) -> Result<Ended, OperationError> {
         let spec = self
             .deps
             .services
@@ -536,15 +669,16 @@ impl Runtime {
             .deps
             .table
             .get(service)
-            .filter(|r| !r.replicas.is_empty());
+            .filter(|r| r.pools.len() == 1 && r.replicas().next().is_some());
         if let (Some((old, plan)), Some(route)) = (running, route) {
             if !super::needs_new_replicas(&old, &spec) {
-                let current = route.replicas.clone();
+                let current = route.replicas().cloned().collect();
                 // Draining waits for the old route's last holder: never this function.
                 drop(route);
                 return self
                     .apply_live(log, service, revision, spec, &old, plan, current)
-                    .await;
+                    .await
+                    .map(|()| Ended::Promoted);
             }
             // The old route must not be held here: draining waits for its last holder.
             drop(route);
@@ -564,7 +698,7 @@ impl Runtime {
         spec: ServiceSpec,
         old: &ServiceSpec,
         plan: Arc<LaunchPlan>,
-        mut current: Vec<Arc<crate::gateway::Replica>>,
+        mut current: Vec<Arc<crate::compute::Replica>>,
     ) -> Result<(), OperationError> {
         for change in describe_changes(&old.deployment, &spec.deployment) {
             log.event(&format!("Live change: {change}")).await;
@@ -640,7 +774,7 @@ impl Runtime {
         ))
         .await;
         if let (Some(old_route), false) = (old_route, retired.is_empty()) {
-            replicas::drain_subset(old_route, retired, DRAIN_LIMIT, STOP_GRACE).await;
+            drain::drain_subset(old_route, retired, DRAIN_LIMIT, STOP_GRACE).await;
             log.event("Retired replicas stopped").await;
         }
         Ok(())
@@ -713,7 +847,7 @@ impl Runtime {
         service: &str,
         revision: u32,
         spec: &ServiceSpec,
-        dir: &super::materialise::RevisionDir,
+        dir: &RevisionDir,
         variables: &std::collections::BTreeMap<String, String>,
     ) -> Vec<(String, String)> {
         let entry = match &spec.inference.source_directory_name {
@@ -768,14 +902,14 @@ impl Runtime {
         self.deps.resources.forget(service);
         self.deps.ports.release(service);
         self.deps.observability.metrics().service_deleted(service);
-        if let Some(old) = old.filter(|o| !o.replicas.is_empty()) {
+        if let Some(old) = old.filter(|o| o.replicas().next().is_some()) {
             log.event("Draining replicas").await;
-            for replica in &old.replicas {
+            for replica in old.replicas() {
                 replica
                     .healthy
                     .store(false, std::sync::atomic::Ordering::Release);
             }
-            replicas::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
+            drain::drain(old, DRAIN_LIMIT, STOP_GRACE).await;
         }
         let dir = self.deps.config.data_dir.join("services").join(service);
         if let Err(e) = tokio::fs::remove_dir_all(&dir).await
@@ -792,16 +926,22 @@ impl Runtime {
         match self
             .deps
             .services
-            .fail_interrupted_operations(&crate::now_rfc3339())
+            .fail_interrupted_operations(&crate::now_rfc3339(), |stored| {
+                let progress = serde_json::from_value(stored.progress.clone()).ok();
+                super::plan::after_restart(progress) == super::plan::AfterRestart::RolledBack
+            })
             .await
         {
             Ok(ops) => {
                 for op in ops {
-                    tracing::warn!(operation = %op.id, service = %op.service, "operation cut off by a restart marked Failed");
+                    let rolled_back = op.state == berth_api::OperationState::RolledBack;
+                    tracing::warn!(operation = %op.id, service = %op.service, state = ?op.state, "operation cut off by a restart ended");
                     if let Some(error) = &op.error {
-                        self.deps
-                            .events
-                            .emit(EventDraft::operation_failed(&op, error));
+                        self.deps.events.emit(if rolled_back {
+                            EventDraft::operation_rolled_back(&op, error)
+                        } else {
+                            EventDraft::operation_failed(&op, error)
+                        });
                     }
                 }
             }
@@ -827,12 +967,12 @@ impl Runtime {
                 let Some(revision) = stored.serving_revision else {
                     return;
                 };
-                let log = OpLog {
-                    runtime: &runtime,
-                    id: None,
-                    started: Instant::now(),
+                let log = OpLog::server_only(&runtime);
+                let restored = match stored.traffic.as_deref() {
+                    Some(split) if split.len() > 1 => runtime.apply_split(&log, &name, split).await,
+                    _ => runtime.roll_out(&log, &name, revision).await.map(drop),
                 };
-                match runtime.roll_out(&log, &name, revision).await {
+                match restored {
                     Ok(()) => {
                         tracing::info!(service = %name, revision, "service restored");
                         if stored.state != ServiceState::Failed {

@@ -13,7 +13,10 @@ impl Runtime {
             .map(|route| {
                 let (_, desired) = self.replica_counts(&route.service);
                 RouteGauge {
-                    metrics: route.observability.metrics.clone(),
+                    metrics: route.primary().map_or_else(
+                        || route.observability.metrics.clone(),
+                        |p| p.observability.metrics.clone(),
+                    ),
                     ready: route.ready_count() as u32,
                     desired,
                     in_flight: route.in_flight(),

@@ -9,8 +9,11 @@ use std::time::Duration;
 use berth_api::ServiceState;
 use tokio::sync::mpsc;
 
-use super::{Runtime, STOP_GRACE, probes, replicas};
-use crate::gateway::{Replica, Route};
+use super::{Runtime, STOP_GRACE};
+use crate::compute::ComputeTarget;
+use crate::compute::Replica;
+use crate::compute::local::probes;
+use crate::gateway::table::Pool;
 
 /// A replica's process ended while it was serving.
 #[derive(Debug)]
@@ -40,8 +43,9 @@ impl Runtime {
             let replica = replica.clone();
             let tx = self.exits.clone();
             let service = service.to_owned();
+            let compute = self.compute;
             tokio::spawn(async move {
-                let status = replica.worker.exited().await;
+                let status = compute.exited(&replica).await;
                 replica.healthy.store(false, Ordering::Release);
                 if replica.retiring.load(Ordering::Acquire) {
                     return;
@@ -123,7 +127,7 @@ impl Runtime {
         self.set_state(&exit.service, ServiceState::Unhealthy, &health)
             .await;
         tokio::time::sleep(backoff).await;
-        let replica = match replicas::start_replica(&plan, exit.index).await {
+        let replica = match self.compute.start(&plan, exit.index).await {
             Ok(replica) => replica,
             Err(failure) => {
                 let output = failure.error.output();
@@ -140,19 +144,19 @@ impl Runtime {
         let lock = self.replica_set_lock(&exit.service);
         let _held = lock.lock().await;
         let Some(route) = self.deps.table.get(&exit.service) else {
-            replicas::stop_all(vec![replica], STOP_GRACE).await;
+            self.compute.stop(vec![replica], STOP_GRACE).await;
             return;
         };
-        let still_listed = route
-            .replicas
-            .iter()
-            .any(|r| r.index == exit.index && r.revision == exit.revision);
-        if !still_listed {
+        let Some(pool) = route
+            .pool(exit.revision)
+            .filter(|p| p.replicas.iter().any(|r| r.index == exit.index))
+            .cloned()
+        else {
             drop(route);
-            replicas::stop_all(vec![replica], STOP_GRACE).await;
+            self.compute.stop(vec![replica], STOP_GRACE).await;
             return;
-        }
-        let mut replicas_now: Vec<Arc<Replica>> = route
+        };
+        let mut replicas_now: Vec<Arc<Replica>> = pool
             .replicas
             .iter()
             .filter(|r| r.index != exit.index)
@@ -160,10 +164,10 @@ impl Runtime {
             .collect();
         replicas_now.push(replica.clone());
         replicas_now.sort_by_key(|r| r.index);
-        let next = Arc::new(Route {
-            admission: route.admission.clone(),
-            ..route.with_replicas(replicas_now, 1)
-        });
+        let next = Arc::new(route.with_pool(Pool {
+            admission: pool.admission.clone(),
+            ..pool.with_replicas(replicas_now, 1)
+        }));
         drop(route);
         self.deps.table.publish(&exit.service, Some(next));
         self.watch(&exit.service, std::slice::from_ref(&replica), &probe);

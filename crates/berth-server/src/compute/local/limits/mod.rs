@@ -35,7 +35,7 @@ pub use cgroup::{CgroupRoots, GroupSettings, Layout};
 pub use gpus::{GpuOwner, GpuPool};
 pub use status::describe;
 
-use crate::gateway::Replica;
+use crate::compute::Replica;
 
 /// `--resource-enforcement`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
