@@ -452,6 +452,18 @@ async fn a_failed_automatic_rollout_rejects_its_version_and_moving_the_alias_aga
     // The same version is not retried.
     let (_, again) = set_alias(&server, "champion", 2).await;
     assert_eq!(plan_of(&again, "guard")["action"], "rejected", "{again}");
+    let cwd = tempfile::tempdir().unwrap();
+    let out = server
+        .cli(cwd.path())
+        .args(["service", "show", "-n", "guard"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("weights@champion → 1 (auto)") && text.contains("rejected: weights:2"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Another version is.
     let (_, retried) = set_alias(&server, "champion", 3).await;
     let plan = plan_of(&retried, "guard");
@@ -495,9 +507,27 @@ async fn a_manual_follower_shows_the_update_and_follow_applies_it() {
     assert_eq!(shown["models"], json!(["weights:1"]));
     assert_eq!(shown["follows"][0]["available"], 2, "{shown}");
     assert_eq!(shown["follows"][0]["policy"], "manual");
-    // `berth service update -n hand --follow` sends this.
-    let op = update(&server, "hand", json!({"follow": true})).await;
-    assert_eq!(op["state"], "Succeeded", "{op}");
+    let out = server
+        .cli(cwd.path())
+        .args(["service", "show", "-n", "hand"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("weights@champion → 1 (manual), update available: weights@champion → 2"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = server
+        .cli(cwd.path())
+        .args(["service", "update", "-n", "hand", "--follow"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(served(&server, "hand").await, "v2");
     let (_, shown) = server.get_json("/v1/services/hand").await;
     assert_eq!(shown["models"], json!(["weights:2"]));
