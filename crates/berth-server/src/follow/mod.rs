@@ -355,7 +355,11 @@ impl Follow {
     }
 
     /// Starts the service's pending targets in one update, unless it is busy.
+    /// A rollout whose end is stored but not yet reported is settled first.
     async fn kick(&self, service: &str) -> Kick {
+        if let Err(e) = self.settle(service, None).await {
+            return Kick::Refused(e.to_string());
+        }
         match self.try_kick(service).await {
             Ok(kick) => kick,
             Err(e) => Kick::Refused(e.to_string()),

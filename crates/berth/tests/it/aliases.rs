@@ -93,6 +93,23 @@ async fn wait_models(server: &TestServer, service: &str, models: Value) -> Value
     }
 }
 
+/// Waits until the service's first followed reference shows `key: value` (the
+/// follower records an operation's end just after the operation is stored as ended).
+async fn wait_follow(server: &TestServer, service: &str, key: &str, value: Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, shown) = server.get_json(&format!("/v1/services/{service}")).await;
+        if shown["follows"][0][key] == value {
+            return shown;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service} never showed {key}: {value}: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn served(server: &TestServer, service: &str) -> String {
     let response = server.score(service, "{}").await;
     assert_eq!(response.status(), 200);
@@ -414,7 +431,7 @@ async fn a_busy_follower_is_queued_and_then_moves_to_the_newest_target_only() {
         ],
         "version 2 was never rolled out"
     );
-    let (_, shown) = server.get_json("/v1/services/busy").await;
+    let shown = wait_follow(&server, "busy", "pending", Value::Null).await;
     assert_eq!(
         shown["follows"],
         json!([{"reference": "weights@champion", "version": 3, "policy": "auto"}])
@@ -446,8 +463,7 @@ async fn a_failed_automatic_rollout_rejects_its_version_and_moving_the_alias_aga
         "v1",
         "the old version still serves"
     );
-    let (_, shown) = server.get_json("/v1/services/guard").await;
-    assert_eq!(shown["follows"][0]["rejected"], 2, "{shown}");
+    let shown = wait_follow(&server, "guard", "rejected", json!(2)).await;
     assert_eq!(shown["follows"][0]["version"], 1, "{shown}");
     // The same version is not retried.
     let (_, again) = set_alias(&server, "champion", 2).await;
@@ -588,4 +604,135 @@ async fn a_queued_rollout_survives_a_kill_9() {
     let shown = wait_models(&server, "crash", json!(["weights:2"])).await;
     assert_eq!(shown["follows"][0]["version"], 2, "{shown}");
     assert_eq!(served(&server, "crash").await, "v2");
+}
+
+/// Fails 3 requests in 10 when the model file says `flaky`.
+const GATED_SCRIPT: &[u8] = br#"
+import os
+
+def init():
+    global model, count
+    count = 0
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.txt")) as f:
+        model = f.read().strip()
+
+def run(raw):
+    global count
+    count += 1
+    if model == "flaky" and count % 10 < 3:
+        raise ValueError("flaky candidate")
+    return {"model": model}
+"#;
+
+#[tokio::test]
+async fn three_canary_followers_move_together_and_a_version_their_gates_roll_back_is_rejected() {
+    let server = TestServer::start().await;
+    register(&server, "v1").await;
+    register(&server, "v2").await;
+    set_alias(&server, "champion", 1).await;
+    let dc = json!({
+        "computeType": "local", "numReplicas": 1, "maxConcurrentRequestsPerContainer": 4,
+        "rollout": {"strategy": "canary", "canaryPercent": 30, "bake": "2s", "minRequests": 20, "maxErrorRate": 2}
+    });
+    let names = ["follow-a", "follow-b", "follow-c"];
+    for name in names {
+        server
+            .deploy(
+                name,
+                &[("score.py", GATED_SCRIPT)],
+                &["weights@champion"],
+                dc.clone(),
+            )
+            .await;
+    }
+    let loads: Vec<crate::harness::Load> = names
+        .iter()
+        .map(|name| crate::harness::Load::start(&server, name, "{}", 2))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // `follow-c` is busy with a canary of a resource change when the alias moves.
+    let (status, busy) = patch(
+        &server,
+        "follow-c",
+        json!({
+            "containerResourceRequirements": {"cpu": 0.2},
+            "rollout": {"strategy": "canary", "canaryPercent": 30, "bake": "4s", "minRequests": 1, "maxErrorRate": 2}
+        }),
+    )
+    .await;
+    assert_eq!(status, 202, "{busy}");
+    let (_, moved) = set_alias(&server, "champion", 2).await;
+    let actions: Vec<(String, String)> = moved["followers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["service"].as_str().unwrap().to_owned(),
+                p["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("follow-a".to_owned(), "autoRollout".to_owned()),
+            ("follow-b".to_owned(), "autoRollout".to_owned()),
+            ("follow-c".to_owned(), "queued".to_owned()),
+        ],
+        "{moved}"
+    );
+    let busy_op = server
+        .wait_operation(busy["operation"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(busy_op["state"], "Succeeded", "{busy_op}");
+    for name in names {
+        wait_models(&server, name, json!(["weights:2"])).await;
+    }
+    let mut failures = Vec::new();
+    for load in loads {
+        let report = load.finish().await;
+        assert!(report.ok > 10, "the load ran: {}", report.ok);
+        failures.extend(report.failures);
+    }
+    assert!(
+        failures.is_empty(),
+        "failed requests on the good path: {failures:?}"
+    );
+
+    // A version whose canary fails its gate is rolled back on every follower and rejected.
+    let flaky = register(&server, "flaky").await["version"]
+        .as_u64()
+        .unwrap();
+    let loads: Vec<crate::harness::Load> = names
+        .iter()
+        .map(|name| crate::harness::Load::start(&server, name, "{}", 3))
+        .collect();
+    let (_, moved) = set_alias(&server, "champion", flaky as u32).await;
+    for name in names {
+        let plan = plan_of(&moved, name);
+        assert_eq!(plan["action"], "autoRollout", "{moved}");
+        let op = server
+            .wait_operation(plan["operation"].as_str().unwrap())
+            .await;
+        assert_eq!(op["state"], "RolledBack", "{name}: {op}");
+    }
+    for load in loads {
+        load.finish().await;
+    }
+    for name in names {
+        let shown = wait_follow(&server, name, "rejected", json!(flaky)).await;
+        assert_eq!(shown["models"], json!(["weights:2"]), "{shown}");
+        assert_eq!(served(&server, name).await, "v2");
+    }
+    // No retry loop: moving the alias to the same version again starts nothing.
+    let (_, again) = set_alias(&server, "champion", flaky as u32).await;
+    assert!(
+        again["followers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["action"] == "rejected"),
+        "{again}"
+    );
 }
