@@ -25,6 +25,7 @@ fn service(rollout: Option<RolloutStatus>) -> Service {
         mirror: None,
         latest_revision: 4,
         models: vec![],
+        follows: vec![],
         environment: "e:1".into(),
         entry_script: "score.py".into(),
         deployment_status: DeploymentStatus {

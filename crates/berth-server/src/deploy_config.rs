@@ -832,6 +832,7 @@ mod tests {
             .settings;
         let old = ServiceSpec {
             models: vec!["m:1".into()],
+            model_references: Vec::new(),
             inference: InferenceSpec {
                 entry_script: "score.py".into(),
                 source_snapshot: "sha256:00".into(),

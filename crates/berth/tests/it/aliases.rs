@@ -76,13 +76,12 @@ async fn wait_models(server: &TestServer, service: &str, models: Value) -> Value
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (_, shown) = server.get_json(&format!("/v1/services/{service}")).await;
-        if shown["models"] == models && shown["state"] != "Transitioning" {
-            if let Some(op) = shown["operationId"].as_str() {
-                let done = server.wait_operation(op).await;
-                if done["state"] == "Succeeded" {
-                    return shown;
-                }
-            }
+        if shown["models"] == models
+            && shown["state"] != "Transitioning"
+            && let Some(op) = shown["operationId"].as_str()
+            && server.wait_operation(op).await["state"] == "Succeeded"
+        {
+            return shown;
         }
         assert!(
             Instant::now() < deadline,
@@ -355,7 +354,7 @@ async fn followers_roll_out_when_the_alias_moves_and_when_a_new_version_is_regis
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, events) = server
-            .get_json(&format!("/v1/events?type=operation.started&service=newest"))
+            .get_json("/v1/events?type=operation.started&service=newest")
             .await;
         let causes: Vec<String> = events["events"]
             .as_array()
