@@ -78,7 +78,9 @@ class Model:
     """A registered model version: an immutable file or folder with tags, properties and a framework.
 
     ``Model(workspace, name=..., version=...)`` (or ``id="name:version"``) fetches a version; with a
-    name only, the newest version matching the other filters.
+    name only, the newest version matching the other filters. Berth: ``Model(workspace, name,
+    alias="champion")`` (or ``id="name@champion"``, ``alias="latest"``) fetches what an alias points
+    at; deploying that model makes the service follow the alias.
 
     :raises ModelNotFoundException: No such model (also a ``WebserviceException``).
     """
@@ -105,9 +107,11 @@ class Model:
         run_id: Optional[str] = None,
         model_framework: Optional[str] = None,
         expand: bool = True,
-        alias: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
+        # Berth: ``alias="champion"`` (or ``id="name@champion"``) fetches the version an alias
+        # points at; a keyword argument, so the v1 signature stays as azureml-core's.
+        alias: Optional[str] = kwargs.pop("alias", None)
         self.workspace = workspace
         self._init_empty()
         payload = kwargs.get("_payload")
