@@ -235,6 +235,15 @@ async fn aliases_move_list_and_remove_and_an_aliased_version_cannot_be_deleted()
         .unwrap();
     assert_eq!(deleted.status(), 204);
 
+    let (_, doc) = server.get_json("/v1/openapi.json").await;
+    for path in [
+        "/v1/models/{name}/aliases/{alias}",
+        "/v1/models/{name}/aliases",
+        "/v1/aliases",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is documented");
+    }
+
     // Every move is an event with from and to.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
