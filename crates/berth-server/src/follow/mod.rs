@@ -392,17 +392,22 @@ impl Follow {
         let mut settled = Vec::new();
         for mut state in states.into_iter().filter(|s| s.pending.is_some()) {
             let target = state.pending.unwrap_or_default();
-            let index = spec
+            let serving = spec
                 .model_references
                 .iter()
-                .position(|r| *r == state.reference);
+                .position(|r| *r == state.reference)
+                .and_then(|i| Some((i, version_of(spec.models.get(i)?)?)));
             let name = ModelRef::parse(&state.reference).map(|r| r.name);
-            match (index, name) {
-                (Some(i), Ok(name)) if version_of(&spec.models[i]) != Some(target) => {
-                    next.models[i] = format!("{name}:{target}");
-                    causes.push(state.pending_cause.clone().unwrap_or_else(|| {
-                        plan::cause(&state.reference, version_of(&spec.models[i]), target)
-                    }));
+            match (serving, name) {
+                (Some((i, current)), Ok(name)) if current != target => {
+                    if let Some(slot) = next.models.get_mut(i) {
+                        *slot = format!("{name}:{target}");
+                    }
+                    causes.push(
+                        state.pending_cause.clone().unwrap_or_else(|| {
+                            plan::cause(&state.reference, Some(current), target)
+                        }),
+                    );
                     moving.push(state);
                 }
                 _ => {
