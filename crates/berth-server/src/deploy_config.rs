@@ -831,10 +831,10 @@ mod tests {
         )
         .unwrap();
         assert_ne!(old.deployment.rollout, new.deployment.rollout);
-        assert!(!crate::reconciler::needs_new_replicas(&old, &new));
+        assert!(!crate::domain::change::needs_new_replicas(&old, &new));
         // The same check still sees a rolling change next to it.
         new.models = vec!["m:2".into()];
-        assert!(crate::reconciler::needs_new_replicas(&old, &new));
+        assert!(crate::domain::change::needs_new_replicas(&old, &new));
     }
 
     #[test]

@@ -148,7 +148,7 @@ fn gate_error(gate: &GateFigure, step: &str) -> OperationError {
         ),
     };
     OperationError {
-        code: "GateFailed".into(),
+        code: berth_api::OperationErrorCode::GateFailed.as_str().into(),
         step: step.to_owned(),
         message,
         output: Vec::new(),
@@ -178,7 +178,7 @@ impl Runtime {
         drop(current);
         let Some(stable) = old_pools.first().cloned() else {
             return Err(OperationError {
-                code: "InternalError".into(),
+                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
                 step: "read the serving revision".into(),
                 message: "no revision serves".into(),
                 output: Vec::new(),
@@ -190,7 +190,7 @@ impl Runtime {
             .service(service)
             .await
             .map_err(|e| OperationError {
-                code: "InternalError".into(),
+                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
                 step: "read the service".into(),
                 message: e.to_string(),
                 output: Vec::new(),
@@ -403,7 +403,9 @@ impl Runtime {
                     let error = match &cause {
                         RollbackCause::Gate(gate) => gate_error(gate, &step_text),
                         RollbackCause::Aborted => OperationError {
-                            code: "RolloutAborted".into(),
+                            code: berth_api::OperationErrorCode::RolloutAborted
+                                .as_str()
+                                .into(),
                             step: step_text.clone(),
                             message: format!(
                                 "aborted by `berth service abort`; traffic is back on revision {}",
@@ -443,7 +445,9 @@ impl Runtime {
                     // The candidate was ready before the loop began; a plan
                     // that still reports a start failure is treated as one.
                     return Err(OperationError {
-                        code: "ReplicaStartFailed".into(),
+                        code: berth_api::OperationErrorCode::ReplicaStartFailed
+                            .as_str()
+                            .into(),
                         step: "start the candidate".into(),
                         message: why,
                         output: Vec::new(),
