@@ -117,7 +117,7 @@ class AksEndpoint(AksWebservice):
         self._staged: Optional[Dict[str, Any]] = None
 
     @staticmethod
-    def deploy_configuration(
+    def deploy_configuration(  # type: ignore[override]  # azureml-core's own signature differs from AksWebservice's
         autoscale_enabled: Optional[bool] = None,
         autoscale_min_replicas: Optional[int] = None,
         autoscale_max_replicas: Optional[int] = None,
@@ -310,7 +310,9 @@ class AksEndpoint(AksWebservice):
             AksWebservice.update(self, **settings)
         finally:
             self._stage_next = False
-        staged = self._staged or {}
+        staged: Dict[str, Any] = self._staged or {}
+        if "revision" not in staged:
+            raise WebserviceException(f"Error, staging a revision of {self.name} returned no revision: {staged!r}.")
         return int(staged["revision"])
 
     def create_version(
