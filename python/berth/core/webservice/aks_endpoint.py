@@ -155,7 +155,8 @@ class AksEndpoint(AksWebservice):
     ) -> AksEndpointDeploymentConfiguration:
         """An endpoint's deployment configuration: :meth:`AksWebservice.deploy_configuration`'s
         settings plus the first version's ``version_name`` (default ``<service>-1``) and
-        ``traffic_percentile`` (the only version serves 100 % whatever it says).
+        ``traffic_percentile`` (the only version serves 100 % whatever it says). The first
+        version gets its name once :meth:`wait_for_deployment` sees it serve.
 
         :param rollout: Berth: how traffic moves to later revisions (:class:`Rollout`).
         :raises WebserviceException: ``Invalid configuration, ...`` lines, a bad version name or
