@@ -268,8 +268,9 @@ fn failed_gates(operation_id: &str, rollout: Option<&RolloutStatus>) -> Vec<Stri
         .unwrap_or_default()
 }
 
-/// Why a `RolledBack` operation ended: its error, and the failed gates the
-/// service still shows for that rollout (gate, measured value, threshold).
+/// Why a `RolledBack` operation ended: its error, and the failed gates of
+/// that rollout (gate, measured value, threshold) as the operation stored them
+/// (else as the service still shows them).
 pub fn rolled_back_text(operation: &Operation, service: Option<&Service>) -> String {
     let mut text = format!(
         "{} operation {} was rolled back",
@@ -282,7 +283,11 @@ pub fn rolled_back_text(operation: &Operation, service: Option<&Service>) -> Str
     if let Some(e) = &operation.error {
         text.push_str(&format!(": {} ({} at `{}`)", e.message, e.code, e.step));
     }
-    for g in failed_gates(&operation.id, service.and_then(|s| s.rollout.as_ref())) {
+    let status = operation
+        .rollout
+        .as_ref()
+        .or_else(|| service.and_then(|s| s.rollout.as_ref()));
+    for g in failed_gates(&operation.id, status) {
         text.push_str(&format!("\n  gate {g}"));
     }
     if let Some(s) = service {

@@ -38,7 +38,8 @@ def gate_line(figure: Mapping[str, Any]) -> str:
 
 def rolled_back_message(operation: Mapping[str, Any], service: Optional[Mapping[str, Any]]) -> str:
     """Why a ``RolledBack`` operation ended: its error (gate, threshold and measured value as the
-    server words them) and the failed gates the service shows for that rollout."""
+    server words them) and the failed gates of that rollout, as the operation stored them (else as
+    the service shows them)."""
     error = operation.get("error") or {}
     lines = [
         f"Service rollout was rolled back: operation {operation.get('id')} "
@@ -46,7 +47,7 @@ def rolled_back_message(operation: Mapping[str, Any], service: Optional[Mapping[
     ]
     if error:
         lines.append(f"{error.get('code', 'RolledBack')} at {error.get('step', '?')}: {error.get('message', '')}")
-    status = (service or {}).get("rolloutStatus") or {}
+    status = operation.get("rollout") or (service or {}).get("rolloutStatus") or {}
     if status.get("operationId") == operation.get("id"):
         for figure in status.get("gates") or []:
             if figure.get("verdict") == "failed":
