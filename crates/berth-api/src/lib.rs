@@ -42,9 +42,9 @@ pub use rollout::{
 };
 pub use service::{
     CreateServiceRequest, Follow, InferenceConfigRequest, InferenceSpec, Operation,
-    OperationAccepted, OperationError, OperationEvent, OperationState, OperationType,
-    RegenerateKeyRequest, Revision, RevisionList, RollbackRequest, Service, ServiceKeys,
-    ServiceList, ServiceLogs, ServiceSpec, ServiceState, ServiceToken,
+    OperationAccepted, OperationError, OperationErrorCode, OperationEvent, OperationState,
+    OperationType, RegenerateKeyRequest, Revision, RevisionList, RollbackRequest, Service,
+    ServiceKeys, ServiceList, ServiceLogs, ServiceSpec, ServiceState, ServiceToken,
 };
 pub use snapshot::Snapshot;
 pub use studio::{SeriesList, SeriesPoint, ServiceSeries, StudioCode};

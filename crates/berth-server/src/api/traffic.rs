@@ -298,12 +298,10 @@ mod tests {
         assert_eq!(shares[0].name.as_deref(), Some("blue"));
     }
 
-    /// Weights, names, and the words the problem must contain.
-    type SplitCase<'a> = (&'a [(&'a str, u32)], &'a [(&'a str, &'a str)], &'a str);
-
     #[test]
     fn every_problem_of_a_split_is_named_with_its_fix() {
-        let cases: &[SplitCase<'_>] = &[
+        type Case<'a> = (&'a [(&'a str, u32)], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (&[], &[], "`weights` is empty"),
             (&[("3", 90), ("4", 20)], &[], "sum to 110"),
             (&[("x", 100)], &[], "has the key `x`"),

@@ -367,13 +367,7 @@ pub(super) async fn prepare_update(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
-    let live = !crate::reconciler::needs_new_replicas(&current, &spec);
-    let res = &spec.deployment.container_resource_requirements;
-    state
-        .runtime
-        .resource_manager()
-        .check_gpus(&name, res.gpu, spec.deployment.desired_replicas(), live)
-        .map_err(ApiError::unschedulable)?;
+    check_schedulable(state, &name, &current, &spec)?;
     if let Some(key) = &ssl_key {
         crate::tls::store_service_key(&state.config.data_dir, key)
             .map_err(|e| ApiError::internal(&e))?;
@@ -407,7 +401,7 @@ fn check_schedulable(
     current: &ServiceSpec,
     spec: &ServiceSpec,
 ) -> Result<(), ApiError> {
-    let live = !crate::reconciler::needs_new_replicas(current, spec);
+    let live = !crate::domain::change::needs_new_replicas(current, spec);
     let res = &spec.deployment.container_resource_requirements;
     state
         .runtime

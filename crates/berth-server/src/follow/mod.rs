@@ -546,6 +546,12 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(followed(&spec), vec![("m@champion".to_owned(), 7)]);
+        // Re-resolving a reference to the version already served is not a rolling change.
+        let mut same = spec.clone();
+        same.model_references = vec!["m:7".into(), "other:2".into()];
+        assert!(!crate::domain::change::needs_new_replicas(&spec, &same));
+        same.models[0] = "m:8".into();
+        assert!(crate::domain::change::needs_new_replicas(&spec, &same));
         let mut plain = spec.clone();
         plain.model_references.clear();
         assert!(followed(&plain).is_empty());

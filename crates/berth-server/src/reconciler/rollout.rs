@@ -148,7 +148,7 @@ fn gate_error(gate: &GateFigure, step: &str) -> OperationError {
         ),
     };
     OperationError {
-        code: "GateFailed".into(),
+        code: berth_api::OperationErrorCode::GateFailed.as_str().into(),
         step: step.to_owned(),
         message,
         output: Vec::new(),
@@ -178,7 +178,7 @@ impl Runtime {
         drop(current);
         let Some(stable) = old_pools.first().cloned() else {
             return Err(OperationError {
-                code: "InternalError".into(),
+                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
                 step: "read the serving revision".into(),
                 message: "no revision serves".into(),
                 output: Vec::new(),
@@ -190,7 +190,7 @@ impl Runtime {
             .service(service)
             .await
             .map_err(|e| OperationError {
-                code: "InternalError".into(),
+                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
                 step: "read the service".into(),
                 message: e.to_string(),
                 output: Vec::new(),
@@ -213,6 +213,7 @@ impl Runtime {
             &candidate.replicas,
             &spec.deployment.liveness_probe_requirements,
         );
+        self.set_others(service, vec![(spec.clone(), candidate.plan.clone())]);
         let operation_id = log.id.clone().unwrap_or_default();
         let control = Arc::new(RolloutControl::new(RolloutStatus {
             operation_id: operation_id.clone(),
@@ -242,9 +243,7 @@ impl Runtime {
                 Some(percent) => self.with_shadow(route, &candidate_pool, percent),
                 None => route,
             };
-            let old = self.deps.table.get(service);
-            self.deps.table.publish(service, Some(Arc::new(route)));
-            old
+            self.install(service, Arc::new(route))
         };
 
         let clock = tokio::time::Instant::now();
@@ -324,6 +323,9 @@ impl Runtime {
                     .await;
                 }
                 Action::Shift { weight } => {
+                    for figure in &figures {
+                        self.gate_metric(service, figure);
+                    }
                     let pools = shifted(&old_pools, &candidate_pool, weight);
                     let old = install(pools.clone(), None);
                     drop(old);
@@ -352,6 +354,9 @@ impl Runtime {
                     .await;
                 }
                 Action::Promote => {
+                    for figure in &figures {
+                        self.gate_metric(service, figure);
+                    }
                     if observed.promote {
                         log.event("Promoted by `berth service promote`").await;
                     }
@@ -364,6 +369,7 @@ impl Runtime {
                         candidate.plan.clone(),
                         candidate.count,
                     );
+                    self.set_others(service, Vec::new());
                     control.update(|s| {
                         s.phase = "done".into();
                         s.weights = BTreeMap::from([(candidate.revision.to_string(), 100)]);
@@ -390,10 +396,16 @@ impl Runtime {
                 }
                 Action::RollBack(cause) => {
                     let old = install(old_pools.clone(), None);
+                    self.set_others(service, Vec::new());
+                    for figure in &figures {
+                        self.gate_metric(service, figure);
+                    }
                     let error = match &cause {
                         RollbackCause::Gate(gate) => gate_error(gate, &step_text),
                         RollbackCause::Aborted => OperationError {
-                            code: "RolloutAborted".into(),
+                            code: berth_api::OperationErrorCode::RolloutAborted
+                                .as_str()
+                                .into(),
                             step: step_text.clone(),
                             message: format!(
                                 "aborted by `berth service abort`; traffic is back on revision {}",
@@ -433,7 +445,9 @@ impl Runtime {
                     // The candidate was ready before the loop began; a plan
                     // that still reports a start failure is treated as one.
                     return Err(OperationError {
-                        code: "ReplicaStartFailed".into(),
+                        code: berth_api::OperationErrorCode::ReplicaStartFailed
+                            .as_str()
+                            .into(),
                         step: "start the candidate".into(),
                         message: why,
                         output: Vec::new(),
@@ -472,13 +486,6 @@ impl Runtime {
                     &control.status(),
                 ));
         }
-        for pool in pools {
-            self.deps.observability.metrics().set_traffic_weight(
-                &control_service(log),
-                pool.revision,
-                pool.weight,
-            );
-        }
     }
 
     /// Stores the rollout's state with its operation.
@@ -495,19 +502,28 @@ impl Runtime {
         }
     }
 
+    fn gate_metric(&self, service: &str, figure: &GateFigure) {
+        let gate = match figure.gate {
+            GateKind::ErrorRate => "errorRate",
+            GateKind::P99Latency => "p99Latency",
+        };
+        let verdict = match figure.verdict {
+            berth_api::GateVerdict::Pending => "pending",
+            berth_api::GateVerdict::Passing => "passing",
+            berth_api::GateVerdict::Failed => "failed",
+        };
+        self.deps
+            .observability
+            .metrics()
+            .gate_evaluated(service, gate, verdict);
+    }
+
     fn metrics_rollout(&self, strategy: RolloutStrategy, outcome: &str) {
         self.deps
             .observability
             .metrics()
             .rollout_finished(strategy.as_str(), outcome);
     }
-}
-
-/// The service an operation log belongs to.
-fn control_service(log: &OpLog<'_>) -> String {
-    log.operation
-        .map(|op| op.service.clone())
-        .unwrap_or_default()
 }
 
 /// The old pools with `weight` moved to the candidate: the stable pool gets

@@ -9,6 +9,7 @@ mod harness;
 mod aliases;
 mod auth;
 mod cli;
+mod cli_rollout;
 mod containment;
 mod environments;
 mod events;
