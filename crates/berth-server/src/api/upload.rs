@@ -89,14 +89,8 @@ pub async fn register(
             })
             .collect(),
     };
-    let mut model = state.store.insert_model(new).await?;
-    state
-        .events
-        .emit(crate::events::EventDraft::model_registered(
-            &model.name,
-            model.version,
-        ));
-    model.followers = state.follow.registered(&model.name, model.version).await;
+    // Emits `model.registered` and starts the rollouts of `name@latest` followers.
+    let model = state.follow.register(new).await?;
     // The row now references the blobs; the pins may go.
     drop(files);
     Ok(model)

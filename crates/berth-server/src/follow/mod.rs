@@ -15,12 +15,12 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use berth_api::names::{LATEST_ALIAS, ModelRef};
 use berth_api::{
-    AliasMoved, Follow as FollowStatus, FollowPolicy, FollowerAction, FollowerPlan, Operation,
-    OperationState, ServiceSpec,
+    AliasMoved, Follow as FollowStatus, FollowPolicy, FollowerAction, FollowerPlan, Model,
+    Operation, OperationState, ServiceSpec,
 };
 
 use crate::events::{EventBus, EventDraft};
-use crate::store::{FollowState, ServiceStore, Store, StoreError};
+use crate::store::{FollowState, NewModel, ServiceStore, Store, StoreError};
 
 /// Why a change could not be started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,21 +264,55 @@ impl Follow {
         Ok(version)
     }
 
-    /// A new version of `name` was registered: its `@latest` followers move.
-    pub async fn registered(&self, name: &str, version: u32) -> Vec<FollowerPlan> {
+    /// Registers a model version and emits `model.registered`. The `name@latest` followers with
+    /// `followPolicy: auto` get it as their pending target in the registration's
+    /// own transaction (durable intent), then their rollouts start; the model
+    /// comes back with `followers` saying what happens to each.
+    pub async fn register(&self, new: NewModel) -> Result<Model, StoreError> {
         let _held = self.lock.lock().await;
+        let name = new.name.clone();
         let reference = format!("{name}@{LATEST_ALIAS}");
+        let intent = match self.latest_intent(&reference).await {
+            Ok(intent) => intent,
+            Err(e) => {
+                tracing::error!(%reference, error = %e, "could not read the followers of a registration; they are not updated");
+                Vec::new()
+            }
+        };
+        let mut model = self.store.insert_model_following(new, intent).await?;
+        self.events
+            .emit(EventDraft::model_registered(&model.name, model.version));
         let result = async {
-            let (mut plans, states) = self.plan_move(&reference, None, version).await?;
+            let (mut plans, states) = self.plan_move(&reference, None, model.version).await?;
             self.store.put_follow_states(states).await?;
             self.start_planned(&mut plans).await;
             Ok::<_, StoreError>(plans)
         }
         .await;
-        result.unwrap_or_else(|e| {
-            tracing::error!(model = %format!("{name}:{version}"), error = %e, "could not update the followers of a registration");
+        model.followers = result.unwrap_or_else(|e| {
+            tracing::error!(model = %model.id, error = %e, "could not start the rollouts of a registration's followers; they start after a restart");
             Vec::new()
-        })
+        });
+        Ok(model)
+    }
+
+    /// The follow state of every `auto` follower of `reference`, to receive a
+    /// new version as its pending target.
+    async fn latest_intent(&self, reference: &str) -> Result<Vec<FollowState>, StoreError> {
+        let known = self.store.follow_states(None).await?;
+        Ok(self
+            .followers_of(reference)
+            .await?
+            .into_iter()
+            .filter(|f| f.policy == FollowPolicy::Auto)
+            .map(|f| {
+                known
+                    .iter()
+                    .find(|s| s.service == f.service && s.reference == f.reference)
+                    .cloned()
+                    .unwrap_or_else(|| FollowState::new(&f.service, &f.reference))
+            })
+            .collect())
     }
 
     /// Called when an operation of `service` has ended (after its end is

@@ -270,6 +270,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts a model version with version = last assigned + 1 for its name.
     async fn insert_model(&self, model: NewModel) -> Result<Model>;
+    /// Inserts a model version and, in the same transaction, writes `follows`
+    /// with `pending` set to the new version (the durable intent of the
+    /// `name@latest` followers of a registration).
+    async fn insert_model_following(
+        &self,
+        model: NewModel,
+        follows: Vec<FollowState>,
+    ) -> Result<Model>;
     /// One version, or the newest when `version` is `None`.
     async fn model(&self, name: &str, version: Option<u32>) -> Result<Model>;
     /// The files of a model version, sorted by path.

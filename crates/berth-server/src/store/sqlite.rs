@@ -463,6 +463,14 @@ impl Store for SqliteStore {
     }
 
     async fn insert_model(&self, new: NewModel) -> Result<Model> {
+        self.insert_model_following(new, Vec::new()).await
+    }
+
+    async fn insert_model_following(
+        &self,
+        new: NewModel,
+        follows: Vec<super::FollowState>,
+    ) -> Result<Model> {
         self.write(move |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -513,6 +521,11 @@ impl Store for SqliteStore {
                     stmt.execute(params![model_id, file.path, file.size, file.digest, file.mode])
                         .map_err(db("insert model file"))?;
                 }
+            }
+            for mut state in follows {
+                state.pending = Some(version);
+                state.pending_cause = None;
+                super::sqlite_aliases::upsert_follow(&tx, &state)?;
             }
             let (_, model) = find_model(&tx, &new.name, Some(version))?;
             tx.commit().map_err(db("commit model insert"))?;

@@ -7,7 +7,7 @@ use super::aliases::FollowState;
 use super::sqlite::{SqliteStore, db};
 use super::{Result, StoreError};
 
-fn upsert_follow(conn: &rusqlite::Connection, state: &FollowState) -> Result<()> {
+pub(super) fn upsert_follow(conn: &rusqlite::Connection, state: &FollowState) -> Result<()> {
     if state.is_empty() {
         conn.execute(
             "DELETE FROM follow_state WHERE service = ?1 AND reference = ?2",
@@ -248,6 +248,29 @@ mod tests {
         let all = store.aliases(None).await.unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!((all[0].alias.as_str(), all[0].version), ("canary", 3));
+    }
+
+    #[tokio::test]
+    async fn a_registration_writes_the_new_version_as_its_followers_pending_target() {
+        let (_dir, store) = store_with_versions(1).await;
+        let mut kept = FollowState::new("svc", "m@latest");
+        kept.rejected = Some(1);
+        kept.pending_cause = Some("old".into());
+        let model = store
+            .insert_model_following(crate::store::test_model("m", "sha256:ff"), vec![kept])
+            .await
+            .unwrap();
+        assert_eq!(model.version, 2);
+        let [state] = store
+            .follow_states(Some("svc"))
+            .await
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(
+            (state.pending, state.rejected, state.pending_cause),
+            (Some(2), Some(1), None)
+        );
     }
 
     #[tokio::test]

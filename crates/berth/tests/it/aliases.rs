@@ -574,18 +574,25 @@ async fn a_manual_follower_shows_the_update_and_follow_applies_it() {
 }
 
 #[tokio::test]
-async fn a_queued_rollout_survives_a_kill_9() {
-    let server_slot = TestServer::start().await;
-    let mut server = server_slot;
+async fn queued_rollouts_of_an_alias_move_and_a_registration_survive_a_kill_9() {
+    let mut server = TestServer::start().await;
     register(&server, "v1").await;
-    register(&server, "v2").await;
     set_alias(&server, "champion", 1).await;
+    let dc = json!({"computeType": "local", "numReplicas": 1});
     server
         .deploy(
             "crash",
             &[("score.py", SCRIPT)],
             &["weights@champion"],
-            json!({"computeType": "local", "numReplicas": 1}),
+            dc.clone(),
+        )
+        .await;
+    server
+        .deploy(
+            "crash-latest",
+            &[("score.py", SCRIPT)],
+            &["weights@latest"],
+            dc,
         )
         .await;
     let snapshot = {
@@ -598,20 +605,30 @@ async fn a_queued_rollout_survives_a_kill_9() {
             .unwrap();
         json_of(response).await.1["id"].as_str().unwrap().to_owned()
     };
-    let (status, _) = patch(
-        &server,
-        "crash",
-        json!({"inferenceConfig": {"sourceSnapshot": snapshot}}),
-    )
-    .await;
-    assert_eq!(status, 202);
+    for name in ["crash", "crash-latest"] {
+        let (status, body) = patch(
+            &server,
+            name,
+            json!({"inferenceConfig": {"sourceSnapshot": snapshot}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let registered = register(&server, "v2").await;
+    assert_eq!(
+        plan_of(&registered, "crash-latest")["action"],
+        "queued",
+        "{registered}"
+    );
     let (_, moved) = set_alias(&server, "champion", 2).await;
     assert_eq!(plan_of(&moved, "crash")["action"], "queued", "{moved}");
     server.kill9().await;
     server.start_again().await;
-    let shown = wait_models(&server, "crash", json!(["weights:2"])).await;
-    assert_eq!(shown["follows"][0]["version"], 2, "{shown}");
-    assert_eq!(served(&server, "crash").await, "v2");
+    for name in ["crash", "crash-latest"] {
+        let shown = wait_models(&server, name, json!(["weights:2"])).await;
+        assert_eq!(shown["follows"][0]["version"], 2, "{shown}");
+        assert_eq!(served(&server, name).await, "v2");
+    }
 }
 
 /// Fails 3 requests in 10 when the model file says `flaky`.
