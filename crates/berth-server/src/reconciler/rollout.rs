@@ -28,6 +28,9 @@ use crate::store::StoredRollout;
 /// How often a bake is looked at.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// How often a bake writes its gate figures to the operation log.
+const REPORT_EVERY_MS: u64 = 5_000;
+
 /// How a rollout ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -250,6 +253,7 @@ impl Runtime {
         let mut progress = Progress::Starting;
         let mut marks: Option<(WindowMark, WindowMark)> = None;
         let mut evaluated_at_bake_end = false;
+        let mut next_report_ms = REPORT_EVERY_MS;
         loop {
             let now_ms = clock.elapsed().as_millis() as u64;
             let (figures, verdict) = match &marks {
@@ -287,6 +291,11 @@ impl Runtime {
             progress = next;
             match action {
                 Action::Wait { until_ms } => {
+                    if now_ms >= next_report_ms && progress.is_exposed() {
+                        next_report_ms = now_ms + REPORT_EVERY_MS;
+                        log.event(&bake_report(&plan, progress, now_ms, &figures))
+                            .await;
+                    }
                     if !evaluated_at_bake_end
                         && progress
                             .bake_ends_ms(&plan)
@@ -524,6 +533,43 @@ impl Runtime {
             .metrics()
             .rollout_finished(strategy.as_str(), outcome);
     }
+}
+
+/// One line for the operation log: the step, the time left and each gate.
+fn bake_report(plan: &Plan, progress: Progress, now_ms: u64, figures: &[GateFigure]) -> String {
+    let left = progress
+        .bake_ends_ms(plan)
+        .map_or(0, |end| end.saturating_sub(now_ms) / 1000);
+    let gates: Vec<String> = figures
+        .iter()
+        .map(|g| {
+            let (name, unit) = match g.gate {
+                GateKind::ErrorRate => ("5xx rate", "%"),
+                GateKind::P99Latency => ("p99", "ms"),
+            };
+            let verdict = match g.verdict {
+                berth_api::GateVerdict::Pending => "pending",
+                berth_api::GateVerdict::Passing => "passing",
+                berth_api::GateVerdict::Failed => "failed",
+            };
+            format!(
+                "{name} {} {unit} (threshold {} {unit}) over {} request(s): {verdict}",
+                g.measured.map_or_else(|| "-".to_owned(), shown),
+                shown(g.threshold),
+                g.requests
+            )
+        })
+        .collect();
+    format!(
+        "Baking step {} of {} ({left} s left): {}",
+        progress.shown_step(plan),
+        plan.step_count(),
+        if gates.is_empty() {
+            "no gate figures yet".to_owned()
+        } else {
+            gates.join("; ")
+        }
+    )
 }
 
 /// The old pools with `weight` moved to the candidate: the stable pool gets
