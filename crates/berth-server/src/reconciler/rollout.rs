@@ -235,7 +235,21 @@ impl Runtime {
             rollouts: &self.rollouts,
             service,
         };
+        // Pools are taken fresh from the published route, so replicas replaced
+        // meanwhile (an exit, a restart) are the ones routed to.
         let install = |pools: Vec<Arc<Pool>>, mirror: Option<u32>| -> Option<Arc<Route>> {
+            let current = self.deps.table.get(service);
+            let pools = pools
+                .into_iter()
+                .map(|p| {
+                    current
+                        .as_ref()
+                        .and_then(|r| r.pool(p.revision))
+                        .filter(|c| Arc::ptr_eq(&c.window, &p.window))
+                        .map_or(p.clone(), |c| Arc::new(c.with_weight(p.weight)))
+                })
+                .collect();
+            drop(current);
             let route = Route::new(
                 service.to_owned(),
                 route_settings.clone(),
@@ -389,11 +403,13 @@ impl Runtime {
                         candidate.revision
                     ))
                     .await;
-                    let retired: Vec<_> = old_pools
-                        .iter()
-                        .flat_map(|p| p.replicas.iter().cloned())
-                        .collect();
                     if let Some(old) = old {
+                        let retired: Vec<_> = old
+                            .pools
+                            .iter()
+                            .filter(|p| p.revision != candidate.revision)
+                            .flat_map(|p| p.replicas.iter().cloned())
+                            .collect();
                         log.event(&format!("Draining revision {}", stable.revision))
                             .await;
                         drain::drain_subset(old, retired, DRAIN_LIMIT, STOP_GRACE).await;
@@ -434,13 +450,16 @@ impl Runtime {
                     ))
                     .await;
                     if let Some(old) = old {
-                        drain::drain_subset(
-                            old,
-                            candidate.replicas.clone(),
-                            DRAIN_LIMIT,
-                            STOP_GRACE,
-                        )
-                        .await;
+                        let mut retired: Vec<_> = old
+                            .pool(candidate.revision)
+                            .map(|p| p.replicas.clone())
+                            .unwrap_or_default();
+                        for replica in &candidate.replicas {
+                            if !retired.iter().any(|r| Arc::ptr_eq(r, replica)) {
+                                retired.push(replica.clone());
+                            }
+                        }
+                        drain::drain_subset(old, retired, DRAIN_LIMIT, STOP_GRACE).await;
                         log.event(&format!(
                             "Revision {} drained and stopped",
                             candidate.revision
