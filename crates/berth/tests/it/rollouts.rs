@@ -314,6 +314,25 @@ async fn a_canary_failing_30_percent_of_requests_is_rolled_back_and_only_its_req
         .map(|v| v.iter().any(|e| e["operation"] == op.as_str()))
         .unwrap_or(false);
     assert!(found, "an operation.rolled_back event: {events}");
+    let metrics = server
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    for line in [
+        "berth_rollouts_total{strategy=\"canary\",outcome=\"rolledBack\"} 1",
+        "berth_revision_traffic_weight{service=\"cflaky\",revision=\"1\"} 100",
+        "berth_gate_evaluations_total{service=\"cflaky\",gate=\"errorRate\",verdict=\"failed\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("berth_revision_traffic_weight{service=\"cflaky\",revision=\"2\"}"),
+        "the rolled-back revision has no weight any more"
+    );
 }
 
 #[tokio::test]
