@@ -187,18 +187,7 @@ impl Runtime {
                 output: Vec::new(),
             });
         };
-        let keys = self
-            .deps
-            .services
-            .service(service)
-            .await
-            .map_err(|e| OperationError {
-                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
-                step: "read the service".into(),
-                message: e.to_string(),
-                output: Vec::new(),
-            })?
-            .keys;
+        let keys = self.service_keys(service).await?;
         let spec = Arc::new(candidate.spec.clone());
         let candidate_pool = Arc::new(self.make_pool(
             service,

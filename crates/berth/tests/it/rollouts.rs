@@ -168,6 +168,34 @@ async fn wait_for_phase(server: &TestServer, service: &str, phase: &str) -> Valu
     }
 }
 
+/// POSTs to a rollout control route (`promote`, `abort`); status and body.
+async fn control(server: &TestServer, service: &str, verb: &str) -> (u16, Value) {
+    json_of(
+        server
+            .request(
+                Method::POST,
+                &format!("/v1/services/{service}/rollout/{verb}"),
+            )
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await
+}
+
+/// Starts a 10-minute canary of `weights:{version}` on `service` and waits
+/// for its bake; returns the operation id.
+async fn start_long_canary(server: &TestServer, service: &str, version: u32) -> String {
+    let op = start_update(
+        server,
+        service,
+        json!({"models": [format!("weights:{version}")], "rollout": canary("10m")}),
+    )
+    .await;
+    wait_for_phase(server, service, "baking").await;
+    op
+}
+
 fn canary(bake: &str) -> Value {
     json!({"strategy": "canary", "canaryPercent": 30, "bake": bake, "minRequests": 20, "maxErrorRate": 2})
 }
@@ -367,30 +395,10 @@ async fn promote_skips_the_bake_and_abort_rolls_back_at_once() {
     let server = TestServer::start().await;
     deploy_good(&server, "cctl").await;
     let v2 = register(&server, "good").await;
-    let (status, body) = json_of(
-        server
-            .request(Method::POST, "/v1/services/cctl/rollout/promote")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (status, body) = control(&server, "cctl", "promote").await;
     assert_eq!(status, 409, "no rollout runs: {body}");
-    let op = start_update(
-        &server,
-        "cctl",
-        json!({"models": [format!("weights:{v2}")], "rollout": canary("10m")}),
-    )
-    .await;
-    wait_for_phase(&server, "cctl", "baking").await;
-    let (status, body) = json_of(
-        server
-            .request(Method::POST, "/v1/services/cctl/rollout/abort")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let op = start_long_canary(&server, "cctl", v2).await;
+    let (status, body) = control(&server, "cctl", "abort").await;
     assert_eq!(status, 200, "{body}");
     let ended = server.wait_operation(&op).await;
     assert_eq!(ended["state"], "RolledBack", "{ended}");
@@ -398,21 +406,8 @@ async fn promote_skips_the_bake_and_abort_rolls_back_at_once() {
     let (_, shown) = server.get_json("/v1/services/cctl").await;
     assert_eq!(shown["servingRevision"], 1);
 
-    let op = start_update(
-        &server,
-        "cctl",
-        json!({"models": [format!("weights:{v2}")], "rollout": canary("10m")}),
-    )
-    .await;
-    wait_for_phase(&server, "cctl", "baking").await;
-    let (status, _) = json_of(
-        server
-            .request(Method::POST, "/v1/services/cctl/rollout/promote")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let op = start_long_canary(&server, "cctl", v2).await;
+    let (status, _) = control(&server, "cctl", "promote").await;
     assert_eq!(status, 200);
     let ended = server.wait_operation(&op).await;
     assert_eq!(ended["state"], "Succeeded", "{ended}");
@@ -425,13 +420,7 @@ async fn kill_9_during_a_bake_rolls_the_rollout_back_after_the_restart() {
     let mut server = TestServer::start().await;
     deploy_good(&server, "ckill").await;
     let v2 = register(&server, "good").await;
-    let op = start_update(
-        &server,
-        "ckill",
-        json!({"models": [format!("weights:{v2}")], "rollout": canary("10m")}),
-    )
-    .await;
-    wait_for_phase(&server, "ckill", "baking").await;
+    let op = start_long_canary(&server, "ckill", v2).await;
     server.kill9().await;
     server.start_again().await;
     let (_, ended) = server.get_json(&format!("/v1/operations/{op}")).await;
