@@ -189,45 +189,29 @@ pub enum OperationErrorCode {
     ServerRestarted,
 }
 
-macro_rules! error_codes {
-    ($($variant:ident),* $(,)?) => {
-        impl OperationErrorCode {
-            /// Every code.
-            pub const ALL: &[OperationErrorCode] = &[$(Self::$variant),*];
-
-            /// The code as sent.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => stringify!($variant)),* }
-            }
-
-            /// Parses a code as sent.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $(stringify!($variant) => Some(Self::$variant),)* _ => None }
-            }
-        }
-    };
+impl OperationErrorCode {
+    /// Every code.
+    pub const ALL: &[OperationErrorCode] = &[
+        Self::InternalError,
+        Self::EnvironmentBuildFailed,
+        Self::RevisionLayoutFailed,
+        Self::PortUnavailable,
+        Self::ModelNotFound,
+        Self::SnapshotNotFound,
+        Self::CrashLoopBackOff,
+        Self::EntryScriptInvalid,
+        Self::ReplicaStartFailed,
+        Self::DeploymentTimedOut,
+        Self::Unschedulable,
+        Self::ResourceLimitsFailed,
+        Self::MemoryLimitExceeded,
+        Self::IsolationUnavailable,
+        Self::GateFailed,
+        Self::RolloutAborted,
+        Self::RolloutInterrupted,
+        Self::ServerRestarted,
+    ];
 }
-
-error_codes!(
-    InternalError,
-    EnvironmentBuildFailed,
-    RevisionLayoutFailed,
-    PortUnavailable,
-    ModelNotFound,
-    SnapshotNotFound,
-    CrashLoopBackOff,
-    EntryScriptInvalid,
-    ReplicaStartFailed,
-    DeploymentTimedOut,
-    Unschedulable,
-    ResourceLimitsFailed,
-    MemoryLimitExceeded,
-    IsolationUnavailable,
-    GateFailed,
-    RolloutAborted,
-    RolloutInterrupted,
-    ServerRestarted,
-);
 
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -620,6 +604,26 @@ macro_rules! wire_names {
     };
 }
 
+wire_names!(OperationErrorCode {
+    InternalError,
+    EnvironmentBuildFailed,
+    RevisionLayoutFailed,
+    PortUnavailable,
+    ModelNotFound,
+    SnapshotNotFound,
+    CrashLoopBackOff,
+    EntryScriptInvalid,
+    ReplicaStartFailed,
+    DeploymentTimedOut,
+    Unschedulable,
+    ResourceLimitsFailed,
+    MemoryLimitExceeded,
+    IsolationUnavailable,
+    GateFailed,
+    RolloutAborted,
+    RolloutInterrupted,
+    ServerRestarted
+});
 wire_names!(ServiceState {
     Transitioning,
     Healthy,

@@ -26,6 +26,8 @@ struct Trace {
     observability: Option<Arc<RouteObservability>>,
     /// The chosen pool's live figures and gate windows.
     window: Option<Arc<RevisionWindow>>,
+    /// The chosen pool's revision (named on every answer, errors included).
+    revision: Option<u32>,
     queued: Duration,
     run: Duration,
     replica: Option<u32>,
@@ -165,6 +167,11 @@ pub async fn score(
         "x-ms-server-version",
         HeaderValue::from_static(SERVER_VERSION),
     );
+    if let Some(revision) = trace.revision
+        && !out.contains_key("x-berth-revision")
+    {
+        out.insert("x-berth-revision", HeaderValue::from(revision));
+    }
     if !out.contains_key("x-ms-run-function-failed") {
         out.insert(
             "x-ms-run-function-failed",
@@ -291,6 +298,7 @@ async fn score_inner(
     };
     trace.observability = Some(pool.observability.clone());
     trace.window = Some(pool.window.clone());
+    trace.revision = Some(pool.revision);
     let waiting = Waiting::enter(&pool.observability.metrics.queue_depth);
     let wait_started = Instant::now();
     let admitted = tokio::time::timeout(

@@ -110,6 +110,26 @@ fn split_id(id: &str) -> Option<(&str, u32)> {
 }
 
 impl Runtime {
+    /// The service's scoring keys, for the routes an operation publishes.
+    pub(super) async fn service_keys(
+        &self,
+        service: &str,
+    ) -> Result<berth_api::ServiceKeys, OperationError> {
+        self.deps
+            .services
+            .service(service)
+            .await
+            .map(|stored| stored.keys)
+            .map_err(|e| {
+                failure(
+                    OperationErrorCode::InternalError,
+                    "read the service",
+                    e.to_string(),
+                    Vec::new(),
+                )
+            })
+    }
+
     /// Runs `operation` in the background.
     pub fn run_operation(self: &Arc<Self>, operation: Operation) {
         let runtime = self.clone();
@@ -549,20 +569,7 @@ impl Runtime {
             replicas,
             count,
         } = candidate;
-        let keys = self
-            .deps
-            .services
-            .service(service)
-            .await
-            .map_err(|e| {
-                failure(
-                    OperationErrorCode::InternalError,
-                    "read the service",
-                    e.to_string(),
-                    Vec::new(),
-                )
-            })?
-            .keys;
+        let keys = self.service_keys(service).await?;
         let old = self.publish(service, Some(revision), replicas.clone(), &spec, &keys);
         self.watch(
             service,
@@ -691,20 +698,7 @@ impl Runtime {
             Vec::new()
         };
         current.extend(added.iter().cloned());
-        let keys = self
-            .deps
-            .services
-            .service(service)
-            .await
-            .map_err(|e| {
-                failure(
-                    OperationErrorCode::InternalError,
-                    "read the service",
-                    e.to_string(),
-                    Vec::new(),
-                )
-            })?
-            .keys;
+        let keys = self.service_keys(service).await?;
         let old_route = self.publish(service, Some(revision), current, &spec, &keys);
         self.watch(
             service,

@@ -53,18 +53,7 @@ impl Runtime {
             .collect();
         log.event(&format!("Setting traffic: {}", described.join(", ")))
             .await;
-        let keys = self
-            .deps
-            .services
-            .service(service)
-            .await
-            .map_err(|e| OperationError {
-                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
-                step: "read the service".into(),
-                message: e.to_string(),
-                output: Vec::new(),
-            })?
-            .keys;
+        let keys = self.service_keys(service).await?;
         let current = self.deps.table.get(service);
         let mut pools: Vec<Arc<Pool>> = Vec::with_capacity(shares.len());
         let mut started = Vec::new();

@@ -168,6 +168,34 @@ async fn wait_for_phase(server: &TestServer, service: &str, phase: &str) -> Valu
     }
 }
 
+/// POSTs to a rollout control route (`promote`, `abort`); status and body.
+async fn control(server: &TestServer, service: &str, verb: &str) -> (u16, Value) {
+    json_of(
+        server
+            .request(
+                Method::POST,
+                &format!("/v1/services/{service}/rollout/{verb}"),
+            )
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await
+}
+
+/// Starts a 10-minute canary of `weights:{version}` on `service` and waits
+/// for its bake; returns the operation id.
+async fn start_long_canary(server: &TestServer, service: &str, version: u32) -> String {
+    let op = start_update(
+        server,
+        service,
+        json!({"models": [format!("weights:{version}")], "rollout": canary("10m")}),
+    )
+    .await;
+    wait_for_phase(server, service, "baking").await;
+    op
+}
+
 fn canary(bake: &str) -> Value {
     json!({"strategy": "canary", "canaryPercent": 30, "bake": bake, "minRequests": 20, "maxErrorRate": 2})
 }
@@ -222,6 +250,10 @@ async fn a_good_canary_is_promoted_after_its_bake_with_zero_failed_requests() {
     let (_, during) = server.get_json(&format!("/v1/operations/{op}")).await;
     assert_eq!(during["state"], "Running");
     assert_eq!(during["rollout"]["phase"], "baking", "{during}");
+    assert_eq!(
+        during["rollout"]["gates"][0]["gate"], "errorRate",
+        "live gate figures: {during}"
+    );
     let ended = server.wait_operation(&op).await;
     assert_eq!(ended["state"], "Succeeded", "{ended}");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -310,6 +342,25 @@ async fn a_canary_failing_30_percent_of_requests_is_rolled_back_and_only_its_req
         .map(|v| v.iter().any(|e| e["operation"] == op.as_str()))
         .unwrap_or(false);
     assert!(found, "an operation.rolled_back event: {events}");
+    let metrics = server
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    for line in [
+        "berth_rollouts_total{strategy=\"canary\",outcome=\"rolledBack\"} 1",
+        "berth_revision_traffic_weight{service=\"cflaky\",revision=\"1\"} 100",
+        "berth_gate_evaluations_total{service=\"cflaky\",gate=\"errorRate\",verdict=\"failed\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("berth_revision_traffic_weight{service=\"cflaky\",revision=\"2\"}"),
+        "the rolled-back revision has no weight any more"
+    );
 }
 
 #[tokio::test]
@@ -344,30 +395,10 @@ async fn promote_skips_the_bake_and_abort_rolls_back_at_once() {
     let server = TestServer::start().await;
     deploy_good(&server, "cctl").await;
     let v2 = register(&server, "good").await;
-    let (status, body) = json_of(
-        server
-            .request(Method::POST, "/v1/services/cctl/rollout/promote")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (status, body) = control(&server, "cctl", "promote").await;
     assert_eq!(status, 409, "no rollout runs: {body}");
-    let op = start_update(
-        &server,
-        "cctl",
-        json!({"models": [format!("weights:{v2}")], "rollout": canary("10m")}),
-    )
-    .await;
-    wait_for_phase(&server, "cctl", "baking").await;
-    let (status, body) = json_of(
-        server
-            .request(Method::POST, "/v1/services/cctl/rollout/abort")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let op = start_long_canary(&server, "cctl", v2).await;
+    let (status, body) = control(&server, "cctl", "abort").await;
     assert_eq!(status, 200, "{body}");
     let ended = server.wait_operation(&op).await;
     assert_eq!(ended["state"], "RolledBack", "{ended}");
@@ -375,21 +406,8 @@ async fn promote_skips_the_bake_and_abort_rolls_back_at_once() {
     let (_, shown) = server.get_json("/v1/services/cctl").await;
     assert_eq!(shown["servingRevision"], 1);
 
-    let op = start_update(
-        &server,
-        "cctl",
-        json!({"models": [format!("weights:{v2}")], "rollout": canary("10m")}),
-    )
-    .await;
-    wait_for_phase(&server, "cctl", "baking").await;
-    let (status, _) = json_of(
-        server
-            .request(Method::POST, "/v1/services/cctl/rollout/promote")
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let op = start_long_canary(&server, "cctl", v2).await;
+    let (status, _) = control(&server, "cctl", "promote").await;
     assert_eq!(status, 200);
     let ended = server.wait_operation(&op).await;
     assert_eq!(ended["state"], "Succeeded", "{ended}");
@@ -402,13 +420,7 @@ async fn kill_9_during_a_bake_rolls_the_rollout_back_after_the_restart() {
     let mut server = TestServer::start().await;
     deploy_good(&server, "ckill").await;
     let v2 = register(&server, "good").await;
-    let op = start_update(
-        &server,
-        "ckill",
-        json!({"models": [format!("weights:{v2}")], "rollout": canary("10m")}),
-    )
-    .await;
-    wait_for_phase(&server, "ckill", "baking").await;
+    let op = start_long_canary(&server, "ckill", v2).await;
     server.kill9().await;
     server.start_again().await;
     let (_, ended) = server.get_json(&format!("/v1/operations/{op}")).await;
@@ -651,4 +663,46 @@ async fn a_linear_rollout_with_a_shadow_phase_walks_its_steps_to_promotion() {
     assert_eq!(steps.len(), 2, "shadow, then 50 %: {log:#?}");
     assert!(steps[0].contains("mirroring 50 %"), "{steps:?}");
     assert!(steps[1].contains("revision 2 at 50 %"), "{steps:?}");
+}
+
+#[tokio::test]
+async fn blue_green_switches_everything_and_keeps_the_old_revision_warm_through_the_bake() {
+    let server = TestServer::start().await;
+    deploy_good(&server, "bluegreen").await;
+    let v2 = register(&server, "good").await;
+    let load = RevisionLoad::start(&server, "bluegreen", 2);
+    let op = start_update(
+        &server,
+        "bluegreen",
+        json!({"models": [format!("weights:{v2}")], "rollout": {"strategy": "blueGreen", "bake": "2s"}}),
+    )
+    .await;
+    let shown = wait_for_phase(&server, "bluegreen", "baking").await;
+    assert_eq!(
+        shown["rolloutStatus"]["weights"],
+        json!({"1": 0, "2": 100}),
+        "{shown}"
+    );
+    // The old revision is still up: a pinned request reaches it.
+    let response = server
+        .request(Method::POST, "/api/v1/service/bluegreen/score")
+        .header("x-berth-revision", "1")
+        .body("{}")
+        .send()
+        .await
+        .expect("pinned");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-berth-revision"], "1");
+    let ended = server.wait_operation(&op).await;
+    let seen = load.finish().await;
+    assert_eq!(ended["state"], "Succeeded", "{ended}");
+    assert!(
+        seen.failed.is_empty() && seen.unrouted.is_empty(),
+        "{seen:?}"
+    );
+    let (_, after) = server.get_json("/v1/services/bluegreen").await;
+    assert_eq!(
+        after["traffic"],
+        json!([{"revision": 2, "weight": 100, "role": "stable"}])
+    );
 }
