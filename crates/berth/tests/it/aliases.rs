@@ -631,6 +631,113 @@ async fn queued_rollouts_of_an_alias_move_and_a_registration_survive_a_kill_9() 
     }
 }
 
+#[tokio::test]
+async fn the_cli_deploys_from_an_alias_in_m_and_in_a_metadata_file_and_register_prints_followers() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::fs::write(cwd.join("model.txt"), "v1").unwrap();
+    std::fs::create_dir(cwd.join("src")).unwrap();
+    std::fs::write(cwd.join("src/score.py"), SCRIPT).unwrap();
+    std::fs::write(
+        cwd.join("inferenceconfig.json"),
+        r#"{"entryScript": "score.py", "sourceDirectory": "src"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        cwd.join("meta.json"),
+        r#"{"modelId": "weights@latest", "modelName": "weights"}"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| server.cli(cwd).args(args).output().unwrap();
+    let ok = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(&run(&[
+        "model",
+        "register",
+        "-n",
+        "weights",
+        "-p",
+        "model.txt",
+    ]));
+    ok(&run(&["model", "alias", "set", "weights", "champion", "1"]));
+    ok(&run(&[
+        "model",
+        "deploy",
+        "-n",
+        "cli-champ",
+        "-m",
+        "weights@champion",
+        "--ic",
+        "inferenceconfig.json",
+    ]));
+    ok(&run(&[
+        "model",
+        "deploy",
+        "-n",
+        "cli-latest",
+        "-f",
+        "meta.json",
+        "--ic",
+        "inferenceconfig.json",
+    ]));
+    let shown = run(&["service", "show", "-n", "cli-champ"]);
+    ok(&shown);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("weights@champion → 1 (auto)"), "{text}");
+    let shown = run(&["model", "show", "-i", "weights@champion"]);
+    ok(&shown);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("weights:1") && text.contains("champion → 1"),
+        "{text}"
+    );
+
+    // A registration prints its followers and what happens to each; `-o json` lists them.
+    std::fs::write(cwd.join("model.txt"), "v2").unwrap();
+    let out = run(&[
+        "model",
+        "register",
+        "-n",
+        "weights",
+        "-p",
+        "model.txt",
+        "-o",
+        "json",
+    ]);
+    ok(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("cli-latest follows weights@latest (1 → 2): automatic rollout started"),
+        "{said}"
+    );
+    let model: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(model["followers"][0]["service"], "cli-latest", "{model}");
+    assert_eq!(model["followers"][0]["action"], "autoRollout", "{model}");
+    wait_models(&server, "cli-latest", json!(["weights:2"])).await;
+    let out = run(&[
+        "model", "alias", "set", "weights", "champion", "2", "-o", "json",
+    ]);
+    ok(&out);
+    let moved: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(moved["previous"], 1, "{moved}");
+    assert_eq!(
+        plan_of(&moved, "cli-champ")["action"],
+        "autoRollout",
+        "{moved}"
+    );
+    wait_models(&server, "cli-champ", json!(["weights:2"])).await;
+    let out = run(&["model", "alias", "set", "weights", "latest", "1"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+}
+
 /// Fails 3 requests in 10 when the model file says `flaky`.
 const GATED_SCRIPT: &[u8] = br#"
 import os
