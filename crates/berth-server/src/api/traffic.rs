@@ -300,7 +300,8 @@ mod tests {
 
     #[test]
     fn every_problem_of_a_split_is_named_with_its_fix() {
-        let cases: &[(&[(&str, u32)], &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a [(&'a str, u32)], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (&[], &[], "`weights` is empty"),
             (&[("3", 90), ("4", 20)], &[], "sum to 110"),
             (&[("x", 100)], &[], "has the key `x`"),

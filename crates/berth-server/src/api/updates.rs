@@ -183,7 +183,7 @@ pub(super) async fn prepare_update(
                 }
                 if let Some(target) = spec.deployment.compute_target_name.as_deref()
                     && spec.deployment.compute_target_name != current.deployment.compute_target_name
-                    && super::computes::find(&state, target).await?.is_none()
+                    && super::computes::find(state, target).await?.is_none()
                 {
                     problems.push(format!(
                         "`computeTargetName` is `{target}`, which is not a compute target of this workspace: `berth compute list` shows them"
@@ -210,13 +210,13 @@ pub(super) async fn prepare_update(
     if let Some(models) = patch.get("models") {
         match serde_json::from_value::<Vec<String>>(models.clone()) {
             Ok(list) => {
-                spec.models = resolve_models(&state, &list, &mut problems).await;
+                spec.models = resolve_models(state, &list, &mut problems).await;
                 // A no-code service given new models alone gets the scorer of their framework.
                 if !patch.contains_key("inferenceConfig")
                     && crate::nocode::for_environment(&current.inference.environment).is_some()
                     && problems.is_empty()
                 {
-                    let ic = no_code_inference(&state, &list, &spec.models, &mut problems).await?;
+                    let ic = no_code_inference(state, &list, &spec.models, &mut problems).await?;
                     if let Some(environment) = ic.environment {
                         spec.inference.entry_script = ic.entry_script;
                         spec.inference.source_snapshot = ic.source_snapshot;
@@ -265,7 +265,7 @@ pub(super) async fn prepare_update(
                 }
                 if ic.contains_key("environment") {
                     let reference = text("environment");
-                    match resolve_environment(&state, reference.as_deref()).await {
+                    match resolve_environment(state, reference.as_deref()).await {
                         Ok(env) => spec.inference.environment = env,
                         Err(e) => problems.push(e),
                     }
@@ -275,7 +275,7 @@ pub(super) async fn prepare_update(
     }
     // The same check as create, on the merged spec.
     if let Some(path) = check_inference(
-        &state,
+        state,
         &spec.inference.entry_script,
         &spec.inference.source_snapshot,
         spec.inference.source_directory_name.as_deref(),

@@ -82,6 +82,9 @@ struct ServiceRuntime {
     /// Berth's own lines about the service's replicas (exits, restarts, kills),
     /// shown with the replicas' output.
     notes: VecDeque<(SystemTime, String)>,
+    /// Other revisions taking traffic (a rollout's candidate, a split), so
+    /// their replicas are replaced when they exit.
+    others: HashMap<u32, (Arc<ServiceSpec>, Arc<LaunchPlan>)>,
 }
 
 /// Lines of [`ServiceRuntime::notes`] kept.
@@ -252,15 +255,28 @@ impl Runtime {
                 scale_retry_at: None,
                 utilization: None,
                 notes: VecDeque::new(),
+                others: HashMap::new(),
             });
         if !same_revision {
             entry.restarts = 0;
             entry.total_restarts = 0;
             entry.health = None;
         }
+        entry.others.remove(&plan.revision);
         entry.spec = Arc::new(spec);
         entry.plan = plan;
         entry.desired = desired;
+    }
+
+    /// Records the revisions besides the stable one that take traffic now
+    /// (`others` replaces what was recorded).
+    fn set_others(&self, service: &str, others: Vec<(Arc<ServiceSpec>, Arc<LaunchPlan>)>) {
+        self.with_service(service, |s| {
+            s.others = others
+                .into_iter()
+                .map(|(spec, plan)| (plan.revision, (spec, plan)))
+                .collect();
+        });
     }
 
     /// Adds one of Berth's own lines to the service's log.
@@ -350,7 +366,26 @@ impl Runtime {
             self.deps.observability.route(service, None, stable),
         ));
         self.publish_cert(service, stable);
+        self.install(service, route)
+    }
+
+    /// Publishes `route` for `service`, recording its weights; returns the
+    /// route it replaced.
+    fn install(&self, service: &str, route: Arc<Route>) -> Option<Arc<Route>> {
         let old = self.deps.table.get(service);
+        let metrics = self.deps.observability.metrics();
+        for pool in &route.pools {
+            metrics.set_traffic_weight(service, pool.revision, pool.weight);
+        }
+        if let Some(old) = &old {
+            for pool in old
+                .pools
+                .iter()
+                .filter(|p| route.pool(p.revision).is_none())
+            {
+                metrics.forget_revision(service, pool.revision);
+            }
+        }
         self.deps.table.publish(service, Some(route));
         old
     }

@@ -617,6 +617,7 @@ impl Runtime {
             &spec.deployment.liveness_probe_requirements,
         );
         self.set_serving(service, spec, plan, count);
+        self.set_others(service, Vec::new());
         log.event(&format!("Switched traffic to revision {revision}"))
             .await;
         if let Some(old) = old.filter(|o| o.replicas().next().is_some()) {

@@ -73,9 +73,17 @@ impl Runtime {
     /// over consecutive quick exits (a crash loop is reported as one).
     async fn replace_replica(self: &Arc<Self>, exit: ReplicaExit) {
         let Some((plan, probe, backoff, restarts, health)) = self.with_service(&exit.service, |state| {
-            if state.plan.revision != exit.revision {
-                return None;
-            }
+            // The stable revision's plan, or that of another revision taking
+            // traffic (a rollout's candidate, a split).
+            let (plan, probe) = if state.plan.revision == exit.revision {
+                (
+                    state.plan.clone(),
+                    state.spec.deployment.liveness_probe_requirements.clone(),
+                )
+            } else {
+                let (spec, plan) = state.others.get(&exit.revision)?;
+                (plan.clone(), spec.deployment.liveness_probe_requirements.clone())
+            };
             if exit.uptime >= STABLE_AFTER {
                 state.restarts = 0;
             }
@@ -95,8 +103,8 @@ impl Runtime {
                 )
             });
             Some((
-                state.plan.clone(),
-                state.spec.deployment.liveness_probe_requirements.clone(),
+                plan,
+                probe,
                 backoff,
                 state.restarts,
                 state.health.clone().unwrap_or_default(),

@@ -213,6 +213,7 @@ impl Runtime {
             &candidate.replicas,
             &spec.deployment.liveness_probe_requirements,
         );
+        self.set_others(service, vec![(spec.clone(), candidate.plan.clone())]);
         let operation_id = log.id.clone().unwrap_or_default();
         let control = Arc::new(RolloutControl::new(RolloutStatus {
             operation_id: operation_id.clone(),
@@ -242,9 +243,7 @@ impl Runtime {
                 Some(percent) => self.with_shadow(route, &candidate_pool, percent),
                 None => route,
             };
-            let old = self.deps.table.get(service);
-            self.deps.table.publish(service, Some(Arc::new(route)));
-            old
+            self.install(service, Arc::new(route))
         };
 
         let clock = tokio::time::Instant::now();
@@ -324,6 +323,9 @@ impl Runtime {
                     .await;
                 }
                 Action::Shift { weight } => {
+                    for figure in &figures {
+                        self.gate_metric(service, figure);
+                    }
                     let pools = shifted(&old_pools, &candidate_pool, weight);
                     let old = install(pools.clone(), None);
                     drop(old);
@@ -352,6 +354,9 @@ impl Runtime {
                     .await;
                 }
                 Action::Promote => {
+                    for figure in &figures {
+                        self.gate_metric(service, figure);
+                    }
                     if observed.promote {
                         log.event("Promoted by `berth service promote`").await;
                     }
@@ -364,6 +369,7 @@ impl Runtime {
                         candidate.plan.clone(),
                         candidate.count,
                     );
+                    self.set_others(service, Vec::new());
                     control.update(|s| {
                         s.phase = "done".into();
                         s.weights = BTreeMap::from([(candidate.revision.to_string(), 100)]);
@@ -390,6 +396,10 @@ impl Runtime {
                 }
                 Action::RollBack(cause) => {
                     let old = install(old_pools.clone(), None);
+                    self.set_others(service, Vec::new());
+                    for figure in &figures {
+                        self.gate_metric(service, figure);
+                    }
                     let error = match &cause {
                         RollbackCause::Gate(gate) => gate_error(gate, &step_text),
                         RollbackCause::Aborted => OperationError {
@@ -472,13 +482,6 @@ impl Runtime {
                     &control.status(),
                 ));
         }
-        for pool in pools {
-            self.deps.observability.metrics().set_traffic_weight(
-                &control_service(log),
-                pool.revision,
-                pool.weight,
-            );
-        }
     }
 
     /// Stores the rollout's state with its operation.
@@ -495,19 +498,28 @@ impl Runtime {
         }
     }
 
+    fn gate_metric(&self, service: &str, figure: &GateFigure) {
+        let gate = match figure.gate {
+            GateKind::ErrorRate => "errorRate",
+            GateKind::P99Latency => "p99Latency",
+        };
+        let verdict = match figure.verdict {
+            berth_api::GateVerdict::Pending => "pending",
+            berth_api::GateVerdict::Passing => "passing",
+            berth_api::GateVerdict::Failed => "failed",
+        };
+        self.deps
+            .observability
+            .metrics()
+            .gate_evaluated(service, gate, verdict);
+    }
+
     fn metrics_rollout(&self, strategy: RolloutStrategy, outcome: &str) {
         self.deps
             .observability
             .metrics()
             .rollout_finished(strategy.as_str(), outcome);
     }
-}
-
-/// The service an operation log belongs to.
-fn control_service(log: &OpLog<'_>) -> String {
-    log.operation
-        .map(|op| op.service.clone())
-        .unwrap_or_default()
 }
 
 /// The old pools with `weight` moved to the candidate: the stable pool gets

@@ -731,7 +731,7 @@ impl ServiceStore for SqliteStore {
                     .map(|text| serde_json::from_str(&text))
                     .transpose()
                     .map_err(corrupt("operation rollout"))?;
-                if let Some(rollout) = stored.filter(|r| (exposed)(r)) {
+                if let Some(rollout) = stored.filter(exposed) {
                     let baseline = rollout
                         .status
                         .baseline
