@@ -556,7 +556,13 @@
         box.setAttribute('data-state', op.state);
         const r = op.rollout;
         progress.hidden = !r || op.state !== 'Running';
-        if (r) progress.textContent = r.strategy + ' rollout of r' + r.candidate + ': step ' + r.step + ' of ' + r.steps + ', ' + r.phase + (Object.keys(r.weights || {}).length ? ' · ' + weightsText(r.weights) : '') + ' (promote or abort it in the Traffic tab)';
+        const line = r ? r.strategy + ' rollout of r' + r.candidate + ': step ' + r.step + ' of ' + r.steps + ', ' + r.phase +
+          (Object.keys(r.weights || {}).length ? ' · ' + weightsText(r.weights) : '') : '';
+        if (r && !progress.hidden && progress.getAttribute('data-line') !== line) {
+          progress.setAttribute('data-line', line);
+          clear(progress);
+          append(progress, [line + ' (', h('a', { href: '#/services/' + encodeURIComponent(op.service) + '/traffic' }, 'gates, promote, abort'), ')']);
+        }
         if (op.state !== 'Running' && op.state !== 'NotStarted') {
           done = true;
           stop();
