@@ -456,6 +456,11 @@ class StudioTest(unittest.TestCase):
         row.wait_for()
         self.assertIn("r1 · 70 % blue", row.inner_text())
         self.assertIn("r2 · 30 % green", row.inner_text())
+        # Both versions are served by the split service.
+        page.goto("/#/models")
+        for version in ("split-model:1", "split-model:2"):
+            page.wait_for_selector(f'tr[data-model="{version}"]')
+            self.assertIn("studio-split", page.inner_text(f'tr[data-model="{version}"]'))
 
         # A canary started through the API: its step, weights, bake and gates show in the
         # panel, refreshed live; promoting it from the page ends the operation Succeeded.
@@ -472,7 +477,8 @@ class StudioTest(unittest.TestCase):
         self.assertEqual(page.inner_text("#rollout-weights"), "r1 70 % · r2 30 %")
         self.assertIn("(in ", page.inner_text("#rollout-bake"))
         self.assertIn("pending", page.inner_text('#rollout tr[data-gate="errorRate"]'))
-        for _ in range(40):
+        # 80 requests at 30 %: the candidate gets its 5 (minRequests) all but surely.
+        for _ in range(80):
             self.assertEqual(s.score("studio-canary", {"data": [1]})[0], 200)
         # The gates are judged once the candidate answered minRequests, and the page follows.
         wait_js(page, "() => (document.querySelector('#rollout tr[data-gate=\"errorRate\"]') || {}).textContent.includes('passing')", timeout=20)
@@ -505,7 +511,7 @@ class StudioTest(unittest.TestCase):
         s.shot(page, "64-update-canary-running")
         page.goto("/#/services/studio-canary/traffic")
         page.wait_for_selector("#rollout-abort")
-        self.assertEqual(page.inner_text("#rollout-weights"), "r2 80 % · r3 20 %")
+        wait_js(page, "() => document.querySelector('#rollout-weights').textContent === 'r2 80 % · r3 20 %'", timeout=30)
         page.click("#rollout-abort")
         page.wait_for_selector('#traffic-op #operation[data-state="RolledBack"]', timeout=60000)
         self.assertIn("RolloutAborted", page.inner_text("#rolled-back"))

@@ -1388,6 +1388,25 @@
     };
   }
 
+  // What each service serves: the models and environment of every revision that
+  // takes traffic. The list shows the stable revision's; the revisions of a
+  // split or a rollout are read for the services that have more than one.
+  async function servingSpecs(services) {
+    const out = new Map(services.map((s) => [s.name, [{ models: s.models, environment: s.environment }]]));
+    await Promise.all(services.filter((s) => trafficOf(s).length > 1).map(async (s) => {
+      try {
+        const revs = await api('GET', '/v1/services/' + encodeURIComponent(s.name) + '/revisions');
+        const serving = new Set(trafficOf(s).map((t) => t.revision));
+        const specs = revs.value.filter((r) => serving.has(r.revision)).map((r) => ({ models: r.spec.models, environment: r.spec.inference.environment }));
+        if (specs.length) out.set(s.name, out.get(s.name).concat(specs));
+      } catch (e) { /* the stable revision's figures stay */ }
+    }));
+    return out;
+  }
+  function usersOf(specs, test) {
+    return [...specs.entries()].filter(([, list]) => list.some(test)).map(([name]) => name);
+  }
+
   // ---------- Models ----------
   async function modelsPage(main) {
     document.title = 'Models · Berth Studio';
@@ -1395,7 +1414,8 @@
     const body = h('div');
     append(main, [h('div', { class: 'page-head' }, h('h1', null, 'Models'), h('div', { class: 'filters' }, search)), body]);
     const [models, services] = await Promise.all([api('GET', '/v1/models'), api('GET', '/v1/services')]);
-    const servedBy = (id) => services.value.filter((s) => s.models.includes(id)).map((s) => s.name);
+    const specs = await servingSpecs(services.value);
+    const servedBy = (id) => usersOf(specs, (x) => x.models.includes(id));
     const draw = () => {
       clear(body);
       const q = search.value.trim().toLowerCase();
@@ -1437,9 +1457,10 @@
     const body = h('div');
     append(main, [h('div', { class: 'page-head' }, h('h1', null, 'Environments')), body]);
     const [envs, services] = await Promise.all([api('GET', '/v1/environments'), api('GET', '/v1/services')]);
+    const specs = await servingSpecs(services.value);
     if (!envs.value.length) { append(body, [h('p', { class: 'empty' }, 'No environments yet. Register one with ', h('code', null, 'berth environment register -n NAME --pip-requirements requirements.txt'), '.')]); return; }
     append(body, [table(['Environment', 'Python', 'Requirements', 'Build', 'Used by', 'Registered'], envs.value.map((e) => {
-      const users = services.value.filter((s) => s.environment === e.id || s.environment === e.name + ':' + e.version).map((s) => s.name);
+      const users = usersOf(specs, (x) => x.environment === e.id || x.environment === e.name + ':' + e.version);
       const b = e.build || {};
       return h('tr', { 'data-environment': e.id },
         h('td', null, h('strong', null, e.name), ':' + e.version, e.description ? h('div', { class: 'muted' }, e.description) : null),
