@@ -68,6 +68,8 @@ def init():
 
 
 def run(raw_data):
+    if model == "failing":
+        raise RuntimeError("this model fails every request")
     data = json.loads(raw_data)
     if isinstance(data, dict) and "marker" in data:
         print("scored marker", data["marker"], flush=True)

@@ -520,6 +520,26 @@ class StudioTest(unittest.TestCase):
         self.assertEqual((status, headers.get("x-berth-revision"), json.loads(body)), (200, "2", {"model": "c2"}))
         s.shot(page, "65-traffic-canary-rolled-back")
 
+        # A candidate whose run() fails is rolled back by its error-rate gate: the panel
+        # follows the rollout to RolledBack and shows the gate's message.
+        s.write("canary-model-4/model.txt", "failing\n")
+        s.cli("model", "register", "-n", "canary-model", "-p", "canary-model-4/model.txt")
+        page.goto("/#/services/studio-canary/traffic")
+        page.wait_for_selector("#rollout")
+        op = s.patch_service("studio-canary", {"models": ["canary-model:4"], "rollout": {"strategy": "canary", "canaryPercent": 50, "bake": "2m", "minRequests": 5}})
+        page.wait_for_selector(f'#traffic-op #operation[data-operation="{op}"]', timeout=60000)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and s.api("GET", f"/v1/operations/{op}")[1]["state"] == "Running":
+            for _ in range(10):
+                s.score("studio-canary", {"data": [1]})
+        page.wait_for_selector('#traffic-op #operation[data-state="RolledBack"]', timeout=30000)
+        gate = page.inner_text("#rolled-back")
+        self.assertIn("GateFailed", gate)
+        self.assertIn("errorRate", gate)
+        self.assertIn("threshold", gate)
+        self.assertEqual(s.score("studio-canary", {"data": [1]})[1].get("x-berth-revision"), "2")
+        s.shot(page, "67-traffic-gate-rolled-back")
+
         # Shadow traffic: started and stopped from the panel, with its figures.
         page.goto("/#/services/studio-canary/traffic")
         page.wait_for_selector("#mirror-form")
