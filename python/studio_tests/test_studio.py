@@ -538,6 +538,11 @@ class StudioTest(unittest.TestCase):
         self.assertIn("errorRate", gate)
         self.assertIn("threshold", gate)
         self.assertEqual(s.score("studio-canary", {"data": [1]})[1].get("x-berth-revision"), "2")
+        # The revision made meanwhile is offered by the forms without a reload.
+        page.wait_for_selector("#split-w-4")
+        self.assertEqual(page.input_value("#split-w-4"), "0")
+        self.assertEqual(page.input_value("#split-w-2"), "100")
+        self.assertIn("r4", page.inner_text("#rollback-to"))
         s.shot(page, "67-traffic-gate-rolled-back")
 
         # Shadow traffic: started and stopped from the panel, with its figures.
@@ -547,6 +552,7 @@ class StudioTest(unittest.TestCase):
         page.fill("#mirror-percent", "100")
         page.click("#mirror-form button[type=submit]")
         page.wait_for_selector("#mirror-summary", timeout=120000)
+        self.assertFalse(page.is_visible("#mirror-form"), "no second mirror while one runs")
         for _ in range(10):
             self.assertEqual(s.score("studio-canary", {"data": [1]})[0], 200)
         wait_js(page, "() => / [1-9][0-9]* answered differently/.test(document.querySelector('#mirror-summary').textContent)", timeout=20)

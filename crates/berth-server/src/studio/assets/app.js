@@ -660,7 +660,7 @@
   async function trafficTab(panel, svc) {
     const base = '/v1/services/' + encodeURIComponent(svc.name);
     const [list, first] = await Promise.all([api('GET', base + '/revisions'), api('GET', base + '/traffic')]);
-    const revs = list.value.slice().sort((a, b) => b.revision - a.revision);
+    let revs = list.value.slice().sort((a, b) => b.revision - a.revision);
     const live = h('div', { id: 'traffic-live' });
     const rolloutBox = h('div', { id: 'rollout' });
     const mirrorBox = h('div', { id: 'mirror' });
@@ -806,23 +806,47 @@
       current = { svc: s, traffic: t };
       headState(s);
       draw();
+      if (revs.length && s.latestRevision > revs[0].revision) {
+        // A new revision (an update, a staged revision): offer it in the forms.
+        revs = (await api('GET', base + '/revisions')).value.slice().sort((a, b) => b.revision - a.revision);
+        revisionOptions();
+        if (!edited) buildSplit();
+      }
       prefill();
     };
 
-    // The split form: a weight (and an optional name) per revision.
-    const weightOf = new Map(first.revisions.map((e) => [e.revision, e]));
-    const splitRevs = revs.filter((r, i) => i < SPLIT_ROWS || weightOf.has(r.revision));
+    // The split form: a weight (and an optional name) per revision: the serving
+    // ones and the newest few.
     const sumEl = h('output', { id: 'split-sum', 'aria-live': 'polite' });
     const splitNote = h('div', { id: 'split-error' });
-    const inputs = splitRevs.map((r) => {
-      const cur = weightOf.get(r.revision);
-      return {
-        revision: r.revision,
-        weight: h('input', { id: 'split-w-' + r.revision, type: 'number', min: 0, max: 100, step: 1, value: cur ? cur.weight : 0, inputmode: 'numeric', 'aria-describedby': 'split-sum' }),
-        name: h('input', { id: 'split-n-' + r.revision, type: 'text', value: cur && cur.name ? cur.name : '', placeholder: 'optional', autocomplete: 'off' }),
-        spec: r.spec,
-      };
-    });
+    const splitRows = h('div');
+    const olderNote = h('span', { class: 'muted' }, 'Older revisions: ', h('code', null, 'berth service traffic -n ' + svc.name + ' --set REV=PERCENT,...'));
+    let inputs = [];
+    // Until the user edits the split, it follows the live weights.
+    let edited = false;
+    const buildSplit = () => {
+      const weightOf = new Map(current.traffic.revisions.map((e) => [e.revision, e]));
+      const splitRevs = revs.filter((r, i) => i < SPLIT_ROWS || weightOf.has(r.revision));
+      olderNote.hidden = revs.length <= splitRevs.length;
+      inputs = splitRevs.map((r) => {
+        const cur = weightOf.get(r.revision);
+        const x = {
+          revision: r.revision,
+          weight: h('input', { id: 'split-w-' + r.revision, type: 'number', min: 0, max: 100, step: 1, value: cur ? cur.weight : 0, inputmode: 'numeric', 'aria-describedby': 'split-sum' }),
+          name: h('input', { id: 'split-n-' + r.revision, type: 'text', value: cur && cur.name ? cur.name : '', placeholder: 'optional', autocomplete: 'off' }),
+          spec: r.spec,
+        };
+        x.weight.addEventListener('input', () => { edited = true; showSum(); });
+        x.name.addEventListener('input', () => { edited = true; });
+        return x;
+      });
+      clear(splitRows);
+      append(splitRows, [table(['Revision', 'Weight (%)', 'Name'], inputs.map((x) => h('tr', { 'data-revision': x.revision },
+        h('td', null, h('label', { for: 'split-w-' + x.revision }, 'r' + x.revision), h('div', { class: 'muted' }, x.spec.models.join(', '))),
+        h('td', null, x.weight),
+        h('td', null, h('label', { for: 'split-n-' + x.revision, class: 'sr-only' }, 'Name of r' + x.revision), x.name))), 'Traffic split')]);
+      showSum();
+    };
     const readSplit = () => {
       const problems = [];
       const weights = {};
@@ -853,8 +877,6 @@
       sumEl.textContent = 'Sum: ' + s.sum + ' %';
       sumEl.className = s.sum === 100 ? 'ok-text' : 'bad-text';
     };
-    // Until the user edits the split, it follows the live weights.
-    let edited = false;
     const prefill = () => {
       if (edited) return;
       const now = new Map(current.traffic.revisions.map((e) => [e.revision, e]));
@@ -865,10 +887,6 @@
       }
       showSum();
     };
-    for (const x of inputs) {
-      x.weight.addEventListener('input', () => { edited = true; showSum(); });
-      x.name.addEventListener('input', () => { edited = true; });
-    }
     const splitSubmit = h('button', { type: 'submit', id: 'split-submit' }, 'Set split');
     const setSplit = async () => {
       clear(splitNote);
@@ -895,18 +913,13 @@
       }
     };
     const splitForm = h('form', { id: 'split-form', class: 'split', novalidate: true, onsubmit: (e) => { e.preventDefault(); setSplit(); } },
-      table(['Revision', 'Weight (%)', 'Name'], inputs.map((x) => h('tr', { 'data-revision': x.revision },
-        h('td', null, h('label', { for: 'split-w-' + x.revision }, 'r' + x.revision), h('div', { class: 'muted' }, x.spec.models.join(', '))),
-        h('td', null, x.weight),
-        h('td', null, h('label', { for: 'split-n-' + x.revision, class: 'sr-only' }, 'Name of r' + x.revision), x.name))), 'Traffic split'),
-      h('div', { class: 'toolbar' }, splitSubmit, sumEl,
-        revs.length > splitRevs.length ? h('span', { class: 'muted' }, 'Older revisions: ', h('code', null, 'berth service traffic -n ' + svc.name + ' --set REV=PERCENT,...')) : null),
+      splitRows,
+      h('div', { class: 'toolbar' }, splitSubmit, sumEl, olderNote),
       splitNote);
-    showSum();
+    buildSplit();
 
     // Mirror form.
-    const mirrorRev = h('select', { id: 'mirror-revision', 'aria-label': 'Shadow revision' },
-      revs.map((r) => h('option', { value: r.revision }, 'r' + r.revision + ' · ' + r.spec.models.join(', '))));
+    const mirrorRev = h('select', { id: 'mirror-revision', 'aria-label': 'Shadow revision' });
     const mirrorPct = h('input', { id: 'mirror-percent', type: 'number', min: 1, max: 100, step: 1, value: 10, 'aria-label': 'Percent of requests copied' });
     const startMirror = async () => {
       clear(mirrorNote);
@@ -925,9 +938,26 @@
       h('button', { type: 'submit', class: 'secondary' }, 'Start mirror'));
 
     // Rollback.
-    const select = h('select', { id: 'rollback-to', 'aria-label': 'Revision' },
-      list.value.filter((r) => !r.serving).sort((a, b) => b.revision - a.revision)
-        .map((r) => h('option', { value: r.revision }, 'r' + r.revision + ' · ' + r.spec.models.join(', '))));
+    const select = h('select', { id: 'rollback-to', 'aria-label': 'Revision' });
+    const rollbackForm = h('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); rollback(svc, Number(select.value), opBox); } },
+      h('label', { for: 'rollback-to' }, 'Move all traffic to '), select, h('button', { type: 'submit' }, 'Roll back'));
+    const noRollback = h('p', { class: 'muted' }, 'There is no other revision yet.');
+    // The revisions the mirror and rollback forms offer (kept selected when they are redrawn).
+    const revisionOptions = () => {
+      const option = (r) => h('option', { value: r.revision }, 'r' + r.revision + ' · ' + r.spec.models.join(', '));
+      const fill = (sel, list) => {
+        const was = sel.value;
+        clear(sel);
+        append(sel, [list.map(option)]);
+        if (list.some((r) => String(r.revision) === was)) sel.value = was;
+      };
+      fill(mirrorRev, revs);
+      const others = revs.filter((r) => r.revision !== current.svc.servingRevision);
+      fill(select, others);
+      rollbackForm.hidden = !others.length;
+      noRollback.hidden = !!others.length;
+    };
+    revisionOptions();
 
     append(panel, [
       h('h2', null, 'Weights'), live,
@@ -938,10 +968,7 @@
       splitForm,
       mirrorBox, mirrorForm, mirrorNote, diffsBox,
       h('h2', null, 'Roll back'),
-      list.value.length > 1
-        ? h('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); rollback(svc, Number(select.value), opBox); } },
-          h('label', { for: 'rollback-to' }, 'Move all traffic to '), select, h('button', { type: 'submit' }, 'Roll back'))
-        : h('p', { class: 'muted' }, 'There is no other revision yet.'),
+      rollbackForm, noRollback,
     ]);
     draw();
     every(TRAFFIC_REFRESH_MS, () => refresh().catch(() => { /* keep the last view */ }));
