@@ -41,9 +41,9 @@ pub use rollout::{
 };
 pub use service::{
     CreateServiceRequest, InferenceConfigRequest, InferenceSpec, Operation, OperationAccepted,
-    OperationError, OperationEvent, OperationState, OperationType, RegenerateKeyRequest, Revision,
-    RevisionList, RollbackRequest, Service, ServiceKeys, ServiceList, ServiceLogs, ServiceSpec,
-    ServiceState, ServiceToken,
+    OperationError, OperationErrorCode, OperationEvent, OperationState, OperationType,
+    RegenerateKeyRequest, Revision, RevisionList, RollbackRequest, Service, ServiceKeys,
+    ServiceList, ServiceLogs, ServiceSpec, ServiceState, ServiceToken,
 };
 pub use snapshot::Snapshot;
 pub use studio::{SeriesList, SeriesPoint, ServiceSeries, StudioCode};

@@ -142,6 +142,89 @@ impl OperationState {
     }
 }
 
+/// The stable codes of [`OperationError::code`]: why an operation failed or
+/// was rolled back. On the wire the code is its name (a string), so clients
+/// keep working when a code is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationErrorCode {
+    /// Something Berth did not expect (a store or lay-out error); see the message.
+    InternalError,
+    /// The environment could not be built.
+    EnvironmentBuildFailed,
+    /// The revision's files could not be laid out.
+    RevisionLayoutFailed,
+    /// The service's own port is taken.
+    PortUnavailable,
+    /// A model the revision names is gone.
+    ModelNotFound,
+    /// The revision's source snapshot is gone.
+    SnapshotNotFound,
+    /// `init()` raised or the entry script failed to load.
+    CrashLoopBackOff,
+    /// The entry script breaks the contract (no `init`/`run`).
+    EntryScriptInvalid,
+    /// A replica did not start.
+    ReplicaStartFailed,
+    /// A replica did not become ready within the readiness limit.
+    DeploymentTimedOut,
+    /// Not enough GPUs.
+    Unschedulable,
+    /// The replica's resource group could not be set up.
+    ResourceLimitsFailed,
+    /// A replica went over its memory limit while starting.
+    MemoryLimitExceeded,
+    /// `--worker-isolation strict` and the sandbox is incomplete.
+    IsolationUnavailable,
+    /// A rollout's gate failed: traffic went back to the previous revision.
+    GateFailed,
+    /// A rollout was aborted: traffic went back to the previous revision.
+    RolloutAborted,
+    /// The server stopped during a rollout's bake: rolled back.
+    RolloutInterrupted,
+    /// The server stopped while the operation ran.
+    ServerRestarted,
+}
+
+macro_rules! error_codes {
+    ($($variant:ident),* $(,)?) => {
+        impl OperationErrorCode {
+            /// Every code.
+            pub const ALL: &[OperationErrorCode] = &[$(Self::$variant),*];
+
+            /// The code as sent.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => stringify!($variant)),* }
+            }
+
+            /// Parses a code as sent.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $(stringify!($variant) => Some(Self::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+error_codes!(
+    InternalError,
+    EnvironmentBuildFailed,
+    RevisionLayoutFailed,
+    PortUnavailable,
+    ModelNotFound,
+    SnapshotNotFound,
+    CrashLoopBackOff,
+    EntryScriptInvalid,
+    ReplicaStartFailed,
+    DeploymentTimedOut,
+    Unschedulable,
+    ResourceLimitsFailed,
+    MemoryLimitExceeded,
+    IsolationUnavailable,
+    GateFailed,
+    RolloutAborted,
+    RolloutInterrupted,
+    ServerRestarted,
+);
+
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -155,6 +238,28 @@ pub struct OperationError {
     /// The worker's or builder's output (traceback, pip error), last lines.
     #[serde(default)]
     pub output: Vec<String>,
+}
+
+impl OperationError {
+    /// An error with `code` at `step`.
+    pub fn new(
+        code: OperationErrorCode,
+        step: impl Into<String>,
+        message: impl Into<String>,
+        output: Vec<String>,
+    ) -> Self {
+        Self {
+            code: code.as_str().to_owned(),
+            step: step.into(),
+            message: message.into(),
+            output,
+        }
+    }
+
+    /// The typed code (`None` for a code this build does not know).
+    pub fn typed_code(&self) -> Option<OperationErrorCode> {
+        OperationErrorCode::parse(&self.code)
+    }
 }
 
 /// One line of an operation's log.
@@ -509,3 +614,16 @@ wire_names!(OperationState {
     Cancelled,
     TimedOut
 });
+
+#[cfg(test)]
+mod error_code_tests {
+    use super::OperationErrorCode;
+
+    #[test]
+    fn every_code_round_trips_through_its_name() {
+        for code in OperationErrorCode::ALL {
+            assert_eq!(OperationErrorCode::parse(code.as_str()), Some(*code));
+        }
+        assert_eq!(OperationErrorCode::parse("NoSuchCode"), None);
+    }
+}

@@ -82,10 +82,12 @@ const UNUSED_KEYS: &[&str] = &[
     "keyVersion",
     "vnetName",
     "subnetName",
-    "versionName",
-    "trafficPercentile",
     "namespace",
 ];
+
+/// v1 `AksEndpoint` version keys: accepted, unused here; versions are named,
+/// weighted serving revisions.
+const VERSION_KEYS: &[&str] = &["versionName", "trafficPercentile"];
 
 struct Reader<'a> {
     problems: Vec<String>,
@@ -313,6 +315,13 @@ fn read(
         {
             warnings.push(format!(
                 "`{key}` is accepted but not used: it configures a cloud resource this server does not have"
+            ));
+        }
+    }
+    for key in VERSION_KEYS {
+        if r.get(key).is_some() {
+            warnings.push(format!(
+                "`{key}` is not used in a deployment config: name and weigh revisions with `PUT /v1/services/{{name}}/traffic` (`berth service traffic --set 3=90,4=10 --names 4=blue`, or `AksEndpoint` versions in the SDK)"
             ));
         }
     }
@@ -831,10 +840,10 @@ mod tests {
         )
         .unwrap();
         assert_ne!(old.deployment.rollout, new.deployment.rollout);
-        assert!(!crate::reconciler::needs_new_replicas(&old, &new));
+        assert!(!crate::domain::change::needs_new_replicas(&old, &new));
         // The same check still sees a rolling change next to it.
         new.models = vec!["m:2".into()];
-        assert!(crate::reconciler::needs_new_replicas(&old, &new));
+        assert!(crate::domain::change::needs_new_replicas(&old, &new));
     }
 
     #[test]
@@ -855,6 +864,20 @@ mod tests {
         }
         let moved = update(&local.settings, json!({"port": 8891})).unwrap();
         assert_eq!(moved.port, Some(8891));
+    }
+
+    #[test]
+    fn version_keys_point_to_the_traffic_route() {
+        let parsed = parse(Some(
+            &json!({"computeType": "aks", "versionName": "blue", "trafficPercentile": 20}),
+        ))
+        .unwrap();
+        assert_eq!(parsed.warnings.len(), 2, "{:?}", parsed.warnings);
+        assert!(
+            parsed.warnings[0].contains("`berth service traffic --set"),
+            "{:?}",
+            parsed.warnings
+        );
     }
 
     #[test]

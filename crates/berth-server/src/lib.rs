@@ -30,6 +30,7 @@ pub mod compute;
 pub mod config;
 pub mod deploy_config;
 pub mod disk;
+pub mod domain;
 pub mod env;
 pub mod envs;
 pub mod error;

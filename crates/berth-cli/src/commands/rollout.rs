@@ -93,7 +93,13 @@ pub async fn traffic(
     if args.no_wait {
         return render::line(&accepted.operation.id);
     }
-    super::service::wait_for_operation(client, &accepted.operation.id, output).await
+    super::service::wait_for_operation(client, &accepted.operation.id, output).await?;
+    if output == OutputFormat::Table
+        && let Ok(traffic) = client.traffic(&args.name).await
+    {
+        render::rollout::traffic(&traffic, output)?;
+    }
+    Ok(())
 }
 
 /// `berth service promote` / `abort`.

@@ -3,8 +3,8 @@
 //! differing answers, and the text of a rolled-back operation.
 
 use berth_api::{
-    GateFigure, GateKind, GateVerdict, MirrorDiffList, MirrorStatus, Operation, RolloutStatus,
-    Service, Traffic, TrafficShare,
+    GateFigure, GateKind, GateVerdict, MirrorDiffList, MirrorStatus, Operation, RolloutSettings,
+    RolloutStatus, RolloutStrategy, Service, Traffic, TrafficShare,
 };
 
 use super::{json, line, table};
@@ -125,9 +125,45 @@ pub fn traffic_shares(shares: &[TrafficShare]) -> String {
         .join(", ")
 }
 
+/// `canary 10% for 2m; gates: 5xx ≤ baseline + 1 points, p99 ≤ 300 ms, after 20 requests; auto-rollback`.
+pub fn settings_line(r: &RolloutSettings) -> String {
+    let bake = berth_api::duration::format_seconds(r.bake_seconds);
+    let shape = match r.strategy {
+        RolloutStrategy::Rolling => return "rolling (all at once when ready)".into(),
+        RolloutStrategy::Canary => format!("canary {}% for {bake}", r.canary_percent),
+        RolloutStrategy::Linear => format!("linear in {} steps of {bake}", r.steps),
+        RolloutStrategy::BlueGreen => format!("blueGreen, old revision warm for {bake}"),
+    };
+    let p99 = r
+        .max_p99_ms
+        .map(|ms| format!(", p99 ≤ {ms} ms"))
+        .unwrap_or_default();
+    let shadow = r
+        .shadow
+        .as_ref()
+        .map(|sh| {
+            let to = sh
+                .revision
+                .map(|rev| format!("revision {rev}"))
+                .unwrap_or_else(|| "the candidate".into());
+            format!("; mirror {}% to {to}", sh.percent)
+        })
+        .unwrap_or_default();
+    format!(
+        "{shape}; gates: 5xx ≤ baseline + {} points{p99}, after {} requests; {}{shadow}",
+        r.max_error_rate,
+        r.min_requests,
+        if r.auto_rollback {
+            "auto-rollback"
+        } else {
+            "no auto-rollback"
+        }
+    )
+}
+
 /// The `service show` rows for traffic, rollout and mirror (empty when absent).
 pub fn service_rows(s: &Service) -> Vec<(&'static str, String)> {
-    let mut rows = Vec::new();
+    let mut rows = vec![("rollout settings", settings_line(&s.settings.rollout))];
     // One revision at 100 % says nothing the serving revision does not.
     if s.traffic.len() > 1 || s.traffic.iter().any(|t| t.name.is_some()) {
         rows.push(("traffic", traffic_shares(&s.traffic)));
@@ -232,8 +268,9 @@ fn failed_gates(operation_id: &str, rollout: Option<&RolloutStatus>) -> Vec<Stri
         .unwrap_or_default()
 }
 
-/// Why a `RolledBack` operation ended: its error, and the failed gates the
-/// service still shows for that rollout (gate, measured value, threshold).
+/// Why a `RolledBack` operation ended: its error, and the failed gates of
+/// that rollout (gate, measured value, threshold) as the operation stored them
+/// (else as the service still shows them).
 pub fn rolled_back_text(operation: &Operation, service: Option<&Service>) -> String {
     let mut text = format!(
         "{} operation {} was rolled back",
@@ -246,7 +283,11 @@ pub fn rolled_back_text(operation: &Operation, service: Option<&Service>) -> Str
     if let Some(e) = &operation.error {
         text.push_str(&format!(": {} ({} at `{}`)", e.message, e.code, e.step));
     }
-    for g in failed_gates(&operation.id, service.and_then(|s| s.rollout.as_ref())) {
+    let status = operation
+        .rollout
+        .as_ref()
+        .or_else(|| service.and_then(|s| s.rollout.as_ref()));
+    for g in failed_gates(&operation.id, status) {
         text.push_str(&format!("\n  gate {g}"));
     }
     if let Some(s) = service {
@@ -265,7 +306,7 @@ pub fn rolled_back_text(operation: &Operation, service: Option<&Service>) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_api::{OperationError, OperationState, OperationType, RolloutStrategy};
+    use berth_api::{OperationError, OperationState, OperationType};
 
     fn failed_gate() -> GateFigure {
         GateFigure {
@@ -276,6 +317,35 @@ mod tests {
             requests: 57,
             verdict: GateVerdict::Failed,
         }
+    }
+
+    #[test]
+    fn settings_read_as_a_sentence() {
+        assert_eq!(
+            settings_line(&RolloutSettings::default()),
+            "rolling (all at once when ready)"
+        );
+        let canary = RolloutSettings {
+            strategy: RolloutStrategy::Canary,
+            bake_seconds: 120,
+            max_p99_ms: Some(300),
+            shadow: Some(berth_api::ShadowSettings {
+                revision: None,
+                percent: 20,
+            }),
+            ..RolloutSettings::default()
+        };
+        assert_eq!(
+            settings_line(&canary),
+            "canary 10% for 2m; gates: 5xx ≤ baseline + 1 points, p99 ≤ 300 ms, after 20 requests; auto-rollback; mirror 20% to the candidate"
+        );
+        let linear = RolloutSettings {
+            strategy: RolloutStrategy::Linear,
+            auto_rollback: false,
+            ..RolloutSettings::default()
+        };
+        assert!(settings_line(&linear).starts_with("linear in 4 steps of 1m;"));
+        assert!(settings_line(&linear).ends_with("no auto-rollback"));
     }
 
     #[test]

@@ -24,5 +24,14 @@ pub async fn show_operation(
             ApiError::invalid(format!("`offset` is `{value}`: it must be a whole number"))
         })?;
     }
-    Ok(Json(state.services.operation(&id, offset).await?))
+    let mut operation = state.services.operation(&id, offset).await?;
+    // A rollout in its bake: the gate figures as measured now, not as stored
+    // at the start of the step.
+    if !operation.state.is_terminal()
+        && let Some(control) = state.runtime.rollout_control(&operation.service)
+        && control.operation_id == operation.id
+    {
+        operation.rollout = Some(control.status());
+    }
+    Ok(Json(operation))
 }

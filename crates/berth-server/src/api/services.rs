@@ -418,13 +418,7 @@ async fn to_wire(state: &AppState, stored: StoredService) -> Result<Service, Api
     } else {
         replicas.desired
     };
-    let observed = match stored.state {
-        ServiceState::Healthy | ServiceState::Unhealthy if ready >= desired => {
-            ServiceState::Healthy
-        }
-        ServiceState::Healthy | ServiceState::Unhealthy => ServiceState::Unhealthy,
-        other => other,
-    };
+    let observed = crate::domain::state::observed(stored.state, ready, desired);
     let base = match spec.deployment.port {
         Some(port) => format!("http://localhost:{port}"),
         None => format!("{}/api/v1/service/{}", state.endpoint, stored.name),

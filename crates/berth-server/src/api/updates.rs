@@ -350,7 +350,7 @@ pub(super) async fn prepare_update(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
-    let live = !crate::reconciler::needs_new_replicas(&current, &spec);
+    let live = !crate::domain::change::needs_new_replicas(&current, &spec);
     let res = &spec.deployment.container_resource_requirements;
     state
         .runtime

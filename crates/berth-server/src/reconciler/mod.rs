@@ -153,17 +153,6 @@ pub struct Runtime {
     replica_sets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Whether moving from `old` to `new` needs new replicas: code, models,
-/// environment, resources and probes do; everything else is applied live.
-pub fn needs_new_replicas(old: &ServiceSpec, new: &ServiceSpec) -> bool {
-    old.models != new.models
-        || old.inference != new.inference
-        || old.deployment.container_resource_requirements
-            != new.deployment.container_resource_requirements
-        || old.deployment.liveness_probe_requirements != new.deployment.liveness_probe_requirements
-        || old.deployment.max_processes_per_container != new.deployment.max_processes_per_container
-}
-
 /// One pool of a route to publish.
 pub(super) struct PoolPlan {
     /// Revision.

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use berth_api::{Operation, OperationError, OperationType, ServiceSpec, ServiceState};
+use berth_api::{
+    Operation, OperationError, OperationErrorCode, OperationType, ServiceSpec, ServiceState,
+};
 
 use super::drain;
 use super::rollout::Ended;
@@ -83,18 +85,13 @@ impl OpLog<'_> {
 }
 
 fn failure(
-    code: &str,
+    code: OperationErrorCode,
     step: impl Into<String>,
     message: impl Into<String>,
     output: Vec<String>,
 ) -> OperationError {
     let start = output.len().saturating_sub(OUTPUT_LINES);
-    OperationError {
-        code: code.into(),
-        step: step.into(),
-        message: message.into(),
-        output: output[start..].to_vec(),
-    }
+    OperationError::new(code, step, message, output[start..].to_vec())
 }
 
 /// How long a replica may take to become ready: the time the liveness probe
@@ -105,66 +102,6 @@ fn readiness_limit(d: &berth_api::DeploymentSettings) -> std::time::Duration {
         u64::from(p.initial_delay_seconds)
             + u64::from(p.period_seconds) * u64::from(p.failure_threshold),
     )
-}
-
-/// Human lines for the live settings that differ.
-fn describe_changes(
-    old: &berth_api::DeploymentSettings,
-    new: &berth_api::DeploymentSettings,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut note = |what: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{what} {a} → {b}"));
-        }
-    };
-    note(
-        "replicas",
-        old.desired_replicas().to_string(),
-        new.desired_replicas().to_string(),
-    );
-    note(
-        "autoscale",
-        format!("{:?}", old.auto_scaler),
-        format!("{:?}", new.auto_scaler),
-    );
-    note(
-        "key auth",
-        old.auth_enabled.to_string(),
-        new.auth_enabled.to_string(),
-    );
-    note(
-        "scoringTimeoutMs",
-        old.scoring_timeout_ms.to_string(),
-        new.scoring_timeout_ms.to_string(),
-    );
-    note(
-        "maxQueueWaitMs",
-        old.max_queue_wait_ms.to_string(),
-        new.max_queue_wait_ms.to_string(),
-    );
-    note(
-        "maxConcurrentRequestsPerContainer",
-        old.max_concurrent_requests_per_container.to_string(),
-        new.max_concurrent_requests_per_container.to_string(),
-    );
-    note(
-        "appInsightsEnabled",
-        old.app_insights_enabled.to_string(),
-        new.app_insights_enabled.to_string(),
-    );
-    note(
-        "requestLogBodies",
-        old.request_log_bodies.to_string(),
-        new.request_log_bodies.to_string(),
-    );
-    note("port", format!("{:?}", old.port), format!("{:?}", new.port));
-    note(
-        "dataCollection",
-        format!("{:?}", old.data_collection),
-        format!("{:?}", new.data_collection),
-    );
-    out
 }
 
 fn split_id(id: &str) -> Option<(&str, u32)> {
@@ -202,7 +139,7 @@ impl Runtime {
                     OperationOutcome::Completed
                 }
                 Err(e) => OperationOutcome::Failed(failure(
-                    "InternalError",
+                    OperationErrorCode::InternalError,
                     "apply the new key",
                     e,
                     Vec::new(),
@@ -407,7 +344,12 @@ impl Runtime {
         revision: u32,
     ) -> Result<Candidate, OperationError> {
         let internal = |step: &str, e: &dyn std::fmt::Display| {
-            failure("InternalError", step, e.to_string(), Vec::new())
+            failure(
+                OperationErrorCode::InternalError,
+                step,
+                e.to_string(),
+                Vec::new(),
+            )
         };
         let spec = self
             .deps
@@ -426,7 +368,7 @@ impl Runtime {
 
         self.apply_port(service, &spec).await.map_err(|e| {
             failure(
-                "PortUnavailable",
+                OperationErrorCode::PortUnavailable,
                 "serve the service on its port",
                 e,
                 Vec::new(),
@@ -453,7 +395,7 @@ impl Runtime {
         let built = self.deps.envs.ensure(&environment.spec).await;
         let built = built.map_err(|e| {
             failure(
-                "EnvironmentBuildFailed",
+                OperationErrorCode::EnvironmentBuildFailed,
                 format!("build environment {env_name}:{env_version} ({})", e.step),
                 e.message.clone(),
                 e.log_tail.clone(),
@@ -482,7 +424,7 @@ impl Runtime {
         .map_err(|e| internal("lay out the revision", &e))?
         .map_err(|e| {
             failure(
-                "RevisionLayoutFailed",
+                OperationErrorCode::RevisionLayoutFailed,
                 "lay out the revision",
                 e.to_string(),
                 Vec::new(),
@@ -497,7 +439,7 @@ impl Runtime {
         for path in isolation.writable_source(&dir.app) {
             isolation.give(&path).map_err(|e| {
                 failure(
-                    "RevisionLayoutFailed",
+                    OperationErrorCode::RevisionLayoutFailed,
                     "give the source to the worker user",
                     format!("{}: {e}", path.display()),
                     Vec::new(),
@@ -538,21 +480,21 @@ impl Runtime {
         let replicas = self.start_more(&plan, &[], count).await.map_err(|f| {
             let (code, what) = match (&f.error, f.error.init_stage()) {
                 (e, _) if e.resource_code().is_some() => {
-                    e.resource_code().unwrap_or(("ReplicaStartFailed", "the worker did not start"))
+                    e.resource_code().unwrap_or((OperationErrorCode::ReplicaStartFailed, "the worker did not start"))
                 }
                 (crate::compute::local::StartError::Spawn(berth_worker::SpawnError::InitTimeout { .. }), _) => (
-                    "DeploymentTimedOut",
+                    OperationErrorCode::DeploymentTimedOut,
                     "init() did not finish within the readiness limit (livenessProbeRequirements: initialDelaySeconds + periodSeconds × failureThreshold)",
                 ),
                 (_, stage) => match stage {
-                Some(berth_worker::InitStage::Init) => ("CrashLoopBackOff", "init() raised"),
+                Some(berth_worker::InitStage::Init) => (OperationErrorCode::CrashLoopBackOff, "init() raised"),
                 Some(berth_worker::InitStage::LoadScript) => {
-                    ("CrashLoopBackOff", "the entry script failed to load")
+                    (OperationErrorCode::CrashLoopBackOff, "the entry script failed to load")
                 }
                 Some(berth_worker::InitStage::Contract) => {
-                    ("EntryScriptInvalid", "the entry script breaks the contract")
+                    (OperationErrorCode::EntryScriptInvalid, "the entry script breaks the contract")
                 }
-                None => ("ReplicaStartFailed", "the worker did not start"),
+                None => (OperationErrorCode::ReplicaStartFailed, "the worker did not start"),
                 },
             };
             let output: Vec<String> = f.error.output().lines().map(str::to_owned).collect();
@@ -603,7 +545,7 @@ impl Runtime {
             .await
             .map_err(|e| {
                 failure(
-                    "InternalError",
+                    OperationErrorCode::InternalError,
                     "read the service",
                     e.to_string(),
                     Vec::new(),
@@ -644,7 +586,7 @@ impl Runtime {
             .await
             .map_err(|e| {
                 failure(
-                    "InternalError",
+                    OperationErrorCode::InternalError,
                     "read the revision",
                     e.to_string(),
                     Vec::new(),
@@ -661,7 +603,7 @@ impl Runtime {
             .get(service)
             .filter(|r| r.pools.len() == 1 && r.replicas().next().is_some());
         if let (Some((old, plan)), Some(route)) = (running, route) {
-            if !super::needs_new_replicas(&old, &spec) {
+            if !crate::domain::change::needs_new_replicas(&old, &spec) {
                 let current = route.replicas().cloned().collect();
                 // Draining waits for the old route's last holder: never this function.
                 drop(route);
@@ -690,12 +632,12 @@ impl Runtime {
         plan: Arc<LaunchPlan>,
         mut current: Vec<Arc<crate::compute::Replica>>,
     ) -> Result<(), OperationError> {
-        for change in describe_changes(&old.deployment, &spec.deployment) {
+        for change in crate::domain::change::describe_changes(&old.deployment, &spec.deployment) {
             log.event(&format!("Live change: {change}")).await;
         }
         self.apply_port(service, &spec).await.map_err(|e| {
             failure(
-                "PortUnavailable",
+                OperationErrorCode::PortUnavailable,
                 "serve the service on its port",
                 e,
                 Vec::new(),
@@ -718,7 +660,7 @@ impl Runtime {
                     let code = f
                         .error
                         .resource_code()
-                        .map_or("ReplicaStartFailed", |(c, _)| c);
+                        .map_or(OperationErrorCode::ReplicaStartFailed, |(c, _)| c);
                     failure(
                         code,
                         format!("start replica {}", f.index),
@@ -745,7 +687,7 @@ impl Runtime {
             .await
             .map_err(|e| {
                 failure(
-                    "InternalError",
+                    OperationErrorCode::InternalError,
                     "read the service",
                     e.to_string(),
                     Vec::new(),
@@ -776,7 +718,7 @@ impl Runtime {
         for id in &spec.models {
             let (name, version) = split_id(id).ok_or_else(|| {
                 failure(
-                    "InternalError",
+                    OperationErrorCode::InternalError,
                     "read the models",
                     format!("bad model reference `{id}`"),
                     Vec::new(),
@@ -789,7 +731,7 @@ impl Runtime {
                 .await
                 .map_err(|e| {
                     failure(
-                        "ModelNotFound",
+                        OperationErrorCode::ModelNotFound,
                         "read the models",
                         e.to_string(),
                         Vec::new(),
@@ -802,7 +744,7 @@ impl Runtime {
                 .await
                 .map_err(|e| {
                     failure(
-                        "ModelNotFound",
+                        OperationErrorCode::ModelNotFound,
                         "read the models",
                         e.to_string(),
                         Vec::new(),
@@ -823,7 +765,7 @@ impl Runtime {
             .await
             .map_err(|e| {
                 failure(
-                    "SnapshotNotFound",
+                    OperationErrorCode::SnapshotNotFound,
                     "read the source snapshot",
                     e.to_string(),
                     Vec::new(),

@@ -28,6 +28,9 @@ use crate::store::StoredRollout;
 /// How often a bake is looked at.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// How often a bake writes its gate figures to the operation log.
+const REPORT_EVERY_MS: u64 = 5_000;
+
 /// How a rollout ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -148,7 +151,7 @@ fn gate_error(gate: &GateFigure, step: &str) -> OperationError {
         ),
     };
     OperationError {
-        code: "GateFailed".into(),
+        code: berth_api::OperationErrorCode::GateFailed.as_str().into(),
         step: step.to_owned(),
         message,
         output: Vec::new(),
@@ -178,7 +181,7 @@ impl Runtime {
         drop(current);
         let Some(stable) = old_pools.first().cloned() else {
             return Err(OperationError {
-                code: "InternalError".into(),
+                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
                 step: "read the serving revision".into(),
                 message: "no revision serves".into(),
                 output: Vec::new(),
@@ -190,7 +193,7 @@ impl Runtime {
             .service(service)
             .await
             .map_err(|e| OperationError {
-                code: "InternalError".into(),
+                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
                 step: "read the service".into(),
                 message: e.to_string(),
                 output: Vec::new(),
@@ -232,7 +235,21 @@ impl Runtime {
             rollouts: &self.rollouts,
             service,
         };
+        // Pools are taken fresh from the published route, so replicas replaced
+        // meanwhile (an exit, a restart) are the ones routed to.
         let install = |pools: Vec<Arc<Pool>>, mirror: Option<u32>| -> Option<Arc<Route>> {
+            let current = self.deps.table.get(service);
+            let pools = pools
+                .into_iter()
+                .map(|p| {
+                    current
+                        .as_ref()
+                        .and_then(|r| r.pool(p.revision))
+                        .filter(|c| Arc::ptr_eq(&c.window, &p.window))
+                        .map_or(p.clone(), |c| Arc::new(c.with_weight(p.weight)))
+                })
+                .collect();
+            drop(current);
             let route = Route::new(
                 service.to_owned(),
                 route_settings.clone(),
@@ -250,6 +267,7 @@ impl Runtime {
         let mut progress = Progress::Starting;
         let mut marks: Option<(WindowMark, WindowMark)> = None;
         let mut evaluated_at_bake_end = false;
+        let mut next_report_ms = REPORT_EVERY_MS;
         loop {
             let now_ms = clock.elapsed().as_millis() as u64;
             let (figures, verdict) = match &marks {
@@ -287,6 +305,11 @@ impl Runtime {
             progress = next;
             match action {
                 Action::Wait { until_ms } => {
+                    if now_ms >= next_report_ms && progress.is_exposed() {
+                        next_report_ms = now_ms + REPORT_EVERY_MS;
+                        log.event(&bake_report(&plan, progress, now_ms, &figures))
+                            .await;
+                    }
                     if !evaluated_at_bake_end
                         && progress
                             .bake_ends_ms(&plan)
@@ -380,11 +403,13 @@ impl Runtime {
                         candidate.revision
                     ))
                     .await;
-                    let retired: Vec<_> = old_pools
-                        .iter()
-                        .flat_map(|p| p.replicas.iter().cloned())
-                        .collect();
                     if let Some(old) = old {
+                        let retired: Vec<_> = old
+                            .pools
+                            .iter()
+                            .filter(|p| p.revision != candidate.revision)
+                            .flat_map(|p| p.replicas.iter().cloned())
+                            .collect();
                         log.event(&format!("Draining revision {}", stable.revision))
                             .await;
                         drain::drain_subset(old, retired, DRAIN_LIMIT, STOP_GRACE).await;
@@ -403,7 +428,9 @@ impl Runtime {
                     let error = match &cause {
                         RollbackCause::Gate(gate) => gate_error(gate, &step_text),
                         RollbackCause::Aborted => OperationError {
-                            code: "RolloutAborted".into(),
+                            code: berth_api::OperationErrorCode::RolloutAborted
+                                .as_str()
+                                .into(),
                             step: step_text.clone(),
                             message: format!(
                                 "aborted by `berth service abort`; traffic is back on revision {}",
@@ -423,13 +450,16 @@ impl Runtime {
                     ))
                     .await;
                     if let Some(old) = old {
-                        drain::drain_subset(
-                            old,
-                            candidate.replicas.clone(),
-                            DRAIN_LIMIT,
-                            STOP_GRACE,
-                        )
-                        .await;
+                        let mut retired: Vec<_> = old
+                            .pool(candidate.revision)
+                            .map(|p| p.replicas.clone())
+                            .unwrap_or_default();
+                        for replica in &candidate.replicas {
+                            if !retired.iter().any(|r| Arc::ptr_eq(r, replica)) {
+                                retired.push(replica.clone());
+                            }
+                        }
+                        drain::drain_subset(old, retired, DRAIN_LIMIT, STOP_GRACE).await;
                         log.event(&format!(
                             "Revision {} drained and stopped",
                             candidate.revision
@@ -443,7 +473,9 @@ impl Runtime {
                     // The candidate was ready before the loop began; a plan
                     // that still reports a start failure is treated as one.
                     return Err(OperationError {
-                        code: "ReplicaStartFailed".into(),
+                        code: berth_api::OperationErrorCode::ReplicaStartFailed
+                            .as_str()
+                            .into(),
                         step: "start the candidate".into(),
                         message: why,
                         output: Vec::new(),
@@ -520,6 +552,43 @@ impl Runtime {
             .metrics()
             .rollout_finished(strategy.as_str(), outcome);
     }
+}
+
+/// One line for the operation log: the step, the time left and each gate.
+fn bake_report(plan: &Plan, progress: Progress, now_ms: u64, figures: &[GateFigure]) -> String {
+    let left = progress
+        .bake_ends_ms(plan)
+        .map_or(0, |end| end.saturating_sub(now_ms) / 1000);
+    let gates: Vec<String> = figures
+        .iter()
+        .map(|g| {
+            let (name, unit) = match g.gate {
+                GateKind::ErrorRate => ("5xx rate", "%"),
+                GateKind::P99Latency => ("p99", "ms"),
+            };
+            let verdict = match g.verdict {
+                berth_api::GateVerdict::Pending => "pending",
+                berth_api::GateVerdict::Passing => "passing",
+                berth_api::GateVerdict::Failed => "failed",
+            };
+            format!(
+                "{name} {} {unit} (threshold {} {unit}) over {} request(s): {verdict}",
+                g.measured.map_or_else(|| "-".to_owned(), shown),
+                shown(g.threshold),
+                g.requests
+            )
+        })
+        .collect();
+    format!(
+        "Baking step {} of {} ({left} s left): {}",
+        progress.shown_step(plan),
+        plan.step_count(),
+        if gates.is_empty() {
+            "no gate figures yet".to_owned()
+        } else {
+            gates.join("; ")
+        }
+    )
 }
 
 /// The old pools with `weight` moved to the candidate: the stable pool gets

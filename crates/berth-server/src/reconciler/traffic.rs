@@ -30,7 +30,7 @@ impl Runtime {
             .requested_traffic(&op.id)
             .await
             .map_err(|e| OperationError {
-                code: "InternalError".into(),
+                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
                 step: "read the requested split".into(),
                 message: e.to_string(),
                 output: Vec::new(),
@@ -59,7 +59,7 @@ impl Runtime {
             .service(service)
             .await
             .map_err(|e| OperationError {
-                code: "InternalError".into(),
+                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
                 step: "read the service".into(),
                 message: e.to_string(),
                 output: Vec::new(),
@@ -130,7 +130,7 @@ impl Runtime {
         }
         let Some(stable_spec) = stable_spec else {
             return Err(OperationError {
-                code: "InternalError".into(),
+                code: berth_api::OperationErrorCode::InternalError.as_str().into(),
                 step: "read the stable revision".into(),
                 message: "the split names no revision that could be read".into(),
                 output: Vec::new(),

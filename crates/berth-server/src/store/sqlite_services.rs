@@ -9,6 +9,8 @@ use berth_api::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use crate::domain::state::{self, Event};
+
 use super::services::{
     NewService, OperationOutcome, ServiceChange, ServiceStore, StoredRollout, StoredService,
 };
@@ -242,8 +244,13 @@ fn insert_operation(
         },
     })?;
     tx.execute(
-        "UPDATE services SET last_operation = ?1, state = 'Transitioning', updated_time = ?2 WHERE name = ?3",
-        params![id, now, service],
+        "UPDATE services SET last_operation = ?1, state = ?4, updated_time = ?2 WHERE name = ?3",
+        params![
+            id,
+            now,
+            service,
+            state::after(Event::OperationStarted).as_str()
+        ],
     )
     .map_err(db("mark service transitioning"))?;
     Ok(())
@@ -360,8 +367,8 @@ impl ServiceStore for SqliteStore {
                     tx.execute(
                         "INSERT INTO services (name, description, tags, properties, created_time, updated_time, \
                          latest_revision, serving_revision, state, primary_key, secondary_key) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, NULL, 'Transitioning', ?6, ?7)",
-                        params![new.name, new.description, tags, properties, new.now, new.keys.primary_key, new.keys.secondary_key],
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, NULL, ?8, ?6, ?7)",
+                        params![new.name, new.description, tags, properties, new.now, new.keys.primary_key, new.keys.secondary_key, state::after(Event::OperationStarted).as_str()],
                     )
                     .map_err(db("insert service"))?;
                     (OperationType::Create, 1)
@@ -614,8 +621,8 @@ impl ServiceStore for SqliteStore {
                     )
                     .map_err(db("finish operation"))?;
                     tx.execute(
-                        "UPDATE services SET serving_revision = ?1, state = 'Healthy', error = NULL, traffic = NULL, updated_time = ?2 WHERE name = ?3",
-                        params![serving_revision, now, service],
+                        "UPDATE services SET serving_revision = ?1, state = ?4, error = NULL, traffic = NULL, updated_time = ?2 WHERE name = ?3",
+                        params![serving_revision, now, service, state::after(Event::Succeeded).as_str()],
                     )
                     .map_err(db("record serving revision"))?;
                     refresh_model_references(&tx, &service)?;
@@ -631,8 +638,8 @@ impl ServiceStore for SqliteStore {
                     .map_err(db("finish operation"))?;
                     let traffic = serde_json::to_string(traffic).map_err(corrupt("service traffic"))?;
                     tx.execute(
-                        "UPDATE services SET serving_revision = ?1, state = 'Healthy', error = NULL, traffic = ?2, updated_time = ?3 WHERE name = ?4",
-                        params![serving_revision, traffic, now, service],
+                        "UPDATE services SET serving_revision = ?1, state = ?5, error = NULL, traffic = ?2, updated_time = ?3 WHERE name = ?4",
+                        params![serving_revision, traffic, now, service, state::after(Event::Succeeded).as_str()],
                     )
                     .map_err(db("record traffic split"))?;
                     refresh_model_references(&tx, &service)?;
@@ -644,10 +651,10 @@ impl ServiceStore for SqliteStore {
                         params![now, error, id],
                     )
                     .map_err(db("roll back operation"))?;
+                    let serving = find_service(&tx, &service)?.and_then(|s| s.serving_revision).is_some();
                     tx.execute(
-                        "UPDATE services SET state = CASE WHEN serving_revision IS NULL THEN 'Failed' ELSE 'Healthy' END, \
-                         updated_time = ?1 WHERE name = ?2",
-                        params![now, service],
+                        "UPDATE services SET state = ?3, updated_time = ?1 WHERE name = ?2",
+                        params![now, service, state::after(Event::RolledBack { serving }).as_str()],
                     )
                     .map_err(db("record rolled-back service"))?;
                     refresh_model_references(&tx, &service)?;
@@ -660,8 +667,8 @@ impl ServiceStore for SqliteStore {
                     )
                     .map_err(db("fail operation"))?;
                     tx.execute(
-                        "UPDATE services SET state = 'Failed', error = ?1, updated_time = ?2 WHERE name = ?3",
-                        params![error, now, service],
+                        "UPDATE services SET state = ?4, error = ?1, updated_time = ?2 WHERE name = ?3",
+                        params![error, now, service, state::after(Event::Failed).as_str()],
                     )
                     .map_err(db("record service failure"))?;
                     refresh_model_references(&tx, &service)?;
@@ -672,10 +679,14 @@ impl ServiceStore for SqliteStore {
                         params![now, id],
                     )
                     .map_err(db("finish operation"))?;
+                    let current = find_service(&tx, &service)?;
+                    let event = Event::Completed {
+                        serving: current.as_ref().and_then(|s| s.serving_revision).is_some(),
+                        failed_before: current.as_ref().is_some_and(|s| s.error.is_some()),
+                    };
                     tx.execute(
-                        "UPDATE services SET state = CASE WHEN serving_revision IS NULL OR error IS NOT NULL \
-                         THEN 'Failed' ELSE 'Healthy' END, updated_time = ?1 WHERE name = ?2",
-                        params![now, service],
+                        "UPDATE services SET state = ?3, updated_time = ?1 WHERE name = ?2",
+                        params![now, service, state::after(event).as_str()],
                     )
                     .map_err(db("restore service state"))?;
                 }
@@ -737,7 +748,7 @@ impl ServiceStore for SqliteStore {
                         .baseline
                         .map_or_else(|| "the previous revision".to_owned(), |b| format!("revision {b}"));
                     let error = OperationError {
-                        code: "RolloutInterrupted".into(),
+                        code: berth_api::OperationErrorCode::RolloutInterrupted.as_str().into(),
                         step: format!("step {} of {}", rollout.status.step, rollout.status.steps),
                         message: format!(
                             "the server stopped during the {} rollout of revision {}; it was rolled back and {baseline} serves all traffic. Send the change again.",
@@ -753,8 +764,8 @@ impl ServiceStore for SqliteStore {
                     )
                     .map_err(db("roll back interrupted operation"))?;
                     tx.execute(
-                        "UPDATE services SET state = 'Healthy', traffic = NULL, updated_time = ?1 WHERE name = ?2 AND serving_revision IS NOT NULL",
-                        params![now, op.service],
+                        "UPDATE services SET state = ?3, traffic = NULL, updated_time = ?1 WHERE name = ?2 AND serving_revision IS NOT NULL",
+                        params![now, op.service, state::after(Event::RolledBack { serving: true }).as_str()],
                     )
                     .map_err(db("record interrupted rollout"))?;
                     append_event(&tx, &id, &now, 0, "RolledBack: the server stopped during the rollout's bake")?;
@@ -762,7 +773,7 @@ impl ServiceStore for SqliteStore {
                     continue;
                 }
                 let error = OperationError {
-                    code: "ServerRestarted".into(),
+                    code: berth_api::OperationErrorCode::ServerRestarted.as_str().into(),
                     step: "run the operation".into(),
                     message: "the server stopped while this operation ran; the service keeps serving its previous revision. Send the change again.".into(),
                     output: Vec::new(),
@@ -774,8 +785,8 @@ impl ServiceStore for SqliteStore {
                 )
                 .map_err(db("fail interrupted operation"))?;
                 tx.execute(
-                    "UPDATE services SET state = 'Failed', error = ?1, updated_time = ?2 WHERE name = ?3",
-                    params![text, now, op.service],
+                    "UPDATE services SET state = ?4, error = ?1, updated_time = ?2 WHERE name = ?3",
+                    params![text, now, op.service, state::after(Event::Interrupted).as_str()],
                 )
                 .map_err(db("record interrupted operation"))?;
                 append_event(&tx, &id, &now, 0, "Failed: the server stopped while this operation ran")?;
@@ -841,14 +852,22 @@ impl ServiceStore for SqliteStore {
         .await
     }
 
-    async fn set_service_state(&self, name: &str, state: ServiceState) -> Result<()> {
+    async fn set_service_state(&self, name: &str, observed: ServiceState) -> Result<()> {
         let name = name.to_owned();
         self.write(move |conn| {
-            conn.execute(
-                "UPDATE services SET state = ?1 WHERE name = ?2 AND state IN ('Healthy', 'Unhealthy')",
-                params![state.as_str(), name],
-            )
-            .map_err(db("record service state"))?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin service state"))?;
+            let follows =
+                find_service(&tx, &name)?.is_some_and(|s| state::follows_replicas(s.state));
+            if follows {
+                tx.execute(
+                    "UPDATE services SET state = ?1 WHERE name = ?2",
+                    params![observed.as_str(), name],
+                )
+                .map_err(db("record service state"))?;
+            }
+            tx.commit().map_err(db("commit service state"))?;
             Ok(())
         })
         .await

@@ -8,6 +8,7 @@ mod harness;
 
 mod auth;
 mod cli;
+mod cli_rollout;
 mod containment;
 mod environments;
 mod events;

@@ -222,6 +222,10 @@ async fn a_good_canary_is_promoted_after_its_bake_with_zero_failed_requests() {
     let (_, during) = server.get_json(&format!("/v1/operations/{op}")).await;
     assert_eq!(during["state"], "Running");
     assert_eq!(during["rollout"]["phase"], "baking", "{during}");
+    assert_eq!(
+        during["rollout"]["gates"][0]["gate"], "errorRate",
+        "live gate figures: {during}"
+    );
     let ended = server.wait_operation(&op).await;
     assert_eq!(ended["state"], "Succeeded", "{ended}");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -310,6 +314,25 @@ async fn a_canary_failing_30_percent_of_requests_is_rolled_back_and_only_its_req
         .map(|v| v.iter().any(|e| e["operation"] == op.as_str()))
         .unwrap_or(false);
     assert!(found, "an operation.rolled_back event: {events}");
+    let metrics = server
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    for line in [
+        "berth_rollouts_total{strategy=\"canary\",outcome=\"rolledBack\"} 1",
+        "berth_revision_traffic_weight{service=\"cflaky\",revision=\"1\"} 100",
+        "berth_gate_evaluations_total{service=\"cflaky\",gate=\"errorRate\",verdict=\"failed\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("berth_revision_traffic_weight{service=\"cflaky\",revision=\"2\"}"),
+        "the rolled-back revision has no weight any more"
+    );
 }
 
 #[tokio::test]
@@ -651,4 +674,46 @@ async fn a_linear_rollout_with_a_shadow_phase_walks_its_steps_to_promotion() {
     assert_eq!(steps.len(), 2, "shadow, then 50 %: {log:#?}");
     assert!(steps[0].contains("mirroring 50 %"), "{steps:?}");
     assert!(steps[1].contains("revision 2 at 50 %"), "{steps:?}");
+}
+
+#[tokio::test]
+async fn blue_green_switches_everything_and_keeps_the_old_revision_warm_through_the_bake() {
+    let server = TestServer::start().await;
+    deploy_good(&server, "bluegreen").await;
+    let v2 = register(&server, "good").await;
+    let load = RevisionLoad::start(&server, "bluegreen", 2);
+    let op = start_update(
+        &server,
+        "bluegreen",
+        json!({"models": [format!("weights:{v2}")], "rollout": {"strategy": "blueGreen", "bake": "2s"}}),
+    )
+    .await;
+    let shown = wait_for_phase(&server, "bluegreen", "baking").await;
+    assert_eq!(
+        shown["rolloutStatus"]["weights"],
+        json!({"1": 0, "2": 100}),
+        "{shown}"
+    );
+    // The old revision is still up: a pinned request reaches it.
+    let response = server
+        .request(Method::POST, "/api/v1/service/bluegreen/score")
+        .header("x-berth-revision", "1")
+        .body("{}")
+        .send()
+        .await
+        .expect("pinned");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-berth-revision"], "1");
+    let ended = server.wait_operation(&op).await;
+    let seen = load.finish().await;
+    assert_eq!(ended["state"], "Succeeded", "{ended}");
+    assert!(
+        seen.failed.is_empty() && seen.unrouted.is_empty(),
+        "{seen:?}"
+    );
+    let (_, after) = server.get_json("/v1/services/bluegreen").await;
+    assert_eq!(
+        after["traffic"],
+        json!([{"revision": 2, "weight": 100, "role": "stable"}])
+    );
 }

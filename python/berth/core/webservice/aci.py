@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ...exceptions import WebserviceException
 from ..model import InferenceConfig, Model
+from .rollout import Rollout, rollout_block, with_rollout
 from .webservice import (
     Webservice,
     WebserviceAccessToken,
@@ -163,13 +164,16 @@ class AciWebservice(Webservice):
         cmk_key_version: Optional[str] = None,
         vnet_name: Optional[str] = None,
         subnet_name: Optional[str] = None,
+        *,
+        rollout: Optional[Rollout] = None,
     ) -> AciServiceDeploymentConfiguration:
         """An ACI deployment configuration; ``None`` means the default: 0.1 CPU, 0.5 GB, key auth
         off, SSL off, app insights off.
 
+        :param rollout: Berth: how traffic moves to later revisions (:class:`Rollout`).
         :raises WebserviceException: ``Invalid configuration, ...`` (every problem, one per line).
         """
-        return AciServiceDeploymentConfiguration(
+        return with_rollout(AciServiceDeploymentConfiguration(
             cpu_cores=cpu_cores,
             memory_gb=memory_gb,
             tags=tags,
@@ -191,7 +195,7 @@ class AciWebservice(Webservice):
             cmk_key_version=cmk_key_version,
             vnet_name=vnet_name,
             subnet_name=subnet_name,
-        )
+        ), rollout)
 
     def update(
         self,
@@ -207,6 +211,8 @@ class AciWebservice(Webservice):
         enable_app_insights: Optional[bool] = None,
         models: Optional[Sequence[Union[Model, str]]] = None,
         inference_config: Optional[InferenceConfig] = None,
+        *,
+        rollout: Optional[Rollout] = None,
     ) -> None:
         """Changes the service in place; ``None`` leaves a setting unchanged (CPU and memory of an
         ACI service cannot be updated, as in the reference). Asynchronous: call
@@ -228,6 +234,7 @@ class AciWebservice(Webservice):
             and enable_app_insights is None
             and models is None
             and inference_config is None
+            and rollout is None
         ):
             raise WebserviceException("No parameters provided to update.")
         errors = self._check_models_update(models, inference_config, image)
@@ -254,6 +261,8 @@ class AciWebservice(Webservice):
         _set(body, "cname", ssl_cname)
         _set(body, "appInsightsEnabled", enable_app_insights)
         body.update(self._inference_body(models, inference_config))
+        if rollout is not None:
+            body["rollout"] = rollout_block(rollout)
         self._patch(body)
         if inference_config is not None:
             self._inference_config = inference_config

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ...exceptions import WebserviceException
 from ..model import InferenceConfig, Model
+from .rollout import Rollout, rollout_block, with_rollout
 from .webservice import (
     NAMESPACE_REGEX,
     AutoScaler,
@@ -262,15 +263,18 @@ class AksWebservice(Webservice):
         cpu_cores_limit: Optional[float] = None,
         memory_gb_limit: Optional[float] = None,
         blobfuse_enabled: Optional[bool] = None,
+        *,
+        rollout: Optional[Rollout] = None,
     ) -> AksServiceDeploymentConfiguration:
         """An AKS deployment configuration; ``None`` means the default: autoscaling (1..10 replicas,
         70% target, 1 s refresh) unless ``num_replicas`` is given, key auth on, 0.1 CPU, 0.5 GB,
         60 s scoring timeout, 1 concurrent request per replica, 500 ms queue wait, liveness probe
         10 s period / 310 s initial delay / 2 s timeout / 1 success / 3 failures.
 
+        :param rollout: Berth: how traffic moves to later revisions (:class:`Rollout`).
         :raises WebserviceException: ``Invalid configuration, ...`` (every problem, one per line).
         """
-        return AksServiceDeploymentConfiguration(
+        return with_rollout(AksServiceDeploymentConfiguration(
             autoscale_enabled=autoscale_enabled,
             autoscale_min_replicas=autoscale_min_replicas,
             autoscale_max_replicas=autoscale_max_replicas,
@@ -302,7 +306,7 @@ class AksWebservice(Webservice):
             cpu_cores_limit=cpu_cores_limit,
             memory_gb_limit=memory_gb_limit,
             blobfuse_enabled=blobfuse_enabled,
-        )
+        ), rollout)
 
     def _validate_update(
         self,
@@ -435,6 +439,8 @@ class AksWebservice(Webservice):
         token_auth_enabled: Optional[bool] = None,
         cpu_cores_limit: Optional[float] = None,
         memory_gb_limit: Optional[float] = None,
+        *,
+        rollout: Optional[Rollout] = None,
         **kwargs: Any,
     ) -> None:
         """Changes the service in place; ``None`` leaves a setting unchanged.
@@ -447,6 +453,8 @@ class AksWebservice(Webservice):
         :param properties: Added (existing keys cannot change).
         :param models: Replaces the models (needs ``inference_config`` unless it is one no-code model).
         :param inference_config: New entry script / source directory / environment.
+        :param rollout: Berth: how traffic moves to this and later revisions (:class:`Rollout`);
+            changing only the rollout is a live change.
         :raises WebserviceException: "No parameters provided to update."; every validation problem
             as ``Error, ...`` lines; or the server's refusal (409 while another operation runs).
         """
@@ -486,6 +494,7 @@ class AksWebservice(Webservice):
             and token_auth_enabled is None
             and not cpu_cores_limit
             and not memory_gb_limit
+            and rollout is None
         ):
             raise WebserviceException("No parameters provided to update.")
         self._validate_update(
@@ -565,9 +574,15 @@ class AksWebservice(Webservice):
         if description:
             body["description"] = description
         body.update(self._inference_body(models, inference_config))
-        self._patch(body)
+        if rollout is not None:
+            body["rollout"] = rollout_block(rollout)
+        self._submit_update(body)
         if inference_config is not None:
             self._inference_config = inference_config
+
+    def _submit_update(self, body: Dict[str, Any]) -> None:
+        """Sends an update body (``AksEndpoint`` stages versions with it instead)."""
+        self._patch(body)
 
     def serialize(self) -> Dict[str, Any]:
         """The service as a dict: the reference's AKS keys plus Berth's."""

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from ...exceptions import WebserviceException
 from ..model import InferenceConfig, Model
+from .rollout import Rollout, rollout_block, with_rollout
 from .webservice import TERMINAL_OPERATION_STATES, Webservice, WebserviceAccessToken, WebserviceDeploymentConfiguration
 
 __all__ = ["LocalWebservice", "LocalWebserviceDeploymentConfiguration"]
@@ -75,15 +76,18 @@ class LocalWebservice(Webservice):
         return "deleted"
 
     @staticmethod
-    def deploy_configuration(port: Optional[int] = None) -> LocalWebserviceDeploymentConfiguration:
+    def deploy_configuration(
+        port: Optional[int] = None, *, rollout: Optional[Rollout] = None
+    ) -> LocalWebserviceDeploymentConfiguration:
         """A local deployment configuration.
 
         :param port: The service's own port on ``127.0.0.1`` (an int in [1, 65535]): it serves
             ``/score`` and ``/swagger.json`` there and its ``scoring_uri`` is
             ``http://localhost:<port>/score``, as in azureml-core. A port that is taken fails the
             deployment. ``None``: the service is reached through the server's gateway.
+        :param rollout: Berth: how traffic moves to later revisions (:class:`Rollout`).
         """
-        return LocalWebserviceDeploymentConfiguration(port=port)
+        return with_rollout(LocalWebserviceDeploymentConfiguration(port=port), rollout)
 
     def update(
         self,
@@ -92,6 +96,8 @@ class LocalWebservice(Webservice):
         deployment_config: Optional[LocalWebserviceDeploymentConfiguration] = None,
         wait: bool = False,
         inference_config: Optional[InferenceConfig] = None,
+        *,
+        rollout: Optional[Rollout] = None,
     ) -> None:
         """Updates the service with new models and/or a new inference config (the source directory is
         uploaded again); with nothing to change it starts fresh replicas.
@@ -125,6 +131,9 @@ class LocalWebservice(Webservice):
         body = self._inference_body(models, inference_config)
         if deployment_config is not None and deployment_config.port is not None:
             body["port"] = deployment_config.port
+        chosen = rollout if rollout is not None else getattr(deployment_config, "rollout", None)
+        if chosen is not None:
+            body["rollout"] = rollout_block(chosen)
         if body:
             self._after_running_operation(lambda: self._patch(body))
         else:

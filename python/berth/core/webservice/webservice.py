@@ -16,6 +16,8 @@ from urllib.parse import quote
 from ..._http import Response, operation_id_from
 from ...exceptions import WebserviceException
 from ..model import InferenceConfig, Model, _filter_params, _parse_time
+from .rollout import Rollout, rollout_block
+from .traffic import ProgressiveDelivery, rolled_back_message
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..environment import Environment
@@ -36,7 +38,7 @@ _logger = logging.getLogger("berth")
 
 SERVICE_NAME_REGEX = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 NAMESPACE_REGEX = r"^[a-z0-9]([a-z0-9-]{,61}[a-z0-9])?$"
-TERMINAL_OPERATION_STATES = ("Succeeded", "Failed", "Cancelled", "TimedOut")
+TERMINAL_OPERATION_STATES = ("Succeeded", "Failed", "RolledBack", "Cancelled", "TimedOut")
 VALID_COMPUTE_TYPES = ("ACI", "AKS", "AKSENDPOINT", "IOT", "MIR", "LOCAL")
 
 
@@ -247,6 +249,8 @@ class WebserviceDeploymentConfiguration:
 
     _webservice_type: str = ""
     _compute_type: str = ""
+    #: Berth: how traffic moves to a new revision (``deploy_configuration(..., rollout=Rollout(...))``).
+    rollout: Optional[Rollout] = None
 
     def __init__(
         self,
@@ -283,7 +287,13 @@ class WebserviceDeploymentConfiguration:
 
     def serialize(self) -> Dict[str, Any]:
         """The ``deploymentconfig.json`` object."""
-        return self._deployment_config()
+        return self._with_rollout(self._deployment_config())
+
+    def _with_rollout(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """``config`` with the Berth ``rollout`` block, when one was given."""
+        if self.rollout is not None:
+            config["rollout"] = rollout_block(self.rollout)
+        return config
 
 
 def _set(target: Dict[str, Any], key: str, value: Any) -> None:
@@ -300,7 +310,7 @@ def _nested(target: Dict[str, Any], key: str, pairs: Sequence[Tuple[str, Any]]) 
 # -- the service ---------------------------------------------------------------------------------
 
 
-class Webservice:
+class Webservice(ProgressiveDelivery):
     """A deployed scoring service.
 
     ``Webservice(workspace, name)`` fetches a service and returns the subclass of its compute type
@@ -313,6 +323,11 @@ class Webservice:
     :ivar error: The last failure (code, step, message, output), when ``state`` is ``Failed``.
     :ivar serving_revision: Berth: the revision answering requests (kept when an update fails).
     :ivar latest_revision: Berth: the newest revision.
+    :ivar traffic: Berth: the serving revisions with their weights (``revision``, ``weight``,
+        ``role``, ``name``).
+    :ivar rollout: Berth: the :class:`Rollout` settings of the serving (else newest) revision.
+    :ivar rollout_status: Berth: the running (or last) rollout: step, weights, gate figures.
+    :ivar mirror_status: Berth: shadow traffic figures, while requests are mirrored.
     """
 
     #: Name used in messages (``ACI``, ``AKS``, ``Local``).
@@ -384,8 +399,10 @@ class Webservice:
         return payload
 
     @staticmethod
-    def _from_payload(workspace: "Workspace", payload: Dict[str, Any]) -> "Webservice":
-        subclass = Webservice._class_for(str(payload.get("computeType", "")))
+    def _from_payload(
+        workspace: "Workspace", payload: Dict[str, Any], subclass: Optional[Type["Webservice"]] = None
+    ) -> "Webservice":
+        subclass = subclass or Webservice._class_for(str(payload.get("computeType", "")))
         obj = object.__new__(subclass)
         obj._setup(workspace)
         obj._apply(payload)
@@ -440,6 +457,14 @@ class Webservice:
         self.namespace: Optional[str] = payload.get("namespace")
         #: The compute target the service was deployed to (``None``: the local target).
         self.compute_target_name: Optional[str] = payload.get("computeTargetName")
+        self.traffic: List[Dict[str, Any]] = list(payload.get("traffic") or [])
+        try:
+            self.rollout: Optional[Rollout] = Rollout.deserialize(payload.get("rollout"))
+        except WebserviceException:
+            # Settings the server kept but this SDK would refuse; the raw block stays in serialize().
+            self.rollout = None
+        self.rollout_status: Optional[Dict[str, Any]] = payload.get("rolloutStatus")
+        self.mirror_status: Optional[Dict[str, Any]] = payload.get("mirror")
         self._models_cache = None
 
     def _map_state(self, server_state: str) -> Optional[str]:
@@ -560,7 +585,7 @@ class Webservice:
         if not isinstance(deployment_config, WebserviceDeploymentConfiguration):
             raise WebserviceException("Error, deployment_config must be a deployment configuration object.")
         deployment_config.validate_configuration()
-        config = deployment_config._deployment_config()
+        config = deployment_config._with_rollout(deployment_config._deployment_config())
         if deployment_target is not None and getattr(deployment_target, "name", None):
             config.setdefault("computeTargetName", getattr(deployment_target, "name"))
         body: Dict[str, Any] = {
@@ -579,13 +604,19 @@ class Webservice:
         )
         _log_warnings(response, name)
         operation_id = operation_id_from(response)
-        service = Webservice._from_payload(workspace, Webservice._get(workspace, name))
+        service = Webservice._from_payload(
+            workspace, Webservice._get(workspace, name), getattr(deployment_config, "_service_class", None)
+        )
         service._operation_endpoint = f"/v1/operations/{operation_id}"
         service._inference_config = inference_config
+        service._after_deploy(deployment_config)
         if getattr(deployment_config, "_waits_for_deployment", False):
             # Local services return once they serve, as azureml-core's do.
             service.wait_for_deployment(show_output=show_output)
         return service
+
+    def _after_deploy(self, deployment_config: WebserviceDeploymentConfiguration) -> None:
+        """Hook run once ``Model.deploy`` created this service (``AksEndpoint`` names its first version)."""
 
     def _start(self, response: Response) -> None:
         """Records the operation a 202 answer started and refreshes the object."""
@@ -728,6 +759,13 @@ class Webservice:
                 )
             operation_state, error, operation = self._wait_for_operation_to_complete(show_output, timeout_sec)
             self.update_deployment_state()
+            if operation_state == "RolledBack":
+                error = error or {}
+                raise WebserviceException(
+                    rolled_back_message(operation, self._payload),
+                    code=str(error.get("code") or "RolledBack"),
+                    details=list(error.get("output") or []),
+                )
             if operation_state != "Succeeded":
                 step = str((error or {}).get("step", ""))
                 code = str((error or {}).get("code", ""))
@@ -1012,6 +1050,10 @@ class Webservice:
             "servingRevision": self.serving_revision,
             "latestRevision": self.latest_revision,
             "operationId": self.operation_id,
+            "traffic": list(self.traffic),
+            "rollout": self._payload.get("rollout"),
+            "rolloutStatus": self.rollout_status,
+            "mirror": self.mirror_status,
         }
 
     def serialize(self) -> Dict[str, Any]:

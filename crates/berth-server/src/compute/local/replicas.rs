@@ -130,19 +130,20 @@ impl StartError {
     }
 
     /// The operation error code and what failed, for failures that are not the worker's own.
-    pub fn resource_code(&self) -> Option<(&'static str, &'static str)> {
+    pub fn resource_code(&self) -> Option<(berth_api::OperationErrorCode, &'static str)> {
+        use berth_api::OperationErrorCode as Code;
         match self {
             Self::Resources(e) => Some((e.code(), "its resources could not be assigned")),
             Self::LimitKilled { .. } => Some((
-                "MemoryLimitExceeded",
+                Code::MemoryLimitExceeded,
                 "the worker went over memoryInGBLimit while starting",
             )),
             Self::Isolation(_) => Some((
-                "IsolationUnavailable",
+                Code::IsolationUnavailable,
                 "the worker sandbox is incomplete on this machine",
             )),
             Self::Scratch { .. } => Some((
-                "ReplicaStartFailed",
+                Code::ReplicaStartFailed,
                 "its scratch directory could not be made",
             )),
             Self::Spawn(_) => None,

@@ -87,10 +87,10 @@ pub enum LimitsError {
 
 impl LimitsError {
     /// The operation error code for a replica that could not start because of this.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> berth_api::OperationErrorCode {
         match self {
-            Self::Unschedulable(_) => "Unschedulable",
-            _ => "ResourceLimitsFailed",
+            Self::Unschedulable(_) => berth_api::OperationErrorCode::Unschedulable,
+            _ => berth_api::OperationErrorCode::ResourceLimitsFailed,
         }
     }
 }

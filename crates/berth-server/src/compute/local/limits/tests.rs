@@ -56,7 +56,7 @@ async fn rlimit_mode_spreads_affinity_sets_a_backstop_and_hides_gpus() {
     // One GPU left: a second 1-GPU replica fits, a 2-GPU one does not.
     assert!(manager.check_gpus("other", 1, 1, false).is_ok());
     let err = manager.check_gpus("other", 2, 1, false).unwrap_err();
-    assert_eq!(err.code(), "Unschedulable");
+    assert_eq!(err.code(), berth_api::OperationErrorCode::Unschedulable);
     // Rolling: the service's own GPU is not counted; live: it is.
     assert!(manager.check_gpus("svc", 2, 1, false).is_err());
     assert!(manager.check_gpus("svc", 2, 1, true).is_ok());
