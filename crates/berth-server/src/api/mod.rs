@@ -16,6 +16,7 @@ mod operations;
 mod query;
 pub mod services;
 mod snapshots;
+mod sse;
 mod studio;
 pub mod traffic;
 mod updates;

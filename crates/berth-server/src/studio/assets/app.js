@@ -152,24 +152,37 @@
     return text ? JSON.parse(text) : null;
   }
   // Reads a streaming response line by line until it ends or `signal` aborts.
-  async function streamLines(path, onLine, signal) {
-    const res = await fetch(path, { credentials: 'same-origin', signal, headers: { Accept: '*/*' } });
+  // Reads a follow route as server-sent events (`Accept: text/event-stream`):
+  // calls onData with each message's data. fetch() rather than EventSource, so
+  // that a refusal shows the server's message and hint, and the tail decides
+  // itself when to reconnect.
+  async function streamEvents(path, onData, signal) {
+    const res = await fetch(path, { credentials: 'same-origin', signal, headers: { Accept: 'text/event-stream' } });
     if (!res.ok) throw await toError(res);
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let buf = '';
+    let data = [];
+    const line = (text) => {
+      if (text === '') {
+        if (data.length) onData(data.join('\n'));
+        data = [];
+      } else if (text.startsWith('data:')) {
+        data.push(text.slice(text.startsWith('data: ') ? 6 : 5));
+      }
+    };
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
       buf += decoder.decode(value, { stream: true });
       let i;
       while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
+        line(buf.slice(0, i).replace(/\r$/, ''));
         buf = buf.slice(i + 1);
-        onLine(line);
       }
     }
-    if (buf) onLine(buf);
+    line(buf);
+    line('');
   }
   function errorBox(err) {
     const e = err instanceof ApiError ? err : new ApiError(0, { message: String((err && err.message) || err) });
@@ -1049,7 +1062,7 @@
       while (!ctl.signal.aborted) {
         status.textContent = 'live';
         out.setAttribute('data-connections', String(++connections));
-        await streamLines('/v1/services/' + encodeURIComponent(svc.name) + '/logs?follow=true&tail=' + tail, onLine, ctl.signal);
+        await streamEvents('/v1/services/' + encodeURIComponent(svc.name) + '/logs?follow=true&tail=' + tail, onLine, ctl.signal);
         tail = 50; // lines already shown are skipped by onLine
         status.textContent = 'reconnecting…';
         await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -1107,7 +1120,7 @@
     latestEventId(ctl.signal).then((latest) => {
       const after = Math.max(0, latest - FEED_BACKLOG);
       if (after > 0) status.textContent = 'Following from event #' + (after + 1) + ' (the last ' + FEED_BACKLOG + ' of the workspace); new events appear at the top.';
-      return streamLines('/v1/events?follow=true&after=' + after + query, onLine, ctl.signal);
+      return streamEvents('/v1/events?follow=true&after=' + after + query, onLine, ctl.signal);
     }).catch((e) => { if (!isAbort(e)) append(box, [errorBox(e)]); });
     return ctl;
     function onLine(line) {
