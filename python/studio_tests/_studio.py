@@ -68,6 +68,8 @@ def init():
 
 
 def run(raw_data):
+    if model == "failing":
+        raise RuntimeError("this model fails every request")
     data = json.loads(raw_data)
     if isinstance(data, dict) and "marker" in data:
         print("scored marker", data["marker"], flush=True)
@@ -125,6 +127,13 @@ class Studio:
         except urllib.error.HTTPError as e:
             raw = e.read()
             return e.code, json.loads(raw) if raw else None
+
+    def patch_service(self, service: str, body: Dict[str, Any]) -> str:
+        """Starts an update through the API; returns its operation id."""
+        status, accepted = self.api("PATCH", f"/v1/services/{service}", body)
+        if status != 202:
+            raise AssertionError(f"PATCH {service} answered {status}: {accepted}")
+        return str(accepted["operation"]["id"])
 
     def score(self, service: str, body: Dict[str, Any], key: Optional[str] = None) -> Tuple[int, Dict[str, str], bytes]:
         req = urllib.request.Request(f"{self.endpoint}/api/v1/service/{service}/score", data=json.dumps(body).encode(), method="POST")
@@ -192,3 +201,13 @@ def wait_js(page: Any, expression: str, arg: Any = None, timeout: float = 30.0) 
     ``page.wait_for_function`` evaluates its predicate inside the page, which the console's
     Content-Security-Policy (no ``unsafe-eval``) forbids; ``evaluate`` goes through DevTools."""
     return wait_until(f"`{expression}` in the page", lambda: page.evaluate(expression, arg), timeout=timeout, interval=0.1)
+
+
+def wait_operation(studio: Studio, operation: str, timeout: float = 180.0) -> Dict[str, Any]:
+    """Polls an operation until it ends; returns it."""
+
+    def ended() -> Any:
+        op = studio.api("GET", f"/v1/operations/{operation}")[1]
+        return op if op and op.get("state") not in ("Running", "NotStarted") else None
+
+    return wait_until(f"operation {operation} to end", ended, timeout=timeout, interval=0.3)

@@ -17,7 +17,7 @@ import time
 import unittest
 from typing import List
 
-from _studio import PYTHON_ROOT, SHOTS, Studio, wait_js, wait_until
+from _studio import PYTHON_ROOT, SHOTS, Studio, wait_js, wait_operation, wait_until
 
 
 def _python_with_requests() -> "str | None":
@@ -315,7 +315,7 @@ class StudioTest(unittest.TestCase):
         page.goto("/#/services/studio-svc/overview")
         page.wait_for_selector("#scoring-uri")
         s.shot(page, "41-phone-service-overview")
-        for n, where in enumerate(["services/studio-svc/keys", "services/studio-svc/update", "models", "events"]):
+        for n, where in enumerate(["services/studio-svc/keys", "services/studio-svc/update", "models", "events", "services/studio-svc/traffic"]):
             page.goto(f"/#/{where}")
             page.wait_for_selector(".view h1")
             page.wait_for_timeout(500)
@@ -331,6 +331,9 @@ class StudioTest(unittest.TestCase):
         s.sign_in(page)
         page.locator('tr[data-service="studio-svc"]').wait_for()
         s.shot(page, "50-dark-services")
+        page.goto("/#/services/studio-svc/traffic")
+        page.wait_for_selector('#traffic-live tr[data-revision="2"]')
+        s.shot(page, "51-dark-service-traffic")
         self.assertNoConsoleErrors(errors)
         dark.close()
         self.assertTrue(os.listdir(SHOTS))
@@ -403,6 +406,209 @@ class StudioTest(unittest.TestCase):
             ctx.close()
 
 
+    def test_7_traffic_split_set_in_the_ui_and_a_canary_promoted_and_aborted(self) -> None:
+        s = self.studio
+        s.deploy("studio-split", "split-model", auth=False)
+        s.write("split-model-2/model.txt", "v2\n")
+        s.cli("model", "register", "-n", "split-model", "-p", "split-model-2/model.txt")
+        self.assertEqual(wait_operation(s, s.patch_service("studio-split", {"models": ["split-model:2"]}))["state"], "Succeeded")
+        ctx = s.context()
+        page, errors = s.page(ctx)
+        s.sign_in(page)
+        page.goto("/#/services/studio-split/traffic")
+        page.wait_for_selector('#traffic-live tr[data-revision="2"]')
+        self.assertIn("100 %", page.inner_text('#traffic-live tr[data-revision="2"]'))
+        self.assertIn("1 ready / 1 desired", page.inner_text('#traffic-live tr[data-revision="2"]'))
+
+        # Weights that do not add up to 100 are refused in the page, before anything is sent.
+        page.fill("#split-w-1", "70")
+        page.fill("#split-w-2", "20")
+        self.assertEqual(page.inner_text("#split-sum"), "Sum: 90 %")
+        page.click("#split-submit")
+        page.wait_for_selector("#split-error .error")
+        self.assertIn("add up to 90 %", page.inner_text("#split-error"))
+        self.assertIn("nothing was sent", page.inner_text("#split-error"))
+        self.assertEqual(page.locator("#traffic-op #operation").count(), 0)
+        self.assertEqual([e["weight"] for e in s.api("GET", "/v1/services/studio-split/traffic")[1]["revisions"]], [100])
+        # What only the server knows is shown with its message: one name for two revisions.
+        page.fill("#split-w-2", "30")
+        page.fill("#split-n-1", "blue")
+        page.fill("#split-n-2", "blue")
+        page.click("#split-submit")
+        page.wait_for_selector("#split-error .error")
+        self.assertIn("given to revisions 1 and 2", page.inner_text("#split-error"))
+        self.assertIn("invalid_argument", page.inner_text("#split-error"))
+        s.shot(page, "60-traffic-split-refused")
+        errors.clear()  # the browser logs the 400 answer itself as a failed load
+        page.fill("#split-n-2", "green")
+        page.click("#split-submit")
+        page.wait_for_selector('#traffic-op #operation[data-state]:not([data-state="Running"]):not([data-state="NotStarted"])', timeout=180000)
+        self.assertEqual(page.get_attribute("#traffic-op #operation", "data-state"), "Succeeded", page.inner_text("#traffic-op"))
+        # The split is what `berth service traffic` reports.
+        shown = json.loads(s.cli("service", "traffic", "-n", "studio-split", "-o", "json").stdout)
+        self.assertEqual({e["revision"]: (e["weight"], e.get("name")) for e in shown["revisions"]}, {1: (70, "blue"), 2: (30, "green")})
+        wait_js(page, "() => (document.querySelector('#traffic-live tr[data-revision=\"1\"]') || {}).textContent.includes('70 %')", timeout=15)
+        self.assertIn("30 %", page.inner_text('#traffic-live tr[data-revision="2"]'))
+        self.assertIn("blue", page.inner_text('#traffic-live tr[data-revision="1"]'))
+        for _ in range(20):
+            self.assertEqual(s.score("studio-split", {"data": [1]})[0], 200)
+        s.shot(page, "61-traffic-split")
+        # The list shows both weights.
+        page.goto("/#/services")
+        row = page.locator('tr[data-service="studio-split"]')
+        row.wait_for()
+        self.assertIn("r1 · 70 % blue", row.inner_text())
+        self.assertIn("r2 · 30 % green", row.inner_text())
+        # Both versions are served by the split service.
+        page.goto("/#/models")
+        for version in ("split-model:1", "split-model:2"):
+            page.wait_for_selector(f'tr[data-model="{version}"]')
+            self.assertIn("studio-split", page.inner_text(f'tr[data-model="{version}"]'))
+
+        # A canary started through the API: its step, weights, bake and gates show in the
+        # panel, refreshed live; promoting it from the page ends the operation Succeeded.
+        s.deploy("studio-canary", "canary-model", auth=False)
+        s.write("canary-model-2/model.txt", "c2\n")
+        s.cli("model", "register", "-n", "canary-model", "-p", "canary-model-2/model.txt")
+        rollout = {"strategy": "canary", "canaryPercent": 30, "bake": "10m", "minRequests": 5, "maxP99Ms": 5000}
+        op = s.patch_service("studio-canary", {"models": ["canary-model:2"], "rollout": rollout})
+        wait_until("the canary to bake", lambda: (s.api("GET", "/v1/services/studio-canary")[1].get("rolloutStatus") or {}).get("phase") == "baking")
+        page.goto("/#/services/studio-canary/traffic")
+        page.wait_for_selector("#rollout-promote")
+        self.assertIn("canary of r2 (replacing r1)", page.inner_text("#rollout-strategy"))
+        self.assertIn("1 of 1 · baking", page.inner_text("#rollout-step"))
+        self.assertEqual(page.inner_text("#rollout-weights"), "r1 70 % · r2 30 %")
+        self.assertIn("(in ", page.inner_text("#rollout-bake"))
+        self.assertIn("pending", page.inner_text('#rollout tr[data-gate="errorRate"]'))
+        # 80 requests at 30 %: the candidate gets its 5 (minRequests) all but surely.
+        for _ in range(80):
+            self.assertEqual(s.score("studio-canary", {"data": [1]})[0], 200)
+        # The gates are judged once the candidate answered minRequests, and the page follows.
+        wait_js(page, "() => (document.querySelector('#rollout tr[data-gate=\"errorRate\"]') || {}).textContent.includes('passing')", timeout=20)
+        self.assertIn("passing", page.inner_text('#rollout tr[data-gate="p99Latency"]'))
+        self.assertIn("≤ 5000.0 ms", page.inner_text('#rollout tr[data-gate="p99Latency"]'))
+        self.assertEqual(page.get_attribute("#traffic-op #operation", "data-operation"), op)
+        s.shot(page, "62-traffic-canary-baking")
+        # The overview says a rollout runs, with its step, and links to the panel.
+        page.goto("/#/services/studio-canary/overview")
+        page.wait_for_selector("#overview-rollout")
+        self.assertIn("canary of r2: step 1 of 1, baking", page.inner_text("#overview-rollout"))
+        self.assertIn("r1 · 70 %, r2 · 30 % (candidate)", page.inner_text("#main"))
+        page.click("#overview-rollout a")
+        page.wait_for_selector("#rollout-promote")
+        page.click("#rollout-promote")
+        page.wait_for_selector('#traffic-op #operation[data-state]:not([data-state="Running"]):not([data-state="NotStarted"])', timeout=60000)
+        self.assertEqual(page.get_attribute("#traffic-op #operation", "data-state"), "Succeeded", page.inner_text("#traffic-op"))
+        wait_js(page, "() => document.querySelector('#rollout').textContent.includes('No rollout is running')", timeout=15)
+        after = s.api("GET", "/v1/services/studio-canary")[1]
+        self.assertEqual((after["servingRevision"], after["state"], after["traffic"]), (2, "Healthy", [{"revision": 2, "weight": 100, "role": "stable"}]))
+        s.shot(page, "63-traffic-canary-promoted")
+
+        # A canary started from the Update form's rollout fields, aborted from the panel:
+        # the operation ends RolledBack, shown as such with its reason, and r2 keeps serving.
+        s.write("canary-model-3/model.txt", "c3\n")
+        s.cli("model", "register", "-n", "canary-model", "-p", "canary-model-3/model.txt")
+        page.goto("/#/services/studio-canary/update")
+        page.wait_for_selector("#upd-strategy")
+        page.select_option("#upd-model", "canary-model:3")
+        page.select_option("#upd-strategy", "canary")
+        page.fill("#upd-canary", "20")
+        page.fill("#upd-bake", "10m")
+        page.click("#upd-submit")
+        page.wait_for_selector("#update-progress .op-rollout:not([hidden])", timeout=120000)
+        self.assertIn("canary rollout of r3", page.inner_text("#update-progress .op-rollout"))
+        self.assertIn('"canaryPercent":20', page.inner_text("#update-progress"))
+        s.shot(page, "64-update-canary-running")
+        page.goto("/#/services/studio-canary/traffic")
+        page.wait_for_selector("#rollout-abort")
+        wait_js(page, "() => document.querySelector('#rollout-weights').textContent === 'r2 80 % · r3 20 %'", timeout=30)
+        page.click("#rollout-abort")
+        page.wait_for_selector('#traffic-op #operation[data-state="RolledBack"]', timeout=60000)
+        self.assertIn("RolloutAborted", page.inner_text("#rolled-back"))
+        self.assertIn("Traffic is back on r2", page.inner_text("#rolled-back"))
+        status, headers, body = s.score("studio-canary", {"data": [1]})
+        self.assertEqual((status, headers.get("x-berth-revision"), json.loads(body)), (200, "2", {"model": "c2"}))
+        s.shot(page, "65-traffic-canary-rolled-back")
+
+        # A candidate whose run() fails is rolled back by its error-rate gate: the panel
+        # follows the rollout to RolledBack and shows the gate's message.
+        s.write("canary-model-4/model.txt", "failing\n")
+        s.cli("model", "register", "-n", "canary-model", "-p", "canary-model-4/model.txt")
+        page.goto("/#/services/studio-canary/traffic")
+        page.wait_for_selector("#rollout")
+        op = s.patch_service("studio-canary", {"models": ["canary-model:4"], "rollout": {"strategy": "canary", "canaryPercent": 50, "bake": "2m", "minRequests": 5}})
+        page.wait_for_selector(f'#traffic-op #operation[data-operation="{op}"]', timeout=60000)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and s.api("GET", f"/v1/operations/{op}")[1]["state"] == "Running":
+            for _ in range(10):
+                s.score("studio-canary", {"data": [1]})
+        page.wait_for_selector('#traffic-op #operation[data-state="RolledBack"]', timeout=30000)
+        gate = page.inner_text("#rolled-back")
+        self.assertIn("GateFailed", gate)
+        self.assertIn("errorRate", gate)
+        self.assertIn("threshold", gate)
+        self.assertEqual(s.score("studio-canary", {"data": [1]})[1].get("x-berth-revision"), "2")
+        # The revision made meanwhile is offered by the forms without a reload.
+        page.wait_for_selector("#split-w-4")
+        self.assertEqual(page.input_value("#split-w-4"), "0")
+        self.assertEqual(page.input_value("#split-w-2"), "100")
+        self.assertIn("r4", page.inner_text("#rollback-to"))
+        s.shot(page, "67-traffic-gate-rolled-back")
+
+        # Shadow traffic: started and stopped from the panel, with its figures.
+        page.goto("/#/services/studio-canary/traffic")
+        page.wait_for_selector("#mirror-form")
+        page.select_option("#mirror-revision", "1")
+        page.fill("#mirror-percent", "100")
+        page.click("#mirror-form button[type=submit]")
+        page.wait_for_selector("#mirror-summary", timeout=120000)
+        self.assertFalse(page.is_visible("#mirror-form"), "no second mirror while one runs")
+        for _ in range(10):
+            self.assertEqual(s.score("studio-canary", {"data": [1]})[0], 200)
+        wait_js(page, "() => / [1-9][0-9]* answered differently/.test(document.querySelector('#mirror-summary').textContent)", timeout=20)
+        page.click("#mirror-diffs-show")
+        page.wait_for_selector("#mirror-diffs table")
+        diffs = page.inner_text("#mirror-diffs")
+        self.assertIn("c2", diffs)
+        self.assertIn("v1", diffs)
+        s.shot(page, "66-traffic-mirror")
+        page.click("#mirror-stop")
+        wait_js(page, "() => document.querySelector('#mirror').textContent.includes('Nothing is mirrored')", timeout=20)
+        self.assertIsNone(s.api("GET", "/v1/services/studio-canary")[1].get("mirror"))
+        self.assertNoConsoleErrors(errors)
+        ctx.close()
+
+    def test_8_models_show_their_aliases_when_the_registry_reports_them(self) -> None:
+        s = self.studio
+        s.write("alias-model/model.txt", "a\n")
+        s.cli("model", "register", "-n", "alias-model", "-p", "alias-model/model.txt")
+        ctx = s.context()
+        page, errors = s.page(ctx)
+        s.sign_in(page)
+        page.goto("/#/models")
+        page.wait_for_selector('tr[data-model="alias-model:1"]')
+        listed = s.api("GET", "/v1/models")[1]["value"]
+        if not any("aliases" in m for m in listed):
+            # A registry without aliases: no column for them.
+            self.assertNotIn("Aliases", page.inner_text("#main thead"))
+
+        # The same answer with aliases added (as the registry reports them once it has them).
+        def with_aliases(route) -> None:
+            answer = route.fetch().json()
+            for m in answer["value"]:
+                m["aliases"] = ["champion", "latest"] if m["id"] == "alias-model:1" else []
+            route.fulfill(json=answer)
+
+        page.route("**/v1/models", with_aliases)
+        page.reload()
+        page.wait_for_selector('tr[data-model="alias-model:1"]')
+        self.assertIn("Aliases", page.inner_text("#main thead"))
+        self.assertIn("alias-model@champion", page.inner_text('tr[data-model="alias-model:1"] td.aliases'))
+        s.shot(page, "36-models-aliases")
+        self.assertNoConsoleErrors(errors)
+        ctx.close()
+
+
 # Contrast ratios (WCAG 2) of the console's text styles against the background they sit on.
 CONTRAST_JS = """() => {
   const parse = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
@@ -427,6 +633,7 @@ CONTRAST_JS = """() => {
     '<span class="badge bad">bad</span><span class="badge neutral">neutral</span><span class="chip">chip</span>' +
     '<button>primary</button><button class="secondary">secondary</button><button class="danger">danger</button>' +
     '<div class="error"><strong>error</strong><p class="hint">hint</p></div><div class="notice">notice</div>' +
+    '<div class="rolled-back"><strong>rolled back</strong><p>rolled-back text</p></div>' +
     '<table><thead><tr><th>th</th></tr></thead></table><pre class="code">code</pre>';
   document.getElementById('main').appendChild(host);
   const out = {};

@@ -28,7 +28,9 @@ const MAX_LIMIT: usize = 1000;
 /// Events read per store page while a follower replays.
 const REPLAY_PAGE: usize = 500;
 
-/// The workspace's events, oldest first; `follow=true` streams them as NDJSON.
+/// The workspace's events, oldest first; `follow=true` streams them as NDJSON
+/// (as server-sent events with `Accept: text/event-stream`, resuming after
+/// `Last-Event-ID`).
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     params(
         ("service" = Option<String>, Query, description = "Only this service's events"),
@@ -42,6 +44,7 @@ const REPLAY_PAGE: usize = 500;
 pub async fn list_events(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut query = EventQuery {
         limit: DEFAULT_LIMIT,
@@ -88,13 +91,25 @@ pub async fn list_events(
         let events = state.events.store().events(query).await?;
         return Ok(Json(EventList { events }).into_response());
     }
+    let sse = super::sse::wanted(&headers);
+    if sse && let Some(resume) = super::sse::last_event_id(&headers) {
+        query.after = query.after.max(resume);
+    }
     let (tx, rx) = mpsc::channel::<Result<String, std::io::Error>>(64);
-    tokio::spawn(follow_events(state.events.clone(), query, tx));
+    tokio::spawn(follow_events(state.events.clone(), query, tx, sse));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
+    let content_type = if sse {
+        super::sse::CONTENT_TYPE
+    } else {
+        "application/x-ndjson"
+    };
     Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         Body::from_stream(stream),
     )
         .into_response())
@@ -111,8 +126,12 @@ fn matches(query: &EventQuery, event: &Event) -> bool {
             .is_none_or(|t| &event.event_type == t)
 }
 
-fn line(event: &Event) -> String {
+/// One event as an NDJSON line, or as an SSE message carrying its id.
+fn line(event: &Event, sse: bool) -> String {
     let mut text = serde_json::to_string(event).unwrap_or_default();
+    if sse {
+        return super::sse::message(event.id, &text);
+    }
     text.push('\n');
     text
 }
@@ -123,11 +142,12 @@ async fn follow_events(
     bus: Arc<EventBus>,
     mut query: EventQuery,
     tx: mpsc::Sender<Result<String, std::io::Error>>,
+    sse: bool,
 ) {
     // Subscribe before replaying so nothing falls between the two.
     let mut live = bus.subscribe();
     query.limit = REPLAY_PAGE;
-    if !replay(&bus, &mut query, &tx).await {
+    if !replay(&bus, &mut query, &tx, sse).await {
         return;
     }
     loop {
@@ -142,12 +162,12 @@ async fn follow_events(
                     continue;
                 }
                 query.after = event.id;
-                if matches(&query, &event) && tx.send(Ok(line(&event))).await.is_err() {
+                if matches(&query, &event) && tx.send(Ok(line(&event, sse))).await.is_err() {
                     return;
                 }
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                if !replay(&bus, &mut query, &tx).await {
+                if !replay(&bus, &mut query, &tx, sse).await {
                     return;
                 }
             }
@@ -162,6 +182,7 @@ async fn replay(
     bus: &EventBus,
     query: &mut EventQuery,
     tx: &mpsc::Sender<Result<String, std::io::Error>>,
+    sse: bool,
 ) -> bool {
     loop {
         let page = match bus.store().events(query.clone()).await {
@@ -173,7 +194,7 @@ async fn replay(
         };
         for event in &page {
             query.after = event.id;
-            if tx.send(Ok(line(event))).await.is_err() {
+            if tx.send(Ok(line(event, sse))).await.is_err() {
                 return false;
             }
         }

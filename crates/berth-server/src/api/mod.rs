@@ -17,6 +17,7 @@ mod operations;
 mod query;
 pub mod services;
 mod snapshots;
+mod sse;
 mod studio;
 pub mod traffic;
 pub mod updates;

@@ -542,13 +542,14 @@ pub async fn service_keys(
         ("name" = String, Path, description = "Service name"),
         ("tail" = Option<usize>, Query, description = "Lines, default 5000"),
         ("init" = Option<bool>, Query, description = "Output of the last failed start"),
-        ("follow" = Option<bool>, Query, description = "Stream new lines (text/plain)"),
+        ("follow" = Option<bool>, Query, description = "Stream new lines (text/plain; server-sent events with `Accept: text/event-stream`)"),
         ("requests" = Option<bool>, Query, description = "The request log (JSON lines) instead")),
     responses((status = 200, body = ServiceLogs), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn service_logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut tail = 5000usize;
     let mut init = false;
@@ -593,9 +594,11 @@ pub async fn service_logs(
     if !follow {
         return Ok(Json(ServiceLogs { content }).into_response());
     }
+    let sse = super::sse::wanted(&headers);
+    let frame = move |text: String| if sse { super::sse::lines(&text) } else { text };
     let receivers = state.runtime.follow(&name);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(256);
-    let _ = tx.send(Ok(content)).await;
+    let _ = tx.send(Ok(frame(content))).await;
     for (revision, index, mut receiver) in receivers {
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -613,12 +616,14 @@ pub async fn service_logs(
                             line.stream.as_str(),
                             line.text
                         );
-                        if tx.send(Ok(text)).await.is_err() {
+                        if tx.send(Ok(frame(text))).await.is_err() {
                             return;
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = tx.send(Ok(format!("... {n} lines skipped ...\n"))).await;
+                        let _ = tx
+                            .send(Ok(frame(format!("... {n} lines skipped ...\n"))))
+                            .await;
                     }
                     Err(_) => return,
                 }
@@ -629,8 +634,16 @@ pub async fn service_logs(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
+    let content_type = if sse {
+        super::sse::CONTENT_TYPE
+    } else {
+        "text/plain; charset=utf-8"
+    };
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         Body::from_stream(stream),
     )
         .into_response())

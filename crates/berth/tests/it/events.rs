@@ -501,3 +501,114 @@ async fn events_owed_to_a_webhook_are_sent_after_a_restart_and_only_once() {
     assert_eq!(after[4].json()["data"]["name"], "next");
     assert_ne!(after[4].headers["x-berth-delivery"], owed_id);
 }
+
+/// Reads SSE messages from `stream` until `count` arrived; returns their
+/// (id, data) pairs.
+async fn sse_messages<B: AsRef<[u8]>>(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<B>> + Unpin),
+    count: usize,
+) -> Vec<(Option<String>, String)> {
+    let mut text = String::new();
+    let mut out = Vec::new();
+    while out.len() < count {
+        if let Some(end) = text.find("\n\n") {
+            let message: String = text.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = Vec::new();
+            for line in message.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.to_owned());
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push(v.to_owned());
+                }
+            }
+            out.push((id, data.join("\n")));
+            continue;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("a message within 30 s")
+            .expect("stream open")
+            .unwrap();
+        text.push_str(std::str::from_utf8(chunk.as_ref()).unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn follow_routes_speak_server_sent_events_and_resume_after_the_last_event_id() {
+    let server = TestServer::start().await;
+    for name in ["first", "second", "third"] {
+        server
+            .register_file(name, "a.txt", b"a".to_vec(), json!({}))
+            .await;
+    }
+    let response = server
+        .request(Method::GET, "/v1/events?follow=true&type=model.registered")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.bytes_stream();
+    let messages = sse_messages(&mut stream, 3).await;
+    let names: Vec<String> = messages
+        .iter()
+        .map(|(_, data)| {
+            serde_json::from_str::<Value>(data).unwrap()["data"]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["first", "second", "third"]);
+    let second_id = messages[1].0.clone().expect("each event carries its id");
+    // A reconnecting EventSource sends Last-Event-ID: only what came after it.
+    let response = server
+        .request(Method::GET, "/v1/events?follow=true&type=model.registered")
+        .header("accept", "text/event-stream")
+        .header("last-event-id", second_id)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let resumed = sse_messages(&mut stream, 1).await;
+    let event: Value = serde_json::from_str(&resumed[0].1).unwrap();
+    assert_eq!(event["data"]["name"], "third");
+
+    // Logs: each line one message.
+    server
+        .deploy(
+            "ssetail",
+            &[("score.py", b"def init():\n    print('ready to score', flush=True)\n\ndef run(raw):\n    print('scored', flush=True)\n    return raw\n".as_slice())],
+            &[],
+            json!({"computeType": "local"}),
+        )
+        .await;
+    let response = server
+        .request(
+            Method::GET,
+            "/v1/services/ssetail/logs?follow=true&tail=100",
+        )
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.bytes_stream();
+    assert_eq!(server.score("ssetail", "{}").await.status(), 200);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|(_, d): &(Option<String>, String)| d.ends_with("stdout: scored"))
+    {
+        seen.extend(sse_messages(&mut stream, 1).await);
+        assert!(seen.len() < 500, "{seen:?}");
+    }
+    assert!(
+        seen.iter().all(|(_, data)| !data.contains('\n')),
+        "one line per message: {seen:?}"
+    );
+}

@@ -15,7 +15,7 @@
     Cancelled: 'warn', TimedOut: 'bad', RolledBack: 'warn',
   };
   const EVENT_TYPES = [
-    'operation.started', 'operation.succeeded', 'operation.failed',
+    'operation.started', 'operation.succeeded', 'operation.failed', 'operation.rolled_back', 'rollout.step',
     'service.state_changed', 'service.deleted', 'service.scaled',
     'replica.restarted', 'replica.killed', 'model.registered', 'model.alias_moved',
   ];
@@ -152,24 +152,37 @@
     return text ? JSON.parse(text) : null;
   }
   // Reads a streaming response line by line until it ends or `signal` aborts.
-  async function streamLines(path, onLine, signal) {
-    const res = await fetch(path, { credentials: 'same-origin', signal, headers: { Accept: '*/*' } });
+  // Reads a follow route as server-sent events (`Accept: text/event-stream`):
+  // calls onData with each message's data. fetch() rather than EventSource, so
+  // that a refusal shows the server's message and hint, and the tail decides
+  // itself when to reconnect.
+  async function streamEvents(path, onData, signal) {
+    const res = await fetch(path, { credentials: 'same-origin', signal, headers: { Accept: 'text/event-stream' } });
     if (!res.ok) throw await toError(res);
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let buf = '';
+    let data = [];
+    const line = (text) => {
+      if (text === '') {
+        if (data.length) onData(data.join('\n'));
+        data = [];
+      } else if (text.startsWith('data:')) {
+        data.push(text.slice(text.startsWith('data: ') ? 6 : 5));
+      }
+    };
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
       buf += decoder.decode(value, { stream: true });
       let i;
       while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
+        line(buf.slice(0, i).replace(/\r$/, ''));
         buf = buf.slice(i + 1);
-        onLine(line);
       }
     }
-    if (buf) onLine(buf);
+    line(buf);
+    line('');
   }
   function errorBox(err) {
     const e = err instanceof ApiError ? err : new ApiError(0, { message: String((err && err.message) || err) });
@@ -359,18 +372,19 @@
     every(REFRESH_MS, load);
   }
 
-  // The traffic of a service: today one serving revision at 100 %. When the
-  // API reports weights (`traffic`), they are shown as they are.
+  // The traffic of a service: its serving revisions with their weights
+  // (`traffic`; one at 100 % outside rollouts and splits).
   function trafficOf(s) {
     if (Array.isArray(s.traffic) && s.traffic.length) {
-      return s.traffic.map((t) => ({ revision: t.revision, weight: t.weight, role: t.role }));
+      return s.traffic.map((t) => ({ revision: t.revision, weight: t.weight, role: t.role, name: t.name }));
     }
     return s.servingRevision ? [{ revision: s.servingRevision, weight: 100 }] : [];
   }
   function trafficSummary(s) {
     const t = trafficOf(s);
     if (!t.length) return h('span', { class: 'muted' }, 'nothing');
-    return h('span', null, t.map((x) => 'r' + x.revision + ' · ' + x.weight + ' %').join(', '));
+    return h('span', { class: 'traffic' }, t.map((x) => 'r' + x.revision + ' · ' + x.weight + ' %' +
+      (x.name ? ' ' + x.name : '') + (x.role === 'candidate' ? ' (candidate)' : '')).join(', '));
   }
 
   // ---------- Service page ----------
@@ -393,6 +407,12 @@
       update: updateTab,
     }[tab] || overviewTab;
     await render(panel, svc);
+  }
+
+  // Keeps the service page's state badge current while a tab refreshes.
+  function headState(s) {
+    const el = document.getElementById('svc-state');
+    if (el && el.textContent !== s.state) { clear(el); append(el, [badge(s.state)]); }
   }
 
   function dl(pairs) {
@@ -424,6 +444,10 @@
           ['Swagger', s.swaggerUri ? h('button', { type: 'button', class: 'secondary small', onclick: () => showSwagger(swaggerBox, s) }, 'Show swagger.json') : '—'],
           ['State', h('span', null, badge(s.state), ds.reason ? ' ' + ds.reason : '')],
           ['Serving', trafficSummary(s)],
+          s.rolloutStatus ? ['Rollout', h('span', { id: 'overview-rollout' }, s.rolloutStatus.strategy + ' of r' + s.rolloutStatus.candidate + ': step ' + s.rolloutStatus.step + ' of ' + s.rolloutStatus.steps + ', ' + s.rolloutStatus.phase + ' · ',
+            h('a', { href: '#/services/' + encodeURIComponent(s.name) + '/traffic' }, 'gates, promote, abort'))] : null,
+          s.mirror ? ['Mirror', s.mirror.percent + ' % copied to r' + s.mirror.revision + ' (' + s.mirror.differing + ' differing answers)'] : null,
+          ['Rollout strategy', s.rollout ? rolloutSummary(s.rollout) : 'rolling'],
           ['Latest revision', 'r' + s.latestRevision],
           ['Compute', st.computeType || 'local'],
           ['Replicas', (ds.availableReplicas ?? '—') + ' ready / ' + (ds.desiredReplicas ?? '—') + ' desired' + (ds.restarts ? ' · ' + ds.restarts + ' restarts' : '')],
@@ -449,8 +473,20 @@
     draw(svc);
     every(REFRESH_MS, async () => {
       if (document.querySelector('#swagger pre')) return; // keep what the user opened
-      try { draw(await api('GET', '/v1/services/' + encodeURIComponent(svc.name))); } catch (e) { /* keep the last view */ }
+      try {
+        const s = await api('GET', '/v1/services/' + encodeURIComponent(svc.name));
+        headState(s);
+        draw(s);
+      } catch (e) { /* keep the last view */ }
     });
+  }
+
+  function rolloutSummary(r) {
+    const gates = 'gates: 5xx ≤ baseline + ' + r.maxErrorRate + ' points' + (r.maxP99Ms ? ', p99 ≤ ' + r.maxP99Ms + ' ms' : '') + ' after ' + r.minRequests + ' requests' + (r.autoRollback ? ', automatic rollback' : ', no automatic rollback');
+    if (r.strategy === 'canary') return 'canary ' + r.canaryPercent + ' % for ' + fmtDuration(r.bakeSeconds) + '; ' + gates;
+    if (r.strategy === 'linear') return 'linear in ' + r.steps + ' steps of ' + fmtDuration(r.bakeSeconds) + '; ' + gates;
+    if (r.strategy === 'blueGreen') return 'blue-green, the old revision kept warm for ' + fmtDuration(r.bakeSeconds);
+    return 'rolling (all at once)';
   }
 
   function operationErrorBox(err, svc) {
@@ -458,6 +494,16 @@
       h('strong', null, err.code + ' at ' + err.step + ': ' + err.message),
       svc && svc.servingRevision ? h('p', null, 'Revision r' + svc.servingRevision + ' is still serving.') : null,
       err.output && err.output.length ? h('details', null, h('summary', null, 'Worker output (' + err.output.length + ' lines)'), h('pre', { class: 'log' }, err.output.join('\n'))) : null);
+  }
+
+  // A rollout that ended with traffic back on the previous revision: which gate
+  // (or who) stopped it, and that nothing else changed.
+  function rolledBackBox(op) {
+    const err = op.error || {};
+    const r = op.rollout;
+    return h('div', { class: 'rolled-back', role: 'alert', id: 'rolled-back' },
+      h('strong', null, 'Rolled back' + (err.code ? ' (' + err.code + ')' : '') + ': '), err.message || 'the rollout did not complete',
+      h('p', null, r && r.baseline ? 'Traffic is back on r' + r.baseline + '; r' + r.candidate + ' was drained.' : 'Traffic is back on the previous revision.'));
   }
 
   async function scoringAuth(svc) {
@@ -505,8 +551,9 @@
     const box = h('div', { class: 'operation', id: 'operation', 'data-operation': id });
     const stateEl = h('span', { class: 'op-state' }, badge('Running', OP_CLASS));
     const log = h('ol', { class: 'op-log', 'aria-live': 'polite' });
+    const progress = h('p', { class: 'op-rollout', hidden: true });
     const tail = h('div');
-    append(box, [h('p', null, 'Operation ', h('code', null, id), ' ', stateEl), log, tail]);
+    append(box, [h('p', null, 'Operation ', h('code', null, id), ' ', stateEl), log, progress, tail]);
     let offset = 0;
     let done = false;
     let stop = () => {};
@@ -520,10 +567,20 @@
         }
         clear(stateEl); append(stateEl, [badge(op.state, OP_CLASS), op.targetRevision ? ' r' + op.targetRevision : '']);
         box.setAttribute('data-state', op.state);
+        const r = op.rollout;
+        progress.hidden = !r || op.state !== 'Running';
+        const line = r ? r.strategy + ' rollout of r' + r.candidate + ': step ' + r.step + ' of ' + r.steps + ', ' + r.phase +
+          (Object.keys(r.weights || {}).length ? ' · ' + weightsText(r.weights) : '') : '';
+        if (r && !progress.hidden && progress.getAttribute('data-line') !== line) {
+          progress.setAttribute('data-line', line);
+          clear(progress);
+          append(progress, [line + ' (', h('a', { href: '#/services/' + encodeURIComponent(op.service) + '/traffic' }, 'gates, promote, abort'), ')']);
+        }
         if (op.state !== 'Running' && op.state !== 'NotStarted') {
           done = true;
           stop();
-          if (op.error) append(tail, [operationErrorBox(op.error)]);
+          if (op.state === 'RolledBack') append(tail, [rolledBackBox(op)]);
+          else if (op.error) append(tail, [operationErrorBox(op.error)]);
           if (onEnd) onEnd(op);
         }
       } catch (e) {
@@ -585,32 +642,349 @@
   }
 
   // ---------- Traffic ----------
-  // Today a service serves one revision at 100 %, and the only traffic change the
-  // API offers is a rollback. The weights come from trafficOf(), which already
-  // shows `service.traffic` when the API reports it; controls for a split and for
-  // promoting or aborting a canary belong in this tab next to "Roll back", calling
-  // the API's traffic routes once they exist.
+  // The serving revisions with their weights and last-minute figures
+  // (`GET .../traffic`), a hand-set split (`PUT .../traffic`), the running
+  // rollout's steps and gates with promote and abort (`POST .../rollout/*`),
+  // shadow traffic (`PUT`/`DELETE .../mirror`) and rollback, refreshed every few seconds.
+  const TRAFFIC_REFRESH_MS = 3000;
+  const SPLIT_ROWS = 8;
+  function weightBar(weight, label) {
+    const svg = svgEl('svg', { viewBox: '0 0 100 10', preserveAspectRatio: 'none', class: 'wbar', role: 'img', 'aria-label': label });
+    svg.appendChild(svgEl('rect', { x: 0, y: 0, width: 100, height: 10, rx: 5, class: 'track' }));
+    if (weight > 0) svg.appendChild(svgEl('rect', { x: 0, y: 0, width: Math.min(100, weight), height: 10, rx: 5, class: 'wfill' }));
+    return svg;
+  }
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined) return '';
+    if (seconds > 0 && seconds % 3600 === 0) return seconds / 3600 + 'h';
+    if (seconds > 0 && seconds % 60 === 0) return seconds / 60 + 'm';
+    return seconds + 's';
+  }
+  function weightsText(weights) {
+    return Object.entries(weights || {}).map(([rev, w]) => 'r' + rev + ' ' + w + ' %').join(' · ');
+  }
+  function gateValue(gate, v) {
+    if (v === null || v === undefined) return '—';
+    return gate === 'p99Latency' ? fmtNum(v, 1) + ' ms' : fmtNum(v, 2) + ' %';
+  }
+  const GATE_LABEL = { errorRate: '5xx rate', p99Latency: 'p99 latency' };
+  const VERDICT_CLASS = { pending: 'neutral', passing: 'ok', failed: 'bad' };
+
   async function trafficTab(panel, svc) {
-    const list = await api('GET', '/v1/services/' + encodeURIComponent(svc.name) + '/revisions');
-    const traffic = trafficOf(svc);
-    const opBox = h('div');
-    const select = h('select', { id: 'rollback-to', 'aria-label': 'Revision' },
-      list.value.filter((r) => !r.serving).sort((a, b) => b.revision - a.revision)
-        .map((r) => h('option', { value: r.revision }, 'r' + r.revision + ' · ' + r.spec.models.join(', '))));
+    const base = '/v1/services/' + encodeURIComponent(svc.name);
+    const [list, first] = await Promise.all([api('GET', base + '/revisions'), api('GET', base + '/traffic')]);
+    let revs = list.value.slice().sort((a, b) => b.revision - a.revision);
+    const live = h('div', { id: 'traffic-live' });
+    const rolloutBox = h('div', { id: 'rollout' });
+    const mirrorBox = h('div', { id: 'mirror' });
+    const opBox = h('div', { id: 'traffic-op' });
+    const followed = new Set();
+    let current = { svc, traffic: first };
+    let shown = '';
+
+    // Follows an operation in opBox (once per operation), then refreshes the panel.
+    const follow = (id) => {
+      if (!id || followed.has(id)) return;
+      followed.add(id);
+      clear(opBox);
+      append(opBox, [operationView(id, () => { refresh().catch(() => {}); })]);
+    };
+
+    const drawLive = () => {
+      const t = current.traffic;
+      const roles = new Map(trafficOf(current.svc).map((x) => [x.revision, x.role]));
+      clear(live);
+      if (!t.revisions.length) { append(live, [h('p', { class: 'muted' }, 'No revision serves yet.')]); return; }
+      append(live, [table(['Revision', 'Weight', 'Replicas', 'Requests/s', '5xx', 'p50', 'p99'], t.revisions.map((e) => {
+        const f = e.figures || {};
+        const role = roles.get(e.revision);
+        return h('tr', { 'data-revision': e.revision },
+          h('td', null, h('strong', null, 'r' + e.revision), e.name ? ' ' + e.name : '', role ? h('span', { class: 'muted' }, ' ' + role) : null),
+          h('td', { class: 'metric' }, weightBar(e.weight, 'r' + e.revision + ' takes ' + e.weight + ' % of requests'), h('span', { class: 'weight-pct' }, e.weight + ' %')),
+          h('td', null, e.readyReplicas + ' ready / ' + e.desiredReplicas + ' desired'),
+          h('td', null, fmtNum(f.requestsPerSecond, 2)),
+          h('td', null, fmtNum(f.errorRate, 2) + ' %'),
+          h('td', null, f.p50Ms === null || f.p50Ms === undefined ? '—' : fmtNum(f.p50Ms, 1) + ' ms'),
+          h('td', null, f.p99Ms === null || f.p99Ms === undefined ? '—' : fmtNum(f.p99Ms, 1) + ' ms'));
+      }), 'Serving revisions'),
+      h('p', { class: 'muted' }, 'Figures cover the last minute; they update every few seconds.')]);
+    };
+
+    const rolloutAction = async (what, button) => {
+      const r = current.traffic.rollout || current.svc.rolloutStatus;
+      const question = what === 'promote'
+        ? 'Promote r' + (r ? r.candidate : '?') + ' now? The rest of the bake is skipped and it takes all traffic.'
+        : 'Abort the rollout of r' + (r ? r.candidate : '?') + '? Traffic returns to r' + (r && r.baseline ? r.baseline : '?') + ' at once.';
+      if (!window.confirm(question)) return;
+      button.disabled = true;
+      const note = document.getElementById('rollout-action');
+      try {
+        const status = await api('POST', base + '/rollout/' + what);
+        if (note) { clear(note); append(note, [h('p', { class: 'notice', role: 'status' }, what === 'promote' ? 'Promoting r' + status.candidate + '.' : 'Rolling r' + status.candidate + ' back.')]); }
+        follow(status.operationId);
+        await refresh();
+      } catch (e) {
+        button.disabled = false;
+        if (note) { clear(note); append(note, [errorBox(e)]); }
+      }
+    };
+    const drawRollout = () => {
+      const r = current.traffic.rollout || current.svc.rolloutStatus;
+      clear(rolloutBox);
+      append(rolloutBox, [h('h2', null, 'Rollout')]);
+      if (!r) {
+        const st = current.svc.rollout;
+        append(rolloutBox, [h('p', { class: 'muted' }, 'No rollout is running. Updates use the ',
+          h('strong', null, st ? st.strategy : 'rolling'), ' strategy (set it in the Update tab).'),
+        h('div', { id: 'rollout-action' })]);
+        return;
+      }
+      follow(r.operationId);
+      const endsIn = r.bakeEnds ? Math.max(0, Math.round((new Date(r.bakeEnds) - Date.now()) / 1000)) : null;
+      const gates = r.gates || [];
+      append(rolloutBox, [
+        dl([
+          ['Strategy', h('span', { id: 'rollout-strategy' }, r.strategy + ' of r' + r.candidate + (r.baseline ? ' (replacing r' + r.baseline + ')' : ''))],
+          ['Step', h('span', { id: 'rollout-step' }, r.step + ' of ' + r.steps + ' · ' + r.phase)],
+          ['Weights', h('span', { id: 'rollout-weights' }, weightsText(r.weights))],
+          ['Bake ends', r.bakeEnds ? h('span', { id: 'rollout-bake' }, fmtTime(r.bakeEnds) + (endsIn !== null ? ' (in ' + endsIn + ' s)' : '')) : '—'],
+          ['Operation', h('code', null, r.operationId)],
+        ]),
+        gates.length
+          ? table(['Gate', 'Measured', 'Threshold', 'Baseline', 'Requests', 'Verdict'], gates.map((g) => h('tr', { 'data-gate': g.gate },
+            h('td', null, GATE_LABEL[g.gate] || g.gate),
+            h('td', null, gateValue(g.gate, g.measured)),
+            h('td', null, '≤ ' + gateValue(g.gate, g.threshold)),
+            h('td', null, gateValue(g.gate, g.baseline)),
+            h('td', null, String(g.requests)),
+            h('td', null, badge(g.verdict, VERDICT_CLASS)))), 'Gates')
+          : h('p', { class: 'muted' }, 'No gate figures yet.'),
+        h('div', { class: 'toolbar' },
+          h('button', { type: 'button', id: 'rollout-promote', onclick: (ev) => rolloutAction('promote', ev.currentTarget) }, 'Promote r' + r.candidate),
+          h('button', { type: 'button', class: 'danger', id: 'rollout-abort', onclick: (ev) => rolloutAction('abort', ev.currentTarget) }, 'Abort')),
+        h('div', { id: 'rollout-action' }),
+      ]);
+    };
+
+    const mirrorNote = h('div', { id: 'mirror-action' });
+    const diffsBox = h('div', { id: 'mirror-diffs' });
+    const showDiffs = async () => {
+      clear(diffsBox);
+      try {
+        const d = await api('GET', base + '/mirror/diffs');
+        if (!d.value.length) { append(diffsBox, [h('p', { class: 'muted' }, 'No differing answers so far.')]); return; }
+        append(diffsBox, [table(['Time', 'Request', 'Primary', 'Shadow'], d.value.map((x) => h('tr', null,
+          h('td', { class: 'time' }, fmtTime(x.time), h('div', null, h('code', null, x.requestId))),
+          h('td', null, h('pre', { class: 'code' }, x.request)),
+          h('td', null, String(x.primaryStatus), h('pre', { class: 'code' }, x.primaryBody)),
+          h('td', null, String(x.shadowStatus), h('pre', { class: 'code' }, x.shadowBody)))), 'Differing answers')]);
+      } catch (e) { append(diffsBox, [errorBox(e)]); }
+    };
+    const stopMirror = async () => {
+      if (!window.confirm('Stop mirroring requests to the shadow revision?')) return;
+      clear(mirrorNote);
+      try { await api('DELETE', base + '/mirror'); clear(diffsBox); await refresh(); } catch (e) { append(mirrorNote, [errorBox(e)]); }
+    };
+    const drawMirror = () => {
+      const m = current.traffic.mirror || current.svc.mirror;
+      mirrorForm.hidden = !!m;
+      clear(mirrorBox);
+      append(mirrorBox, [h('h2', null, 'Shadow traffic')]);
+      if (!m) {
+        append(mirrorBox, [h('p', { class: 'muted' }, 'Nothing is mirrored. A mirror copies a share of the requests to another revision after the primary answered; clients only ever get the primary\'s answer.')]);
+        return;
+      }
+      const side = (name, s) => h('tr', null, h('th', { scope: 'row' }, name + ' r' + s.revision), h('td', null, String(s.requests)), h('td', null, String(s.errors)),
+        h('td', null, s.p50Ms === null || s.p50Ms === undefined ? '—' : fmtNum(s.p50Ms, 1) + ' ms'),
+        h('td', null, s.p99Ms === null || s.p99Ms === undefined ? '—' : fmtNum(s.p99Ms, 1) + ' ms'));
+      append(mirrorBox, [
+        h('p', { id: 'mirror-summary' }, m.percent + ' % of requests copied to r' + m.revision + ': ' + m.mirrored + ' mirrored, ' + m.dropped + ' dropped, ' + m.differing + ' answered differently.'),
+        table(['Side', 'Requests', 'Errors', 'p50', 'p99'], [side('Primary', m.primary), side('Shadow', m.shadow)], 'Mirror figures'),
+        h('div', { class: 'toolbar' },
+          h('button', { type: 'button', class: 'secondary', id: 'mirror-diffs-show', onclick: showDiffs }, 'Show differing answers'),
+          h('button', { type: 'button', class: 'danger', id: 'mirror-stop', onclick: stopMirror }, 'Stop mirroring')),
+      ]);
+    };
+
+    const draw = () => {
+      const key = JSON.stringify([current.traffic, current.svc.traffic, current.svc.rolloutStatus, current.svc.mirror]);
+      if (key === shown) return;
+      shown = key;
+      keepFocus(live, drawLive);
+      keepFocus(rolloutBox, drawRollout);
+      keepFocus(mirrorBox, drawMirror);
+    };
+    const refresh = async () => {
+      const [s, t] = await Promise.all([api('GET', base), api('GET', base + '/traffic')]);
+      current = { svc: s, traffic: t };
+      headState(s);
+      draw();
+      if (revs.length && s.latestRevision > revs[0].revision) {
+        // A new revision (an update, a staged revision): offer it in the forms.
+        revs = (await api('GET', base + '/revisions')).value.slice().sort((a, b) => b.revision - a.revision);
+        revisionOptions();
+        if (!edited) buildSplit();
+      }
+      prefill();
+    };
+
+    // The split form: a weight (and an optional name) per revision: the serving
+    // ones and the newest few.
+    const sumEl = h('output', { id: 'split-sum', 'aria-live': 'polite' });
+    const splitNote = h('div', { id: 'split-error' });
+    const splitRows = h('div');
+    const olderNote = h('span', { class: 'muted' }, 'Older revisions: ', h('code', null, 'berth service traffic -n ' + svc.name + ' --set REV=PERCENT,...'));
+    let inputs = [];
+    // Until the user edits the split, it follows the live weights.
+    let edited = false;
+    const buildSplit = () => {
+      const weightOf = new Map(current.traffic.revisions.map((e) => [e.revision, e]));
+      const splitRevs = revs.filter((r, i) => i < SPLIT_ROWS || weightOf.has(r.revision));
+      olderNote.hidden = revs.length <= splitRevs.length;
+      inputs = splitRevs.map((r) => {
+        const cur = weightOf.get(r.revision);
+        const x = {
+          revision: r.revision,
+          weight: h('input', { id: 'split-w-' + r.revision, type: 'number', min: 0, max: 100, step: 1, value: cur ? cur.weight : 0, inputmode: 'numeric', 'aria-describedby': 'split-sum' }),
+          name: h('input', { id: 'split-n-' + r.revision, type: 'text', value: cur && cur.name ? cur.name : '', placeholder: 'optional', autocomplete: 'off' }),
+          spec: r.spec,
+        };
+        x.weight.addEventListener('input', () => { edited = true; showSum(); });
+        x.name.addEventListener('input', () => { edited = true; });
+        return x;
+      });
+      clear(splitRows);
+      append(splitRows, [table(['Revision', 'Weight (%)', 'Name'], inputs.map((x) => h('tr', { 'data-revision': x.revision },
+        h('td', null, h('label', { for: 'split-w-' + x.revision }, 'r' + x.revision), h('div', { class: 'muted' }, x.spec.models.join(', '))),
+        h('td', null, x.weight),
+        h('td', null, h('label', { for: 'split-n-' + x.revision, class: 'sr-only' }, 'Name of r' + x.revision), x.name))), 'Traffic split')]);
+      showSum();
+    };
+    const readSplit = () => {
+      const problems = [];
+      const weights = {};
+      const names = {};
+      let sum = 0;
+      for (const x of inputs) {
+        const raw = x.weight.value.trim();
+        const w = raw === '' ? 0 : Number(raw);
+        if (!Number.isInteger(w) || w < 0 || w > 100) {
+          problems.push('The weight of r' + x.revision + ' is `' + raw + '`: give a whole percent from 0 to 100.');
+          continue;
+        }
+        sum += w;
+        if (w > 0) {
+          weights[String(x.revision)] = w;
+          if (x.name.value.trim()) names[String(x.revision)] = x.name.value.trim();
+        } else if (x.name.value.trim()) {
+          problems.push('r' + x.revision + ' has the name `' + x.name.value.trim() + '` but no weight: name only revisions that take traffic, or clear the name.');
+        }
+      }
+      if (!problems.length && sum !== 100) {
+        problems.push('The weights add up to ' + sum + ' %: they must add up to exactly 100 % (' + (sum > 100 ? 'take ' + (sum - 100) + ' off' : 'add ' + (100 - sum)) + ').');
+      }
+      return { weights, names, sum, problems };
+    };
+    const showSum = () => {
+      const s = readSplit();
+      sumEl.textContent = 'Sum: ' + s.sum + ' %';
+      sumEl.className = s.sum === 100 ? 'ok-text' : 'bad-text';
+    };
+    const prefill = () => {
+      if (edited) return;
+      const now = new Map(current.traffic.revisions.map((e) => [e.revision, e]));
+      for (const x of inputs) {
+        const e = now.get(x.revision);
+        x.weight.value = e ? e.weight : 0;
+        x.name.value = e && e.name ? e.name : '';
+      }
+      showSum();
+    };
+    const splitSubmit = h('button', { type: 'submit', id: 'split-submit' }, 'Set split');
+    const setSplit = async () => {
+      clear(splitNote);
+      const s = readSplit();
+      if (s.problems.length) {
+        append(splitNote, [errorBox(new ApiError(0, { message: s.problems[0], details: s.problems, hint: 'nothing was sent; fix the weights and try again' }))]);
+        return;
+      }
+      splitSubmit.disabled = true;
+      try {
+        const body = { weights: s.weights };
+        if (Object.keys(s.names).length) body.names = s.names;
+        const accepted = await api('PUT', base + '/traffic', body);
+        followed.add(accepted.operation.id);
+        clear(opBox);
+        append(opBox, [operationView(accepted.operation.id, (op) => {
+          splitSubmit.disabled = false;
+          if (op.state === 'Succeeded') edited = false;
+          refresh().catch(() => {});
+        })]);
+      } catch (e) {
+        splitSubmit.disabled = false;
+        append(splitNote, [errorBox(e)]);
+      }
+    };
+    const splitForm = h('form', { id: 'split-form', class: 'split', novalidate: true, onsubmit: (e) => { e.preventDefault(); setSplit(); } },
+      splitRows,
+      h('div', { class: 'toolbar' }, splitSubmit, sumEl, olderNote),
+      splitNote);
+    buildSplit();
+
+    // Mirror form.
+    const mirrorRev = h('select', { id: 'mirror-revision', 'aria-label': 'Shadow revision' });
+    const mirrorPct = h('input', { id: 'mirror-percent', type: 'number', min: 1, max: 100, step: 1, value: 10, 'aria-label': 'Percent of requests copied' });
+    const startMirror = async () => {
+      clear(mirrorNote);
+      const pct = Number(mirrorPct.value);
+      if (!Number.isInteger(pct) || pct < 1 || pct > 100) {
+        append(mirrorNote, [errorBox(new ApiError(0, { message: 'The share copied is `' + mirrorPct.value + '`: give a whole percent from 1 to 100.', hint: 'nothing was sent' }))]);
+        return;
+      }
+      try {
+        await api('PUT', base + '/mirror', { revision: Number(mirrorRev.value), percent: pct });
+        await refresh();
+      } catch (e) { append(mirrorNote, [errorBox(e)]); }
+    };
+    const mirrorForm = h('form', { class: 'inline', id: 'mirror-form', novalidate: true, onsubmit: (e) => { e.preventDefault(); startMirror(); } },
+      h('label', { for: 'mirror-revision' }, 'Copy'), mirrorPct, h('label', { for: 'mirror-percent' }, '% of requests to'), mirrorRev,
+      h('button', { type: 'submit', class: 'secondary' }, 'Start mirror'));
+
+    // Rollback.
+    const select = h('select', { id: 'rollback-to', 'aria-label': 'Revision' });
+    const rollbackForm = h('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); rollback(svc, Number(select.value), opBox); } },
+      h('label', { for: 'rollback-to' }, 'Move all traffic to '), select, h('button', { type: 'submit' }, 'Roll back'));
+    const noRollback = h('p', { class: 'muted' }, 'There is no other revision yet.');
+    // The revisions the mirror and rollback forms offer (kept selected when they are redrawn).
+    const revisionOptions = () => {
+      const option = (r) => h('option', { value: r.revision }, 'r' + r.revision + ' · ' + r.spec.models.join(', '));
+      const fill = (sel, list) => {
+        const was = sel.value;
+        clear(sel);
+        append(sel, [list.map(option)]);
+        if (list.some((r) => String(r.revision) === was)) sel.value = was;
+      };
+      fill(mirrorRev, revs);
+      const others = revs.filter((r) => r.revision !== current.svc.servingRevision);
+      fill(select, others);
+      rollbackForm.hidden = !others.length;
+      noRollback.hidden = !!others.length;
+    };
+    revisionOptions();
+
     append(panel, [
-      h('h2', null, 'Weights'),
-      traffic.length ? h('div', { class: 'weights', role: 'list' }, traffic.map((t) => h('div', { class: 'weight', role: 'listitem', style: null, 'data-revision': t.revision },
-        h('div', { class: 'bar' }, h('span', { class: 'fill w' + Math.round(t.weight / 10) * 10 })),
-        h('span', null, 'r' + t.revision + (t.role ? ' (' + t.role + ')' : '') + ' · ' + t.weight + ' %'))))
-        : h('p', { class: 'muted' }, 'No revision serves yet.'),
-      h('p', { class: 'muted' }, 'Every request goes to the serving revision. A change (update, rollback, redeploy) starts the new revision\'s replicas, then moves all traffic at once and drains the old ones.'),
-      h('h2', null, 'Roll back'),
-      list.value.length > 1
-        ? h('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); rollback(svc, Number(select.value), opBox); } },
-          h('label', { for: 'rollback-to' }, 'Move all traffic to '), select, h('button', { type: 'submit' }, 'Roll back'))
-        : h('p', { class: 'muted' }, 'There is no other revision yet.'),
+      h('h2', null, 'Weights'), live,
+      rolloutBox,
       opBox,
+      h('h2', null, 'Set a split'),
+      h('p', { class: 'muted' }, 'Give each revision a share of the requests; the shares add up to 100. Revisions that do not run get replicas first, revisions left at 0 are drained.'),
+      splitForm,
+      mirrorBox, mirrorForm, mirrorNote, diffsBox,
+      h('h2', null, 'Roll back'),
+      rollbackForm, noRollback,
     ]);
+    draw();
+    every(TRAFFIC_REFRESH_MS, () => refresh().catch(() => { /* keep the last view */ }));
   }
 
   // ---------- Metrics ----------
@@ -688,7 +1062,7 @@
       while (!ctl.signal.aborted) {
         status.textContent = 'live';
         out.setAttribute('data-connections', String(++connections));
-        await streamLines('/v1/services/' + encodeURIComponent(svc.name) + '/logs?follow=true&tail=' + tail, onLine, ctl.signal);
+        await streamEvents('/v1/services/' + encodeURIComponent(svc.name) + '/logs?follow=true&tail=' + tail, onLine, ctl.signal);
         tail = 50; // lines already shown are skipped by onLine
         status.textContent = 'reconnecting…';
         await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -746,7 +1120,7 @@
     latestEventId(ctl.signal).then((latest) => {
       const after = Math.max(0, latest - FEED_BACKLOG);
       if (after > 0) status.textContent = 'Following from event #' + (after + 1) + ' (the last ' + FEED_BACKLOG + ' of the workspace); new events appear at the top.';
-      return streamLines('/v1/events?follow=true&after=' + after + query, onLine, ctl.signal);
+      return streamEvents('/v1/events?follow=true&after=' + after + query, onLine, ctl.signal);
     }).catch((e) => { if (!isAbort(e)) append(box, [errorBox(e)]); });
     return ctl;
     function onLine(line) {
@@ -920,7 +1294,14 @@
     const st = svc;
     const as = st.autoScaler || {};
     const res = st.containerResourceRequirements || {};
-    const modelIds = [...new Set(models.value.map((m) => m.id).concat(svc.models))].sort();
+    const aliasRefs = [];
+    if (models.value.some((m) => m.aliases !== undefined)) {
+      for (const m of models.value) {
+        aliasRefs.push(m.name + '@latest');
+        for (const chip of aliasChips(m).querySelectorAll('.chip')) aliasRefs.push(chip.textContent);
+      }
+    }
+    const modelIds = [...new Set(models.value.map((m) => m.id).concat(svc.models, aliasRefs))].sort();
     const envIds = [...new Set(envs.value.map((e) => e.id).concat([svc.environment]))].sort();
     const modelSel = h('select', { id: 'upd-model', name: 'model' },
       h('option', { value: '' }, 'Keep ' + svc.models.join(', ')),
@@ -930,11 +1311,15 @@
       envIds.map((id) => h('option', { value: id }, id)));
     const num = (id, label, value, min, step) => [h('label', { for: id }, label), h('input', { id, type: 'number', value: value === undefined || value === null ? '' : value, min: min === undefined ? 0 : min, step: step || 1 })];
     const check = (id, label, value) => h('label', { class: 'check', for: id }, h('input', { id, type: 'checkbox', checked: !!value }), ' ' + label);
+    const ro = st.rollout || { strategy: 'rolling', canaryPercent: 10, steps: 4, bakeSeconds: 60, maxErrorRate: 1, minRequests: 20, autoRollback: true };
+    const strategySel = h('select', { id: 'upd-strategy', name: 'strategy' },
+      [['rolling', 'rolling: all at once when ready'], ['canary', 'canary: a share for one bake, then all'], ['linear', 'linear: equal steps, each baked'], ['blueGreen', 'blue-green: switch, keep the old warm']]
+        .map(([v, label]) => h('option', { value: v, selected: v === ro.strategy }, label)));
     const progress = h('div', { id: 'update-progress' });
     const submit = h('button', { type: 'submit', id: 'upd-submit' }, 'Update');
     const form = h('form', { class: 'grid-form', id: 'update-form', onsubmit: (e) => { e.preventDefault(); go(); } },
       h('fieldset', null, h('legend', null, 'What runs'),
-        h('label', { for: 'upd-model' }, 'Model version'), modelSel,
+        h('label', { for: 'upd-model' }, aliasRefs.length ? 'Model version or alias' : 'Model version'), modelSel,
         h('label', { for: 'upd-env' }, 'Environment version'), envSel),
       h('fieldset', null, h('legend', null, 'Settings'),
         num('upd-replicas', 'Replicas (numReplicas)', st.numReplicas, 1),
@@ -948,6 +1333,15 @@
         num('upd-max', 'Max replicas', as.maxReplicas, 1),
         check('upd-ai', 'Request log (appInsightsEnabled)', st.appInsightsEnabled),
         check('upd-auth', 'Key auth (authEnabled)', st.authEnabled)),
+      h('fieldset', { id: 'upd-rollout' }, h('legend', null, 'Rollout (how traffic moves to the new revision)'),
+        h('label', { for: 'upd-strategy' }, 'Strategy'), strategySel,
+        num('upd-canary', 'Canary percent (canary)', ro.canaryPercent, 1),
+        num('upd-steps', 'Steps (linear)', ro.steps, 2),
+        h('label', { for: 'upd-bake' }, 'Bake per step (e.g. 30s, 2m)'), h('input', { id: 'upd-bake', type: 'text', value: fmtDuration(ro.bakeSeconds), autocomplete: 'off', spellcheck: 'false' }),
+        num('upd-max-error', 'Gate: max 5xx rate above the baseline (points)', ro.maxErrorRate, 0, 0.1),
+        num('upd-max-p99', 'Gate: max p99 latency (ms, empty: none)', ro.maxP99Ms, 1),
+        num('upd-min-requests', 'Gates judge after (requests)', ro.minRequests, 1),
+        check('upd-auto-rollback', 'Roll back by itself when a gate fails (autoRollback)', ro.autoRollback)),
       h('div', null, submit));
     append(panel, [form, progress]);
     const val = (id) => document.getElementById(id);
@@ -989,6 +1383,25 @@
         if (cpu !== null && cpu !== res.cpu) patch.containerResourceRequirements.cpu = cpu;
         if (mem !== null && mem !== res.memoryInGB) patch.containerResourceRequirements.memoryInGB = mem;
       }
+      const rollout = {};
+      if (strategySel.value !== ro.strategy) rollout.strategy = strategySel.value;
+      const roNum = (id, key, current, parse) => {
+        const raw = val(id).value.trim();
+        if (raw === '') return;
+        const v = parse(raw);
+        if (v !== current) rollout[key] = v;
+      };
+      roNum('upd-canary', 'canaryPercent', ro.canaryPercent, (x) => parseInt(x, 10));
+      roNum('upd-steps', 'steps', ro.steps, (x) => parseInt(x, 10));
+      roNum('upd-max-error', 'maxErrorRate', ro.maxErrorRate, Number);
+      roNum('upd-min-requests', 'minRequests', ro.minRequests, (x) => parseInt(x, 10));
+      const p99 = val('upd-max-p99').value.trim();
+      if (p99 === '' && ro.maxP99Ms) rollout.maxP99Ms = null;
+      else if (p99 !== '' && parseInt(p99, 10) !== ro.maxP99Ms) rollout.maxP99Ms = parseInt(p99, 10);
+      const bake = val('upd-bake').value.trim();
+      if (bake !== '' && bake !== fmtDuration(ro.bakeSeconds)) rollout.bake = bake;
+      if (val('upd-auto-rollback').checked !== !!ro.autoRollback) rollout.autoRollback = val('upd-auto-rollback').checked;
+      if (Object.keys(rollout).length) patch.rollout = rollout;
       if (val('upd-ai').checked !== !!st.appInsightsEnabled) patch.appInsightsEnabled = val('upd-ai').checked;
       if (val('upd-auth').checked !== !!st.authEnabled) patch.authEnabled = val('upd-auth').checked;
       if (!Object.keys(patch).length) {
@@ -1015,6 +1428,25 @@
     };
   }
 
+  // What each service serves: the models and environment of every revision that
+  // takes traffic. The list shows the stable revision's; the revisions of a
+  // split or a rollout are read for the services that have more than one.
+  async function servingSpecs(services) {
+    const out = new Map(services.map((s) => [s.name, [{ models: s.models, environment: s.environment }]]));
+    await Promise.all(services.filter((s) => trafficOf(s).length > 1).map(async (s) => {
+      try {
+        const revs = await api('GET', '/v1/services/' + encodeURIComponent(s.name) + '/revisions');
+        const serving = new Set(trafficOf(s).map((t) => t.revision));
+        const specs = revs.value.filter((r) => serving.has(r.revision)).map((r) => ({ models: r.spec.models, environment: r.spec.inference.environment }));
+        if (specs.length) out.set(s.name, out.get(s.name).concat(specs));
+      } catch (e) { /* the stable revision's figures stay */ }
+    }));
+    return out;
+  }
+  function usersOf(specs, test) {
+    return [...specs.entries()].filter(([, list]) => list.some(test)).map(([name]) => name);
+  }
+
   // ---------- Models ----------
   async function modelsPage(main) {
     document.title = 'Models · Berth Studio';
@@ -1022,16 +1454,20 @@
     const body = h('div');
     append(main, [h('div', { class: 'page-head' }, h('h1', null, 'Models'), h('div', { class: 'filters' }, search)), body]);
     const [models, services] = await Promise.all([api('GET', '/v1/models'), api('GET', '/v1/services')]);
-    const servedBy = (id) => services.value.filter((s) => s.models.includes(id)).map((s) => s.name);
+    const specs = await servingSpecs(services.value);
+    const servedBy = (id) => usersOf(specs, (x) => x.models.includes(id));
     const draw = () => {
       clear(body);
       const q = search.value.trim().toLowerCase();
-      const rows = models.value.filter((m) => !q || m.id.toLowerCase().includes(q) || JSON.stringify(m.tags).toLowerCase().includes(q));
+      const rows = models.value.filter((m) => !q || m.id.toLowerCase().includes(q) || JSON.stringify([m.tags, m.aliases || []]).toLowerCase().includes(q));
       if (!models.value.length) { append(body, [h('p', { class: 'empty' }, 'No models yet. Register one with ', h('code', null, 'berth model register -n NAME --asset-path FILE'), '.')]); return; }
-      append(body, [table(['Model', 'Framework', 'Tags', 'Properties', 'Size', 'Served by', 'Registered', ''], rows.map((m) => {
+      // Aliases (`name@alias` → version) appear once the registry reports them.
+      const withAliases = models.value.some((m) => m.aliases !== undefined);
+      append(body, [table(['Model'].concat(withAliases ? ['Aliases'] : [], ['Framework', 'Tags', 'Properties', 'Size', 'Served by', 'Registered', '']), rows.map((m) => {
         const served = servedBy(m.id);
         return h('tr', { 'data-model': m.id },
           h('td', null, h('strong', null, m.name), ':' + m.version, m.description ? h('div', { class: 'muted' }, m.description) : null),
+          withAliases ? h('td', { class: 'aliases' }, aliasChips(m)) : null,
           h('td', null, (m.framework || '—') + (m.frameworkVersion ? ' ' + m.frameworkVersion : '')),
           h('td', null, kv(m.tags)), h('td', null, kv(m.properties)),
           h('td', null, fmtBytes(m.size) + (m.fileCount > 1 ? ' · ' + m.fileCount + ' files' : '')),
@@ -1044,15 +1480,27 @@
     draw();
   }
 
+  // A model version's aliases: a list of names, or a map of alias → version.
+  function aliasChips(m) {
+    const a = m.aliases;
+    let names = [];
+    if (Array.isArray(a)) names = a.map((x) => (x && typeof x === 'object' ? (x.alias || x.name) : x));
+    else if (a && typeof a === 'object') names = Object.entries(a).filter(([, v]) => v === undefined || String(v) === String(m.version)).map(([k]) => k);
+    names = names.filter((x) => x !== undefined && x !== null && x !== '');
+    if (!names.length) return h('span', { class: 'muted' }, '—');
+    return h('span', { class: 'chips' }, names.map((n) => h('span', { class: 'chip' }, m.name + '@' + n)));
+  }
+
   // ---------- Environments ----------
   async function environmentsPage(main) {
     document.title = 'Environments · Berth Studio';
     const body = h('div');
     append(main, [h('div', { class: 'page-head' }, h('h1', null, 'Environments')), body]);
     const [envs, services] = await Promise.all([api('GET', '/v1/environments'), api('GET', '/v1/services')]);
+    const specs = await servingSpecs(services.value);
     if (!envs.value.length) { append(body, [h('p', { class: 'empty' }, 'No environments yet. Register one with ', h('code', null, 'berth environment register -n NAME --pip-requirements requirements.txt'), '.')]); return; }
     append(body, [table(['Environment', 'Python', 'Requirements', 'Build', 'Used by', 'Registered'], envs.value.map((e) => {
-      const users = services.value.filter((s) => s.environment === e.id || s.environment === e.name + ':' + e.version).map((s) => s.name);
+      const users = usersOf(specs, (x) => x.environment === e.id || x.environment === e.name + ':' + e.version);
       const b = e.build || {};
       return h('tr', { 'data-environment': e.id },
         h('td', null, h('strong', null, e.name), ':' + e.version, e.description ? h('div', { class: 'muted' }, e.description) : null),
