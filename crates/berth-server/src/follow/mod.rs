@@ -367,9 +367,14 @@ impl Follow {
             let (ended, interrupted) = match self.services.operation(&id, 0).await {
                 Ok(op) => (
                     op.state,
-                    op.error
-                        .as_ref()
-                        .is_some_and(|e| e.code == "ServerRestarted"),
+                    op.error.as_ref().is_some_and(|e| {
+                        [
+                            berth_api::OperationErrorCode::ServerRestarted,
+                            berth_api::OperationErrorCode::RolloutInterrupted,
+                        ]
+                        .iter()
+                        .any(|code| e.code == code.as_str())
+                    }),
                 ),
                 Err(StoreError::OperationNotFound(_)) => {
                     (told.unwrap_or(OperationState::Failed), false)
