@@ -234,7 +234,11 @@ async fn register(client: &Client, args: RegisterArgs, output: OutputFormat) -> 
     }
     if let Ok(services) = client.list_services().await {
         let prefix = format!("{}:", model.name);
-        for service in services.value {
+        for service in services
+            .value
+            .into_iter()
+            .filter(|s| !model.followers.iter().any(|f| f.service == s.name))
+        {
             let older: Vec<&String> = service
                 .models
                 .iter()
