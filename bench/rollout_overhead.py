@@ -11,11 +11,12 @@ Needs `wrk` (`apt-get install -y wrk`). One server, the echo `score.py` (`run()`
 
 1. Weighted routing: service `single` (revision 1, 2 replicas) against service `split`
    (revision 1 at 90 % and a staged revision 2, same code with another model version, at
-   10 %, 2 replicas each); `wrk -t1` at c=1 and c=64, alternating between the services.
+   10 %, 2 replicas each); `wrk -t1` at c=1 and c=64, alternating between the services
+   (the order flips every run; per-run figures are printed as rate/p50/p99).
    Differences per request: p50 at c=1, mean service time (connections / rate) at c=64.
 2. Mirror: service `mirrored` (revision 1, 2 replicas) measured without a mirror, then with
    `PUT .../mirror` 20 % to its staged revision 2 (the mirror is stopped after each window);
-   the mirror's own figures come from `GET /v1/services/mirrored`.
+   the mirror's own counts over the measured window come from `GET /v1/services/mirrored`.
 3. Gate breach: service `gate` (1 replica) gets `--rollouts` canary updates (30 %, bake 60 s,
    minRequests 5, maxErrorRate 1 %) to a model version whose `run()` always raises, under 4
    client threads that record (monotonic time, status, x-berth-revision) of every answer.
@@ -86,8 +87,10 @@ def print_pair(label_a: str, a: list[WrkRun], label_b: str, b: list[WrkRun], con
     """Two configurations side by side with their ratios and differences per request."""
     for label, runs in ((label_a, a), (label_b, b)):
         errors = "".join(failures(r) for r in runs)
+        each = "" if len(runs) < 2 else "  (runs: " + ", ".join(
+            f"{r.rps:,.0f}/{r.p50_us:.0f}/{r.p99_us:.0f}" for r in runs) + ")"
         print(f"  {label:<40} {med(runs, 'rps'):>9,.0f} req/s  p50 {med(runs, 'p50_us'):>7.0f} us  "
-              f"p99 {med(runs, 'p99_us'):>7.0f} us{errors}")
+              f"p99 {med(runs, 'p99_us'):>7.0f} us{errors}{each}")
     rate = med(b, "rps") / med(a, "rps")
     p50 = med(b, "p50_us") / med(a, "p50_us")
     p99 = med(b, "p99_us") / med(a, "p99_us")
@@ -99,6 +102,21 @@ def print_pair(label_a: str, a: list[WrkRun], label_b: str, b: list[WrkRun], con
     else:
         print(f"  difference per request: mean service time ({connections} / rate) {service_us:+.1f} us "
               f"(p50 {med(b, 'p50_us') - med(a, 'p50_us'):+.0f} us)")
+
+
+def window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The mirror's counts over a window (after - before); latencies as of `after`
+    (they cover the mirror's whole life)."""
+    if not after:
+        return {}
+    out = dict(after)
+    for key in ("mirrored", "dropped", "differing"):
+        out[key] = after.get(key, 0) - before.get(key, 0)
+    for side in ("primary", "shadow"):
+        out[side] = dict(after.get(side, {}))
+        for key in ("requests", "errors"):
+            out[side][key] = after.get(side, {}).get(key, 0) - before.get(side, {}).get(key, 0)
+    return out
 
 
 def traffic_line(api: Api, service: str) -> str:
@@ -130,9 +148,10 @@ def routing(api: Api, args: argparse.Namespace, work: Path, first: str, second: 
     for url in urls.values():
         wrk_run(url, 2, 8, work, ROW)  # warm-up
     results: dict[tuple[str, int], list[WrkRun]] = {}
-    for _ in range(args.runs):
+    for run in range(args.runs):
         for connections in (1, 64):
-            for name, url in urls.items():
+            order = list(urls.items()) if run % 2 == 0 else list(urls.items())[::-1]
+            for name, url in order:
                 results.setdefault((name, connections), []).append(
                     wrk_run(url, args.seconds, connections, work, ROW))
     print(f"1. Weighted routing, echo score.py, {args.runs} run(s) of {args.seconds} s per window "
@@ -155,10 +174,11 @@ def mirror(api: Api, args: argparse.Namespace, work: Path, first: str, second: s
     results: dict[tuple[str, int], list[WrkRun]] = {}
     reports: dict[int, list[dict[str, Any]]] = {}
     start_ms: list[float] = []
-    for _ in range(args.runs):
+    for run in range(args.runs):
         for connections in (1, 64):
-            results.setdefault(("off", connections), []).append(
-                wrk_run(url, args.seconds, connections, work, ROW))
+            if run % 2 == 0:
+                results.setdefault(("off", connections), []).append(
+                    wrk_run(url, args.seconds, connections, work, ROW))
             started = time.perf_counter()
             status, body = api.call("PUT", "/v1/services/mirrored/mirror",
                                     json.dumps({"revision": shadow, "percent": MIRROR_PERCENT}).encode())
@@ -166,13 +186,19 @@ def mirror(api: Api, args: argparse.Namespace, work: Path, first: str, second: s
             if status != 200:
                 raise SystemExit(f"PUT mirror -> {status}: {body}")
             wrk_run(url, 1, 8, work, ROW)  # the shadow's first requests
+            time.sleep(0.3)  # the warm-up's copies reach the shadow
+            before = api.show("mirrored").get("mirror", {})
             results.setdefault(("on", connections), []).append(
                 wrk_run(url, args.seconds, connections, work, ROW))
             time.sleep(0.3)  # the last copies reach the shadow
-            reports.setdefault(connections, []).append(api.show("mirrored").get("mirror", {}))
+            after = api.show("mirrored").get("mirror", {})
+            reports.setdefault(connections, []).append(window(before, after))
             status, body = api.call("DELETE", "/v1/services/mirrored/mirror")
             if status != 204:
                 raise SystemExit(f"DELETE mirror -> {status}: {body}")
+            if run % 2 == 1:
+                results.setdefault(("off", connections), []).append(
+                    wrk_run(url, args.seconds, connections, work, ROW))
     print(f"2. {MIRROR_PERCENT} % mirror to a staged revision ({shadow}), primary revision 1 with 2 replicas, "
           f"{args.runs} run(s) of {args.seconds} s (medians); PUT mirror answered in "
           f"median {statistics.median(start_ms):.0f} ms")
@@ -186,12 +212,12 @@ def mirror(api: Api, args: argparse.Namespace, work: Path, first: str, second: s
                 continue
             primary, shadow_side = report.get("primary", {}), report.get("shadow", {})
             offered = report.get("mirrored", 0) + report.get("dropped", 0)
-            print(f"  mirror: mirrored {report.get('mirrored', 0):,}, dropped {report.get('dropped', 0):,} "
+            print(f"  mirror over the window: mirrored {report.get('mirrored', 0):,}, dropped {report.get('dropped', 0):,} "
                   f"({report.get('dropped', 0) / (offered or 1) * 100:.1f} % of copies), "
                   f"differing {report.get('differing', 0):,}; shadow answered {shadow_side.get('requests', 0):,} "
                   f"with {shadow_side.get('errors', 0):,} errors, p50/p99 {ms(shadow_side.get('p50Ms'))}/"
                   f"{ms(shadow_side.get('p99Ms'))} ms (primary on the mirrored requests {ms(primary.get('p50Ms'))}/"
-                  f"{ms(primary.get('p99Ms'))} ms)")
+                  f"{ms(primary.get('p99Ms'))} ms; latencies over the mirror's life)")
 
 
 @dataclass
