@@ -120,7 +120,8 @@ def window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 def traffic_line(api: Api, service: str) -> str:
-    """Each serving revision's weight, ready replicas and last-minute request count."""
+    """Each serving revision's weight, ready replicas and last-minute figures (the
+    gateway's own: count, share, 5xx rate, p50/p99)."""
     traffic = api.json("GET", f"/v1/services/{service}/traffic")
     parts = []
     total = sum(e["figures"]["requests"] for e in traffic["revisions"]) or 1
@@ -129,7 +130,8 @@ def traffic_line(api: Api, service: str) -> str:
         parts.append(f"revision {entry['revision']}: weight {entry['weight']}, "
                      f"{entry['readyReplicas']}/{entry['desiredReplicas']} replicas, "
                      f"{figures['requests']:,} requests in the last minute "
-                     f"({figures['requests'] / total * 100:.1f} %), 5xx {figures['errorRate']:.2f} %")
+                     f"({figures['requests'] / total * 100:.1f} %), 5xx {figures['errorRate']:.2f} %, "
+                     f"p50/p99 {ms(figures.get('p50Ms'))}/{ms(figures.get('p99Ms'))} ms")
     return "; ".join(parts)
 
 
