@@ -13,6 +13,9 @@
 - `wrk(url, seconds, connections, workdir, body, headers)`: one `wrk -t1 --latency` run
   POSTing a JSON body; returns requests/s and the p50 and p99 latency in microseconds,
   and raises SystemExit when any answer was not 2xx.
+- `wrk_run(...)`: the same run, returning a `WrkRun` that also counts requests, non-2xx
+  answers and socket errors instead of exiting on them (for benchmarks that report
+  failures as a figure).
 
 The scripts are run as `python3 bench/<name>.py`, so this directory is first on
 `sys.path` and `import benchlib` finds this module.
@@ -32,6 +35,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,13 +185,24 @@ def _percentile_us(out: str, label: str) -> float:
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
-def wrk(url: str, seconds: int, connections: int, workdir: Path, body: str,
-        headers: dict[str, str] | None = None) -> tuple[float, float, float]:
-    """One `wrk -t1 -c<connections> -d<seconds>s --latency` run POSTing `body` with
-    Content-Type: application/json (plus `headers`) to `url`.
+@dataclass
+class WrkRun:
+    """What one wrk run measured."""
 
-    Returns (requests/s, p50 us, p99 us); SystemExit when any answer was not 2xx. The Lua
-    script is written to `workdir/post.lua`."""
+    rps: float
+    p50_us: float
+    p99_us: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    output: str
+
+
+def wrk_run(url: str, seconds: int, connections: int, workdir: Path, body: str,
+            headers: dict[str, str] | None = None) -> WrkRun:
+    """One `wrk -t1 -c<connections> -d<seconds>s --latency` run POSTing `body` with
+    Content-Type: application/json (plus `headers`) to `url`; failed answers are counted,
+    not fatal. The Lua script is written to `workdir/post.lua`."""
     lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()]
     lines.append(f"wrk.body = {json.dumps(body)}")
@@ -197,9 +212,27 @@ def wrk(url: str, seconds: int, connections: int, workdir: Path, body: str,
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
-    if "Non-2xx" in out:
-        raise SystemExit(f"errors during the run:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if rate is None or total is None:
         raise SystemExit(f"no Requests/sec in wrk output:\n{out}")
-    return float(match.group(1)), _percentile_us(out, "50"), _percentile_us(out, "99")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return WrkRun(
+        rps=float(rate.group(1)), p50_us=_percentile_us(out, "50"), p99_us=_percentile_us(out, "99"),
+        requests=int(total.group(1)), non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(g) for g in sockets.groups()) if sockets else 0, output=out,
+    )
+
+
+def wrk(url: str, seconds: int, connections: int, workdir: Path, body: str,
+        headers: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """One `wrk -t1 -c<connections> -d<seconds>s --latency` run POSTing `body` with
+    Content-Type: application/json (plus `headers`) to `url`.
+
+    Returns (requests/s, p50 us, p99 us); SystemExit when any answer was not 2xx. The Lua
+    script is written to `workdir/post.lua`."""
+    run = wrk_run(url, seconds, connections, workdir, body, headers)
+    if run.non_2xx:
+        raise SystemExit(f"errors during the run:\n{run.output}")
+    return run.rps, run.p50_us, run.p99_us

@@ -66,8 +66,9 @@ pub enum MirrorFailure {
     Mirror(#[from] crate::gateway::mirror::MirrorError),
 }
 
-/// Sends copies to the least busy ready replica of a pool, recording the
-/// answers in the pool's window (a candidate's gates see them).
+/// Sends copies to the least busy ready replica of a pool, within the pool's
+/// admission slots, recording the answers in the pool's window (a candidate's
+/// gates see them).
 struct PoolSender {
     pool: Arc<Pool>,
     max_response: u64,
@@ -81,6 +82,11 @@ impl ShadowSender for PoolSender {
         let pool = self.pool.clone();
         let max_response = self.max_response;
         async move {
+            // Copies take admission slots like requests do, so a shadow that
+            // also serves traffic never runs more than its replicas allow.
+            let Ok(_permit) = pool.admission.clone().acquire_owned().await else {
+                return Err(format!("revision {} stopped", pool.revision));
+            };
             let Some(replica) = pool.pick().cloned() else {
                 pool.window.record(503, std::time::Duration::ZERO);
                 return Err(format!("revision {} has no ready replica", pool.revision));
@@ -104,7 +110,7 @@ impl Runtime {
         percent: u32,
     ) -> Result<Arc<Mirror>, crate::gateway::mirror::MirrorError> {
         let primary = route.primary();
-        let settings = MirrorSettings::new(
+        let mut settings = MirrorSettings::new(
             &route.service,
             primary.map_or(0, |p| p.revision),
             target.revision,
@@ -117,6 +123,12 @@ impl Runtime {
                 .metrics()
                 .service_counters(&route.service),
         );
+        // As many copies in flight as the shadow's replicas take at once (its
+        // admission slots), so a shadow that keeps up drops nothing.
+        settings.concurrency = target
+            .admission
+            .available_permits()
+            .clamp(crate::gateway::mirror::DEFAULT_CONCURRENCY, 64);
         let sender = Arc::new(PoolSender {
             pool: target.clone(),
             max_response: self.deps.config.max_response_bytes,
