@@ -12,7 +12,7 @@ from _server import SCORE_PY, ServerTestCase, model_file, silence
 
 from berth.core import Model, Webservice
 from berth.core.model import InferenceConfig
-from berth.core.webservice import LocalWebservice
+from berth.core.webservice import LocalWebservice, Rollout
 from berth.exceptions import ModelNotFoundException, WebserviceException
 
 
@@ -60,7 +60,7 @@ class AliasTests(ServerTestCase):
     def test_a_service_deployed_from_an_aliased_model_follows_it(self) -> None:
         self.v1.set_alias("champion")
         champion = Model(self.ws, "aliased", alias="champion")
-        config = LocalWebservice.deploy_configuration()
+        config = LocalWebservice.deploy_configuration(rollout=Rollout(strategy="canary", bake="1s"))
         ic = InferenceConfig(entry_script="score.py", source_directory=self.src)
         with silence():
             service = Model.deploy(self.ws, "alias-follower", [champion], ic, config, overwrite=True)

@@ -351,22 +351,31 @@ pub async fn create_service(
         None => false,
     };
     let keys_given = parsed.keys.is_some();
+    let mut spec = ServiceSpec {
+        models: resolved.models,
+        model_references: resolved.references,
+        inference: InferenceSpec {
+            entry_script: entry_path.unwrap_or_default(),
+            source_snapshot: ic.source_snapshot.clone(),
+            source_directory_name: ic.source_directory_name.clone(),
+            environment,
+        },
+        deployment: parsed.settings,
+    };
+    let rollout_given = request
+        .deployment_config
+        .as_ref()
+        .is_some_and(|dc| dc.get("rollout").is_some());
+    let mut warnings = parsed.warnings;
+    if crate::domain::change::guard_followers(&mut spec, false, rollout_given) {
+        warnings.push(crate::domain::change::FOLLOWER_CANARY.to_owned());
+    }
     let new = NewService {
         name: request.name.clone(),
         description: request.description.filter(|d| !d.is_empty()),
         tags: request.tags,
         properties: request.properties,
-        spec: ServiceSpec {
-            models: resolved.models,
-            model_references: resolved.references,
-            inference: InferenceSpec {
-                entry_script: entry_path.unwrap_or_default(),
-                source_snapshot: ic.source_snapshot.clone(),
-                source_directory_name: ic.source_directory_name.clone(),
-                environment,
-            },
-            deployment: parsed.settings,
-        },
+        spec,
         keys: deploy_config::complete_keys(parsed.keys),
         keys_given,
         overwrite: request.overwrite,
@@ -387,7 +396,7 @@ pub async fn create_service(
     let location = format!("/v1/operations/{}", operation.id);
     let body = OperationAccepted {
         operation,
-        warnings: parsed.warnings,
+        warnings,
     };
     Ok((
         StatusCode::ACCEPTED,

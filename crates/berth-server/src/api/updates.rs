@@ -358,6 +358,13 @@ pub(super) async fn prepare_update(
     if let Some(properties) = &properties {
         problems.extend(berth_api::names::check_key_values("properties", properties));
     }
+    if crate::domain::change::guard_followers(
+        &mut spec,
+        !current.model_references.is_empty(),
+        patch.contains_key("rollout"),
+    ) {
+        warnings.push(crate::domain::change::FOLLOWER_CANARY.to_owned());
+    }
     if let Some(port) = spec.deployment.port
         && spec.deployment.port != current.deployment.port
         && let Err(e) = state.runtime.ports().check(&name, port)

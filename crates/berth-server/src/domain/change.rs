@@ -15,6 +15,26 @@ pub fn needs_new_replicas(old: &ServiceSpec, new: &ServiceSpec) -> bool {
         || old.deployment.max_processes_per_container != new.deployment.max_processes_per_container
 }
 
+/// Gives a service that starts following a model alias or `@latest` the
+/// canary strategy (with its gates) when its rollout was left at the default
+/// `rolling`: its updates are then started by Berth, so they are guarded
+/// unless the user said otherwise (`"rollout": {"strategy": "rolling"}`).
+/// Returns whether it did.
+pub fn guard_followers(spec: &mut ServiceSpec, was_following: bool, rollout_given: bool) -> bool {
+    if spec.model_references.is_empty()
+        || was_following
+        || rollout_given
+        || !spec.deployment.rollout.is_rolling()
+    {
+        return false;
+    }
+    spec.deployment.rollout.strategy = berth_api::RolloutStrategy::Canary;
+    true
+}
+
+/// The warning shown when [`guard_followers`] chose canary.
+pub const FOLLOWER_CANARY: &str = "the service follows a model alias, so Berth starts its updates: they roll out as a canary with gates (rollout.strategy canary, the defaults of canaryPercent, bake and gates); give `rollout` (e.g. {\"strategy\": \"rolling\"}) to choose otherwise";
+
 /// Human lines for the live settings that differ.
 pub fn describe_changes(
     old: &berth_api::DeploymentSettings,
@@ -121,6 +141,25 @@ mod tests {
             change(&mut new);
             assert!(!needs_new_replicas(&old, &new), "{new:?}");
         }
+    }
+
+    #[test]
+    fn a_new_follower_with_the_default_rollout_gets_a_canary_and_no_one_else_does() {
+        let mut follower = spec();
+        follower.model_references = vec!["m@champion".into()];
+        let mut guarded = follower.clone();
+        assert!(guard_followers(&mut guarded, false, false));
+        assert_eq!(
+            guarded.deployment.rollout.strategy,
+            berth_api::RolloutStrategy::Canary
+        );
+        for (was_following, given) in [(true, false), (false, true)] {
+            let mut kept = follower.clone();
+            assert!(!guard_followers(&mut kept, was_following, given));
+            assert!(kept.deployment.rollout.is_rolling());
+        }
+        let mut plain = spec();
+        assert!(!guard_followers(&mut plain, false, false));
     }
 
     #[test]

@@ -280,7 +280,7 @@ async fn followers_roll_out_when_the_alias_moves_and_when_a_new_version_is_regis
     register(&server, "v1").await;
     register(&server, "v2").await;
     set_alias(&server, "champion", 1).await;
-    let dc = json!({"computeType": "local", "numReplicas": 1});
+    let dc = json!({"computeType": "local", "numReplicas": 1, "rollout": {"strategy": "rolling"}});
     server
         .deploy(
             "champ",
@@ -392,7 +392,7 @@ async fn a_busy_follower_is_queued_and_then_moves_to_the_newest_target_only() {
             "busy",
             &[("score.py", SCRIPT)],
             &["weights@champion"],
-            json!({"computeType": "local", "numReplicas": 1}),
+            json!({"computeType": "local", "numReplicas": 1, "rollout": {"strategy": "rolling"}}),
         )
         .await;
     let snapshot = {
@@ -458,7 +458,7 @@ async fn a_failed_automatic_rollout_rejects_its_version_and_moving_the_alias_aga
             "guard",
             &[("score.py", SCRIPT)],
             &["weights@champion"],
-            json!({"computeType": "local", "numReplicas": 1}),
+            json!({"computeType": "local", "numReplicas": 1, "rollout": {"strategy": "rolling"}}),
         )
         .await;
     let (_, moved) = set_alias(&server, "champion", 2).await;
@@ -512,7 +512,7 @@ async fn a_manual_follower_shows_the_update_and_follow_applies_it() {
             "hand",
             &[("score.py", SCRIPT)],
             &["weights@champion"],
-            json!({"computeType": "local", "numReplicas": 1, "followPolicy": "manual"}),
+            json!({"computeType": "local", "numReplicas": 1, "followPolicy": "manual", "rollout": {"strategy": "rolling"}}),
         )
         .await;
     let cwd = tempfile::tempdir().unwrap();
@@ -578,7 +578,7 @@ async fn queued_rollouts_of_an_alias_move_and_a_registration_survive_a_kill_9() 
     let mut server = TestServer::start().await;
     register(&server, "v1").await;
     set_alias(&server, "champion", 1).await;
-    let dc = json!({"computeType": "local", "numReplicas": 1});
+    let dc = json!({"computeType": "local", "numReplicas": 1, "rollout": {"strategy": "rolling"}});
     server
         .deploy(
             "crash",
@@ -676,7 +676,12 @@ async fn the_cli_deploys_from_an_alias_in_m_and_in_a_metadata_file_and_register_
         "weights@champion",
         "--ic",
         "inferenceconfig.json",
+        "--strategy",
+        "canary",
+        "--bake",
+        "1s",
     ]));
+    // A follower deployed without rollout settings gets a guarded canary.
     ok(&run(&[
         "model",
         "deploy",
@@ -686,6 +691,17 @@ async fn the_cli_deploys_from_an_alias_in_m_and_in_a_metadata_file_and_register_
         "meta.json",
         "--ic",
         "inferenceconfig.json",
+    ]));
+    let (_, latest) = server.get_json("/v1/services/cli-latest").await;
+    assert_eq!(latest["rollout"]["strategy"], "canary", "{latest}");
+    assert_eq!(latest["rollout"]["bakeSeconds"], 60, "{latest}");
+    ok(&run(&[
+        "service",
+        "update",
+        "-n",
+        "cli-latest",
+        "--bake",
+        "1s",
     ]));
     let shown = run(&["service", "show", "-n", "cli-champ"]);
     ok(&shown);
