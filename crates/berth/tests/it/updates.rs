@@ -210,10 +210,12 @@ async fn settings_only_updates_apply_live_without_restarting_replicas() {
 #[tokio::test]
 async fn failing_updates_of_every_kind_keep_the_serving_revision() {
     let server = TestServer::start().await;
+    // The load checks that no request fails because of an update; a generous
+    // queue wait keeps a starved CI machine from turning waits into 503s.
     deploy_v1(
         &server,
         "steady",
-        json!({"computeType": "local", "numReplicas": 1}),
+        json!({"computeType": "local", "numReplicas": 1, "maxQueueWaitMs": 10000}),
     )
     .await;
     let (status, _) = json_of(
