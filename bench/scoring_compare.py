@@ -53,6 +53,7 @@ CONCURRENCY = (1, 8, 64)
 CONFIGS = {
     "defaults": {},  # the v1 defaults: maxConcurrentRequestsPerContainer 1, maxQueueWaitMs 500
     "64": {"maxConcurrentRequestsPerContainer": 64, "maxQueueWaitMs": 60000},
+    "2replicas": {"numReplicas": 2},  # the v1 defaults with two replicas (issue 19 §4)
 }
 HISTOGRAMS = ("queued", "run", "overhead", "duration")  # berth_request_<name>_seconds
 
@@ -562,7 +563,11 @@ def heading(col: str) -> str:
     if col == "floor":
         return "floor (hyper echo)"
     conf = col.removeprefix("berth-")
-    return "Berth defaults" if conf == "defaults" else f"Berth mc={conf}"
+    if conf == "defaults":
+        return "Berth defaults"
+    if conf == "2replicas":
+        return "Berth defaults, 2 replicas"
+    return f"Berth mc={conf}"
 
 
 def rows_for(results: dict[str, list[dict]], cols: list[str]) -> tuple[list[str], list[list[str]]]:

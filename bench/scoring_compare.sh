@@ -7,7 +7,7 @@
 # server: the HTTP floor).
 #
 #   bash bench/scoring_compare.sh [--runs 3] [--duration 8] [--scripts echo,digits]
-#                                 [--configs defaults,64] [--markdown FILE] [--keep]
+#                                 [--configs defaults,64[,2replicas]] [--markdown FILE] [--keep]
 #
 # Prepares what it needs, then hands over to bench/scoring_compare.py (stdlib only):
 #   - wrk (apt-get install -y wrk when missing; needs root);

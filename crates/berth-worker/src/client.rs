@@ -1,21 +1,25 @@
 //! One connection to a worker: [`PendingConn`] for the handshake, then [`WorkerConn`] for requests.
 //!
-//! A `WorkerConn` is a writer task and a reader task around the two halves of the Unix stream. A
+//! A `WorkerConn` is a reader task and a writer task around the two halves of the Unix stream. A
 //! request is queued in one short synchronous critical section (assign the sequence number, push a
-//! oneshot onto the pending queue, hand the frame to the writer), so callers never hold a lock
-//! across an await and any number of requests can be in flight (pipelining). The worker answers
-//! strictly in order; the reader pops the queue front for each answer and checks it matches.
+//! oneshot onto the pending queue, write the frame), so callers never hold a lock across an await
+//! and any number of requests can be in flight (pipelining). The caller writes its frame to the
+//! socket itself when nothing is queued before it and the socket takes it whole (the common case:
+//! no hand-off to another task, no wake-up); whatever the socket does not take at once goes to a
+//! backlog that the writer task drains in order. The worker answers strictly in order; the reader
+//! pops the queue front for each answer and checks it matches.
 //!
 //! Dropping every clone of a `WorkerConn` closes the write half: the worker sees end of stream,
 //! finishes what it has read, and exits 0.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,7 +30,8 @@ use crate::protocol::{
 };
 
 const READ_CHUNK: usize = 64 * 1024;
-const WRITE_BUFFER: usize = 64 * 1024;
+/// Most buffers handed to one `writev` when draining the backlog.
+const MAX_WRITE_SLICES: usize = 64;
 
 /// Why a request on a connection failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -442,11 +447,118 @@ impl Shared {
     }
 }
 
+/// The write half, shared by callers (who write inline when the backlog is empty) and the
+/// writer task (which drains the backlog). Every write happens under the backlog lock, so bytes
+/// reach the socket in the order frames were queued. Dropping the last reference (all
+/// `WorkerConn` clones and the writer task gone) shuts the write half down.
+#[derive(Debug)]
+struct WriteSide {
+    half: OwnedWriteHalf,
+    /// Bytes queued but not yet written, in order; the front may be a partly written buffer.
+    backlog: Mutex<VecDeque<bytes::Bytes>>,
+}
+
+/// What became of a frame handed to [`WriteSide::send`].
+enum Sent {
+    /// All of it is in the socket.
+    Written,
+    /// Some or all of it waits in the backlog; the writer task must be woken.
+    Queued,
+}
+
+impl WriteSide {
+    fn backlog(&self) -> MutexGuard<'_, VecDeque<bytes::Bytes>> {
+        // Every critical section leaves the backlog consistent; a poisoned lock is still usable.
+        self.backlog
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Write `frame` now if nothing is queued before it and the socket takes it, else queue
+    /// what is left. Never blocks.
+    fn send(&self, frame: EncodedFrame) -> std::io::Result<Sent> {
+        let mut backlog = self.backlog();
+        if !backlog.is_empty() {
+            backlog.push_back(frame.head);
+            if !frame.body.is_empty() {
+                backlog.push_back(frame.body);
+            }
+            return Ok(Sent::Queued);
+        }
+        let written = match self
+            .half
+            .try_write_vectored(&[IoSlice::new(&frame.head), IoSlice::new(&frame.body)])
+        {
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(err) => return Err(err),
+        };
+        let EncodedFrame { mut head, mut body } = frame;
+        if written >= head.len() + body.len() {
+            return Ok(Sent::Written);
+        }
+        if written < head.len() {
+            head.advance(written);
+            backlog.push_back(head);
+        } else {
+            body.advance(written - head.len());
+        }
+        if !body.is_empty() {
+            backlog.push_back(body);
+        }
+        Ok(Sent::Queued)
+    }
+
+    /// Write the backlog out, waiting for the socket as needed, until it is empty.
+    async fn drain(&self) -> std::io::Result<()> {
+        loop {
+            {
+                let mut backlog = self.backlog();
+                loop {
+                    if backlog.is_empty() {
+                        return Ok(());
+                    }
+                    let slices: Vec<IoSlice<'_>> = backlog
+                        .iter()
+                        .take(MAX_WRITE_SLICES)
+                        .map(|b| IoSlice::new(b))
+                        .collect();
+                    let written = match self.half.try_write_vectored(&slices) {
+                        Ok(n) => n,
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(err) => return Err(err),
+                    };
+                    drop(slices);
+                    consume(&mut backlog, written);
+                }
+            }
+            self.half.writable().await?;
+        }
+    }
+}
+
+/// Drop the first `n` bytes of the backlog.
+fn consume(backlog: &mut VecDeque<bytes::Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = backlog.front_mut() else {
+            return;
+        };
+        if n < front.len() {
+            front.advance(n);
+            return;
+        }
+        n -= front.len();
+        backlog.pop_front();
+    }
+}
+
 /// An established connection to a worker. Cheap to clone; all clones share one connection.
 #[derive(Debug, Clone)]
 pub struct WorkerConn {
     shared: Arc<Shared>,
-    frames: mpsc::UnboundedSender<EncodedFrame>,
+    write: Arc<WriteSide>,
+    /// Wakes the writer task when the backlog has bytes; closed when every clone is dropped.
+    wake_writer: mpsc::UnboundedSender<()>,
     closed_rx: watch::Receiver<bool>,
 }
 
@@ -464,12 +576,17 @@ impl WorkerConn {
             streaming: AtomicBool::new(false),
             closed_tx,
         });
-        let (frames, frames_rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(writer, frames_rx, shared.clone()));
+        let write = Arc::new(WriteSide {
+            half: writer,
+            backlog: Mutex::new(VecDeque::new()),
+        });
+        let (wake_writer, wake_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(write.clone(), wake_rx, shared.clone()));
         tokio::spawn(read_loop(reader, shared.clone()));
         WorkerConn {
             shared,
-            frames,
+            write,
+            wake_writer,
             closed_rx,
         }
     }
@@ -558,11 +675,12 @@ impl WorkerConn {
         }
         let frame =
             protocol::encode_gateway(&GatewayMessage::Shutdown).map_err(ConnError::Encode)?;
-        if self.frames.send(frame).is_err() {
-            return Err(ConnError::Closed("the writer task has stopped".into()));
-        }
+        let sent = self.write_frame(frame);
         drop(state);
-        Ok(())
+        sent.map_err(|reason| {
+            self.shared.close(&reason);
+            ConnError::Closed(reason.into())
+        })
     }
 
     /// Requests sent and not yet answered.
@@ -641,11 +759,25 @@ impl WorkerConn {
             stream_above,
             reply,
         });
-        if self.frames.send(frame).is_err() {
-            state.pending.pop_back();
-            return Err(ConnError::Closed("the writer task has stopped".into()));
+        if let Err(reason) = self.write_frame(frame) {
+            // The caller's oneshot is failed by `close` with the reason.
+            drop(state);
+            self.shared.close(&reason);
         }
         Ok(receiver)
+    }
+
+    /// Write or queue one frame; called under the state lock so frames go out in queue order.
+    /// `Err` is the reason the connection must close.
+    fn write_frame(&self, frame: EncodedFrame) -> Result<(), String> {
+        match self.write.send(frame) {
+            Ok(Sent::Written) => Ok(()),
+            Ok(Sent::Queued) => self
+                .wake_writer
+                .send(())
+                .map_err(|_| "the writer task has stopped".to_string()),
+            Err(err) => Err(format!("writing to the worker failed: {err}")),
+        }
     }
 
     async fn wait(
@@ -681,38 +813,25 @@ fn unexpected(expected: &'static str, got: &WorkerMessage) -> ConnError {
     }
 }
 
+/// Drains the backlog whenever woken; once every `WorkerConn` is dropped, writes what is left
+/// and lets the write half go (which shuts it down: the worker sees end of stream).
 async fn write_loop(
-    writer: OwnedWriteHalf,
-    mut frames: mpsc::UnboundedReceiver<EncodedFrame>,
+    write: Arc<WriteSide>,
+    mut wake: mpsc::UnboundedReceiver<()>,
     shared: Arc<Shared>,
 ) {
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
     let result: std::io::Result<()> = async {
-        while let Some(frame) = frames.recv().await {
-            write_frame(&mut writer, &frame).await?;
-            // Coalesce whatever else is queued into the same flush (pipelined requests).
-            while let Ok(frame) = frames.try_recv() {
-                write_frame(&mut writer, &frame).await?;
-            }
-            writer.flush().await?;
+        while wake.recv().await.is_some() {
+            // Coalesce wake-ups already queued: one drain writes everything.
+            while wake.try_recv().is_ok() {}
+            write.drain().await?;
         }
-        writer.shutdown().await
+        write.drain().await
     }
     .await;
     if let Err(err) = result {
         shared.close(&format!("writing to the worker failed: {err}"));
     }
-}
-
-async fn write_frame(
-    writer: &mut BufWriter<OwnedWriteHalf>,
-    frame: &EncodedFrame,
-) -> std::io::Result<()> {
-    writer.write_all(&frame.head).await?;
-    if !frame.body.is_empty() {
-        writer.write_all(&frame.body).await?;
-    }
-    Ok(())
 }
 
 async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
@@ -817,6 +936,7 @@ mod tests {
     use super::*;
     use crate::protocol::{DEFAULT_MAX_FRAME, FLAG_RUN_RETURNED, InputMode};
     use bytes::Bytes;
+    use tokio::io::AsyncWriteExt;
 
     /// A worker written in Rust: answers SCOREs by echoing the body, in order.
     struct FakeWorker {
@@ -1023,6 +1143,39 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(conn.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn frames_the_socket_cannot_take_at_once_keep_their_order() {
+        let (pending, worker) = connected(DEFAULT_MAX_FRAME).await;
+        tokio::spawn(worker.echo_all());
+        let conn = pending.into_conn();
+        // Large bodies fill the socket buffer, so later frames wait in the backlog behind the
+        // rest of an earlier one; small ones in between must not overtake it.
+        let mut tasks = Vec::new();
+        for task in 0..8usize {
+            let conn = conn.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..4usize {
+                    let size = if (task + i) % 2 == 0 { 600_000 } else { 7 };
+                    let body: Bytes = (0..size)
+                        .map(|n| ((n + task * 31 + i) % 251) as u8)
+                        .collect::<Vec<u8>>()
+                        .into();
+                    let request = ScoreRequest {
+                        method: "POST".into(),
+                        body: body.clone(),
+                        ..ScoreRequest::default()
+                    };
+                    assert_eq!(conn.score(request).await.unwrap().body, body);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(conn.in_flight(), 0);
+        assert!(!conn.is_closed());
     }
 
     #[tokio::test]

@@ -353,6 +353,18 @@ async fn score_inner(
     )
     .await;
     drop(permit);
+    if pool
+        .observability
+        .metrics
+        .queue_depth
+        .load(Ordering::Relaxed)
+        > 0
+    {
+        // The slot just freed woke the next waiting request onto this thread; let it send its
+        // frame now, so the worker runs it while this answer is written back to its client
+        // (otherwise the worker idles through that write).
+        tokio::task::yield_now().await;
+    }
     let answer = match outcome {
         Ok(Ok(answer)) => answer,
         Ok(Err(ConnError::ResponseTooLarge { len, max })) => {
