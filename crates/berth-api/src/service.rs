@@ -189,30 +189,6 @@ pub enum OperationErrorCode {
     ServerRestarted,
 }
 
-impl OperationErrorCode {
-    /// Every code.
-    pub const ALL: &[OperationErrorCode] = &[
-        Self::InternalError,
-        Self::EnvironmentBuildFailed,
-        Self::RevisionLayoutFailed,
-        Self::PortUnavailable,
-        Self::ModelNotFound,
-        Self::SnapshotNotFound,
-        Self::CrashLoopBackOff,
-        Self::EntryScriptInvalid,
-        Self::ReplicaStartFailed,
-        Self::DeploymentTimedOut,
-        Self::Unschedulable,
-        Self::ResourceLimitsFailed,
-        Self::MemoryLimitExceeded,
-        Self::IsolationUnavailable,
-        Self::GateFailed,
-        Self::RolloutAborted,
-        Self::RolloutInterrupted,
-        Self::ServerRestarted,
-    ];
-}
-
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -591,6 +567,9 @@ pub struct RevisionList {
 macro_rules! wire_names {
     ($ty:ty { $($variant:ident),* $(,)? }) => {
         impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &[$ty] = &[$(Self::$variant),*];
+
             /// The name as stored and sent.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => stringify!($variant)),* }
