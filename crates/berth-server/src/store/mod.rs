@@ -103,14 +103,15 @@ pub enum StoreError {
     /// The change breaks a rule; every problem is listed.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
-    /// The database failed.
+    /// The database failed (whichever backend: the cause is kept as an error
+    /// object, so no backend's type leaks into the store's interface).
     #[error("database {step} failed")]
     Database {
         /// What was being done.
         step: &'static str,
         /// The cause.
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A blocking task failed to run.
     #[error("database task failed: {0}")]

@@ -41,7 +41,10 @@ struct Inner {
 }
 
 pub(super) fn db(step: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Database { step, source }
+    move |source| StoreError::Database {
+        step,
+        source: Box::new(source),
+    }
 }
 
 /// SQLite's `synchronous` setting for the store (`--sqlite-synchronous`).

@@ -240,7 +240,7 @@ fn insert_operation(
         }
         source => StoreError::Database {
             step: "insert operation",
-            source,
+            source: Box::new(source),
         },
     })?;
     tx.execute(
