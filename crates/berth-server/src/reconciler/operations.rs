@@ -337,8 +337,10 @@ impl Runtime {
         self.publish(service, None, Vec::new(), &spec, &stored.keys);
     }
 
-    /// Brings up `revision` and moves traffic to it by its `rollout` settings
-    /// (all at once for `rolling`, for a restore and for a first revision).
+    /// Brings up `revision` and moves traffic to it: an update by the
+    /// revision's `rollout` settings; everything else (a first revision, a
+    /// rollback, a redeploy, a restore) all at once, as soon as the new
+    /// replicas are ready.
     pub(super) async fn roll_out(
         &self,
         log: &OpLog<'_>,
@@ -347,8 +349,10 @@ impl Runtime {
     ) -> Result<Ended, OperationError> {
         let candidate = self.start_candidate(log, service, revision).await?;
         let rollout = &candidate.spec.deployment.rollout;
-        let progressive =
-            log.operation.is_some() && !(rollout.is_rolling() && rollout.shadow.is_none());
+        let progressive = log
+            .operation
+            .is_some_and(|op| op.operation_type == OperationType::Update)
+            && !(rollout.is_rolling() && rollout.shadow.is_none());
         match self
             .deps
             .table

@@ -413,6 +413,28 @@ async fn promote_skips_the_bake_and_abort_rolls_back_at_once() {
     assert_eq!(ended["state"], "Succeeded", "{ended}");
     let (_, shown) = server.get_json("/v1/services/cctl").await;
     assert_eq!(shown["servingRevision"], 3, "{shown}");
+
+    // A rollback is an emergency: it switches at once even to a revision
+    // whose own rollout is a 10-minute canary.
+    let (status, accepted) = json_of(
+        server
+            .request(Method::POST, "/v1/services/cctl/rollback")
+            .json(&json!({"revision": 2}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let started = Instant::now();
+    let ended = server
+        .wait_operation(accepted["operation"]["id"].as_str().unwrap_or_default())
+        .await;
+    assert_eq!(ended["state"], "Succeeded", "{ended}");
+    assert!(started.elapsed() < Duration::from_secs(60), "no bake");
+    assert!(ended.get("rollout").is_none(), "{ended}");
+    let (_, shown) = server.get_json("/v1/services/cctl").await;
+    assert_eq!(shown["servingRevision"], 2, "{shown}");
 }
 
 #[tokio::test]
