@@ -302,7 +302,7 @@ async fn score_inner(
     let waiting = Waiting::enter(&pool.observability.metrics.queue_depth);
     let wait_started = Instant::now();
     let admitted = tokio::time::timeout(
-        pool.settings.max_queue_wait,
+        pool.limits.max_queue_wait,
         pool.admission.clone().acquire_owned(),
     )
     .await;
@@ -314,7 +314,7 @@ async fn score_inner(
             trace.capacity_rejected = true;
             return unavailable(&format!(
                 "Service `{name}` is at capacity: the request waited longer than maxQueueWaitMs ({} ms).",
-                pool.settings.max_queue_wait.as_millis()
+                pool.limits.max_queue_wait.as_millis()
             ));
         }
     };
@@ -342,7 +342,7 @@ async fn score_inner(
         .as_ref()
         .filter(|m| m.sample())
         .map(|m| (m.clone(), request.clone()));
-    let timeout = pool.settings.scoring_timeout;
+    let timeout = pool.limits.scoring_timeout;
     let sent = Instant::now();
     let outcome = tokio::time::timeout(
         timeout,
@@ -457,7 +457,6 @@ async fn score_inner(
     if let Some(exec) = exec.and_then(|e| HeaderValue::from_str(&e).ok()) {
         out.insert("x-ms-run-fn-exec-ms", exec);
     }
-    out.insert("x-berth-revision", HeaderValue::from(pool.revision));
     response
 }
 

@@ -25,6 +25,15 @@ pub struct RouteSettings {
     pub token_auth: bool,
 }
 
+/// A revision's own time limits (auth is the route's, service-wide).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// 504 after this long.
+    pub scoring_timeout: std::time::Duration,
+    /// 503 after waiting this long for a slot.
+    pub max_queue_wait: std::time::Duration,
+}
+
 /// The replicas of one revision and the share of requests they get.
 pub struct Pool {
     /// The revision its replicas serve.
@@ -34,7 +43,7 @@ pub struct Pool {
     /// Its replicas.
     pub replicas: Vec<Arc<Replica>>,
     /// Scoring timeout and queue wait of this revision.
-    pub settings: RouteSettings,
+    pub limits: PoolLimits,
     /// Admission: replicas × maxConcurrentRequestsPerContainer slots.
     pub admission: Arc<Semaphore>,
     /// Metrics, request log and data collection of this revision. Carry it
@@ -72,7 +81,7 @@ impl Pool {
             weight: self.weight,
             admission: Arc::new(admission_for(replicas.len(), per_replica)),
             replicas,
-            settings: self.settings.clone(),
+            limits: self.limits,
             observability: self.observability.clone(),
             window: self.window.clone(),
         }
@@ -84,7 +93,7 @@ impl Pool {
             revision: self.revision,
             weight,
             replicas: self.replicas.clone(),
-            settings: self.settings.clone(),
+            limits: self.limits,
             admission: self.admission.clone(),
             observability: self.observability.clone(),
             window: self.window.clone(),
@@ -179,13 +188,12 @@ impl Route {
         if self.pools.len() == 1 {
             return Ok(self.pools.first());
         }
-        let weights: Vec<u32> = self
+        let weights = self
             .pools
             .iter()
-            .map(|p| if p.ready_count() > 0 { p.weight } else { 0 })
-            .collect();
+            .map(|p| if p.ready_count() > 0 { p.weight } else { 0 });
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        Ok(match weighted_choice(&weights, turn) {
+        Ok(match weighted_choice(weights, turn) {
             Some(i) => self.pools.get(i),
             None => self
                 .pools
@@ -249,12 +257,8 @@ impl Route {
     /// The same route with other service-wide settings (keys).
     pub fn with_settings(&self, settings: RouteSettings) -> Route {
         Route {
-            service: self.service.clone(),
             settings,
-            pools: self.pools.clone(),
-            observability: self.observability.clone(),
-            mirror: self.mirror.clone(),
-            turn: AtomicU64::new(self.turn.load(Ordering::Relaxed)),
+            ..self.with_pools(self.pools.clone())
         }
     }
 }
@@ -262,20 +266,24 @@ impl Route {
 /// The index among `weights` that request number `turn` goes to, `None` when
 /// all are 0. Over every 100 consecutive turns each index gets exactly its
 /// share of `sum(weights)` (to rounding), spread out rather than in runs.
-pub fn weighted_choice(weights: &[u32], turn: u64) -> Option<usize> {
-    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+pub fn weighted_choice(weights: impl Iterator<Item = u32> + Clone, turn: u64) -> Option<usize> {
+    let total: u64 = weights.clone().map(u64::from).sum();
     if total == 0 {
         return None;
     }
     let slot = (turn.wrapping_mul(STRIDE) % 100) * total / 100;
     let mut end = 0u64;
-    for (i, &w) in weights.iter().enumerate() {
+    let mut last = None;
+    for (i, w) in weights.enumerate() {
         end += u64::from(w);
         if slot < end {
             return Some(i);
         }
+        if w > 0 {
+            last = Some(i);
+        }
     }
-    weights.iter().rposition(|&w| w > 0)
+    last
 }
 
 /// A semaphore with `replicas × per_replica` slots (at least one replica's worth).
@@ -335,7 +343,7 @@ mod tests {
     fn counts(weights: &[u32], turns: u64) -> Vec<u64> {
         let mut out = vec![0u64; weights.len()];
         for turn in 0..turns {
-            if let Some(i) = weighted_choice(weights, turn) {
+            if let Some(i) = weighted_choice(weights.iter().copied(), turn) {
                 out[i] += 1;
             }
         }
@@ -354,7 +362,7 @@ mod tests {
     #[test]
     fn the_minority_share_is_spread_out_not_in_a_run() {
         let picks: Vec<usize> = (0..100)
-            .map(|t| weighted_choice(&[90, 10], t).unwrap_or(9))
+            .map(|t| weighted_choice([90, 10].into_iter(), t).unwrap_or(9))
             .collect();
         let longest_run = picks
             .split(|&i| i == 1)
@@ -372,6 +380,6 @@ mod tests {
         // The reconciler passes 0 for a pool with no ready replica.
         assert_eq!(counts(&[90, 0], 100), vec![100, 0]);
         assert_eq!(counts(&[0, 0], 100), vec![0, 0]);
-        assert_eq!(weighted_choice(&[], 3), None);
+        assert_eq!(weighted_choice(std::iter::empty(), 3), None);
     }
 }

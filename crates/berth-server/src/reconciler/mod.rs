@@ -49,8 +49,8 @@ use crate::compute::local::{LaunchPlan, LocalTarget, ResourceManager, sandbox};
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
-use crate::gateway::table::Pool;
 use crate::gateway::table::admission_for;
+use crate::gateway::table::{Pool, PoolLimits};
 use crate::gateway::window::RevisionWindow;
 use crate::gateway::{Route, RouteSettings, RouteTable};
 use crate::store::{ServiceStore, Store};
@@ -346,7 +346,7 @@ impl Runtime {
                     .and_then(|r| r.pool(plan.revision))
                     .map(|p| p.window.clone())
                     .unwrap_or_default();
-                Arc::new(self.make_pool(service, plan, keys, window))
+                Arc::new(self.make_pool(service, plan, window))
             })
             .collect();
         drop(current);
@@ -382,13 +382,7 @@ impl Runtime {
     }
 
     /// A gateway pool for `plan`.
-    fn make_pool(
-        &self,
-        service: &str,
-        plan: PoolPlan,
-        keys: &ServiceKeys,
-        window: Arc<RevisionWindow>,
-    ) -> Pool {
+    fn make_pool(&self, service: &str, plan: PoolPlan, window: Arc<RevisionWindow>) -> Pool {
         let d = &plan.spec.deployment;
         Pool {
             revision: plan.revision,
@@ -398,7 +392,10 @@ impl Runtime {
                 d.max_concurrent_requests_per_container,
             )),
             replicas: plan.replicas,
-            settings: route_settings(&plan.spec, keys),
+            limits: PoolLimits {
+                scoring_timeout: Duration::from_millis(d.scoring_timeout_ms),
+                max_queue_wait: Duration::from_millis(d.max_queue_wait_ms),
+            },
             observability: self
                 .deps
                 .observability
@@ -449,19 +446,6 @@ impl Runtime {
             keys: spec.deployment.auth_enabled.then_some(keys.clone()),
             ..route.settings.clone()
         }));
-        let pools = next
-            .pools
-            .iter()
-            .map(|p| {
-                let mut settings = p.settings.clone();
-                settings.keys = next.settings.keys.clone();
-                Arc::new(Pool {
-                    settings,
-                    ..p.with_weight(p.weight)
-                })
-            })
-            .collect();
-        let next = Arc::new(next.with_pools(pools));
         self.deps.table.publish(service, Some(next));
         Ok(())
     }

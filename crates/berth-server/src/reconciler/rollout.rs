@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_api::{GateFigure, GateKind, OperationError, RolloutStatus, RolloutStrategy};
+use berth_api::{
+    GateFigure, GateKind, OperationError, RolloutSettings, RolloutStatus, RolloutStrategy,
+};
 use tokio::sync::Notify;
 
 use super::drain;
@@ -22,7 +24,7 @@ use super::plan::{self, Action, Observed, Plan, Progress, RollbackCause, Verdict
 use super::{DRAIN_LIMIT, Runtime, STOP_GRACE};
 use crate::gateway::Route;
 use crate::gateway::table::Pool;
-use crate::gateway::window::WindowMark;
+use crate::gateway::window::{WindowMark, WindowStats};
 use crate::store::StoredRollout;
 
 /// How often a bake is looked at.
@@ -187,7 +189,6 @@ impl Runtime {
                 output: Vec::new(),
             });
         };
-        let keys = self.service_keys(service).await?;
         let spec = Arc::new(candidate.spec.clone());
         let candidate_pool = Arc::new(self.make_pool(
             service,
@@ -197,7 +198,6 @@ impl Runtime {
                 replicas: candidate.replicas.clone(),
                 spec: spec.clone(),
             },
-            &keys,
             Arc::default(),
         ));
         self.watch(
@@ -215,7 +215,7 @@ impl Runtime {
             step: 0,
             steps: plan.step_count(),
             phase: "starting".into(),
-            weights: weights_of(&old_pools, None),
+            weights: weights_of(&old_pools),
             bake_ends: None,
             gates: Vec::new(),
         }));
@@ -322,7 +322,7 @@ impl Runtime {
                     let old = install(old_pools.clone(), Some(percent));
                     drop(old);
                     marks = Some((candidate_pool.window.mark(), stable.window.mark()));
-                    self.record_step(log, &control, &plan, progress, &old_pools, None)
+                    self.record_step(log, &control, &plan, &settings, progress, &old_pools)
                         .await;
                     log.event(&format!(
                         "Step {} of {}: mirroring {percent} % of requests to revision {} for {} s; clients get revision {}'s answers",
@@ -343,7 +343,7 @@ impl Runtime {
                     drop(old);
                     marks = Some((candidate_pool.window.mark(), stable.window.mark()));
                     evaluated_at_bake_end = false;
-                    self.record_step(log, &control, &plan, progress, &pools, Some(weight))
+                    self.record_step(log, &control, &plan, &settings, progress, &pools)
                         .await;
                     let warm = if plan.keep_old_warm {
                         format!(", revision {} kept warm", stable.revision)
@@ -430,7 +430,7 @@ impl Runtime {
                     };
                     control.update(|s| {
                         s.phase = "rolledBack".into();
-                        s.weights = weights_of(&old_pools, None);
+                        s.weights = weights_of(&old_pools);
                     });
                     self.store_rollout(log, &control, progress).await;
                     log.event(&format!(
@@ -480,18 +480,21 @@ impl Runtime {
         log: &OpLog<'_>,
         control: &RolloutControl,
         plan: &Plan,
+        settings: &RolloutSettings,
         progress: Progress,
         pools: &[Arc<Pool>],
-        weight: Option<u32>,
     ) {
         let bake_ends = std::time::SystemTime::now() + Duration::from_millis(plan.bake_ms);
         control.update(|s| {
             s.step = progress.shown_step(plan);
-            s.phase = match (progress, weight) {
-                (Progress::Shadow { .. }, _) => "shadow".into(),
+            s.phase = match progress {
+                Progress::Shadow { .. } => "shadow".into(),
                 _ => "baking".into(),
             };
-            s.weights = weights_of(pools, None);
+            s.weights = weights_of(pools);
+            // A new step starts with every gate pending, shown at once.
+            let fresh = WindowStats::default();
+            s.gates = crate::gateway::gates::evaluate(settings, &fresh, Some(&fresh));
             s.bake_ends = Some(humantime::format_rfc3339_seconds(bake_ends).to_string());
         });
         self.store_rollout(log, control, progress).await;
@@ -595,11 +598,10 @@ fn shifted(old: &[Arc<Pool>], candidate: &Arc<Pool>, weight: u32) -> Vec<Arc<Poo
     pools
 }
 
-/// Revision → weight of `pools` (plus `extra`).
-fn weights_of(pools: &[Arc<Pool>], extra: Option<(u32, u32)>) -> BTreeMap<String, u32> {
+/// Revision → weight of `pools`.
+fn weights_of(pools: &[Arc<Pool>]) -> BTreeMap<String, u32> {
     pools
         .iter()
         .map(|p| (p.revision.to_string(), p.weight))
-        .chain(extra.map(|(r, w)| (r.to_string(), w)))
         .collect()
 }

@@ -115,9 +115,7 @@ impl Runtime {
             primary.map_or(0, |p| p.revision),
             target.revision,
             percent,
-            primary.map_or(target.settings.scoring_timeout, |p| {
-                p.settings.scoring_timeout
-            }),
+            primary.map_or(target.limits.scoring_timeout, |p| p.limits.scoring_timeout),
             self.deps
                 .observability
                 .metrics()
@@ -197,13 +195,6 @@ impl Runtime {
                         }
                         _ => MirrorFailure::Start { revision, error },
                     })?;
-                let keys = match self.deps.services.service(service).await {
-                    Ok(stored) => stored.keys,
-                    Err(e) => {
-                        self.compute.stop(candidate.replicas, STOP_GRACE).await;
-                        return Err(MirrorFailure::NotServing(format!("{service} ({e})")));
-                    }
-                };
                 self.shadows.put(service, candidate.replicas.clone());
                 Arc::new(self.make_pool(
                     service,
@@ -213,7 +204,6 @@ impl Runtime {
                         replicas: candidate.replicas.clone(),
                         spec: Arc::new(candidate.spec.clone()),
                     },
-                    &keys,
                     Arc::default(),
                 ))
             }

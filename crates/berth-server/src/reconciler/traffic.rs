@@ -8,6 +8,7 @@ use berth_api::{Operation, OperationError, RolloutStatus, Traffic, TrafficEntry,
 
 use super::operations::OpLog;
 use super::{DRAIN_LIMIT, Runtime, STOP_GRACE, drain};
+use crate::compute::ComputeTarget;
 use crate::gateway::table::Pool;
 
 /// Why promote or abort cannot act.
@@ -89,7 +90,7 @@ impl Runtime {
                                 .iter()
                                 .flat_map(|c: &super::operations::Candidate| c.replicas.clone())
                                 .collect();
-                            self.compute_stop(replicas).await;
+                            self.compute.stop(replicas, STOP_GRACE).await;
                             return Err(error);
                         }
                     };
@@ -110,7 +111,6 @@ impl Runtime {
                             replicas: candidate.replicas.clone(),
                             spec,
                         },
-                        &keys,
                         Arc::default(),
                     )));
                     started.push(candidate);
@@ -173,11 +173,6 @@ impl Runtime {
             drain::drain_subset(old, retired, DRAIN_LIMIT, STOP_GRACE).await;
         }
         Ok(())
-    }
-
-    async fn compute_stop(&self, replicas: Vec<Arc<crate::compute::Replica>>) {
-        use crate::compute::ComputeTarget;
-        self.compute.stop(replicas, STOP_GRACE).await;
     }
 
     /// The serving revisions of a service with their weights and roles;
