@@ -306,6 +306,8 @@ impl Runtime {
 
     /// Publishes a route for `service` serving `replicas` of `spec` alone
     /// (or nothing, with `revision` `None`); returns the route it replaced.
+    /// A pool of a revision the current route already has keeps its live
+    /// figures and gate windows.
     fn publish(
         &self,
         service: &str,
@@ -315,41 +317,36 @@ impl Runtime {
         keys: &ServiceKeys,
     ) -> Option<Arc<Route>> {
         let pools = revision
-            .map(|revision| PoolPlan {
-                revision,
-                weight: 100,
-                replicas,
-                spec: Arc::new(spec.clone()),
+            .map(|revision| {
+                let window = self
+                    .deps
+                    .table
+                    .get(service)
+                    .and_then(|r| r.pool(revision).map(|p| p.window.clone()))
+                    .unwrap_or_default();
+                let plan = PoolPlan {
+                    revision,
+                    weight: 100,
+                    replicas,
+                    spec: Arc::new(spec.clone()),
+                };
+                Arc::new(self.make_pool(service, plan, window))
             })
             .into_iter()
             .collect();
-        self.publish_pools(service, pools, spec, keys)
+        self.publish_route(service, pools, spec, keys)
     }
 
     /// Publishes a route for `service` over `pools` (the first is the stable
-    /// revision; auth comes from `stable`); returns the route it replaced.
-    /// Pools of revisions the current route already has keep their live
-    /// figures and gate windows.
-    fn publish_pools(
+    /// revision; auth and the certificate come from `stable`); returns the
+    /// route it replaced.
+    fn publish_route(
         &self,
         service: &str,
-        pools: Vec<PoolPlan>,
+        pools: Vec<Arc<Pool>>,
         stable: &ServiceSpec,
         keys: &ServiceKeys,
     ) -> Option<Arc<Route>> {
-        let current = self.deps.table.get(service);
-        let pools = pools
-            .into_iter()
-            .map(|plan| {
-                let window = current
-                    .as_ref()
-                    .and_then(|r| r.pool(plan.revision))
-                    .map(|p| p.window.clone())
-                    .unwrap_or_default();
-                Arc::new(self.make_pool(service, plan, window))
-            })
-            .collect();
-        drop(current);
         let route = Arc::new(Route::new(
             service.to_owned(),
             route_settings(stable, keys),

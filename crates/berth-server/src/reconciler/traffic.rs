@@ -143,22 +143,25 @@ impl Runtime {
             })
             .unwrap_or_default();
         drop(current);
-        let route = crate::gateway::Route::new(
-            service.to_owned(),
-            super::route_settings(&stable_spec, &keys),
-            pools,
-            self.deps.observability.route(service, None, &stable_spec),
+        let old = self.publish_route(service, pools, &stable_spec, &keys);
+        // Replicas of the other revisions in the split are replaced when they exit.
+        let stable = shares.first().map(|s| s.revision);
+        let mut others: Vec<_> = self
+            .with_service(service, |s| {
+                s.others
+                    .values()
+                    .filter(|(_, plan)| shares.iter().any(|t| t.revision == plan.revision))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        others.extend(
+            started
+                .iter()
+                .filter(|c| Some(c.revision) != stable)
+                .map(|c| (Arc::new(c.spec.clone()), c.plan.clone())),
         );
-        self.publish_cert(service, &stable_spec);
-        let old = self.deps.table.get(service);
-        self.deps.table.publish(service, Some(Arc::new(route)));
-        for share in shares {
-            self.deps.observability.metrics().set_traffic_weight(
-                service,
-                share.revision,
-                share.weight,
-            );
-        }
+        self.set_others(service, others);
         log.event(&format!("Traffic set: {}", described.join(", ")))
             .await;
         if let (Some(old), false) = (old, retired.is_empty()) {
