@@ -1,11 +1,16 @@
-//! Persistent metadata: the `Store` trait and its SQLite implementation.
+//! Persistent metadata: the `Store`, `ServiceStore` and `EventStore` traits and
+//! their SQLite and PostgreSQL implementations, chosen by URL in [`open`].
 //!
 //! Routes and the registry talk to `dyn Store`; nothing outside this module writes
 //! SQL. Every method is one transaction.
 
 mod aliases;
 mod computes;
+#[cfg(test)]
+mod conformance;
 mod events;
+mod open;
+pub mod postgres;
 mod services;
 mod sqlite;
 mod sqlite_aliases;
@@ -22,6 +27,8 @@ use berth_api::{EnvironmentSpec, Model, ModelAlias, ModelFile, ModelKind, Snapsh
 pub use aliases::FollowState;
 pub use computes::StoredComputeTarget;
 pub use events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
+pub use open::{ACCEPTED_FORMS, StoreUrl, StoreUrlError, Stores, open};
+pub use postgres::PgStore;
 pub use services::{
     NewService, OperationOutcome, ServiceChange, ServiceStore, StoredRollout, StoredService,
 };
