@@ -2,7 +2,10 @@
 //! metadata database through SQLite's online backup (safe while the server
 //! runs), `restore` puts a backup in place (server stopped), `verify` checks
 //! every blob against its digest name, `accept-store` accepts the database as
-//! it is after the server refused to start on an inconsistency.
+//! it is after the server refused to start on an inconsistency, `migrate`
+//! copies a SQLite store into an empty PostgreSQL store (see [`migrate`]).
+
+mod migrate;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -46,6 +49,16 @@ pub enum AdminCommand {
         /// Data directory [default: ~/.berth]
         #[arg(long, env = env::BERTH_DATA, value_name = "DIR")]
         data: Option<PathBuf>,
+    },
+    /// Copy every metadata row from a SQLite store into an empty PostgreSQL store
+    /// (one transaction; stop the server first). Blobs stay in the data directory
+    Migrate {
+        /// The store to copy: `sqlite://PATH` (e.g. `sqlite://$HOME/.berth/berth.db`)
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The empty target: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=require]`
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
     /// Serve the metadata database as it is after the server refused it (what it lacks is lost)
     AcceptStore {
@@ -98,6 +111,12 @@ pub enum AdminError {
     /// The store check failed.
     #[error(transparent)]
     Trust(#[from] trust::TrustError),
+    /// A store URL is unusable.
+    #[error(transparent)]
+    StoreUrl(#[from] crate::store::StoreUrlError),
+    /// A store failed (migrate).
+    #[error("the store copy failed")]
+    Store(#[from] crate::store::StoreError),
 }
 
 fn data_dir(data: Option<PathBuf>) -> Result<PathBuf, AdminError> {
@@ -121,6 +140,7 @@ pub fn run(args: AdminArgs) -> Result<String, AdminError> {
         AdminCommand::Backup { file, data } => backup(&data_dir(data)?, &file),
         AdminCommand::Restore { file, data } => restore(&data_dir(data)?, &file),
         AdminCommand::Verify { data } => verify(&data_dir(data)?),
+        AdminCommand::Migrate { from, to } => migrate::migrate(&from, &to),
         AdminCommand::AcceptStore { data } => {
             let data = data_dir(data)?;
             refuse_if_serving(&data)?;

@@ -123,6 +123,12 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_WEBHOOK_ALLOW_PRIVATE)]
     pub webhook_allow_private: bool,
 
+    /// Metadata store: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// (`postgresql://` too; TLS with `?sslmode=require`, a private CA with
+    /// `&sslrootcert=FILE`) [default: `sqlite://<data>/berth.db`]
+    #[arg(long, env = env::BERTH_STORE, value_name = "URL")]
+    pub store: Option<String>,
+
     /// SQLite `synchronous` mode: `full` (every commit survives a power cut) or
     /// `normal` (faster; the last commits may be lost on a power cut, never corrupted)
     #[arg(long, env = env::BERTH_SQLITE_SYNCHRONOUS, value_enum, default_value = "full")]
@@ -208,6 +214,8 @@ pub struct ServerConfig {
     pub max_response_bytes: u64,
     /// Whether webhooks may reach private addresses.
     pub webhook_allow_private: bool,
+    /// The metadata store (`None`: `<data>/berth.db`).
+    pub store: Option<crate::store::StoreUrl>,
     /// SQLite `synchronous` mode.
     pub sqlite_synchronous: crate::store::Synchronous,
     /// Lay-outs of non-serving revisions kept per service.
@@ -267,6 +275,9 @@ pub enum ConfigError {
     /// One of `--tls-cert` / `--tls-key` without the other.
     #[error("`--tls-cert` and `--tls-key` go together: `{0}` is missing")]
     TlsIncomplete(&'static str),
+    /// `--store` is not a store URL.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreUrlError),
     /// A value out of range.
     #[error("`{flag}` is {value}: {rule}")]
     OutOfRange {
@@ -381,6 +392,11 @@ impl ServerArgs {
             request_body_min_rate: self.request_body_min_rate,
             max_response_bytes: self.max_response_bytes.max(1),
             webhook_allow_private: self.webhook_allow_private,
+            store: self
+                .store
+                .as_deref()
+                .map(|url| crate::store::StoreUrl::parse("--store", url))
+                .transpose()?,
             sqlite_synchronous: self.sqlite_synchronous,
             keep_revision_layouts: self.keep_revision_layouts,
             resource_enforcement: self.resource_enforcement,

@@ -63,6 +63,8 @@ pub const BERTH_REQUEST_BODY_MIN_RATE: &str = "BERTH_REQUEST_BODY_MIN_RATE";
 pub const BERTH_MAX_RESPONSE_BYTES: &str = "BERTH_MAX_RESPONSE_BYTES";
 /// Let webhooks reach loopback, private and link-local addresses (`--webhook-allow-private`).
 pub const BERTH_WEBHOOK_ALLOW_PRIVATE: &str = "BERTH_WEBHOOK_ALLOW_PRIVATE";
+/// Metadata store URL: `sqlite://PATH` or `postgres://...` (`--store`).
+pub const BERTH_STORE: &str = "BERTH_STORE";
 /// SQLite `synchronous` mode: `full` or `normal` (`--sqlite-synchronous`).
 pub const BERTH_SQLITE_SYNCHRONOUS: &str = "BERTH_SQLITE_SYNCHRONOUS";
 /// Lay-outs of non-serving revisions kept per service (`--keep-revision-layouts`).

@@ -1,11 +1,12 @@
 //! The Berth workspace server, run by `berth server`.
 //!
 //! One process holds the management API (`/v1`, authenticated with the workspace
-//! token), health routes, the metadata store (SQLite, WAL, embedded migrations)
-//! and the content-addressed blob store, all under one data directory:
+//! token), health routes, the metadata store (SQLite, WAL, embedded migrations;
+//! or PostgreSQL with `--store postgres://...`) and the content-addressed blob
+//! store, all under one data directory:
 //!
 //! ```text
-//! <data>/berth.db           metadata
+//! <data>/berth.db           metadata (the default `--store`)
 //! <data>/blobs/sha256/..    model files and snapshots, by digest
 //! <data>/workspace-token    the token (0600)
 //! <data>/config.json        endpoint + token for the CLI and SDK (0600)
@@ -125,20 +126,37 @@ pub async fn run(
     // Absolute, so that paths handed to worker processes and builds hold from any directory.
     config.data_dir = workspace_files::absolute(&config.data_dir)?;
     let token = workspace_files::load_or_create_token(&config.data_dir)?;
-    let db_path = config.data_dir.join("berth.db");
+    let store_url = config
+        .store
+        .clone()
+        .unwrap_or_else(|| store::StoreUrl::default_for(&config.data_dir));
     let untrusted = |source| ServerError::Untrusted {
         source,
         recovery: store::trust::TrustError::recovery(&config.data_dir),
     };
-    store::trust::check_wal(&db_path).map_err(untrusted)?;
-    let store = Arc::new(store::SqliteStore::open_with(&db_path, config.sqlite_synchronous).await?);
-    {
-        let (data, db) = (config.data_dir.clone(), db_path.clone());
-        tokio::task::spawn_blocking(move || store::trust::check(&data, &db))
-            .await
-            .map_err(|e| ServerError::Serve(std::io::Error::other(e.to_string())))?
-            .map_err(untrusted)?;
+    if let Some(db_path) = store_url.sqlite_path() {
+        store::trust::check_wal(db_path).map_err(untrusted)?;
     }
+    let stores = store::open(&store_url, config.sqlite_synchronous).await?;
+    // The trust check and its watermark are evidence about a SQLite file kept
+    // beside the data directory; PostgreSQL keeps its own durability.
+    let watermark = match store_url.sqlite_path() {
+        Some(db_path) => {
+            let (data, db) = (config.data_dir.clone(), db_path.to_owned());
+            tokio::task::spawn_blocking(move || store::trust::check(&data, &db))
+                .await
+                .map_err(|e| ServerError::Serve(std::io::Error::other(e.to_string())))?
+                .map_err(untrusted)?;
+            Some(Arc::new(store::trust::Watermark::new(&config.data_dir)))
+        }
+        None => None,
+    };
+    tracing::info!(store = %store_url, "metadata store open");
+    let store::Stores {
+        store,
+        services,
+        events: event_store,
+    } = stores;
     let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs")).await?;
     let swept = blobs.sweep(store.as_ref()).await?;
     if swept > 0 {
@@ -201,12 +219,8 @@ pub async fn run(
     })?;
     let config = Arc::new(config);
     let table = Arc::new(gateway::RouteTable::default());
-    let events = events::EventBus::start(
-        store.clone(),
-        config.webhook_allow_private,
-        Some(Arc::new(store::trust::Watermark::new(&config.data_dir))),
-    )
-    .await;
+    let events =
+        events::EventBus::start(event_store, config.webhook_allow_private, watermark).await;
     let resources = Arc::new(compute::local::ResourceManager::start(
         config.resource_enforcement,
         &config.gpus,
@@ -234,10 +248,10 @@ pub async fn run(
         body_read_timeout: config.body_read_timeout,
     };
     let ports = Arc::new(gateway::PortListeners::new(gateway_state.clone(), limits));
-    let follow = follow::Follow::new(store.clone(), store.clone(), events.clone());
+    let follow = follow::Follow::new(store.clone(), services.clone(), events.clone());
     let runtime = reconciler::Runtime::new(reconciler::RuntimeDeps {
         store: store.clone(),
-        services: store.clone(),
+        services: services.clone(),
         blobs: blobs.clone(),
         envs: envs.clone(),
         table: table.clone(),
@@ -261,7 +275,7 @@ pub async fn run(
     });
     let state = api::AppState {
         store: store.clone(),
-        services: store,
+        services,
         blobs,
         config: config.clone(),
         token: token.into(),

@@ -929,6 +929,25 @@ pub(super) mod tests {
     }
 
     #[tokio::test]
+    async fn a_database_newer_than_the_binary_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .write(|c| c.pragma_update(None, "user_version", 99).map_err(db("t")))
+            .await
+            .unwrap();
+        drop(store);
+        match SqliteStore::open(&path).await {
+            Err(StoreError::Corrupt { what, detail }) => {
+                assert_eq!(what, "schema version");
+                assert!(detail.contains("version 99"), "{detail}");
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[tokio::test]
     async fn migrations_are_recorded_and_reopening_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");

@@ -185,6 +185,11 @@ impl TestServer {
         self.spawn().await;
     }
 
+    /// Adds `berth server` flags for the next start (`start_again`).
+    pub fn push_args(&mut self, args: &[&str]) {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
         let pid = self.child.as_ref().expect("server running").id();

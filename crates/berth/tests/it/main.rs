@@ -15,6 +15,7 @@ mod environments;
 mod events;
 mod lifecycle;
 mod observability;
+mod pg_store;
 mod registry;
 mod resources;
 mod rollouts;

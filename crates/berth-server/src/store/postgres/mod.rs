@@ -269,6 +269,69 @@ async fn migrate(client: &mut Client) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+    use crate::store::conformance::pg;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn servers_starting_at_once_migrate_once() {
+        let url = pg::fresh_database().await;
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { PgStore::open(&url).await })
+            })
+            .collect();
+        for open in opens {
+            let store = open.await.unwrap().unwrap();
+            store.set_setting("k", "v").await.unwrap();
+        }
+        let store = PgStore::open(&url).await.unwrap();
+        let conn = store.conn().await.unwrap();
+        let rows = conn
+            .query(
+                "SELECT version FROM berth_schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap();
+        let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(versions, (1..=MIGRATIONS.len() as i64).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_newer_than_the_binary_is_refused() {
+        let url = pg::fresh_database().await;
+        let store = PgStore::open(&url).await.unwrap();
+        store
+            .conn()
+            .await
+            .unwrap()
+            .execute(
+                "INSERT INTO berth_schema_migrations (version) VALUES (99)",
+                &[],
+            )
+            .await
+            .unwrap();
+        match PgStore::open(&url).await {
+            Err(StoreError::Corrupt { what, detail }) => {
+                assert_eq!(what, "schema version");
+                assert!(
+                    detail.contains("version 99") && detail.contains("use a newer berth"),
+                    "{detail}"
+                );
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_server_is_a_database_error_naming_the_step() {
+        // Port 1 on localhost: nothing listens there.
+        match PgStore::open("postgres://berth@127.0.0.1:1/none").await {
+            Err(StoreError::Database { step, .. }) => assert_eq!(step, "connect to PostgreSQL"),
+            other => panic!("expected a connection error, got {:?}", other.map(|_| ())),
+        }
+    }
 
     #[test]
     fn berth_options_are_taken_out_of_the_url() {
