@@ -13,6 +13,10 @@ registers --versions small versions over one keep-alive connection and times
 Last, the cost of `--sqlite-synchronous full` (the default: every commit on disk)
 against `normal`: --sync-versions small registrations on a fresh server with each,
 printed side by side.
+
+`--store URL` runs the main figures on that metadata store (`postgres://...` pointing at an
+empty database, or `sqlite://PATH`) so registrations/s and list latency can be compared
+across backends; the synchronous comparison is SQLite's own and is skipped then.
 """
 
 from __future__ import annotations
@@ -115,12 +119,16 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=10_000)
     parser.add_argument("--sync-versions", type=int, default=1_000)
     parser.add_argument("--only-sync", action="store_true", help="run only the synchronous comparison")
+    parser.add_argument("--store", help="metadata store URL for the main figures (an empty database)")
     args = parser.parse_args()
     if not args.binary.exists():
         raise SystemExit(f"{args.binary} not found: run `cargo build --release` first")
 
     if not args.only_sync:
         main_figures(args)
+    if args.store:
+        print(f"store: {args.store.split('@')[-1]} (synchronous comparison skipped: SQLite only)")
+        return
     with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
         rates = {
             mode: registrations_per_second(args.binary, Path(tmp) / mode, args.sync_versions, mode)
@@ -133,7 +141,8 @@ def main() -> None:
 def main_figures(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
         tmp_path = Path(tmp)
-        proc, config = start_server(args.binary, tmp_path / "data")
+        extra = ("--store", args.store) if args.store else ()
+        proc, config = start_server(args.binary, tmp_path / "data", extra)
         try:
             small = tmp_path / "small.bin"
             write_file(small, 16)

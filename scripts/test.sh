@@ -21,6 +21,9 @@ if [[ ! -x "$BERTH_TEST_UV" ]]; then
     "$BERTH_TEST_PYTHON" -m pip install --quiet --disable-pip-version-check uv >&2
 fi
 export BERTH_TEST_UV
+# One throw-away PostgreSQL for the store tests, stopped when this script exits (tests start their own when unset).
+BERTH_TEST_POSTGRES_URL="$(bash scripts/test-postgres.sh $$)" || BERTH_TEST_POSTGRES_URL=""
+export BERTH_TEST_POSTGRES_URL
 
 results="target/test-results"
 rm -rf "$results"

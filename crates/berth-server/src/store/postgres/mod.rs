@@ -35,6 +35,12 @@ pub(super) const EVENT_LOCK: i64 = 0x6265_7274_6802;
 /// Most pooled connections.
 const POOL_SIZE: usize = 16;
 
+/// Longest a new connection may take to open.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Longest a call waits for a pooled connection.
+const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The PostgreSQL store.
 #[derive(Clone)]
 pub struct PgStore {
@@ -194,6 +200,8 @@ impl PgStore {
         };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(WAIT_TIMEOUT))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Database {
