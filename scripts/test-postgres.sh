@@ -5,11 +5,16 @@
 # local connections, and is stopped (and its dir removed) when the process whose
 # pid is given as $1 (default: the caller) exits.
 #
+# With `--tls` as $2 the server also speaks TLS with a certificate for 127.0.0.1
+# signed by a CA made here (openssl), and the URL printed asks for it:
+# `...?sslmode=require&sslrootcert=<dir>/ca.pem`.
+#
 # Installs PostgreSQL with apt-get when no server binaries are found. Fails with
 # a message on stderr (exit 1) when the cluster cannot be started.
 set -euo pipefail
 
 watch_pid="${1:-$PPID}"
+tls="${2:-}"
 
 find_bin() {
     local dir
@@ -43,6 +48,29 @@ if [[ "$(id -u)" == 0 ]]; then
     as_owner=(runuser -u postgres --)
 fi
 
+server_tls=""
+query=""
+if [[ "$tls" == "--tls" ]]; then
+    if ! {
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=berth test CA" \
+            -keyout "$dir/ca.key" -out "$dir/ca.pem" &&
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$dir/server.key" -out "$dir/server.csr" &&
+        printf 'subjectAltName=IP:127.0.0.1\n' >"$dir/san.ext" &&
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/san.ext" -out "$dir/server.crt"
+    } >"$dir/openssl.log" 2>&1; then
+        echo "test-postgres: cannot make the TLS certificate:" >&2
+        cat "$dir/openssl.log" >&2
+        rm -rf "$dir"
+        exit 1
+    fi
+    chmod 0600 "$dir/server.key"
+    if [[ "$(id -u)" == 0 ]]; then chown postgres "$dir/server.key" "$dir/server.crt"; fi
+    server_tls="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+    query="?sslmode=require&sslrootcert=$dir/ca.pem"
+fi
+
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 
 if ! "${as_owner[@]}" "$bin/initdb" -D "$dir/data" -U berth --auth=trust --encoding=UTF8 --no-locale >"$dir/initdb.log" 2>&1; then
@@ -52,7 +80,7 @@ if ! "${as_owner[@]}" "$bin/initdb" -D "$dir/data" -U berth --auth=trust --encod
     exit 1
 fi
 if ! "${as_owner[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off $server_tls" \
     start >"$dir/pg_ctl.log" 2>&1; then
     echo "test-postgres: the server did not start:" >&2
     cat "$dir/pg_ctl.log" "$dir/server.log" >&2 || true
@@ -69,4 +97,4 @@ fi
 ) </dev/null >/dev/null 2>&1 &
 disown || true
 
-echo "postgres://berth@127.0.0.1:$port/postgres"
+echo "postgres://berth@127.0.0.1:$port/postgres$query"

@@ -13,10 +13,21 @@ pub const URL_VARIABLE: &str = "BERTH_TEST_POSTGRES_URL";
 static ADMIN_URL: OnceLock<Result<String, String>> = OnceLock::new();
 
 fn start_cluster() -> Result<String, String> {
+    run_script(&[])
+}
+
+/// A cluster of this process's own that also speaks TLS; its URL asks for TLS
+/// and names the CA (`?sslmode=require&sslrootcert=...`).
+pub fn start_tls_cluster() -> String {
+    run_script(&["--tls"]).unwrap_or_else(|why| panic!("cannot start a TLS cluster: {why}"))
+}
+
+fn run_script(extra: &[&str]) -> Result<String, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-postgres.sh");
     let out = std::process::Command::new("bash")
         .arg(&script)
         .arg(std::process::id().to_string())
+        .args(extra)
         .output()
         .map_err(|e| format!("cannot run `{}`: {e}", script.display()))?;
     let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();

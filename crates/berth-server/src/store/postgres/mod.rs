@@ -332,6 +332,45 @@ mod tests {
         }
     }
 
+    async fn ssl_in_use(store: &PgStore) -> bool {
+        let conn = store.conn().await.unwrap();
+        let row = conn
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get(0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_is_used_when_the_url_asks_and_the_certificate_is_checked() {
+        let url = tokio::task::spawn_blocking(pg::start_tls_cluster)
+            .await
+            .unwrap();
+        let store = PgStore::open(&url).await.unwrap();
+        assert!(
+            ssl_in_use(&store).await,
+            "sslmode=require connects over TLS"
+        );
+        store.set_setting("k", "v").await.unwrap();
+        let (plain_url, _) = url.split_once('?').unwrap();
+        let plain = PgStore::open(plain_url).await.unwrap();
+        assert!(!ssl_in_use(&plain).await, "no sslmode: plain");
+        assert_eq!(plain.setting("k").await.unwrap().as_deref(), Some("v"));
+        // Without the test CA the server's certificate is not trusted.
+        let untrusted = format!("{plain_url}?sslmode=require");
+        match PgStore::open(&untrusted).await {
+            Err(StoreError::Database { step, source }) => {
+                assert_eq!(step, "connect to PostgreSQL");
+                let chain = format!("{source:?}");
+                assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+            }
+            other => panic!("expected a certificate error, got {:?}", other.map(|_| ())),
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unreachable_server_is_a_database_error_naming_the_step() {
         // Port 1 on localhost: nothing listens there.
