@@ -113,6 +113,12 @@ fn extract(url: &str) -> Extracted {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("sslrootcert", path)) => root_cert = Some(path.to_owned()),
+            // rustls always checks the chain and the host name: libpq's
+            // `verify-ca` / `verify-full` are what `require` does here.
+            Some(("sslmode", "verify-ca" | "verify-full")) => {
+                tls_asked = true;
+                kept.push("sslmode=require");
+            }
             Some(("sslmode", mode)) => {
                 tls_asked = mode != "disable";
                 kept.push(pair);
@@ -395,5 +401,10 @@ mod tests {
             ("postgres://u@h/db", false)
         );
         assert!(!extract("postgres://u@h/db?sslmode=disable").tls_asked);
+        let full = extract("postgres://u@h/db?sslmode=verify-full");
+        assert_eq!(
+            (full.url.as_str(), full.tls_asked),
+            ("postgres://u@h/db?sslmode=require", true)
+        );
     }
 }
