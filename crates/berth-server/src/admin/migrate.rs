@@ -33,6 +33,10 @@ pub fn migrate(from: &str, to: &str) -> Result<String, AdminError> {
             "`--from` is `{source}`: no such file; give the `berth.db` of the data directory to migrate (stop its server first)"
         )));
     }
+    // A server still writing the source would leave the copy behind it.
+    if let Some(data) = path.parent() {
+        super::refuse_if_serving(data)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

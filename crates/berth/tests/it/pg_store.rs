@@ -181,8 +181,6 @@ async fn admin_migrate_moves_a_sqlite_workspace_to_postgres() {
         .register_file("m", "model.txt", b"second".to_vec(), json!({}))
         .await;
     let (_, before) = server.get_json("/v1/models").await;
-    assert!(server.stop().await.success());
-
     let url = fresh_database("migrate").await;
     let db = server.data_dir().join("berth.db");
     let migrate = |to: &str| {
@@ -193,6 +191,18 @@ async fn admin_migrate_moves_a_sqlite_workspace_to_postgres() {
             .output()
             .unwrap()
     };
+    let running = migrate(&url);
+    assert!(
+        !running.status.success(),
+        "a running source server is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&running.stderr).contains("stop it first"),
+        "{}",
+        String::from_utf8_lossy(&running.stderr)
+    );
+    assert!(server.stop().await.success());
+
     let out = migrate(&url);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
