@@ -156,6 +156,7 @@ pub async fn run(
         store,
         services,
         events: event_store,
+        cluster: cluster_store,
     } = stores;
     let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs")).await?;
     let swept = blobs.sweep(store.as_ref()).await?;

@@ -5,6 +5,7 @@
 //! SQL. Every method is one transaction.
 
 mod aliases;
+pub mod cluster;
 mod computes;
 #[cfg(test)]
 mod conformance;
@@ -14,6 +15,7 @@ pub mod postgres;
 mod services;
 mod sqlite;
 mod sqlite_aliases;
+mod sqlite_cluster;
 mod sqlite_computes;
 mod sqlite_events;
 mod sqlite_services;
@@ -25,6 +27,7 @@ use async_trait::async_trait;
 use berth_api::{EnvironmentSpec, Model, ModelAlias, ModelFile, ModelKind, Snapshot};
 
 pub use aliases::FollowState;
+pub use cluster::{ClusterStore, Fence, LEADER_LEASE, LeaseView};
 pub use computes::StoredComputeTarget;
 pub use events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
 pub use open::{ACCEPTED_FORMS, StoreUrl, StoreUrlError, Stores, open};
@@ -119,6 +122,17 @@ pub enum StoreError {
         /// The cause.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A reconciler write carried a fencing number that no longer holds the
+    /// lease: another server leads now (or the lease expired).
+    #[error(
+        "this server no longer holds the `{lease}` lease with fencing number {fence}; the write was refused"
+    )]
+    Fenced {
+        /// The lease.
+        lease: &'static str,
+        /// The stale fencing number.
+        fence: u64,
     },
     /// A blocking task failed to run.
     #[error("database task failed: {0}")]

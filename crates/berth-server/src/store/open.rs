@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{EventStore, PgStore, Result, ServiceStore, SqliteStore, Store, Synchronous};
+use super::{ClusterStore, EventStore, PgStore, Result, ServiceStore, SqliteStore, Store, Synchronous};
 
 /// The forms `--store` accepts, for error messages.
 pub const ACCEPTED_FORMS: &str = "`sqlite://PATH` (e.g. `sqlite:///var/lib/berth/berth.db`) or \
@@ -120,15 +120,18 @@ pub struct Stores {
     pub services: Arc<dyn ServiceStore>,
     /// Workspace events and webhooks.
     pub events: Arc<dyn EventStore>,
+    /// Shared settings and the leader lease.
+    pub cluster: Arc<dyn ClusterStore>,
 }
 
 impl Stores {
-    fn of<T: Store + ServiceStore + EventStore>(backend: T) -> Self {
+    fn of<T: Store + ServiceStore + EventStore + ClusterStore>(backend: T) -> Self {
         let backend = Arc::new(backend);
         Self {
             store: backend.clone(),
             services: backend.clone(),
-            events: backend,
+            events: backend.clone(),
+            cluster: backend,
         }
     }
 }

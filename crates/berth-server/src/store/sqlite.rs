@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_compute_targets.sql"),
     include_str!("migrations/0006_rollouts.sql"),
     include_str!("migrations/0007_model_aliases.sql"),
+    include_str!("migrations/0008_cluster.sql"),
 ];
 
 /// Most reader connections kept open.
@@ -30,10 +31,12 @@ const MAX_IDLE_READERS: usize = 8;
 
 /// The SQLite store.
 pub struct SqliteStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
+    /// Reconciler writes check this fence in their transaction (`None`: unfenced).
+    pub(super) fence: Option<Arc<super::Fence>>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     path: PathBuf,
     sync: Synchronous,
     writer: Mutex<Connection>,
@@ -121,6 +124,7 @@ impl SqliteStore {
                     writer: Mutex::new(writer),
                     readers: Mutex::new(Vec::new()),
                 }),
+                fence: None,
             })
         })
         .await

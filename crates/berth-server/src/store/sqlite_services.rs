@@ -601,16 +601,26 @@ impl ServiceStore for SqliteStore {
 
     async fn add_event(&self, id: &str, elapsed_ms: u64, message: &str) -> Result<()> {
         let (id, message) = (id.to_owned(), message.to_owned());
-        self.write(move |conn| append_event(conn, &id, &crate::now_rfc3339(), elapsed_ms, &message))
-            .await
+        let fence = self.fence.clone();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin operation event"))?;
+            super::sqlite_cluster::check_fence(&tx, fence.as_deref())?;
+            append_event(&tx, &id, &crate::now_rfc3339(), elapsed_ms, &message)?;
+            tx.commit().map_err(db("commit operation event"))
+        })
+        .await
     }
 
     async fn finish_operation(&self, id: &str, outcome: OperationOutcome, now: &str) -> Result<()> {
         let (id, now) = (id.to_owned(), now.to_owned());
+        let fence = self.fence.clone();
         self.write(move |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(db("begin operation finish"))?;
+            super::sqlite_cluster::check_fence(&tx, fence.as_deref())?;
             let op = find_operation(&tx, &id, u64::MAX)?;
             let service = op.service.clone();
             match &outcome {
@@ -717,10 +727,12 @@ impl ServiceStore for SqliteStore {
         exposed: for<'r> fn(&'r StoredRollout) -> bool,
     ) -> Result<Vec<Operation>> {
         let now = now.to_owned();
+        let fence = self.fence.clone();
         self.write(move |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(db("begin interrupted scan"))?;
+            super::sqlite_cluster::check_fence(&tx, fence.as_deref())?;
             let ids: Vec<String> = {
                 let mut stmt = tx
                     .prepare("SELECT id FROM operations WHERE state IN ('NotStarted', 'Running')")
@@ -802,13 +814,18 @@ impl ServiceStore for SqliteStore {
     async fn set_rollout(&self, id: &str, rollout: &StoredRollout) -> Result<()> {
         let id = id.to_owned();
         let text = serde_json::to_string(rollout).map_err(corrupt("operation rollout"))?;
+        let fence = self.fence.clone();
         self.write(move |conn| {
-            conn.execute(
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("begin rollout record"))?;
+            super::sqlite_cluster::check_fence(&tx, fence.as_deref())?;
+            tx.execute(
                 "UPDATE operations SET rollout = ?1 WHERE id = ?2",
                 params![text, id],
             )
             .map_err(db("record rollout"))?;
-            Ok(())
+            tx.commit().map_err(db("commit rollout record"))
         })
         .await
     }
@@ -854,10 +871,12 @@ impl ServiceStore for SqliteStore {
 
     async fn set_service_state(&self, name: &str, observed: ServiceState) -> Result<()> {
         let name = name.to_owned();
+        let fence = self.fence.clone();
         self.write(move |conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(db("begin service state"))?;
+            super::sqlite_cluster::check_fence(&tx, fence.as_deref())?;
             let follows =
                 find_service(&tx, &name)?.is_some_and(|s| state::follows_replicas(s.state));
             if follows {

@@ -3,6 +3,7 @@
 //! [`conformance!`] (`<case>_sqlite` on a temp file, `<case>_postgres` on a
 //! fresh database of a real PostgreSQL cluster, see [`pg`]).
 
+mod cluster;
 mod events;
 mod migrate;
 pub(crate) mod pg;

@@ -7,6 +7,7 @@
 //! a unique partial index, per-name counter rows, row locks.
 
 mod aliases;
+mod cluster;
 mod computes;
 mod events;
 pub mod import;
@@ -23,7 +24,10 @@ use tokio_postgres::{Client, Row};
 use super::{Result, StoreError};
 
 /// Migrations in order; `berth_schema_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_initial.sql"),
+    include_str!("../migrations/postgres/0002_cluster.sql"),
+];
 
 /// Advisory lock key held while migrating (`berth` + 1).
 const MIGRATION_LOCK: i64 = 0x6265_7274_6801;
@@ -45,6 +49,8 @@ const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Reconciler writes check this fence in their transaction (`None`: unfenced).
+    fence: Option<std::sync::Arc<super::Fence>>,
 }
 
 pub(super) fn db(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
@@ -214,7 +220,7 @@ impl PgStore {
                 step: "build the connection pool",
                 source: Box::new(e),
             })?;
-        let store = Self { pool };
+        let store = Self { pool, fence: None };
         let mut conn = store.conn().await?;
         migrate(&mut conn).await?;
         Ok(store)

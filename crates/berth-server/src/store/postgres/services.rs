@@ -623,6 +623,7 @@ impl ServiceStore for PgStore {
             .transaction()
             .await
             .map_err(db("begin operation event"))?;
+        self.check_fence(&tx).await?;
         tx.execute("SELECT 1 FROM operations WHERE id = $1 FOR UPDATE", &[&id])
             .await
             .map_err(db("lock operation"))?;
@@ -636,6 +637,7 @@ impl ServiceStore for PgStore {
             .transaction()
             .await
             .map_err(db("begin operation finish"))?;
+        self.check_fence(&tx).await?;
         let op = find_operation(&tx, id, u64::MAX).await?;
         let service = op.service.clone();
         let current = lock_service(&tx, &service).await?;
@@ -746,6 +748,7 @@ impl ServiceStore for PgStore {
             .transaction()
             .await
             .map_err(db("begin interrupted scan"))?;
+        self.check_fence(&tx).await?;
         let rows = tx
             .query(
                 "SELECT id, rollout FROM operations WHERE state IN ('NotStarted', 'Running') ORDER BY created_time, id FOR UPDATE",
@@ -886,14 +889,19 @@ impl ServiceStore for PgStore {
 
     async fn set_rollout(&self, id: &str, rollout: &StoredRollout) -> Result<()> {
         let text = serde_json::to_string(rollout).map_err(corrupt("operation rollout"))?;
-        let conn = self.conn().await?;
-        conn.execute(
+        let mut conn = self.conn().await?;
+        let tx = super::client_mut(&mut conn)
+            .transaction()
+            .await
+            .map_err(db("begin rollout record"))?;
+        self.check_fence(&tx).await?;
+        tx.execute(
             "UPDATE operations SET rollout = $1 WHERE id = $2",
             &[&text, &id],
         )
         .await
         .map_err(db("record rollout"))?;
-        Ok(())
+        tx.commit().await.map_err(db("commit rollout record"))
     }
 
     async fn stage_revision(
@@ -937,6 +945,7 @@ impl ServiceStore for PgStore {
             .transaction()
             .await
             .map_err(db("begin service state"))?;
+        self.check_fence(&tx).await?;
         let follows = lock_service(&tx, name)
             .await?
             .is_some_and(|s| state::follows_replicas(s.state));
