@@ -134,6 +134,13 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_SQLITE_SYNCHRONOUS, value_enum, default_value = "full")]
     pub sqlite_synchronous: crate::store::Synchronous,
 
+    /// Run as one of several servers on one PostgreSQL store (`--store postgres://`):
+    /// every server serves the API and the gateway; the holder of the leader lease
+    /// runs operations and the reconciler. Replicas must then run outside any one
+    /// server (a Kubernetes compute target): the local target is refused
+    #[arg(long, env = env::BERTH_CLUSTER)]
+    pub cluster: bool,
+
     /// Lay-outs (`services/<name>/r<N>/`) of revisions that no longer serve kept
     /// per service; older ones are removed and laid out again on rollback
     #[arg(long, env = env::BERTH_KEEP_REVISION_LAYOUTS, default_value_t = 3)]
@@ -218,6 +225,8 @@ pub struct ServerConfig {
     pub store: Option<crate::store::StoreUrl>,
     /// SQLite `synchronous` mode.
     pub sqlite_synchronous: crate::store::Synchronous,
+    /// One of several servers on one store (leader lease, no local replicas).
+    pub cluster: bool,
     /// Lay-outs of non-serving revisions kept per service.
     pub keep_revision_layouts: u32,
     /// Resource enforcement asked for.
@@ -278,6 +287,11 @@ pub enum ConfigError {
     /// `--store` is not a store URL.
     #[error(transparent)]
     Store(#[from] crate::store::StoreUrlError),
+    /// `--cluster` without a store several servers can share.
+    #[error(
+        "`--cluster` needs a store every server reaches: `--store` is `{0}`; pass `--store postgres://...` (a SQLite file belongs to one server)"
+    )]
+    ClusterStore(String),
     /// A value out of range.
     #[error("`{flag}` is {value}: {rule}")]
     OutOfRange {
@@ -359,6 +373,17 @@ impl ServerArgs {
                 rule: "GPU ids are device indexes or UUIDs (letters, digits, `-`), comma-separated, e.g. `--gpus 0,1`",
             });
         }
+        let store = self
+            .store
+            .as_deref()
+            .map(|url| crate::store::StoreUrl::parse("--store", url))
+            .transpose()?;
+        if self.cluster && !matches!(store, Some(crate::store::StoreUrl::Postgres(_))) {
+            return Err(ConfigError::ClusterStore(store.map_or_else(
+                || "the data directory's SQLite file".to_owned(),
+                |s| s.to_string(),
+            )));
+        }
         Ok(ServerConfig {
             data_dir,
             addr: self.addr,
@@ -392,12 +417,9 @@ impl ServerArgs {
             request_body_min_rate: self.request_body_min_rate,
             max_response_bytes: self.max_response_bytes.max(1),
             webhook_allow_private: self.webhook_allow_private,
-            store: self
-                .store
-                .as_deref()
-                .map(|url| crate::store::StoreUrl::parse("--store", url))
-                .transpose()?,
+            store,
             sqlite_synchronous: self.sqlite_synchronous,
+            cluster: self.cluster,
             keep_revision_layouts: self.keep_revision_layouts,
             resource_enforcement: self.resource_enforcement,
             gpus,

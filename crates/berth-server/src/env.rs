@@ -65,6 +65,8 @@ pub const BERTH_MAX_RESPONSE_BYTES: &str = "BERTH_MAX_RESPONSE_BYTES";
 pub const BERTH_WEBHOOK_ALLOW_PRIVATE: &str = "BERTH_WEBHOOK_ALLOW_PRIVATE";
 /// Metadata store URL: `sqlite://PATH` or `postgres://...` (`--store`).
 pub const BERTH_STORE: &str = "BERTH_STORE";
+/// `--cluster`: one of several servers on one PostgreSQL store.
+pub const BERTH_CLUSTER: &str = "BERTH_CLUSTER";
 /// SQLite `synchronous` mode: `full` or `normal` (`--sqlite-synchronous`).
 pub const BERTH_SQLITE_SYNCHRONOUS: &str = "BERTH_SQLITE_SYNCHRONOUS";
 /// Lay-outs of non-serving revisions kept per service (`--keep-revision-layouts`).

@@ -8,7 +8,7 @@
 //! ```text
 //! <data>/berth.db           metadata (the default `--store`)
 //! <data>/blobs/sha256/..    model files and snapshots, by digest
-//! <data>/workspace-token    the token (0600)
+//! <data>/workspace-token    the token (0600; a PostgreSQL store keeps it, see [`cluster`])
 //! <data>/config.json        endpoint + token for the CLI and SDK (0600)
 //! <data>/logs/<service>/requests.log   request logs (appInsightsEnabled), rotated
 //! <data>/datacollection/<service>/..   collected inputs and outputs (collectModelData)
@@ -27,6 +27,7 @@ pub mod admin;
 pub mod api;
 pub mod archive;
 pub mod blobs;
+pub mod cluster;
 pub mod compute;
 pub mod config;
 pub mod deploy_config;
@@ -111,6 +112,18 @@ pub enum ServerError {
     /// The worker sandbox cannot be set up.
     #[error("cannot set up worker isolation")]
     Isolation(#[from] compute::local::sandbox::IsolationError),
+    /// Without `--cluster`, a PostgreSQL store that servers of a cluster lead.
+    #[error(
+        "servers started with `--cluster` lead this store (leader `{leader}`); start this server with `--cluster` too, so only the leader runs operations"
+    )]
+    ClusterRunning {
+        /// The leader's id.
+        leader: String,
+    },
+    /// This server led and lost the leader lease: it stopped so that only the
+    /// new leader runs operations; start it again to serve as a follower.
+    #[error("this server lost the leader lease and stopped; start it again to serve as a follower")]
+    LeaseLost,
     /// Serving failed.
     #[error("the server stopped with an error")]
     Serve(#[source] std::io::Error),
@@ -125,7 +138,6 @@ pub async fn run(
     workspace_files::prepare_data_dir(&config.data_dir)?;
     // Absolute, so that paths handed to worker processes and builds hold from any directory.
     config.data_dir = workspace_files::absolute(&config.data_dir)?;
-    let token = workspace_files::load_or_create_token(&config.data_dir)?;
     let store_url = config
         .store
         .clone()
@@ -152,6 +164,28 @@ pub async fn run(
         None => None,
     };
     tracing::info!(store = %store_url, "metadata store open");
+    // A SQLite store keeps the credentials in files of its data directory; a
+    // PostgreSQL store keeps them in the store, shared by every server on it.
+    let (token, signer) = if store_url.sqlite_path().is_some() {
+        let token = workspace_files::load_or_create_token(&config.data_dir)?;
+        let signer = tokens::TokenSigner::load_or_create(&config.data_dir).map_err(|source| {
+            ServerError::Bind {
+                addr: config.addr,
+                source,
+            }
+        })?;
+        (token, signer)
+    } else {
+        if !config.cluster
+            && let Some(lease) = stores.cluster.lease(store::LEADER_LEASE).await?
+            && lease.expires_in_ms > 0
+        {
+            return Err(ServerError::ClusterRunning {
+                leader: lease.holder,
+            });
+        }
+        cluster::credentials::shared(stores.cluster.as_ref(), &config.data_dir).await?
+    };
     let store::Stores {
         store,
         services,
@@ -212,12 +246,18 @@ pub async fn run(
             "removed what interrupted environment builds left"
         );
     }
-    let signer = tokens::TokenSigner::load_or_create(&config.data_dir).map_err(|source| {
-        ServerError::Bind {
-            addr: config.addr,
-            source,
-        }
-    })?;
+    let leadership = if config.cluster {
+        cluster::Leadership::clustered(cluster::Leadership::new_id(local.port()))
+    } else {
+        cluster::Leadership::single(cluster::Leadership::new_id(local.port()))
+    };
+    // With several servers the reconciler's writes carry the lease's fencing
+    // number; the API writes intent whoever leads.
+    let reconciler_services = if config.cluster {
+        cluster_store.fenced_services(leadership.fence())
+    } else {
+        services.clone()
+    };
     let config = Arc::new(config);
     let table = Arc::new(gateway::RouteTable::default());
     let events =
@@ -252,7 +292,7 @@ pub async fn run(
     let follow = follow::Follow::new(store.clone(), services.clone(), events.clone());
     let runtime = reconciler::Runtime::new(reconciler::RuntimeDeps {
         store: store.clone(),
-        services: services.clone(),
+        services: reconciler_services,
         blobs: blobs.clone(),
         envs: envs.clone(),
         table: table.clone(),
@@ -264,8 +304,11 @@ pub async fn run(
         observability,
         ports,
         follow: follow.clone(),
+        leadership: leadership.clone(),
     });
-    runtime.restore().await;
+    if !leadership.clustered_mode() {
+        runtime.restore().await;
+    }
     let studio = Arc::new(studio::Studio::default());
     studio::start_sampler(studio.clone(), runtime.clone());
     let studio_routes = studio::router(studio::StudioState {
@@ -276,7 +319,7 @@ pub async fn run(
     });
     let state = api::AppState {
         store: store.clone(),
-        services,
+        services: services.clone(),
         blobs,
         config: config.clone(),
         token: token.into(),
@@ -290,11 +333,40 @@ pub async fn run(
         follow: follow.clone(),
     };
     follow.set_submitter(Arc::new(api::updates::FollowSubmitter(state.clone())));
-    follow.resume().await;
+    if leadership.clustered_mode() {
+        let (runtime, follow, cluster_store, services) = (
+            runtime.clone(),
+            follow.clone(),
+            cluster_store.clone(),
+            services.clone(),
+        );
+        let elector = leadership.clone();
+        tokio::spawn(
+            elector
+                .clone()
+                .elect(cluster_store.clone(), move |_fence| async move {
+                    runtime.restore().await;
+                    follow.resume().await;
+                    tokio::spawn(cluster::pickup::run(
+                        elector,
+                        cluster_store,
+                        services,
+                        runtime,
+                    ));
+                }),
+        );
+    } else {
+        follow.resume().await;
+    }
     let state_envs = envs;
     let app = api::router(state)
         .merge(gateway::router(gateway_state))
-        .merge(health::router(ready.clone()))
+        .merge(health::router(health::Readiness {
+            ready: ready.clone(),
+            leadership: leadership.clone(),
+            store: cluster_store.clone(),
+            blobs: config.data_dir.join("blobs"),
+        }))
         .merge(studio_routes)
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
@@ -306,8 +378,13 @@ pub async fn run(
 
     let stopping = Arc::new(tokio::sync::Notify::new());
     let stop_signal = stopping.clone();
+    let lease_lost = Arc::new(AtomicBool::new(false));
+    let (lost_flag, watched) = (lease_lost.clone(), leadership.clone());
     let drain = async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = watched.lost() => lost_flag.store(true, Ordering::Release),
+        }
         ready.store(false, Ordering::Release);
         tracing::info!("shutting down: finishing in-flight requests");
         stop_signal.notify_one();
@@ -321,9 +398,13 @@ pub async fn run(
         () = serve => {}
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period over; stopping with requests still in flight"),
     }
+    leadership.release(cluster_store.as_ref()).await;
     state_envs.stop_builds();
     runtime.stop().await;
     runtime.resource_manager().remove_groups();
     tracing::info!("stopped");
+    if lease_lost.load(Ordering::Acquire) {
+        return Err(ServerError::LeaseLost);
+    }
     Ok(())
 }

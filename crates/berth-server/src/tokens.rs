@@ -73,10 +73,13 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// The file under the data directory holding the signing key (SQLite stores).
+pub const SIGNING_KEY_FILE: &str = "token-signing-key";
+
 impl TokenSigner {
     /// Loads the signing key, creating it at first start.
     pub fn load_or_create(data: &Path) -> std::io::Result<Self> {
-        let path = data.join("token-signing-key");
+        let path = data.join(SIGNING_KEY_FILE);
         let key = match std::fs::read_to_string(&path) {
             Ok(text) => hex::decode(text.trim())
                 .ok()

@@ -137,6 +137,8 @@ pub struct RuntimeDeps {
     pub follow: Arc<crate::follow::Follow>,
     /// Per-service listeners (`port` of local services).
     pub ports: Arc<crate::gateway::PortListeners>,
+    /// Whether this server leads (runs operations), and in which mode.
+    pub leadership: Arc<crate::cluster::Leadership>,
 }
 
 /// The local compute target.
@@ -153,6 +155,9 @@ pub struct Runtime {
     /// Per service: held by whatever changes its replica set (an operation, a
     /// scale action, a replacement), so they never interleave.
     replica_sets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Operations this server started running (while leading), so that one
+    /// handed over twice (by a route and by the pick-up) runs once.
+    claimed: Mutex<std::collections::HashSet<String>>,
 }
 
 /// One pool of a route to publish.
@@ -195,6 +200,7 @@ impl Runtime {
             running: Mutex::new(HashMap::new()),
             exits: tx,
             replica_sets: Mutex::new(HashMap::new()),
+            claimed: Mutex::new(std::collections::HashSet::new()),
         });
         tokio::spawn(watch_exits(Arc::downgrade(&runtime), rx));
         tokio::spawn(scale::autoscaler(Arc::downgrade(&runtime)));

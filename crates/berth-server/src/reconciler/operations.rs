@@ -130,10 +130,45 @@ impl Runtime {
             })
     }
 
-    /// Runs `operation` in the background.
+    /// Runs `operation` in the background, if this server leads; otherwise
+    /// the operation stays as written (intent) for the leader to pick up
+    /// ([`crate::cluster::pickup`]). An operation already running here is not
+    /// started twice.
     pub fn run_operation(self: &Arc<Self>, operation: Operation) {
+        if !self.deps.leadership.is_leader() {
+            tracing::info!(operation = %operation.id, service = %operation.service, "operation written; the leader runs it");
+            return;
+        }
+        let fresh = match self.claimed.lock() {
+            Ok(mut claimed) => claimed.insert(operation.id.clone()),
+            Err(poisoned) => poisoned.into_inner().insert(operation.id.clone()),
+        };
+        if !fresh {
+            return;
+        }
         let runtime = self.clone();
         tokio::spawn(async move { runtime.execute(operation).await });
+    }
+
+    /// Whether this server started running operation `id`.
+    pub fn is_running_operation(&self, id: &str) -> bool {
+        match self.claimed.lock() {
+            Ok(claimed) => claimed.contains(id),
+            Err(poisoned) => poisoned.into_inner().contains(id),
+        }
+    }
+
+    /// With `--cluster`, why replicas cannot be started here (the local
+    /// target is the only one this server drives).
+    fn local_refused(&self) -> Option<OperationError> {
+        self.deps.leadership.clustered_mode().then(|| {
+            failure(
+                OperationErrorCode::ReplicaStartFailed,
+                "choose the compute target",
+                crate::cluster::LOCAL_REFUSED,
+                Vec::new(),
+            )
+        })
     }
 
     async fn execute(self: Arc<Self>, op: Operation) {
@@ -190,9 +225,10 @@ impl Runtime {
                 if self.deps.table.get(&op.service).is_none() {
                     self.publish_empty(&op.service).await;
                 }
-                let result = match op.operation_type {
-                    OperationType::Update => self.update(&log, &op.service, revision).await,
-                    _ => self.roll_out(&log, &op.service, revision).await,
+                let result = match (self.local_refused(), op.operation_type) {
+                    (Some(refused), _) => Err(refused),
+                    (None, OperationType::Update) => self.update(&log, &op.service, revision).await,
+                    (None, _) => self.roll_out(&log, &op.service, revision).await,
                 };
                 match result {
                     Ok(Ended::Promoted) => OperationOutcome::Succeeded {
@@ -910,6 +946,9 @@ impl Runtime {
                 };
                 let log = OpLog::server_only(&runtime);
                 let restored = match stored.traffic.as_deref() {
+                    _ if runtime.local_refused().is_some() => {
+                        runtime.local_refused().map_or(Ok(()), Err)
+                    }
                     Some(split) if split.len() > 1 => runtime.apply_split(&log, &name, split).await,
                     _ => runtime.roll_out(&log, &name, revision).await.map(drop),
                 };

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{ClusterStore, EventStore, PgStore, Result, ServiceStore, SqliteStore, Store, Synchronous};
+use super::{
+    ClusterStore, EventStore, PgStore, Result, ServiceStore, SqliteStore, Store, Synchronous,
+};
 
 /// The forms `--store` accepts, for error messages.
 pub const ACCEPTED_FORMS: &str = "`sqlite://PATH` (e.g. `sqlite:///var/lib/berth/berth.db`) or \

@@ -74,7 +74,11 @@ impl ClusterStore for SqliteStore {
             )
             .map_err(db("insert setting"))?;
             let stored: String = tx
-                .query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0))
+                .query_row(
+                    "SELECT value FROM settings WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
                 .map_err(db("read setting"))?;
             tx.commit().map_err(db("commit setting"))?;
             Ok(stored)

@@ -117,14 +117,23 @@ async fn a_stale_fence_cannot_write(subject: Subject) {
         matches!(refused, Err(StoreError::Fenced { fence: 0, .. })),
         "{refused:?}"
     );
-    let lease = cluster.try_acquire(LEADER_LEASE, "old", SHORT).await.unwrap();
+    let lease = cluster
+        .try_acquire(LEADER_LEASE, "old", SHORT)
+        .await
+        .unwrap();
     old.set(lease.fence);
-    old_writer.add_event("op-1", 2, "while leading").await.unwrap();
+    old_writer
+        .add_event("op-1", 2, "while leading")
+        .await
+        .unwrap();
 
     // The old leader pauses past its expiry; another server takes over.
     past_expiry().await;
     let new = Fence::new(LEADER_LEASE);
-    let lease = cluster.try_acquire(LEADER_LEASE, "new", LONG).await.unwrap();
+    let lease = cluster
+        .try_acquire(LEADER_LEASE, "new", LONG)
+        .await
+        .unwrap();
     assert!(lease.held_by("new"));
     new.set(lease.fence);
     let new_writer = cluster.fenced_services(new);
@@ -149,12 +158,22 @@ async fn a_stale_fence_cannot_write(subject: Subject) {
             .await,
     ] {
         assert!(
-            matches!(&refused, Err(StoreError::Fenced { lease: LEADER_LEASE, fence: 1 })),
+            matches!(
+                &refused,
+                Err(StoreError::Fenced {
+                    lease: LEADER_LEASE,
+                    fence: 1
+                })
+            ),
             "{refused:?}"
         );
     }
     let op = services.operation("op-1", 0).await.unwrap();
-    assert_eq!(op.state, OperationState::Running, "the stale end was not written");
+    assert_eq!(
+        op.state,
+        OperationState::Running,
+        "the stale end was not written"
+    );
     assert!(
         op.events.iter().all(|e| e.message != "stale"),
         "the stale log line was not written: {:?}",

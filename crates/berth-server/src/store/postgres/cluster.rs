@@ -155,9 +155,7 @@ impl ClusterStore for PgStore {
 
     async fn ping(&self) -> Result<()> {
         let conn = self.conn().await?;
-        conn.query_one("SELECT 1", &[])
-            .await
-            .map_err(db("ping"))?;
+        conn.query_one("SELECT 1", &[]).await.map_err(db("ping"))?;
         Ok(())
     }
 }
