@@ -190,6 +190,11 @@ impl TestServer {
         self.args.extend(args.iter().map(|a| a.to_string()));
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn signal_term(&self) {
         let pid = self.child.as_ref().expect("server running").id();

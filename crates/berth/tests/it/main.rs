@@ -14,6 +14,7 @@ mod containment;
 mod environments;
 mod events;
 mod lifecycle;
+mod multi_server;
 mod observability;
 mod pg_store;
 mod registry;

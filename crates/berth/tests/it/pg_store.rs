@@ -57,7 +57,7 @@ fn admin_url() -> String {
 }
 
 /// A new, empty database on the test cluster; returns its URL.
-async fn fresh_database(tag: &str) -> String {
+pub(crate) async fn fresh_database(tag: &str) -> String {
     let admin = admin_url();
     let name = format!(
         "berth_it_{tag}_{}_{}",
