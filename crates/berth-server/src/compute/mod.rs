@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use replica::Replica;
+pub use replica::{RemoteOwner, RemoteRunner, Replica, Runner};
 
 /// Where replicas run.
 #[async_trait]

@@ -542,10 +542,10 @@ impl Runtime {
         })?;
         for replica in &replicas {
             log.event(&format!(
-                "Replica {} ready (pid {}): init() took {} ms",
+                "Replica {} ready ({}): init() took {} ms",
                 replica.index,
-                replica.worker.pid(),
-                replica.worker.init().init_ms
+                replica.location(),
+                replica.init().init_ms
             ))
             .await;
         }

@@ -38,7 +38,7 @@ pub async fn liveness(replica: Arc<Replica>, probe: LivenessProbeRequirements) {
         }
         // One PING outstanding at a time: each period it stays unanswered is
         // one more failure.
-        let ping = replica.worker.conn().ping();
+        let ping = replica.conn().ping();
         tokio::pin!(ping);
         let mut wait = timeout;
         loop {
@@ -89,5 +89,5 @@ pub async fn liveness(replica: Arc<Replica>, probe: LivenessProbeRequirements) {
 }
 
 fn stopped(replica: &Replica) -> bool {
-    replica.retiring.load(Ordering::Acquire) || replica.worker.conn().is_closed()
+    replica.retiring.load(Ordering::Acquire) || replica.conn().is_closed()
 }
