@@ -10,6 +10,7 @@
 //! Python workers under resource limits on this machine.
 
 pub mod local;
+pub mod remote;
 mod replica;
 
 use std::sync::Arc;

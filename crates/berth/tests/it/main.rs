@@ -16,6 +16,7 @@ mod events;
 mod lifecycle;
 mod observability;
 mod registry;
+mod remote_replica;
 mod resources;
 mod rollouts;
 mod scaling;
