@@ -108,6 +108,17 @@ pub struct Replica {
     pub limits: Option<Arc<ReplicaLimits>>,
 }
 
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("revision", &self.revision)
+            .field("index", &self.index)
+            .field("at", &self.location())
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Replica {
     /// A replica of `revision` whose worker runs as a local process.
     pub fn local(

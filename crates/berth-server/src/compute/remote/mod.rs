@@ -1,7 +1,12 @@
 //! Remote replicas: `berth replica` processes (or pods running it) reached over
-//! TLS-over-TCP. [`credentials`] derives bundle tokens and the per-revision TLS
-//! identity and secret.
+//! TLS-over-TCP.
+//!
+//! - [`credentials`]: bundle tokens and the per-revision TLS identity and secret;
+//! - [`wire`]: the connection's TLS configurations (pinning) and AUTH frame;
+//! - [`serve`]: the replica's side, multiplexing gateways onto its one worker.
 
 pub mod credentials;
+pub mod serve;
+pub mod wire;
 
 pub use credentials::{BUNDLE_TOKEN_LIFETIME, BundleGrant, ReplicaKeys};
