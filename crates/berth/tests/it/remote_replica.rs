@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use berth_server::compute::remote::ReplicaKeys;
+use berth_server::compute::remote::{ConnectError, ReplicaKeys, RevisionCredentials, connect};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -173,4 +173,248 @@ async fn remote_replica_bundle_token_opens_its_revision_only_and_the_workspace_t
         !server.log().contains(&token),
         "bundle tokens are never logged"
     );
+}
+
+/// A `berth replica` started by the test (not by the server).
+struct ReplicaProcess {
+    child: std::process::Child,
+    listen: std::net::SocketAddr,
+    health: std::net::SocketAddr,
+    stderr: std::path::PathBuf,
+    _cache: tempfile::TempDir,
+}
+
+impl ReplicaProcess {
+    /// Starts one for `service` revision `revision` and waits until it is ready.
+    async fn start(server: &TestServer, service: &str, revision: u32) -> ReplicaProcess {
+        use std::io::BufRead;
+        let cache = tempfile::tempdir().unwrap();
+        let stderr = cache.path().join("stderr.log");
+        let token = keys_of(server).mint_bundle_token(service, revision, Duration::from_secs(300));
+        let mut child = std::process::Command::new(crate::harness::berth_bin())
+            .args([
+                "replica",
+                "--server",
+                &server.endpoint,
+                "--service",
+                service,
+            ])
+            .args(["--revision", &revision.to_string()])
+            .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
+            .arg("--cache")
+            .arg(cache.path().join("c"))
+            .args(["--uv", "none"])
+            .env("BERTH_REPLICA_TOKEN", token)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+            panic!(
+                "replica did not become ready: {line}\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            )
+        });
+        ReplicaProcess {
+            child,
+            listen: ready["listen"].as_str().unwrap().parse().unwrap(),
+            health: ready["health"].as_str().unwrap().parse().unwrap(),
+            stderr,
+            _cache: cache,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for ReplicaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn post(body: &'static str) -> berth_worker::ScoreRequest {
+    berth_worker::ScoreRequest {
+        method: "POST".into(),
+        body: body.as_bytes().to_vec().into(),
+        ..berth_worker::ScoreRequest::default()
+    }
+}
+
+fn credentials(server: &TestServer, service: &str, revision: u32) -> RevisionCredentials {
+    RevisionCredentials::derive(&keys_of(server), service, revision).unwrap()
+}
+
+#[tokio::test]
+async fn remote_replica_serves_several_gateways_over_pinned_tls_with_probes() {
+    let server = TestServer::start().await;
+    deploy(&server, "far", b"far-model").await;
+    let replica = ReplicaProcess::start(&server, "far", 1).await;
+    let http = reqwest::Client::new();
+    for path in ["/healthz", "/readyz"] {
+        let response = http
+            .get(format!("http://{}{path}", replica.health))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let creds = credentials(&server, "far", 1);
+    // Two gateways (as two servers would) share the replica's one worker.
+    let a = connect(replica.listen, &creds, 0, None).await.unwrap();
+    let b = connect(replica.listen, &creds, 0, None).await.unwrap();
+    assert!(a.is_ready() && b.is_ready());
+    assert!(a.init().init_ms < 60_000);
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let gateway = if i % 2 == 0 { a.clone() } else { b.clone() };
+        calls.push(tokio::spawn(async move {
+            gateway.conn().score(post("{}")).await.unwrap()
+        }));
+    }
+    let mut pids = std::collections::BTreeSet::new();
+    for call in calls {
+        let result = call.await.unwrap();
+        assert_eq!(result.status, 200);
+        let body: Value = serde_json::from_slice(&result.body).unwrap();
+        assert_eq!(body["model"], "far-model");
+        pids.insert(body["pid"].as_u64().unwrap());
+    }
+    assert_eq!(pids.len(), 1, "one worker behind both gateways");
+    assert!(a.conn().ping().await.is_ok());
+    assert!(a.conn().swagger("").await.is_ok());
+    // One gateway leaving does not disturb the other.
+    a.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(b.conn().score(post("{}")).await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn remote_replica_refuses_connections_without_the_secret_and_the_gateway_refuses_a_wrong_certificate()
+ {
+    let server = TestServer::start().await;
+    deploy(&server, "guarded", b"m").await;
+    update_model(&server, "guarded").await;
+    let replica = ReplicaProcess::start(&server, "guarded", 1).await;
+    let right = credentials(&server, "guarded", 1);
+    let other_revision = credentials(&server, "guarded", 2);
+    // Another revision's secret with the right certificate: the replica closes the connection.
+    let wrong_secret = RevisionCredentials {
+        secret: other_revision.secret.clone(),
+        ..right.clone()
+    };
+    let refused = connect(replica.listen, &wrong_secret, 0, None).await;
+    assert!(
+        matches!(refused, Err(ConnectError::Handshake { .. })),
+        "{refused:?}"
+    );
+    // Another revision's certificate pinned: the gateway refuses the replica's.
+    let refused = connect(replica.listen, &other_revision, 0, None).await;
+    match refused {
+        Err(ConnectError::Tls { source, .. }) => {
+            assert!(
+                source.to_string().contains("not the one minted"),
+                "{source}"
+            )
+        }
+        other => panic!("expected a TLS refusal, got {other:?}"),
+    }
+    // A connection that sends a worker frame first (no AUTH) gets nothing and is closed.
+    assert!(raw_score_without_auth(replica.listen, &right).await);
+    // The right credentials still work.
+    let ok = connect(replica.listen, &right, 0, None).await.unwrap();
+    assert_eq!(ok.conn().score(post("{}")).await.unwrap().status, 200);
+}
+
+/// Sends a SCORE frame instead of AUTH; true when the replica closes without answering.
+async fn raw_score_without_auth(addr: std::net::SocketAddr, creds: &RevisionCredentials) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let config =
+        berth_server::compute::remote::wire::client_config(creds.certificate.clone()).unwrap();
+    let name = rustls_pki_types::ServerName::try_from(
+        berth_server::compute::remote::credentials::server_name(&creds.service, creds.revision),
+    )
+    .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let frame =
+        berth_worker::protocol::encode_gateway(&berth_worker::protocol::GatewayMessage::Score {
+            seq: 1,
+            request: post("{}"),
+        })
+        .unwrap()
+        .to_bytes();
+    tls.write_all(&frame).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+async fn update_model(server: &TestServer, service: &str) {
+    server
+        .register_file("weights", "model.txt", b"v2".to_vec(), json!({}))
+        .await;
+    let op = crate::harness::update(server, service, json!({"models": ["weights:2"]})).await;
+    assert_eq!(op["state"], "Succeeded", "{op}");
+}
+
+#[tokio::test]
+async fn remote_replica_exits_non_zero_with_the_workers_last_output_when_it_crashes() {
+    const CRASHING: &[u8] = br#"
+import os, sys
+
+def init():
+    pass
+
+def run(raw):
+    print("last words before the crash", flush=True)
+    os._exit(7)
+"#;
+    let server = TestServer::start().await;
+    server
+        .register_file("weights", "model.txt", b"m".to_vec(), json!({}))
+        .await;
+    server
+        .deploy(
+            "crashy",
+            &[("score.py", CRASHING)],
+            &["weights:1"],
+            json!({}),
+        )
+        .await;
+    let mut replica = ReplicaProcess::start(&server, "crashy", 1).await;
+    let gateway = connect(replica.listen, &credentials(&server, "crashy", 1), 0, None)
+        .await
+        .unwrap();
+    assert!(gateway.conn().score(post("{}")).await.is_err());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = replica.child.wait().unwrap();
+        (status, replica)
+    })
+    .await
+    .unwrap();
+    let (status, replica) = status;
+    assert_eq!(status.code(), Some(1), "{}", replica.stderr());
+    let stderr = replica.stderr();
+    assert!(stderr.contains("exited"), "{stderr}");
+    assert!(stderr.contains("last words before the crash"), "{stderr}");
+    gateway.exited().await;
+    assert!(!gateway.is_ready());
 }
