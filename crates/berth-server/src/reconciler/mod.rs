@@ -137,6 +137,8 @@ pub struct RuntimeDeps {
     pub follow: Arc<crate::follow::Follow>,
     /// Per-service listeners (`port` of local services).
     pub ports: Arc<crate::gateway::PortListeners>,
+    /// With `--replica-transport tcp`: how `berth replica` children are started.
+    pub child_launch: Option<crate::compute::local::ChildLaunch>,
 }
 
 /// The local compute target.
