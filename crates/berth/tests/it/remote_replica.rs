@@ -664,3 +664,84 @@ async fn remote_replica_tcp_scales_up_and_down() {
         }
     }
 }
+
+#[tokio::test]
+async fn remote_replica_tcp_a_scoring_timeout_recycles_the_replica_and_a_hung_one_is_replaced() {
+    const NAPS: &[u8] = br#"
+import os, time
+
+def init():
+    pass
+
+def run(raw):
+    if "slow" in raw:
+        time.sleep(30)
+    return {"pid": os.getpid()}
+"#;
+    let server = TestServer::start_with(TCP).await;
+    server
+        .deploy(
+            "tcp-naps",
+            &[("score.py", NAPS)],
+            &[],
+            json!({"computeType": "local", "numReplicas": 1, "scoringTimeoutMs": 1000,
+                   "livenessProbeRequirements": {"periodSeconds": 1, "timeoutSeconds": 1,
+                       "failureThreshold": 3, "successThreshold": 1, "initialDelaySeconds": 30}}),
+        )
+        .await;
+    let first = score_json(&server, "tcp-naps").await["pid"]
+        .as_u64()
+        .unwrap();
+    let slow = server.score("tcp-naps", r#"{"slow": true}"#).await;
+    assert_eq!(slow.status(), 504);
+    // Recycled: a new replica (another worker) answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let second = loop {
+        let response = server.score("tcp-naps", "{}").await;
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            let pid = body["pid"].as_u64().unwrap();
+            if pid != first {
+                break pid;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recycled: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A worker that stops answering (SIGSTOP) fails its liveness probes and is replaced.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &second.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = server.score("tcp-naps", "{}").await;
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            if body["pid"].as_u64() != Some(second) {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not replaced: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, logs) = server.get_json("/v1/services/tcp-naps/logs").await;
+    let text = logs["content"].as_str().unwrap();
+    // Each was killed with its reason (the hung one by whichever came first: a
+    // request's scoringTimeoutMs or the liveness probe) and started again.
+    assert!(
+        text.contains("recycled after a request passed scoringTimeoutMs"),
+        "{text}"
+    );
+    assert!(text.matches("was killed").count() >= 2, "{text}");
+    assert!(text.matches("started again").count() >= 2, "{text}");
+}
