@@ -139,6 +139,8 @@ pub struct RuntimeDeps {
     pub ports: Arc<crate::gateway::PortListeners>,
     /// Whether this server leads (runs operations), and in which mode.
     pub leadership: Arc<crate::cluster::Leadership>,
+    /// With `--replica-transport tcp`: how `berth replica` children are started.
+    pub child_launch: Option<crate::compute::local::ChildLaunch>,
 }
 
 /// The local compute target.
@@ -500,7 +502,7 @@ impl Runtime {
         let route = self.deps.table.get(service)?;
         let mut lines: Vec<(std::time::SystemTime, String)> = Vec::new();
         for replica in route.replicas() {
-            for line in replica.worker.logs().snapshot() {
+            for line in replica.logs().snapshot() {
                 lines.push((
                     line.at,
                     format!(
@@ -542,7 +544,7 @@ impl Runtime {
             .map(|route| {
                 route
                     .replicas()
-                    .map(|r| (r.revision, r.index, r.worker.logs().subscribe()))
+                    .map(|r| (r.revision, r.index, r.logs().subscribe()))
                     .collect()
             })
             .unwrap_or_default()

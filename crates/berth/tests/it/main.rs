@@ -18,6 +18,7 @@ mod multi_server;
 mod observability;
 mod pg_store;
 mod registry;
+mod remote_replica;
 mod resources;
 mod rollouts;
 mod scaling;
