@@ -141,6 +141,13 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_CLUSTER)]
     pub cluster: bool,
 
+    /// With `--cluster` and `--replica-transport tcp`: let the leader run local
+    /// replicas as `berth replica` children every server on this machine reaches
+    /// (to try a cluster on one machine; they are the leader's children, so
+    /// they are not highly available)
+    #[arg(long, env = env::BERTH_CLUSTER_LOCAL_REPLICAS)]
+    pub cluster_local_replicas: bool,
+
     /// Lay-outs (`services/<name>/r<N>/`) of revisions that no longer serve kept
     /// per service; older ones are removed and laid out again on rollback
     #[arg(long, env = env::BERTH_KEEP_REVISION_LAYOUTS, default_value_t = 3)]
@@ -233,6 +240,8 @@ pub struct ServerConfig {
     pub sqlite_synchronous: crate::store::Synchronous,
     /// One of several servers on one store (leader lease, no local replicas).
     pub cluster: bool,
+    /// With `--cluster`: local replicas allowed as `berth replica` children.
+    pub cluster_local_replicas: bool,
     /// Lay-outs of non-serving revisions kept per service.
     pub keep_revision_layouts: u32,
     /// Resource enforcement asked for.
@@ -392,6 +401,16 @@ impl ServerArgs {
                 |s| s.to_string(),
             )));
         }
+        if self.cluster_local_replicas
+            && (!self.cluster
+                || self.replica_transport != crate::compute::local::ReplicaTransport::Tcp)
+        {
+            return Err(ConfigError::OutOfRange {
+                flag: "--cluster-local-replicas",
+                value: "set".to_owned(),
+                rule: "it needs `--cluster` and `--replica-transport tcp` (replicas every server on this machine reaches)",
+            });
+        }
         Ok(ServerConfig {
             data_dir,
             addr: self.addr,
@@ -428,6 +447,7 @@ impl ServerArgs {
             store,
             sqlite_synchronous: self.sqlite_synchronous,
             cluster: self.cluster,
+            cluster_local_replicas: self.cluster_local_replicas,
             keep_revision_layouts: self.keep_revision_layouts,
             resource_enforcement: self.resource_enforcement,
             gpus,

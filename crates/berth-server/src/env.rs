@@ -69,6 +69,8 @@ pub const BERTH_WEBHOOK_ALLOW_PRIVATE: &str = "BERTH_WEBHOOK_ALLOW_PRIVATE";
 pub const BERTH_STORE: &str = "BERTH_STORE";
 /// `--cluster`: one of several servers on one PostgreSQL store.
 pub const BERTH_CLUSTER: &str = "BERTH_CLUSTER";
+/// `--cluster-local-replicas`.
+pub const BERTH_CLUSTER_LOCAL_REPLICAS: &str = "BERTH_CLUSTER_LOCAL_REPLICAS";
 /// SQLite `synchronous` mode: `full` or `normal` (`--sqlite-synchronous`).
 pub const BERTH_SQLITE_SYNCHRONOUS: &str = "BERTH_SQLITE_SYNCHRONOUS";
 /// Lay-outs of non-serving revisions kept per service (`--keep-revision-layouts`).

@@ -336,6 +336,25 @@ pub async fn run(
     };
     follow.set_submitter(Arc::new(api::updates::FollowSubmitter(state.clone())));
     if leadership.clustered_mode() {
+        // Other gateways install a route within a follow round and a connect.
+        reconciler::drain::set_propagation_delay(
+            cluster::routes::FOLLOW_EVERY * 2 + std::time::Duration::from_secs(1),
+        );
+        if let Some(changes) = table.observe() {
+            tokio::spawn(cluster::routes::publish(
+                changes,
+                table.clone(),
+                cluster_store.clone(),
+                leadership.clone(),
+            ));
+        }
+        tokio::spawn(cluster::routes::follow(cluster::routes::Follower {
+            cluster: cluster_store.clone(),
+            services: services.clone(),
+            runtime: runtime.clone(),
+            keys: signer.replica_keys(),
+            leadership: leadership.clone(),
+        }));
         let (runtime, follow, cluster_store, services) = (
             runtime.clone(),
             follow.clone(),

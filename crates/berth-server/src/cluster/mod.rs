@@ -20,6 +20,7 @@
 
 pub mod credentials;
 pub mod pickup;
+pub mod routes;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -296,9 +296,19 @@ pub fn admission_for(replicas: usize, per_replica: u32) -> Semaphore {
 #[derive(Default)]
 pub struct RouteTable {
     routes: RwLock<Arc<HashMap<String, Arc<Route>>>>,
+    /// Told the service name of every publication (several servers: the
+    /// leader passes its routes on to the other servers' gateways).
+    observer: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl RouteTable {
+    /// From now on, every publication sends its service name to the receiver
+    /// returned (`None` when something observes already).
+    pub fn observe(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.observer.set(tx).ok().map(|()| rx)
+    }
+
     /// The route of `service`.
     pub fn get(&self, service: &str) -> Option<Arc<Route>> {
         let map = match self.routes.read() {
@@ -324,6 +334,10 @@ impl RouteTable {
             }
         }
         *guard = Arc::new(next);
+        drop(guard);
+        if let Some(observer) = self.observer.get() {
+            let _ = observer.send(service.to_owned());
+        }
     }
 
     /// Every route.

@@ -22,7 +22,7 @@
 //! replica-set lock.
 
 mod autoscale;
-mod drain;
+pub mod drain;
 mod gauges;
 mod operations;
 pub mod plan;
@@ -428,6 +428,56 @@ impl Runtime {
                 }
             },
         }
+    }
+
+    /// Installs the route another server leads for `service` (a follower's
+    /// gateway): `pools` are revision, weight, spec and connected replicas,
+    /// the first the stable revision. Pools of revisions the current route has
+    /// keep their live figures and gate windows.
+    pub fn install_followed(
+        &self,
+        service: &str,
+        keys: &ServiceKeys,
+        pools: Vec<(u32, u32, Arc<ServiceSpec>, Vec<Arc<Replica>>)>,
+    ) {
+        let Some(stable) = pools.first().map(|p| p.2.clone()) else {
+            self.install_empty_followed(service);
+            return;
+        };
+        let current = self.deps.table.get(service);
+        let pools = pools
+            .into_iter()
+            .map(|(revision, weight, spec, replicas)| {
+                let window = current
+                    .as_ref()
+                    .and_then(|r| r.pool(revision).map(|p| p.window.clone()))
+                    .unwrap_or_default();
+                let plan = PoolPlan {
+                    revision,
+                    weight,
+                    replicas,
+                    spec,
+                };
+                Arc::new(self.make_pool(service, plan, window))
+            })
+            .collect();
+        let route = Arc::new(Route::new(
+            service.to_owned(),
+            route_settings(&stable, keys),
+            pools,
+            self.deps.observability.route(service, None, &stable),
+        ));
+        self.install(service, route);
+    }
+
+    /// The route `service` has on this server's gateway.
+    pub fn route(&self, service: &str) -> Option<Arc<Route>> {
+        self.deps.table.get(service)
+    }
+
+    /// Removes the route of `service` another server leads.
+    pub fn install_empty_followed(&self, service: &str) {
+        self.deps.table.publish(service, None);
     }
 
     /// Republishes a service's route with its current keys (after a key change).

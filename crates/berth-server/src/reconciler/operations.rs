@@ -155,7 +155,8 @@ impl Runtime {
     /// With `--cluster`, why replicas cannot be started here (the local
     /// target is the only one this server drives).
     fn local_refused(&self) -> Option<OperationError> {
-        self.deps.leadership.clustered_mode().then(|| {
+        let allowed = self.deps.config.cluster_local_replicas;
+        (self.deps.leadership.clustered_mode() && !allowed).then(|| {
             failure(
                 OperationErrorCode::ReplicaStartFailed,
                 "choose the compute target",

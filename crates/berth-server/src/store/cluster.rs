@@ -97,6 +97,23 @@ pub trait ClusterStore: Send + Sync + 'static {
     fn fenced_services(&self, fence: Arc<Fence>) -> Arc<dyn ServiceStore>;
     /// A round trip to the database.
     async fn ping(&self) -> Result<()>;
+    /// Publishes `service`'s route (`None`: it serves nothing) with the next
+    /// version, refused unless `fence` holds its lease; returns the version.
+    async fn publish_route(&self, fence: &Fence, service: &str, route: Option<&str>)
+    -> Result<u64>;
+    /// The routes published after version `after`, in version order.
+    async fn routes_since(&self, after: u64) -> Result<Vec<PublishedRoute>>;
+}
+
+/// A route as the leader published it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedRoute {
+    /// The service.
+    pub service: String,
+    /// The route, serialised (`None`: the service serves nothing).
+    pub route: Option<String>,
+    /// Its version (grows with every publication).
+    pub version: u64,
 }
 
 /// `ttl` in whole milliseconds, as stored.

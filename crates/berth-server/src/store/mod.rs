@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use berth_api::{EnvironmentSpec, Model, ModelAlias, ModelFile, ModelKind, Snapshot};
 
 pub use aliases::FollowState;
-pub use cluster::{ClusterStore, Fence, LEADER_LEASE, LeaseView};
+pub use cluster::{ClusterStore, Fence, LEADER_LEASE, LeaseView, PublishedRoute};
 pub use computes::StoredComputeTarget;
 pub use events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
 pub use open::{ACCEPTED_FORMS, StoreUrl, StoreUrlError, Stores, open};

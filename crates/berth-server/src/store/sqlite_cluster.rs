@@ -11,7 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::cluster::ttl_ms;
 use super::sqlite::db;
-use super::{ClusterStore, Fence, LeaseView, Result, ServiceStore, SqliteStore, StoreError};
+use super::{
+    ClusterStore, Fence, LeaseView, PublishedRoute, Result, ServiceStore, SqliteStore, StoreError,
+};
 
 /// The database's clock, Unix milliseconds.
 const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
@@ -177,6 +179,57 @@ impl ClusterStore for SqliteStore {
             inner: self.inner.clone(),
             fence: Some(fence),
         })
+    }
+
+    async fn publish_route(
+        &self,
+        fence: &Fence,
+        service: &str,
+        route: Option<&str>,
+    ) -> Result<u64> {
+        let (service, route) = (service.to_owned(), route.map(str::to_owned));
+        let held = Fence::new(fence.lease());
+        held.set(fence.number());
+        self.write(move |conn| {
+            let tx = begin(conn)?;
+            check_fence(&tx, Some(&held))?;
+            let version: i64 = tx
+                .query_row(
+                    "INSERT INTO berth_routes (service, route, version) \
+                     VALUES (?1, ?2, (SELECT COALESCE(MAX(version), 0) + 1 FROM berth_routes)) \
+                     ON CONFLICT (service) DO UPDATE SET route = excluded.route, version = excluded.version \
+                     RETURNING version",
+                    params![service, route],
+                    |r| r.get(0),
+                )
+                .map_err(db("publish the route"))?;
+            tx.commit().map_err(db("commit route publication"))?;
+            Ok(u64::try_from(version).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn routes_since(&self, after: u64) -> Result<Vec<PublishedRoute>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT service, route, version FROM berth_routes WHERE version > ?1 ORDER BY version",
+                )
+                .map_err(db("read published routes"))?;
+            let rows = stmt
+                .query_map(params![after], |r| {
+                    Ok(PublishedRoute {
+                        service: r.get(0)?,
+                        route: r.get(1)?,
+                        version: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    })
+                })
+                .map_err(db("read published routes"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db("read published routes"))
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -290,3 +290,90 @@ async fn multi_server_leader_kill9_is_taken_over_while_the_survivor_serves() {
     let (now, _) = agreed_leader(&[&servers[0], &servers[1]], TAKEOVER).await;
     assert_eq!(now, survivor);
 }
+
+/// `berth replica` children of the leader every server on this machine reaches.
+const TCP_CLUSTER: &[&str] = &[
+    "--cluster",
+    "--cluster-local-replicas",
+    "--replica-transport",
+    "tcp",
+];
+
+const ECHO_MODEL: &[u8] = br#"
+import os
+
+def init():
+    global model
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.txt")) as f:
+        model = f.read().strip()
+
+def run(raw):
+    return {"model": model}
+"#;
+
+/// Scores `service` on `server` until it answers with `model`; returns how
+/// long that took.
+async fn until_served(server: &TestServer, service: &str, model: &str) -> Duration {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(20);
+    loop {
+        let response = server.score(service, "{}").await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        if status == 200 && body["model"] == model {
+            return started.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{service}` not served with model {model}: {status} {body}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn multi_server_routes_changed_through_the_leader_are_served_by_the_other_gateway() {
+    let url = fresh_database("routes").await;
+    let mut args = vec!["--store", url.as_str()];
+    args.extend_from_slice(TCP_CLUSTER);
+    let servers = [
+        TestServer::start_with(&args).await,
+        TestServer::start_with(&args).await,
+    ];
+    let (leader, _) = agreed_leader(&[&servers[0], &servers[1]], TAKEOVER).await;
+    let (lead, other) = (&servers[leader], &servers[1 - leader]);
+    let (status, model) = lead
+        .register_file("weights", "model.txt", b"v1".to_vec(), json!({}))
+        .await;
+    assert_eq!(status, 201, "{model}");
+    lead.deploy(
+        "shared",
+        &[("score.py", ECHO_MODEL)],
+        &["weights:1"],
+        json!({"computeType": "local", "numReplicas": 2, "maxQueueWaitMs": 10000}),
+    )
+    .await;
+    // The other gateway dials the leader's replicas itself.
+    let first = until_served(other, "shared", "v1").await;
+    eprintln!("a new service served by the other gateway {first:?} after its create ended");
+
+    lead.register_file("weights", "model.txt", b"v2".to_vec(), json!({}))
+        .await;
+    let load = crate::harness::Load::start(other, "shared", "{}", 3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let op = crate::harness::update(lead, "shared", json!({"models": ["weights:2"]})).await;
+    assert_eq!(op["state"], "Succeeded", "{op}");
+    let changed = until_served(other, "shared", "v2").await;
+    eprintln!("the route change served by the other gateway {changed:?} after the update ended");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.finish().await;
+    assert!(
+        report.failures.is_empty(),
+        "requests failed on the other gateway during the update: {:?}",
+        report.failures
+    );
+    assert!(report.ok > 10, "the load ran: {}", report.ok);
+    let response = other.score("shared", "{}").await;
+    assert_eq!(response.headers()["x-berth-revision"], "2");
+}

@@ -14,6 +14,7 @@ conformance! {
     shared_settings_are_created_once => shared_settings_are_created_once_sqlite, shared_settings_are_created_once_postgres;
     one_holder_at_a_time_until_expiry => one_holder_at_a_time_until_expiry_sqlite, one_holder_at_a_time_until_expiry_postgres;
     a_stale_fence_cannot_write => a_stale_fence_cannot_write_sqlite, a_stale_fence_cannot_write_postgres;
+    routes_are_published_in_order_by_the_leader_only => routes_are_published_in_order_by_the_leader_only_sqlite, routes_are_published_in_order_by_the_leader_only_postgres;
 }
 
 const LONG: Duration = Duration::from_secs(30);
@@ -197,4 +198,43 @@ async fn a_stale_fence_cannot_write(subject: Subject) {
     );
     // Unfenced handles (the management API's) write intent whoever leads.
     assert!(cluster.in_flight_operations().await.unwrap().is_empty());
+}
+
+async fn routes_are_published_in_order_by_the_leader_only(subject: Subject) {
+    let cluster = &subject.stores.cluster;
+    let fence = Fence::new(LEADER_LEASE);
+    let refused = cluster.publish_route(&fence, "svc", Some("r1")).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    let lease = cluster.try_acquire(LEADER_LEASE, "a", LONG).await.unwrap();
+    fence.set(lease.fence);
+    let v1 = cluster
+        .publish_route(&fence, "svc", Some("r1"))
+        .await
+        .unwrap();
+    let v2 = cluster
+        .publish_route(&fence, "other", Some("o1"))
+        .await
+        .unwrap();
+    let v3 = cluster.publish_route(&fence, "svc", None).await.unwrap();
+    assert!(v1 < v2 && v2 < v3, "{v1} {v2} {v3}");
+    let all = cluster.routes_since(0).await.unwrap();
+    let seen: Vec<(&str, Option<&str>)> = all
+        .iter()
+        .map(|r| (r.service.as_str(), r.route.as_deref()))
+        .collect();
+    assert_eq!(seen, [("other", Some("o1")), ("svc", None)]);
+    let after = cluster.routes_since(v2).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!((after[0].service.as_str(), after[0].version), ("svc", v3));
+
+    cluster
+        .release(LEADER_LEASE, "a", lease.fence)
+        .await
+        .unwrap();
+    let stale = cluster.publish_route(&fence, "svc", Some("late")).await;
+    assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
+    assert!(cluster.routes_since(v3).await.unwrap().is_empty());
 }

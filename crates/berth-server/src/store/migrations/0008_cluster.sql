@@ -7,3 +7,11 @@ CREATE TABLE berth_leases (
     fence INTEGER NOT NULL CHECK (fence > 0),
     expires_ms INTEGER NOT NULL
 );
+
+-- The gateway routes the leader publishes (as on PostgreSQL).
+CREATE TABLE berth_routes (
+    service TEXT PRIMARY KEY,
+    route TEXT,
+    version INTEGER NOT NULL
+);
+CREATE INDEX berth_routes_version ON berth_routes (version);

@@ -12,7 +12,9 @@ use tokio_postgres::GenericClient;
 
 use super::{PgStore, col, db, u64_of};
 use crate::store::cluster::ttl_ms;
-use crate::store::{ClusterStore, Fence, LeaseView, Result, ServiceStore, StoreError};
+use crate::store::{
+    ClusterStore, Fence, LeaseView, PublishedRoute, Result, ServiceStore, StoreError,
+};
 
 const VIEW: &str = "holder, fence, (EXTRACT(EPOCH FROM (expires_at - now())) * 1000)::BIGINT";
 
@@ -24,28 +26,37 @@ fn view(row: &tokio_postgres::Row) -> Result<LeaseView> {
     })
 }
 
+/// Advisory lock key serialising route publications, so versions commit in
+/// order and a follower reading "after version N" never skips one.
+const ROUTE_LOCK: i64 = 0x6265_7274_6803;
+
 impl PgStore {
     /// Refuses the transaction unless this handle's fence holds its lease now
     /// (a no-op for an unfenced handle).
     pub(super) async fn check_fence(&self, tx: &impl GenericClient) -> Result<()> {
-        let Some(fence) = &self.fence else {
-            return Ok(());
-        };
-        let number = fence.number();
-        let held = tx
+        match &self.fence {
+            Some(fence) => check(tx, fence).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Refuses the transaction unless `fence` holds its lease now.
+async fn check(tx: &impl GenericClient, fence: &Fence) -> Result<()> {
+    let number = fence.number();
+    let held = tx
             .query_opt(
                 "SELECT 1 FROM berth_leases WHERE name = $1 AND fence = $2 AND expires_at > now() FOR SHARE",
                 &[&fence.lease(), &super::i64_of(number)],
             )
             .await
             .map_err(db("check the fencing number"))?;
-        match held {
-            Some(_) => Ok(()),
-            None => Err(StoreError::Fenced {
-                lease: fence.lease(),
-                fence: number,
-            }),
-        }
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Fenced {
+            lease: fence.lease(),
+            fence: number,
+        }),
     }
 }
 
@@ -151,6 +162,56 @@ impl ClusterStore for PgStore {
             pool: self.pool.clone(),
             fence: Some(fence),
         })
+    }
+
+    async fn publish_route(
+        &self,
+        fence: &Fence,
+        service: &str,
+        route: Option<&str>,
+    ) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let tx = super::client_mut(&mut conn)
+            .transaction()
+            .await
+            .map_err(db("begin route publication"))?;
+        check(&tx, fence).await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROUTE_LOCK])
+            .await
+            .map_err(db("take the route lock"))?;
+        let row = tx
+            .query_one(
+                "INSERT INTO berth_routes (service, route, version) \
+                 VALUES ($1, $2, (SELECT COALESCE(MAX(version), 0) + 1 FROM berth_routes)) \
+                 ON CONFLICT (service) DO UPDATE SET route = excluded.route, version = excluded.version \
+                 RETURNING version",
+                &[&service, &route],
+            )
+            .await
+            .map_err(db("publish the route"))?;
+        let version = u64_of(col(&row, 0)?, "route version")?;
+        tx.commit().await.map_err(db("commit route publication"))?;
+        Ok(version)
+    }
+
+    async fn routes_since(&self, after: u64) -> Result<Vec<PublishedRoute>> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT service, route, version FROM berth_routes WHERE version > $1 ORDER BY version",
+                &[&super::i64_of(after)],
+            )
+            .await
+            .map_err(db("read published routes"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(PublishedRoute {
+                    service: col(row, 0)?,
+                    route: col(row, 1)?,
+                    version: u64_of(col(row, 2)?, "route version")?,
+                })
+            })
+            .collect()
     }
 
     async fn ping(&self) -> Result<()> {
