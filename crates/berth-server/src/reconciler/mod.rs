@@ -162,6 +162,10 @@ pub struct Runtime {
     claimed: Mutex<std::collections::HashSet<String>>,
 }
 
+/// A pool of a route another server leads: revision, weight, spec and the
+/// replicas this server connected to.
+pub type FollowedPool = (u32, u32, Arc<ServiceSpec>, Vec<Arc<Replica>>);
+
 /// One pool of a route to publish.
 pub(super) struct PoolPlan {
     /// Revision.
@@ -438,7 +442,7 @@ impl Runtime {
         &self,
         service: &str,
         keys: &ServiceKeys,
-        pools: Vec<(u32, u32, Arc<ServiceSpec>, Vec<Arc<Replica>>)>,
+        pools: Vec<FollowedPool>,
     ) {
         let Some(stable) = pools.first().map(|p| p.2.clone()) else {
             self.install_empty_followed(service);
