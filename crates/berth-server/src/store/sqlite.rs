@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_compute_targets.sql"),
     include_str!("migrations/0006_rollouts.sql"),
     include_str!("migrations/0007_model_aliases.sql"),
+    include_str!("migrations/0008_kubernetes_targets.sql"),
 ];
 
 /// Most reader connections kept open.

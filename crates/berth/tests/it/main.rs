@@ -13,6 +13,7 @@ mod cli_rollout;
 mod containment;
 mod environments;
 mod events;
+mod kube_attach;
 mod lifecycle;
 mod observability;
 mod registry;
