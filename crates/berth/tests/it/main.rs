@@ -14,6 +14,8 @@ mod containment;
 mod environments;
 mod events;
 mod kube_attach;
+mod kube_fake;
+mod kube_fake_api;
 mod lifecycle;
 mod observability;
 mod registry;
