@@ -392,7 +392,7 @@ impl ServerArgs {
 }
 
 /// `--uv`: `none` turns uv off, a path must be an executable file, no flag takes `uv` from `PATH`.
-fn resolve_uv(flag: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
+pub(crate) fn resolve_uv(flag: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let Some(path) = flag else {
         return Ok(find_on_path("uv"));

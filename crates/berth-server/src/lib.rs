@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod nocode;
 pub mod observability;
 pub mod reconciler;
+pub mod replica;
 pub mod shutdown;
 pub mod store;
 pub mod studio;

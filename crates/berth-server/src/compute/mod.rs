@@ -12,6 +12,7 @@
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod local;
+pub mod remote;
 mod replica;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use replica::Replica;
+pub use replica::{RemoteOwner, RemoteRunner, Replica, Runner};
 
 /// Where replicas run.
 #[async_trait]

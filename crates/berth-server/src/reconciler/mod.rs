@@ -494,7 +494,7 @@ impl Runtime {
         let route = self.deps.table.get(service)?;
         let mut lines: Vec<(std::time::SystemTime, String)> = Vec::new();
         for replica in route.replicas() {
-            for line in replica.worker.logs().snapshot() {
+            for line in replica.logs().snapshot() {
                 lines.push((
                     line.at,
                     format!(
@@ -536,7 +536,7 @@ impl Runtime {
             .map(|route| {
                 route
                     .replicas()
-                    .map(|r| (r.revision, r.index, r.worker.logs().subscribe()))
+                    .map(|r| (r.revision, r.index, r.logs().subscribe()))
                     .collect()
             })
             .unwrap_or_default()

@@ -19,6 +19,7 @@ mod kube_fake_api;
 mod lifecycle;
 mod observability;
 mod registry;
+mod remote_replica;
 mod resources;
 mod rollouts;
 mod scaling;

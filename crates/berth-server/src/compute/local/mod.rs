@@ -39,6 +39,6 @@ impl ComputeTarget for LocalTarget {
     }
 
     async fn exited(&self, replica: &Replica) -> Option<std::process::ExitStatus> {
-        replica.worker.exited().await
+        replica.exited().await
     }
 }

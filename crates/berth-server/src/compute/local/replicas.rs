@@ -3,7 +3,6 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use berth_api::deployment::ContainerResourceRequirements;
@@ -238,20 +237,11 @@ pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>
         }
     };
     limits.set_pid(worker.pid());
-    let replica = Arc::new(Replica {
-        index,
-        revision: plan.revision,
-        worker,
-        healthy: AtomicBool::new(true),
-        retiring: AtomicBool::new(false),
-        limits,
-        started: std::time::Instant::now(),
-        kill_reason: std::sync::OnceLock::new(),
-    });
+    let replica = Arc::new(Replica::local(index, plan.revision, worker, Some(limits)));
     limits::supervise(&replica);
     let worker = replica.clone();
     tokio::spawn(async move {
-        worker.worker.exited().await;
+        worker.exited().await;
         drop(worker);
         let _ = tokio::fs::remove_dir_all(&scratch).await;
     });
@@ -278,11 +268,7 @@ pub async fn stop_all(replicas: Vec<Arc<Replica>>, grace: Duration) {
     let stops = replicas.iter().map(|r| {
         r.retiring.store(true, std::sync::atomic::Ordering::Release);
         r.healthy.store(false, std::sync::atomic::Ordering::Release);
-        r.worker.shutdown(grace)
+        r.shutdown(grace)
     });
-    for result in futures_util::future::join_all(stops).await {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "a replica did not stop cleanly");
-        }
-    }
+    futures_util::future::join_all(stops).await;
 }
