@@ -15,18 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 
 use crate::kube_fake::KubeFake;
-use crate::kube_fake::kubelet::{PodCommand, PodFailure};
-
-/// A stand-in pod process: serves `/readyz` on the pod's IP, port 9001.
-fn ready_server() -> PodCommand {
-    PodCommand {
-        program: "python3".into(),
-        args: Some(vec![
-            "-c".into(),
-            "import http.server as h\nclass H(h.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n    def log_message(self, *a):\n        print('probe', flush=True)\nprint('replica started', flush=True)\nh.HTTPServer(('{ip}', 9001), H).serve_forever()\n".into(),
-        ]),
-    }
-}
+use crate::kube_fake::kubelet::{PodFailure, ready_server};
 
 async fn client(fake: &KubeFake) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(&fake.kubeconfig).unwrap();

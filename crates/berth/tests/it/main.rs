@@ -14,6 +14,7 @@ mod containment;
 mod environments;
 mod events;
 mod kube_attach;
+mod kube_cluster;
 mod kube_fake;
 mod kube_fake_api;
 mod lifecycle;

@@ -2,7 +2,9 @@
 //! `berth replica`, with the revision's bundle token in a Secret.
 //!
 //! [`manifests`] builds the objects (pure); [`classify`] says why a pod does
-//! not serve, in the v1 vocabulary (pure).
+//! not serve, in the v1 vocabulary (pure); [`cluster`] applies, scales, retires
+//! and adopts them and watches the pods through kube-rs.
 
 pub mod classify;
+pub mod cluster;
 pub mod manifests;

@@ -26,6 +26,18 @@ pub struct PodCommand {
     pub args: Option<Vec<String>>,
 }
 
+/// A stand-in pod process for tests of the fake and of the cluster client:
+/// prints a line, then serves `/readyz` on the pod's IP, port 9001.
+pub fn ready_server() -> PodCommand {
+    PodCommand {
+        program: "python3".into(),
+        args: Some(vec![
+            "-c".into(),
+            "import http.server as h\nclass H(h.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n    def log_message(self, *a):\n        print('probe', flush=True)\nprint('replica started', flush=True)\nh.HTTPServer(('{ip}', 9001), H).serve_forever()\n".into(),
+        ]),
+    }
+}
+
 /// A failure injected into every pod of a Deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodFailure {
