@@ -15,6 +15,7 @@ import unittest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, "scripts", "kube-validate.sh")
 GOLDEN = os.path.join(REPO, "crates", "berth-server", "src", "compute", "kubernetes", "golden")
+INSTALL = os.path.join(REPO, "deploy", "kubernetes")
 
 
 def _validate(*files: str) -> subprocess.CompletedProcess:
@@ -33,6 +34,16 @@ class KubeManifestSchemaTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         for path in files:
             self.assertIn(os.path.basename(path), result.stdout + result.stderr)
+
+    def test_kube_install_manifests_are_valid(self) -> None:
+        """The kustomize base that installs Berth in a cluster (the kustomization file itself is
+        not a Kubernetes object)."""
+        files = sorted(
+            f for f in glob.glob(os.path.join(INSTALL, "*.yaml")) if os.path.basename(f) != "kustomization.yaml"
+        )
+        self.assertEqual(len(files), 6, files)
+        result = _validate(*files)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
     def test_kube_validator_rejects_a_broken_manifest(self) -> None:
         """The check can fail: a Deployment with an unknown field and a string replica count."""
