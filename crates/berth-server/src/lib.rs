@@ -250,6 +250,7 @@ pub async fn run(
         observability,
         ports,
         follow: follow.clone(),
+        replica_keys: signer.replica_keys(),
     });
     runtime.restore().await;
     let studio = Arc::new(studio::Studio::default());

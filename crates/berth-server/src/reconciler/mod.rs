@@ -24,6 +24,7 @@
 mod autoscale;
 mod drain;
 mod gauges;
+mod kube;
 mod operations;
 pub mod plan;
 mod resources;
@@ -137,13 +138,17 @@ pub struct RuntimeDeps {
     pub follow: Arc<crate::follow::Follow>,
     /// Per-service listeners (`port` of local services).
     pub ports: Arc<crate::gateway::PortListeners>,
+    /// Bundle tokens and per-revision credentials of remote replicas (pods).
+    pub replica_keys: crate::compute::remote::ReplicaKeys,
 }
 
 /// The local compute target.
 pub struct Runtime {
     deps: RuntimeDeps,
-    /// Where replicas run.
+    /// Where replicas run: this machine...
     compute: LocalTarget,
+    /// ... or an attached Kubernetes cluster (per service, by `computeTargetName`).
+    clusters: kube::Clusters,
     /// Running progressive rollouts.
     rollouts: rollout::Rollouts,
     /// Replicas started for hand-made mirrors.
@@ -190,6 +195,7 @@ impl Runtime {
         let runtime = Arc::new(Self {
             deps,
             compute: LocalTarget,
+            clusters: kube::Clusters::default(),
             rollouts: rollout::Rollouts::default(),
             shadows: shadow::Shadows::default(),
             running: Mutex::new(HashMap::new()),

@@ -505,6 +505,12 @@ impl Runtime {
             .and_then(|r| r.primary().map(|p| p.replicas.len()))
             .unwrap_or(0);
         let count = Self::target_replicas(&spec, running_now);
+        if let Some(target) = self.use_cluster(service, revision, &spec).await? {
+            log.event(&format!(
+                "Replicas run on the Kubernetes cluster `{target}` (Deployment berth-{service}-r{revision})"
+            ))
+            .await;
+        }
         log.event(&format!("Starting {count} replica(s)")).await;
         let replicas = self.start_more(&plan, &[], count).await.map_err(|f| {
             let (code, what) = match (&f.error, f.error.init_stage()) {

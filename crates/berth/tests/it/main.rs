@@ -15,6 +15,7 @@ mod environments;
 mod events;
 mod kube_attach;
 mod kube_cluster;
+mod kube_deploy;
 mod kube_fake;
 mod kube_fake_api;
 mod lifecycle;

@@ -54,6 +54,14 @@ pub enum ClusterError {
         /// The pod's last log lines.
         logs: Vec<String>,
     },
+    /// A ready pod could not be dialled.
+    #[error("connecting to pod {pod}: {detail}")]
+    Connect {
+        /// The pod.
+        pod: String,
+        /// Why.
+        detail: String,
+    },
     /// Not enough pods were ready in time.
     #[error("{ready} of {wanted} pod(s) of {deployment} ready after {waited:?}")]
     Timeout {
@@ -74,7 +82,9 @@ impl ClusterError {
         match self {
             Self::Pod { problem, .. } => problem.code,
             Self::Timeout { .. } => OperationErrorCode::DeploymentTimedOut,
-            Self::Config { .. } | Self::Api { .. } => OperationErrorCode::ReplicaStartFailed,
+            Self::Config { .. } | Self::Api { .. } | Self::Connect { .. } => {
+                OperationErrorCode::ReplicaStartFailed
+            }
         }
     }
 }
@@ -335,6 +345,21 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Marks `pod` to be the first removed when its Deployment scales down
+    /// (`controller.kubernetes.io/pod-deletion-cost`); a failure only loses
+    /// the preference.
+    pub async fn remove_first(&self, namespace: &str, pod: &str) {
+        let pods: Api<Pod> = self.api(namespace);
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            "controller.kubernetes.io/pod-deletion-cost": "-1000"}}});
+        if let Err(e) = pods
+            .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(pod, "marking the pod to go first: {e}");
+        }
+    }
+
     /// Watches the revision's pods until `wanted` are ready; returns their
     /// worker addresses, or the first pod problem (with its last log lines),
     /// or a timeout after `limit`.
@@ -344,6 +369,21 @@ impl Cluster {
         wanted: usize,
         limit: Duration,
     ) -> Result<Vec<SocketAddr>, ClusterError> {
+        Ok(self
+            .ready_pods(m, wanted, limit)
+            .await?
+            .into_iter()
+            .map(|(_, addr)| addr)
+            .collect())
+    }
+
+    /// Like [`Self::ready_addresses`], with each address's pod name.
+    pub async fn ready_pods(
+        &self,
+        m: &RevisionManifest<'_>,
+        wanted: usize,
+        limit: Duration,
+    ) -> Result<Vec<(String, SocketAddr)>, ClusterError> {
         let ns = m.namespace().to_owned();
         let pods: Api<Pod> = self.api(&ns);
         let selector = m
@@ -395,11 +435,19 @@ impl Cluster {
                 let logs = self.logs(&ns, &name, LOG_LINES).await;
                 return Err(ClusterError::Pod { problem, logs });
             }
-            let addresses: Vec<SocketAddr> = seen
-                .values()
-                .filter(|p| is_ready(p))
-                .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse::<IpAddr>().ok())
-                .map(|ip| SocketAddr::new(ip, WORKER_PORT))
+            let addresses: Vec<(String, SocketAddr)> = seen
+                .iter()
+                .filter(|(_, p)| is_ready(p))
+                .filter_map(|(name, p)| {
+                    let ip = p
+                        .status
+                        .as_ref()?
+                        .pod_ip
+                        .as_deref()?
+                        .parse::<IpAddr>()
+                        .ok()?;
+                    Some((name.clone(), SocketAddr::new(ip, WORKER_PORT)))
+                })
                 .collect();
             if addresses.len() >= wanted {
                 return Ok(addresses);

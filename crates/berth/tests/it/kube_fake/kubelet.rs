@@ -24,6 +24,18 @@ pub struct PodCommand {
     pub program: PathBuf,
     /// Replaces the container's args when set (a stand-in process for tests of the fake).
     pub args: Option<Vec<String>>,
+    /// Added to every pod's environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// Pods run `berth replica` (the binary under test) with the container's
+/// args; environments build with venv + pip.
+pub fn berth_replica() -> PodCommand {
+    PodCommand {
+        program: crate::harness::berth_bin().into(),
+        args: None,
+        env: vec![("BERTH_UV".into(), "none".into())],
+    }
 }
 
 /// A stand-in pod process for tests of the fake and of the cluster client:
@@ -35,6 +47,7 @@ pub fn ready_server() -> PodCommand {
             "-c".into(),
             "import http.server as h\nclass H(h.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n    def log_message(self, *a):\n        print('probe', flush=True)\nprint('replica started', flush=True)\nh.HTTPServer(('{ip}', 9001), H).serve_forever()\n".into(),
         ]),
+        env: Vec::new(),
     }
 }
 
@@ -174,10 +187,18 @@ fn reconcile(shared: &Arc<Shared>) {
             .unwrap_or_default()
             .to_owned();
         let want = d["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
-        let mine: Vec<&Value> = pods
+        let mut mine: Vec<&Value> = pods
             .iter()
             .filter(|p| p["metadata"]["labels"]["berth-fake/deployment"].as_str() == Some(&name))
             .collect();
+        // Scale-down removes the pods with the highest deletion cost last.
+        let cost = |p: &Value| -> i64 {
+            p["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0)
+        };
+        mine.sort_by_key(|p| std::cmp::Reverse(cost(p)));
         for extra in mine.iter().skip(want) {
             let pod = extra["metadata"]["name"]
                 .as_str()
@@ -366,12 +387,22 @@ async fn run_pod(
         let failure = shared.kubelet.failure(&deployment);
         let args: Vec<String> = match &shared.kubelet.command.args {
             Some(args) => args.iter().map(|a| a.replace("{ip}", &ip)).collect(),
-            None => spec["containers"][0]["args"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| a.as_str().unwrap_or_default().replace("0.0.0.0", &ip))
-                .collect(),
+            None => {
+                // Each pod's emptyDir cache is a directory of its own here.
+                let cache = shared.kubelet.logs.join(format!("{pod}.cache"));
+                let mut args: Vec<String> = spec["containers"][0]["args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a.as_str().unwrap_or_default().replace("0.0.0.0", &ip))
+                    .collect();
+                if let Some(i) = args.iter().position(|a| a == "--cache") {
+                    if let Some(value) = args.get_mut(i + 1) {
+                        *value = cache.display().to_string();
+                    }
+                }
+                args
+            }
         };
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -382,6 +413,7 @@ async fn run_pod(
         command
             .args(&args)
             .envs(env_of(&shared, &ns, &spec))
+            .envs(shared.kubelet.command.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
