@@ -396,10 +396,10 @@ async fn run_pod(
                     .flatten()
                     .map(|a| a.as_str().unwrap_or_default().replace("0.0.0.0", &ip))
                     .collect();
-                if let Some(i) = args.iter().position(|a| a == "--cache") {
-                    if let Some(value) = args.get_mut(i + 1) {
-                        *value = cache.display().to_string();
-                    }
+                if let Some(i) = args.iter().position(|a| a == "--cache")
+                    && let Some(value) = args.get_mut(i + 1)
+                {
+                    *value = cache.display().to_string();
                 }
                 args
             }
