@@ -52,7 +52,7 @@ allowed=(
     "create deployments.apps" "get deployments.apps" "list deployments.apps" "delete deployments.apps"
     "patch deployments.apps --subresource=scale"
     "create secrets" "patch secrets" "delete secrets"
-    "list pods" "watch pods" "get pods --subresource=log"
+    "list pods" "watch pods" "patch pods" "get pods --subresource=log"
 )
 for a in "${allowed[@]}"; do
     # shellcheck disable=SC2086
