@@ -102,7 +102,27 @@ impl KubernetesTarget {
         pods.pending.fetch_add(1, Ordering::AcqRel);
         let result = self.claim(plan, &pods).await;
         pods.pending.fetch_sub(1, Ordering::AcqRel);
-        let (pod, addr) = result?;
+        let (pod, addr) = match result {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // A revision none of whose replicas started leaves nothing behind.
+                let mut state = pods.state.lock().await;
+                if state.claimed.is_empty() && pods.pending.load(Ordering::Acquire) == 0 {
+                    let m = plan.cluster.manifest(
+                        &plan.service,
+                        plan.revision,
+                        &plan.server_url,
+                        &plan.settings,
+                    );
+                    if let Err(retire) = plan.cluster.retire(&m).await {
+                        tracing::warn!(service = %plan.service, revision = plan.revision, "{retire}");
+                    }
+                    state.applied = false;
+                    state.wanted = 0;
+                }
+                return Err(e);
+            }
+        };
         let m = plan.cluster.manifest(
             &plan.service,
             plan.revision,

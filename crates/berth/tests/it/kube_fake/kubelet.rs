@@ -1,5 +1,5 @@
 //! The fake kubelet: turns each Deployment's replicas into Pods and runs each
-//! pod as a local process on its own loopback IP (127.0.1.N; Linux routes all
+//! pod as a local process on its own loopback IP (127.B.x.y; Linux routes all
 //! of 127/8 to lo), with the pod's container args, its Secret-sourced env and
 //! the same ports. Readiness comes from polling the process's `/readyz`; an
 //! exit restarts it (CrashLoopBackOff). Failures can be injected per
@@ -73,6 +73,7 @@ pub struct Kubelet {
     command: PodCommand,
     logs: PathBuf,
     next_ip: AtomicU32,
+    base: std::sync::OnceLock<u32>,
     next_pod: AtomicU32,
     failures: Mutex<HashMap<String, PodFailure>>,
     pods: Mutex<HashMap<String, RunningPod>>,
@@ -84,7 +85,8 @@ impl Kubelet {
         Self {
             command,
             logs,
-            next_ip: AtomicU32::new(2),
+            next_ip: AtomicU32::new(0),
+            base: std::sync::OnceLock::new(),
             next_pod: AtomicU32::new(1),
             failures: Mutex::new(HashMap::new()),
             pods: Mutex::new(HashMap::new()),
@@ -148,9 +150,15 @@ impl Kubelet {
         })
     }
 
+    /// A pod IP of its own: 127.<from the process id>.<n>; test processes
+    /// running at once get different ranges.
     fn ip(&self) -> String {
+        static FAKES: AtomicU32 = AtomicU32::new(0);
         let n = self.next_ip.fetch_add(1, Ordering::Relaxed);
-        format!("127.0.{}.{}", 1 + n / 250, 2 + n % 250)
+        let base = *self.base.get_or_init(|| {
+            16 + (std::process::id() * 7 + FAKES.fetch_add(1, Ordering::Relaxed)) % 230
+        });
+        format!("127.{base}.{}.{}", 1 + n / 250, 2 + n % 250)
     }
 }
 
