@@ -21,7 +21,10 @@ pub mod studio;
 pub mod traffic_split;
 pub mod workspace;
 
-pub use compute::{ComputeTarget, ComputeTargetList, LOCAL_COMPUTE, PutComputeTargetRequest};
+pub use compute::{
+    ComputeTarget, ComputeTargetList, KUBERNETES_KIND, KubernetesAttach, KubernetesTargetInfo,
+    LOCAL_COMPUTE, PutComputeTargetRequest,
+};
 pub use deployment::{ComputeType, DeploymentSettings, FollowPolicy};
 pub use environment::{
     BuildState, Environment, EnvironmentBuild, EnvironmentList, EnvironmentSpec,

@@ -62,7 +62,7 @@ pub enum ClientCommand {
     /// Show the workspace the CLI talks to
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
-    /// List and show compute targets (`local`, and AKS targets made by v1 code)
+    /// List, show, attach and detach compute targets (`local`, Kubernetes clusters, AKS targets made by v1 code)
     #[command(subcommand)]
     Compute(ComputeCommand),
     /// List or follow the workspace's events (operations, state changes, registrations)
@@ -553,6 +553,45 @@ pub enum ComputeCommand {
         #[arg(short = 'n', long)]
         name: String,
     },
+    /// Attach a Kubernetes cluster: services deployed with `computeTargetName`
+    /// set to this name run there as Deployments
+    Attach {
+        /// Compute target name
+        #[arg(short = 'n', long)]
+        name: String,
+        /// Kind of target
+        #[arg(long, value_enum)]
+        kind: ComputeKind,
+        /// Kubeconfig file with the cluster's address and credentials (stored
+        /// as a secret on the server, never shown)
+        #[arg(long, value_name = "FILE", conflicts_with = "in_cluster")]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// Use the service account of the pod the Berth server runs in
+        #[arg(long)]
+        in_cluster: bool,
+        /// Namespace of the revisions' Deployments and Secrets
+        #[arg(long)]
+        namespace: String,
+        /// Container image of the replicas (runs `berth replica`)
+        #[arg(long)]
+        image: String,
+        /// URL at which pods reach this Berth server (bundle downloads)
+        #[arg(long, value_name = "URL")]
+        server_url: Option<String>,
+    },
+    /// Detach (or delete) a compute target; refused while services run there
+    Detach {
+        /// Compute target name
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+}
+
+/// Kinds of compute target `berth compute attach` attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ComputeKind {
+    /// A Kubernetes cluster (AKS or any other)
+    Kubernetes,
 }
 
 /// `berth workspace ...`

@@ -217,6 +217,24 @@ impl Client {
         self.json(self.request(Method::GET, &path)).await
     }
 
+    /// `PUT /v1/computes/{name}`: creates or attaches a target.
+    pub async fn put_compute(
+        &self,
+        name: &str,
+        request: &berth_api::PutComputeTargetRequest,
+    ) -> Result<berth_api::ComputeTarget> {
+        let path = format!("/v1/computes/{}", segment(name));
+        self.json(self.request(Method::PUT, &path).json(request))
+            .await
+    }
+
+    /// `DELETE /v1/computes/{name}`: deletes or detaches a target.
+    pub async fn delete_compute(&self, name: &str) -> Result<()> {
+        let path = format!("/v1/computes/{}", segment(name));
+        self.send(self.request(Method::DELETE, &path)).await?;
+        Ok(())
+    }
+
     /// One environment version, or the newest.
     pub async fn environment(&self, name: &str, version: Option<u32>) -> Result<Environment> {
         let path = match version {

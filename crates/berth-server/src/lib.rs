@@ -307,6 +307,7 @@ pub async fn run(
         follow: follow.clone(),
         leadership: leadership.clone(),
         child_launch: child_launch(&config, &endpoint, &signer)?,
+        replica_keys: signer.replica_keys(),
     });
     if !leadership.clustered_mode() {
         runtime.restore().await;

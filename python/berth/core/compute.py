@@ -3,12 +3,16 @@
 
 A Berth server always has the built-in ``local`` target. An AKS target created or attached by v1
 code is recorded on the server under its name and, on a server without a Kubernetes cluster, is
-backed by the local target (the server says so once, when the target is created). Targets are
-usable at once: ``provisioning_state`` is ``"Succeeded"``.
+backed by the local target (the server says so once, when the target is created). An AKS target
+attached with Kubernetes settings (``AksCompute.attach_configuration(namespace=..., image=...,
+kubeconfig=... | in_cluster=True)``) runs its services on that cluster (``backed_by`` is
+``"kubernetes"``); its kubeconfig is stored on the server and never returned. Targets are usable
+at once: ``provisioning_state`` is ``"Succeeded"``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Type
 from urllib.parse import quote
 
@@ -56,6 +60,9 @@ class ComputeTargetAttachConfiguration:
 
     def _properties(self) -> Dict[str, Any]:
         return {}
+
+    def _kubernetes(self) -> Optional[Dict[str, Any]]:
+        return None
 
 
 class ComputeTarget:
@@ -191,16 +198,31 @@ class ComputeTarget:
                 "Error, attach_configuration must be an attach configuration, e.g. AksCompute.attach_configuration(...)."
             )
         attach_configuration.validate_configuration()
-        return ComputeTarget._put(workspace, name, attach_configuration._compute_type, True, attach_configuration._properties())
+        return ComputeTarget._put(
+            workspace,
+            name,
+            attach_configuration._compute_type,
+            True,
+            attach_configuration._properties(),
+            attach_configuration._kubernetes(),
+        )
 
     @staticmethod
     def _put(
-        workspace: "Workspace", name: str, compute_type: str, attach: bool, properties: Dict[str, Any]
+        workspace: "Workspace",
+        name: str,
+        compute_type: str,
+        attach: bool,
+        properties: Dict[str, Any],
+        kubernetes: Optional[Dict[str, Any]] = None,
     ) -> "ComputeTarget":
+        body: Dict[str, Any] = {"computeType": compute_type, "attach": attach, "properties": properties}
+        if kubernetes is not None:
+            body["kubernetes"] = kubernetes
         payload = workspace.service_context.json(
             "PUT",
             f"/v1/computes/{quote(name, safe='')}",
-            json_body={"computeType": compute_type, "attach": attach, "properties": properties},
+            json_body=body,
             expect=(200, 201),
             what="create compute target",
             exception=ComputeTargetException,
@@ -248,7 +270,7 @@ class ComputeTarget:
 
     def delete(self) -> None:
         """Removes the target from the workspace (its services keep running on the target that
-        backed it)."""
+        backed it). A Kubernetes-backed target is refused while services run there."""
         self.workspace.service_context.request(
             "DELETE",
             f"/v1/computes/{quote(self.name, safe='')}",
@@ -389,7 +411,11 @@ class AksProvisioningConfiguration(ComputeTargetProvisioningConfiguration):
 
 
 class AksAttachConfiguration(ComputeTargetAttachConfiguration):
-    """Settings to attach an AKS cluster; build it with :meth:`AksCompute.attach_configuration`."""
+    """Settings to attach an AKS cluster; build it with :meth:`AksCompute.attach_configuration`.
+
+    With ``namespace`` and ``image`` (and ``kubeconfig`` or ``in_cluster``) the target runs its
+    services on that Kubernetes cluster; otherwise it is recorded and backed by the local target.
+    """
 
     _compute_type = "AKS"
 
@@ -399,20 +425,72 @@ class AksAttachConfiguration(ComputeTargetAttachConfiguration):
         cluster_name: Optional[str] = None,
         resource_id: Optional[str] = None,
         cluster_purpose: Optional[str] = None,
+        kubeconfig: Optional[str] = None,
+        in_cluster: bool = False,
+        namespace: Optional[str] = None,
+        image: Optional[str] = None,
+        server_url: Optional[str] = None,
     ) -> None:
         super().__init__(AksCompute)
         self.resource_group = resource_group
         self.cluster_name = cluster_name
         self.resource_id = resource_id
         self.cluster_purpose = cluster_purpose
+        self.kubeconfig = kubeconfig
+        self.in_cluster = in_cluster
+        self.namespace = namespace
+        self.image = image
+        self.server_url = server_url
         self.validate_configuration()
 
+    def _is_kubernetes(self) -> bool:
+        return bool(self.kubeconfig or self.in_cluster or self.namespace or self.image or self.server_url)
+
     def validate_configuration(self) -> None:
-        """Needs ``resource_id``, or ``resource_group`` with ``cluster_name`` (the reference's rule)."""
+        """Kubernetes settings need ``namespace``, ``image`` and one of ``kubeconfig`` (a file path)
+        or ``in_cluster``; otherwise ``resource_id``, or ``resource_group`` with ``cluster_name``
+        (the reference's rule)."""
+        if self._is_kubernetes():
+            problems = []
+            if not self.namespace:
+                problems.append("namespace is missing: give the namespace of the Deployments, e.g. namespace='berth'")
+            if not self.image:
+                problems.append(
+                    "image is missing: give the replicas' container image, e.g. image='ghcr.io/acme/berth:0.1.0'"
+                )
+            if self.kubeconfig and self.in_cluster:
+                problems.append(
+                    f"kubeconfig ({self.kubeconfig!r}) and in_cluster=True are both given: use one of them"
+                )
+            elif not self.kubeconfig and not self.in_cluster:
+                problems.append(
+                    "kubeconfig is missing: give the path of the cluster's kubeconfig file, or in_cluster=True "
+                    "when the Berth server runs in the cluster"
+                )
+            elif self.kubeconfig and not os.path.isfile(os.path.expanduser(self.kubeconfig)):
+                problems.append(f"kubeconfig {self.kubeconfig!r} is not a file: give the path of a kubeconfig file")
+            if problems:
+                raise ComputeTargetException("Invalid configuration, " + "; ".join(problems) + ".")
+            return
         if not self.resource_id and not (self.resource_group and self.cluster_name):
             raise ComputeTargetException(
                 "Invalid configuration, either resource_id or both resource_group and cluster_name must be provided."
             )
+
+    def _kubernetes(self) -> Optional[Dict[str, Any]]:
+        if not self._is_kubernetes():
+            return None
+        settings: Dict[str, Any] = {
+            "namespace": self.namespace,
+            "image": self.image,
+            "inCluster": bool(self.in_cluster),
+        }
+        if self.kubeconfig:
+            with open(os.path.expanduser(self.kubeconfig), encoding="utf-8") as f:
+                settings["kubeconfig"] = f.read()
+        if self.server_url:
+            settings["serverUrl"] = self.server_url
+        return settings
 
     def enable_ssl(
         self,
@@ -455,6 +533,12 @@ class AksCompute(ComputeTarget):
         self.cluster_resource_id: Optional[str] = properties.get("resourceId")
         self.cluster_fqdn: Optional[str] = None
         self.ssl_configuration: Optional[Dict[str, Any]] = None
+        kubernetes = payload.get("kubernetes") or {}
+        self.namespace: Optional[str] = kubernetes.get("namespace")
+        self.image: Optional[str] = kubernetes.get("image")
+        self.server_url: Optional[str] = kubernetes.get("serverUrl")
+        self.in_cluster: bool = bool(kubernetes.get("inCluster", False))
+        self.kubeconfig_set: bool = bool(kubernetes.get("kubeconfigSet", False))
 
     @staticmethod
     def provisioning_configuration(
@@ -500,9 +584,30 @@ class AksCompute(ComputeTarget):
         cluster_name: Optional[str] = None,
         resource_id: Optional[str] = None,
         cluster_purpose: Optional[str] = None,
+        *,
+        kubeconfig: Optional[str] = None,
+        in_cluster: bool = False,
+        namespace: Optional[str] = None,
+        image: Optional[str] = None,
+        server_url: Optional[str] = None,
     ) -> AksAttachConfiguration:
-        """Settings to attach an existing cluster with :meth:`ComputeTarget.attach`."""
-        return AksAttachConfiguration(resource_group, cluster_name, resource_id, cluster_purpose)
+        """Settings to attach an existing cluster with :meth:`ComputeTarget.attach`.
+
+        Berth: with ``namespace``, ``image`` and ``kubeconfig`` (path of a kubeconfig file, sent to
+        the server and stored as a secret) or ``in_cluster=True``, services deployed to the target
+        run on that cluster; ``server_url`` is the URL the pods reach the Berth server at.
+        """
+        return AksAttachConfiguration(
+            resource_group,
+            cluster_name,
+            resource_id,
+            cluster_purpose,
+            kubeconfig=kubeconfig,
+            in_cluster=in_cluster,
+            namespace=namespace,
+            image=image,
+            server_url=server_url,
+        )
 
     def serialize(self) -> Dict[str, Any]:
         """The target as a dict (the reference's AKS keys where Berth has them)."""

@@ -1,10 +1,10 @@
-//! `berth compute list|show`: the workspace's compute targets.
+//! `berth compute list|show|attach|detach`: the workspace's compute targets.
 
 use anyhow::Context;
-use berth_api::ComputeTarget;
+use berth_api::{ComputeTarget, KubernetesAttach, PutComputeTargetRequest};
 use comfy_table::{Table, presets};
 
-use crate::args::{ComputeCommand, GlobalArgs, OutputFormat};
+use crate::args::{ComputeCommand, ComputeKind, GlobalArgs, OutputFormat};
 use crate::render;
 
 /// Runs a compute command.
@@ -40,6 +40,52 @@ pub async fn run(command: ComputeCommand, global: &GlobalArgs) -> anyhow::Result
                 .with_context(|| format!("cannot show compute target `{name}`"))?;
             show(&target, global.output)
         }
+        ComputeCommand::Attach {
+            name,
+            kind: ComputeKind::Kubernetes,
+            kubeconfig,
+            in_cluster,
+            namespace,
+            image,
+            server_url,
+        } => {
+            let kubeconfig = match kubeconfig {
+                Some(path) => Some(std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "cannot read the kubeconfig file `{}` given to --kubeconfig",
+                        path.display()
+                    )
+                })?),
+                None => None,
+            };
+            let request = PutComputeTargetRequest {
+                compute_type: "AKS".into(),
+                attach: true,
+                properties: None,
+                kubernetes: Some(KubernetesAttach {
+                    kubeconfig,
+                    in_cluster,
+                    namespace,
+                    image,
+                    server_url,
+                }),
+            };
+            let target = client
+                .put_compute(&name, &request)
+                .await
+                .with_context(|| format!("cannot attach compute target `{name}`"))?;
+            for warning in &target.warnings {
+                eprintln!("warning: {warning}");
+            }
+            show(&target, global.output)
+        }
+        ComputeCommand::Detach { name } => {
+            client
+                .delete_compute(&name)
+                .await
+                .with_context(|| format!("cannot detach compute target `{name}`"))?;
+            render::line(&format!("detached compute target `{name}`"))
+        }
     }
 }
 
@@ -54,6 +100,21 @@ fn show(t: &ComputeTarget, format: OutputFormat) -> anyhow::Result<()> {
     render::line(&format!("attached      {}", t.attached))?;
     if let Some(created) = &t.created_time {
         render::line(&format!("created       {created}"))?;
+    }
+    if let Some(k) = &t.kubernetes {
+        render::line(&format!("namespace     {}", k.namespace))?;
+        render::line(&format!("image         {}", k.image))?;
+        if let Some(url) = &k.server_url {
+            render::line(&format!("server url    {url}"))?;
+        }
+        let credentials = if k.in_cluster {
+            "in-cluster service account"
+        } else if k.kubeconfig_set {
+            "kubeconfig (set)"
+        } else {
+            "none"
+        };
+        render::line(&format!("credentials   {credentials}"))?;
     }
     if t.properties.as_object().is_some_and(|p| !p.is_empty()) {
         render::line(&format!("properties    {}", t.properties))?;

@@ -2,14 +2,17 @@
 //! attaches them (`ComputeTarget.create`, `AksCompute`). The built-in `local`
 //! target always exists; a created or attached AKS target is recorded with its
 //! settings and, on a server without a Kubernetes cluster, runs its services on
-//! the local target (the creation answer says so once).
+//! the local target (the creation answer says so once). A target attached with
+//! `kubernetes` settings runs its services on that cluster; its kubeconfig is
+//! stored and never returned (answers say only whether one is set).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use berth_api::compute::check_compute_name;
+use berth_api::compute::{check_compute_name, check_kubernetes_attach};
 use berth_api::{
-    ComputeTarget, ComputeTargetList, ErrorBody, LOCAL_COMPUTE, PutComputeTargetRequest,
+    ComputeTarget, ComputeTargetList, ErrorBody, KUBERNETES_KIND, KubernetesTargetInfo,
+    LOCAL_COMPUTE, PutComputeTargetRequest,
 };
 
 use super::{ApiJson, AppState};
@@ -29,6 +32,7 @@ fn local_target() -> ComputeTarget {
         properties: serde_json::json!({}),
         created_time: None,
         warnings: Vec::new(),
+        kubernetes: None,
     }
 }
 
@@ -40,15 +44,27 @@ pub fn backed_by_local_note(name: &str, compute_type: &str) -> String {
 }
 
 fn to_wire(stored: StoredComputeTarget) -> ComputeTarget {
+    let kubernetes = stored.kubernetes.map(|k| KubernetesTargetInfo {
+        kubeconfig_set: k.kubeconfig.is_some(),
+        namespace: k.namespace,
+        image: k.image,
+        server_url: k.server_url,
+        in_cluster: k.in_cluster,
+    });
     ComputeTarget {
         name: stored.name,
         compute_type: stored.compute_type,
         provisioning_state: "Succeeded".into(),
-        backed_by: LOCAL_COMPUTE.into(),
+        backed_by: if kubernetes.is_some() {
+            KUBERNETES_KIND.into()
+        } else {
+            LOCAL_COMPUTE.into()
+        },
         attached: stored.attached,
         properties: stored.properties,
         created_time: Some(stored.created_time),
         warnings: Vec::new(),
+        kubernetes,
     }
 }
 
@@ -136,9 +152,18 @@ pub async fn put_compute(
             "`properties` is {properties}: it must be an object of the provisioning or attach settings"
         ));
     }
+    if let Some(k) = &request.kubernetes {
+        if !request.attach {
+            problems.push(
+                "`kubernetes` is given with `attach` false: a cluster is attached, not created (`berth compute attach --kind kubernetes`, `ComputeTarget.attach`)".into(),
+            );
+        }
+        problems.extend(check_kubernetes_attach(k));
+    }
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
+    let wanted = request.kubernetes.clone();
     let (created, stored) = state
         .store
         .put_compute_target(StoredComputeTarget {
@@ -147,10 +172,24 @@ pub async fn put_compute(
             attached: request.attach,
             properties,
             created_time: crate::now_rfc3339(),
+            kubernetes: request.kubernetes,
         })
         .await?;
+    if !created && stored.kubernetes != wanted {
+        return Err(ApiError::Conflict {
+            message: format!(
+                "compute target `{name}` exists with other settings: its cluster settings are not changed in place"
+            ),
+            hint: format!(
+                "detach it first (`berth compute detach -n {name}`, once no service runs there), or attach under another name"
+            ),
+        });
+    }
     let mut target = to_wire(stored);
-    if created {
+    if created && target.kubernetes.is_some() {
+        tracing::info!(compute = %name, "attached a Kubernetes cluster (credentials stored, not logged)");
+        Ok((StatusCode::CREATED, Json(target)))
+    } else if created {
         let note = backed_by_local_note(&name, &compute_type);
         tracing::info!(compute = %name, "{note}");
         target.warnings.push(note);
@@ -160,8 +199,29 @@ pub async fn put_compute(
     }
 }
 
-/// Deletes (or detaches) a compute target. Services deployed to it keep running
-/// on the target that backed it.
+/// Services whose newest or serving revision is deployed to `target`.
+async fn services_on(state: &AppState, target: &str) -> Result<Vec<String>, ApiError> {
+    let mut names = Vec::new();
+    for service in state.services.list_services().await? {
+        let mut revisions = vec![service.latest_revision];
+        revisions.extend(service.serving_revision);
+        revisions.extend(service.traffic.iter().flatten().map(|t| t.revision));
+        revisions.sort_unstable();
+        revisions.dedup();
+        for number in revisions {
+            let spec = state.services.revision(&service.name, number).await?;
+            if spec.deployment.compute_target_name.as_deref() == Some(target) {
+                names.push(service.name.clone());
+                break;
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Deletes (or detaches) a compute target. Refused while a Kubernetes-backed
+/// target still runs services (they are named); services deployed to a target
+/// backed by the local target keep running there.
 #[utoipa::path(delete, path = "/v1/computes/{name}", tag = "computes",
     params(("name" = String, Path, description = "Compute target name")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -174,6 +234,24 @@ pub async fn delete_compute(
             message: "compute target `local` is built in and cannot be deleted".into(),
             hint: "delete the services instead".into(),
         });
+    }
+    if let Some(stored) = state.store.compute_target(&name).await?
+        && stored.kubernetes.is_some()
+    {
+        let services = services_on(&state, &name).await?;
+        if !services.is_empty() {
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "compute target `{name}` still runs service(s) {}",
+                    services
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                hint: "delete those services (`berth service delete -n NAME`) or update them to another `computeTargetName`, then detach".into(),
+            });
+        }
     }
     if state.store.delete_compute_target(&name).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -9,6 +9,8 @@
 //! The local-process target ([`local`]) is the first implementation: sandboxed
 //! Python workers under resource limits on this machine.
 
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod local;
 pub mod remote;
 mod replica;

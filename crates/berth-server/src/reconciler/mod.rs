@@ -24,6 +24,7 @@
 mod autoscale;
 pub mod drain;
 mod gauges;
+mod kube;
 mod operations;
 pub mod plan;
 mod resources;
@@ -141,13 +142,17 @@ pub struct RuntimeDeps {
     pub leadership: Arc<crate::cluster::Leadership>,
     /// With `--replica-transport tcp`: how `berth replica` children are started.
     pub child_launch: Option<crate::compute::local::ChildLaunch>,
+    /// Bundle tokens and per-revision credentials of remote replicas (pods).
+    pub replica_keys: crate::compute::remote::ReplicaKeys,
 }
 
 /// The local compute target.
 pub struct Runtime {
     deps: RuntimeDeps,
-    /// Where replicas run.
+    /// Where replicas run: this machine...
     compute: LocalTarget,
+    /// ... or an attached Kubernetes cluster (per service, by `computeTargetName`).
+    clusters: kube::Clusters,
     /// Running progressive rollouts.
     rollouts: rollout::Rollouts,
     /// Replicas started for hand-made mirrors.
@@ -201,6 +206,7 @@ impl Runtime {
         let runtime = Arc::new(Self {
             deps,
             compute: LocalTarget,
+            clusters: kube::Clusters::default(),
             rollouts: rollout::Rollouts::default(),
             shadows: shadow::Shadows::default(),
             running: Mutex::new(HashMap::new()),
@@ -438,12 +444,7 @@ impl Runtime {
     /// gateway): `pools` are revision, weight, spec and connected replicas,
     /// the first the stable revision. Pools of revisions the current route has
     /// keep their live figures and gate windows.
-    pub fn install_followed(
-        &self,
-        service: &str,
-        keys: &ServiceKeys,
-        pools: Vec<FollowedPool>,
-    ) {
+    pub fn install_followed(&self, service: &str, keys: &ServiceKeys, pools: Vec<FollowedPool>) {
         let Some(stable) = pools.first().map(|p| p.2.clone()) else {
             self.install_empty_followed(service);
             return;

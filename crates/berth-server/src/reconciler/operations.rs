@@ -152,18 +152,26 @@ impl Runtime {
         }
     }
 
-    /// With `--cluster`, why replicas cannot be started here (the local
-    /// target is the only one this server drives).
-    fn local_refused(&self) -> Option<OperationError> {
-        let allowed = self.deps.config.cluster_local_replicas;
-        (self.deps.leadership.clustered_mode() && !allowed).then(|| {
-            failure(
-                OperationErrorCode::ReplicaStartFailed,
-                "choose the compute target",
-                crate::cluster::LOCAL_REFUSED,
-                Vec::new(),
-            )
-        })
+    /// With `--cluster`, why `revision` of `service` cannot start: it would
+    /// run on the local target (only a Kubernetes-backed compute target runs
+    /// replicas outside every server).
+    async fn local_refused(&self, service: &str, revision: u32) -> Option<OperationError> {
+        if !self.deps.leadership.clustered_mode() || self.deps.config.cluster_local_replicas {
+            return None;
+        }
+        let spec = self.deps.services.revision(service, revision).await.ok()?;
+        if let Some(name) = spec.deployment.compute_target_name.as_deref()
+            && let Ok(Some(target)) = self.deps.store.compute_target(name).await
+            && target.kubernetes.is_some()
+        {
+            return None;
+        }
+        Some(failure(
+            OperationErrorCode::ReplicaStartFailed,
+            "choose the compute target",
+            crate::cluster::LOCAL_REFUSED,
+            Vec::new(),
+        ))
     }
 
     async fn execute(self: Arc<Self>, op: Operation) {
@@ -220,7 +228,10 @@ impl Runtime {
                 if self.deps.table.get(&op.service).is_none() {
                     self.publish_empty(&op.service).await;
                 }
-                let result = match (self.local_refused(), op.operation_type) {
+                let result = match (
+                    self.local_refused(&op.service, revision).await,
+                    op.operation_type,
+                ) {
                     (Some(refused), _) => Err(refused),
                     (None, OperationType::Update) => self.update(&log, &op.service, revision).await,
                     (None, _) => self.roll_out(&log, &op.service, revision).await,
@@ -543,6 +554,12 @@ impl Runtime {
             .and_then(|r| r.primary().map(|p| p.replicas.len()))
             .unwrap_or(0);
         let count = Self::target_replicas(&spec, running_now);
+        if let Some(target) = self.use_cluster(service, revision, &spec).await? {
+            log.event(&format!(
+                "Replicas run on the Kubernetes cluster `{target}` (Deployment berth-{service}-r{revision})"
+            ))
+            .await;
+        }
         log.event(&format!("Starting {count} replica(s)")).await;
         let replicas = self.start_more(&plan, &[], count).await.map_err(|f| {
             let (code, what) = match (&f.error, f.error.init_stage()) {
@@ -913,15 +930,20 @@ impl Runtime {
                 let name = stored.name.clone();
                 let lock = runtime.replica_set_lock(&name);
                 let _held = lock.lock().await;
-                runtime.publish_empty(&name).await;
+                // A new leader keeps the route its gateway followed serving
+                // until the restored one replaces it.
+                let followed = runtime.deps.leadership.clustered_mode()
+                    && runtime.deps.table.get(&name).is_some();
+                if !followed {
+                    runtime.publish_empty(&name).await;
+                }
                 let Some(revision) = stored.serving_revision else {
                     return;
                 };
                 let log = OpLog::server_only(&runtime);
+                let refused = runtime.local_refused(&name, revision).await;
                 let restored = match stored.traffic.as_deref() {
-                    _ if runtime.local_refused().is_some() => {
-                        runtime.local_refused().map_or(Ok(()), Err)
-                    }
+                    _ if refused.is_some() => refused.map_or(Ok(()), Err),
                     Some(split) if split.len() > 1 => runtime.apply_split(&log, &name, split).await,
                     _ => runtime.roll_out(&log, &name, revision).await.map(drop),
                 };

@@ -138,7 +138,7 @@ impl Runtime {
         self.set_state(&exit.service, ServiceState::Unhealthy, &health)
             .await;
         tokio::time::sleep(backoff).await;
-        let replica = match self.compute.start(&plan, exit.index).await {
+        let replica = match self.start_replica(&plan, exit.index).await {
             Ok(replica) => replica,
             Err(failure) => {
                 let output = failure.error.output();

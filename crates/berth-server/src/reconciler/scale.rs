@@ -259,7 +259,7 @@ impl Runtime {
         count: u32,
     ) -> Result<Vec<Arc<Replica>>, StartFailure> {
         let first = current.iter().map(|r| r.index + 1).max().unwrap_or(0);
-        let starts = (first..first + count).map(|index| self.compute.start(plan, index));
+        let starts = (first..first + count).map(|index| self.start_replica(plan, index));
         let mut added = Vec::new();
         let mut failure = None;
         for result in futures_util::future::join_all(starts).await {

@@ -13,4 +13,7 @@ pub struct StoredComputeTarget {
     pub properties: serde_json::Value,
     /// RFC 3339.
     pub created_time: String,
+    /// The cluster of a Kubernetes-backed target, with its credentials (its
+    /// `Debug` redacts the kubeconfig).
+    pub kubernetes: Option<berth_api::KubernetesAttach>,
 }

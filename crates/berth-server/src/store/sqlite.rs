@@ -23,7 +23,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_compute_targets.sql"),
     include_str!("migrations/0006_rollouts.sql"),
     include_str!("migrations/0007_model_aliases.sql"),
-    include_str!("migrations/0008_cluster.sql"),
+    include_str!("migrations/0008_kubernetes_targets.sql"),
+    include_str!("migrations/0009_cluster.sql"),
 ];
 
 /// Most reader connections kept open.

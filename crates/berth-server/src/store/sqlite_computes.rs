@@ -6,31 +6,42 @@ use super::computes::StoredComputeTarget;
 use super::sqlite::{SqliteStore, db};
 use super::{Result, StoreError};
 
-const COLUMNS: &str = "name, compute_type, attached, properties, created_time";
+const COLUMNS: &str = "name, compute_type, attached, properties, created_time, kubernetes";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, bool, String, String)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+type Row = (String, String, bool, String, String, Option<String>);
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn decode(
-    (name, compute_type, attached, properties, created_time): (
-        String,
-        String,
-        bool,
-        String,
-        String,
-    ),
+    (name, compute_type, attached, properties, created_time, kubernetes): Row,
 ) -> Result<StoredComputeTarget> {
     let properties = serde_json::from_str(&properties).map_err(|e| StoreError::Corrupt {
         what: "compute target properties",
         detail: e.to_string(),
     })?;
+    let kubernetes = kubernetes
+        .map(|k| serde_json::from_str(&k))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt {
+            what: "compute target kubernetes settings",
+            detail: e.to_string(),
+        })?;
     Ok(StoredComputeTarget {
         name,
         compute_type,
         attached,
         properties,
         created_time,
+        kubernetes,
     })
 }
 
@@ -43,11 +54,20 @@ impl SqliteStore {
     ) -> Result<(bool, StoredComputeTarget)> {
         self.write(move |conn| {
             let properties = new.properties.to_string();
+            let kubernetes = new
+                .kubernetes
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt {
+                    what: "compute target kubernetes settings",
+                    detail: e.to_string(),
+                })?;
             let inserted = conn
                 .execute(
-                    "INSERT INTO compute_targets (name, compute_type, attached, properties, created_time) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
-                    params![new.name, new.compute_type, new.attached, properties, new.created_time],
+                    "INSERT INTO compute_targets (name, compute_type, attached, properties, created_time, kubernetes) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
+                    params![new.name, new.compute_type, new.attached, properties, new.created_time, kubernetes],
                 )
                 .map_err(db("insert compute target"))?;
             let stored = conn

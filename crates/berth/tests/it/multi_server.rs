@@ -377,3 +377,108 @@ async fn multi_server_routes_changed_through_the_leader_are_served_by_the_other_
     let response = other.score("shared", "{}").await;
     assert_eq!(response.headers()["x-berth-revision"], "2");
 }
+
+const KUBE_SCORE: &[u8] =
+    b"import os\n\ndef init():\n    pass\n\ndef run(raw):\n    return {'echo': raw, 'pid': os.getpid()}\n";
+
+#[tokio::test]
+async fn multi_server_leader_kill9_mid_update_with_kube_replicas_fails_no_request_on_the_survivor()
+{
+    use crate::kube_fake::KubeFake;
+    use crate::kube_fake::kubelet::berth_replica;
+
+    let fake = KubeFake::start(berth_replica()).await;
+    let url = fresh_database("kill").await;
+    let mut servers = start_cluster(&url, 2).await;
+    let (leader, fence) = agreed_leader(&[&servers[0], &servers[1]], TAKEOVER).await;
+    let survivor = 1 - leader;
+    let lead = &servers[leader];
+    // Pods fetch their revision from the leader, which holds the blobs.
+    let body = json!({"computeType": "AKS", "attach": true, "kubernetes": {
+        "kubeconfig": std::fs::read_to_string(&fake.kubeconfig).unwrap(),
+        "namespace": "ml", "image": "berth", "serverUrl": lead.endpoint}});
+    let (status, target) = json_of(
+        lead.request(Method::PUT, "/v1/computes/aks1")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{target}");
+    for content in [b"one".to_vec(), b"two".to_vec()] {
+        let (status, model) = lead
+            .register_file("weights", "model.txt", content, json!({}))
+            .await;
+        assert_eq!(status, 201, "{model}");
+    }
+    lead.deploy(
+        "ha",
+        &[("score.py", KUBE_SCORE)],
+        &["weights:1"],
+        json!({"computeType": "aks", "computeTargetName": "aks1", "numReplicas": 2,
+               "authEnabled": false, "maxQueueWaitMs": 20000}),
+    )
+    .await;
+    // The survivor's gateway serves the pods it dialled itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while servers[survivor].score("ha", "1").await.status() != 200 {
+        assert!(Instant::now() < deadline, "{}", servers[survivor].log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let load = crate::harness::Load::start(&servers[survivor], "ha", "1", 3);
+    let (status, accepted) = patch(lead, "ha", json!({"models": ["weights:2"]})).await;
+    assert_eq!(status, 202, "{accepted}");
+    let cut_off = accepted["operation"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    servers[leader].kill9().await;
+    let killed = Instant::now();
+
+    loop {
+        let view = readyz(&servers[survivor]).await;
+        if view["role"] == "leader" {
+            assert!(view["fence"].as_u64().unwrap() > fence, "{view}");
+            break;
+        }
+        assert!(
+            killed.elapsed() < TAKEOVER,
+            "no takeover within {TAKEOVER:?}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("the survivor leads {:?} after the kill", killed.elapsed());
+    let op = ended(&servers[survivor], &cut_off, Duration::from_secs(60)).await;
+    assert!(
+        matches!(
+            op["state"].as_str(),
+            Some("Failed" | "RolledBack" | "Succeeded")
+        ),
+        "{op}"
+    );
+    eprintln!("the cut-off update ended {}: {}", op["state"], op["error"]);
+    // The restored route serves.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, service) = servers[survivor].get_json("/v1/services/ha").await;
+        if service["state"] == "Healthy" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service}\n{}",
+            servers[survivor].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = load.finish().await;
+    assert!(
+        report.failures.is_empty(),
+        "requests failed on the survivor: {:?}\n{}",
+        report.failures,
+        servers[survivor].log()
+    );
+    assert!(report.ok > 10, "the load ran: {}", report.ok);
+    assert_eq!(servers[survivor].score("ha", "2").await.status(), 200);
+}

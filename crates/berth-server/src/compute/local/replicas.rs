@@ -114,6 +114,16 @@ pub enum StartError {
         /// Its last output.
         output: String,
     },
+    /// A replica on another compute target (a cluster's pod) did not start.
+    #[error("{message}")]
+    Elsewhere {
+        /// The operation error code it shows as.
+        code: berth_api::OperationErrorCode,
+        /// What happened.
+        message: String,
+        /// The replica's last output lines (a pod's log).
+        output: String,
+    },
     /// The worker was killed for its memory limit while starting.
     #[error("the worker was {reason} while loading the entry script or running init()")]
     LimitKilled {
@@ -129,7 +139,7 @@ impl StartError {
     pub fn output(&self) -> &str {
         match self {
             Self::Spawn(e) | Self::LimitKilled { spawn: e, .. } => e.output(),
-            Self::Replica { output, .. } => output,
+            Self::Replica { output, .. } | Self::Elsewhere { output, .. } => output,
             Self::Resources(_) | Self::Isolation(_) | Self::Scratch { .. } => "",
         }
     }
@@ -165,6 +175,7 @@ impl StartError {
                 Code::ReplicaStartFailed,
                 "its scratch directory could not be made",
             )),
+            Self::Elsewhere { code, .. } => Some((*code, "the replica's pod did not serve")),
             Self::Spawn(_) | Self::Replica { .. } => None,
         }
     }

@@ -3,7 +3,7 @@
 use super::{PgStore, col, db};
 use crate::store::{Result, StoreError, StoredComputeTarget};
 
-const COLUMNS: &str = "name, compute_type, attached, properties, created_time";
+const COLUMNS: &str = "name, compute_type, attached, properties, created_time, kubernetes";
 
 fn decode(row: &tokio_postgres::Row) -> Result<StoredComputeTarget> {
     let properties: String = col(row, 3)?;
@@ -16,6 +16,13 @@ fn decode(row: &tokio_postgres::Row) -> Result<StoredComputeTarget> {
             detail: e.to_string(),
         })?,
         created_time: col(row, 4)?,
+        kubernetes: col::<Option<String>>(row, 5)?
+            .map(|k| serde_json::from_str(&k))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                what: "compute target kubernetes settings",
+                detail: e.to_string(),
+            })?,
     })
 }
 
@@ -26,17 +33,27 @@ impl PgStore {
         &self,
         new: StoredComputeTarget,
     ) -> Result<(bool, StoredComputeTarget)> {
+        let kubernetes = new
+            .kubernetes
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                what: "compute target kubernetes settings",
+                detail: e.to_string(),
+            })?;
         let conn = self.conn().await?;
         let inserted = conn
             .execute(
-                "INSERT INTO compute_targets (name, compute_type, attached, properties, created_time) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO compute_targets (name, compute_type, attached, properties, created_time, kubernetes) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
                 &[
                     &new.name,
                     &new.compute_type,
                     &new.attached,
                     &new.properties.to_string(),
                     &new.created_time,
+                    &kubernetes,
                 ],
             )
             .await

@@ -184,6 +184,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("attached", Bool),
             ("properties", Text),
             ("created_time", Text),
+            ("kubernetes", Text),
         ],
     ),
     (

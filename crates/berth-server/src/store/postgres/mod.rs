@@ -27,6 +27,7 @@ use super::{Result, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_initial.sql"),
     include_str!("../migrations/postgres/0002_cluster.sql"),
+    include_str!("../migrations/postgres/0003_kubernetes_targets.sql"),
 ];
 
 /// Advisory lock key held while migrating (`berth` + 1).
