@@ -66,6 +66,7 @@ async fn populate(store: &SqliteStore) {
             attached: true,
             properties: serde_json::json!({"a": 1}),
             created_time: "t".into(),
+            kubernetes: None,
         })
         .await
         .unwrap();

@@ -323,6 +323,13 @@ async fn compute_targets(subject: Subject) {
         attached: true,
         properties: serde_json::json!({"cluster": "c1", "nodes": 3}),
         created_time: "t".into(),
+        kubernetes: Some(berth_api::KubernetesAttach {
+            kubeconfig: Some("apiVersion: v1".into()),
+            in_cluster: false,
+            namespace: "ml".into(),
+            image: "berth".into(),
+            server_url: Some("https://berth.internal".into()),
+        }),
     };
     let (inserted, stored) = store.put_compute_target(target.clone()).await.unwrap();
     assert!(inserted);
