@@ -223,6 +223,21 @@ async fn multi_server_shared_credentials_intent_and_409_across_servers() {
     servers[leader].start_again().await;
     let view = readyz(&servers[leader]).await;
     assert_eq!(view["role"], "follower", "{view}");
+
+    // A server without --cluster does not join a store a cluster leads.
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(berth_bin())
+        .args(["server", "--addr", "127.0.0.1:0", "--store", &url, "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("servers started with `--cluster` lead this store")
+            && err.contains("start this server with `--cluster` too"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
