@@ -164,13 +164,13 @@ impl Leadership {
         self.lost.notify_one();
     }
 
-    /// Follows until the lease is free, takes it, calls `on_lead` with the
+    /// Follows until the lease is free, takes it, starts `on_lead` with the
     /// fencing number, then renews until a renewal fails (then notifies
     /// [`Self::lost`] and returns).
     pub async fn elect<F, Fut>(self: Arc<Self>, store: Arc<dyn ClusterStore>, on_lead: F)
     where
         F: FnOnce(u64) -> Fut,
-        Fut: std::future::Future<Output = ()>,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let fence = loop {
             match store.try_acquire(LEADER_LEASE, &self.id, LEASE_TTL).await {
@@ -193,7 +193,8 @@ impl Leadership {
             fence,
         });
         tracing::info!(server = %self.id, fence, "took the leader lease: this server runs operations and the reconciler");
-        on_lead(fence).await;
+        // Restoring may take longer than a lease: renewals go on meanwhile.
+        tokio::spawn(on_lead(fence));
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
