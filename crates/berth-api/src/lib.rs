@@ -5,6 +5,7 @@
 //! codes, and the naming rules both sides check. This crate has no I/O and no async:
 //! the CLI and the SDK can do only what these types allow.
 
+pub mod bundle;
 pub mod compute;
 pub mod deployment;
 pub mod duration;

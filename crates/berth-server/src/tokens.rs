@@ -100,6 +100,12 @@ impl TokenSigner {
         Ok(Self { key })
     }
 
+    /// The keys of remote replicas (bundle tokens, per-revision credentials),
+    /// derived from this key with their own labels.
+    pub fn replica_keys(&self) -> crate::compute::remote::ReplicaKeys {
+        crate::compute::remote::ReplicaKeys::derive(&self.key)
+    }
+
     /// A signer with a given key (tests).
     pub fn from_key(key: [u8; 32]) -> Self {
         Self { key }

@@ -1,12 +1,16 @@
 //! One connection to a worker: [`PendingConn`] for the handshake, then [`WorkerConn`] for requests.
 //!
-//! A `WorkerConn` is a reader task and a writer task around the two halves of the Unix stream. A
+//! A `WorkerConn` is a reader task and a writer task around the two halves of a byte stream: a
+//! Unix socket to a local worker ([`PendingConn::new`]) or any other stream, such as TLS over TCP
+//! to a `berth replica` ([`PendingConn::over`]). On a Unix socket a
 //! request is queued in one short synchronous critical section (assign the sequence number, push a
 //! oneshot onto the pending queue, write the frame), so callers never hold a lock across an await
 //! and any number of requests can be in flight (pipelining). The caller writes its frame to the
 //! socket itself when nothing is queued before it and the socket takes it whole (the common case:
 //! no hand-off to another task, no wake-up); whatever the socket does not take at once goes to a
-//! backlog that the writer task drains in order. The worker answers strictly in order; the reader
+//! backlog that the writer task drains in order. On other streams every frame goes through the
+//! backlog (their writers cannot be tried without a task context). The worker answers strictly in
+//! order; the reader
 //! pops the queue front for each answer and checks it matches.
 //!
 //! Dropping every clone of a `WorkerConn` closes the write half: the worker sees end of stream,
@@ -19,9 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::protocol::{
@@ -76,9 +80,8 @@ pub enum ConnError {
 }
 
 /// Reads whole frames from the read half of the socket.
-#[derive(Debug)]
 struct FrameReader {
-    half: OwnedReadHalf,
+    half: ReadHalf,
     buf: BytesMut,
     max_frame: u32,
 }
@@ -131,6 +134,34 @@ fn score_head_len(payload: &[u8]) -> Option<usize> {
         at += 4 + u32_at(at)?;
     }
     (at <= payload.len()).then_some(at)
+}
+
+/// Where frames are read from: a Unix socket (static dispatch on the hot path) or any stream.
+enum ReadHalf {
+    Unix(tokio::net::unix::OwnedReadHalf),
+    Stream(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Unix(half) => std::pin::Pin::new(half).poll_read(cx, buf),
+            ReadHalf::Stream(half) => std::pin::Pin::new(half).poll_read(cx, buf),
+        }
+    }
+}
+
+impl std::fmt::Debug for FrameReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("buffered", &self.buf.len())
+            .field("max_frame", &self.max_frame)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FrameReader {
@@ -297,20 +328,37 @@ impl FrameReader {
 #[derive(Debug)]
 pub struct PendingConn {
     reader: FrameReader,
-    writer: OwnedWriteHalf,
+    writer: WriteHalf,
 }
 
 impl PendingConn {
-    /// Wrap an accepted stream; frames larger than `max_frame` are protocol errors.
+    /// Wrap an accepted Unix stream; frames larger than `max_frame` are protocol errors.
     pub fn new(stream: UnixStream, max_frame: u32) -> PendingConn {
         let (read, writer) = stream.into_split();
         PendingConn {
             reader: FrameReader {
-                half: read,
+                half: ReadHalf::Unix(read),
                 buf: BytesMut::with_capacity(READ_CHUNK),
                 max_frame,
             },
-            writer,
+            writer: WriteHalf::Unix(writer),
+        }
+    }
+
+    /// Wrap any other byte stream (e.g. TLS over TCP to a `berth replica`); frames larger than
+    /// `max_frame` are protocol errors. Frames are written by the writer task, vectored.
+    pub fn over<S>(stream: S, max_frame: u32) -> PendingConn
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
+        PendingConn {
+            reader: FrameReader {
+                half: ReadHalf::Stream(Box::new(read)),
+                buf: BytesMut::with_capacity(READ_CHUNK),
+                max_frame,
+            },
+            writer: WriteHalf::Stream(tokio::sync::Mutex::new(Box::new(write))),
         }
     }
 
@@ -453,9 +501,26 @@ impl Shared {
 /// `WorkerConn` clones and the writer task gone) shuts the write half down.
 #[derive(Debug)]
 struct WriteSide {
-    half: OwnedWriteHalf,
+    half: WriteHalf,
     /// Bytes queued but not yet written, in order; the front may be a partly written buffer.
     backlog: Mutex<VecDeque<bytes::Bytes>>,
+}
+
+/// Where frames are written.
+enum WriteHalf {
+    /// A Unix socket: callers try the write inline.
+    Unix(OwnedWriteHalf),
+    /// Any other stream: only the writer task writes (the lock is never contended).
+    Stream(tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>),
+}
+
+impl std::fmt::Debug for WriteHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteHalf::Unix(_) => "WriteHalf::Unix",
+            WriteHalf::Stream(_) => "WriteHalf::Stream",
+        })
+    }
 }
 
 /// What became of a frame handed to [`WriteSide::send`].
@@ -478,15 +543,17 @@ impl WriteSide {
     /// what is left. Never blocks.
     fn send(&self, frame: EncodedFrame) -> std::io::Result<Sent> {
         let mut backlog = self.backlog();
-        if !backlog.is_empty() {
-            backlog.push_back(frame.head);
-            if !frame.body.is_empty() {
-                backlog.push_back(frame.body);
+        let half = match &self.half {
+            WriteHalf::Unix(half) if backlog.is_empty() => half,
+            _ => {
+                backlog.push_back(frame.head);
+                if !frame.body.is_empty() {
+                    backlog.push_back(frame.body);
+                }
+                return Ok(Sent::Queued);
             }
-            return Ok(Sent::Queued);
-        }
-        let written = match self
-            .half
+        };
+        let written = match half
             .try_write_vectored(&[IoSlice::new(&frame.head), IoSlice::new(&frame.body)])
         {
             Ok(n) => n,
@@ -511,6 +578,10 @@ impl WriteSide {
 
     /// Write the backlog out, waiting for the socket as needed, until it is empty.
     async fn drain(&self) -> std::io::Result<()> {
+        let half = match &self.half {
+            WriteHalf::Unix(half) => half,
+            WriteHalf::Stream(stream) => return self.drain_stream(stream).await,
+        };
         loop {
             {
                 let mut backlog = self.backlog();
@@ -523,7 +594,7 @@ impl WriteSide {
                         .take(MAX_WRITE_SLICES)
                         .map(|b| IoSlice::new(b))
                         .collect();
-                    let written = match self.half.try_write_vectored(&slices) {
+                    let written = match half.try_write_vectored(&slices) {
                         Ok(n) => n,
                         Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(err) => return Err(err),
@@ -532,7 +603,56 @@ impl WriteSide {
                     consume(&mut backlog, written);
                 }
             }
-            self.half.writable().await?;
+            half.writable().await?;
+        }
+    }
+
+    /// [`WriteSide::drain`] for a stream without inline writes: takes buffers off the
+    /// backlog (callers keep queueing meanwhile), writes them vectored, flushes once empty.
+    async fn drain_stream(
+        &self,
+        stream: &tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
+    ) -> std::io::Result<()> {
+        let mut half = stream.lock().await;
+        let mut batch: Vec<bytes::Bytes> = Vec::with_capacity(MAX_WRITE_SLICES);
+        loop {
+            {
+                let mut backlog = self.backlog();
+                let take = backlog.len().min(MAX_WRITE_SLICES);
+                batch.extend(backlog.drain(..take));
+            }
+            if batch.is_empty() {
+                return half.flush().await;
+            }
+            let mut first = 0;
+            while first < batch.len() {
+                let slices: Vec<IoSlice<'_>> =
+                    batch[first..].iter().map(|b| IoSlice::new(b)).collect();
+                let written = half.write_vectored(&slices).await?;
+                drop(slices);
+                if written == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                let mut left = written;
+                while left > 0 && first < batch.len() {
+                    let front = &mut batch[first];
+                    if left < front.len() {
+                        front.advance(left);
+                        left = 0;
+                    } else {
+                        left -= front.len();
+                        first += 1;
+                    }
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    /// Shuts a stream's write side down once nothing more will be written.
+    async fn finish(&self) {
+        if let WriteHalf::Stream(stream) = &self.half {
+            let _ = stream.lock().await.shutdown().await;
         }
     }
 }
@@ -563,7 +683,7 @@ pub struct WorkerConn {
 }
 
 impl WorkerConn {
-    fn start(reader: FrameReader, writer: OwnedWriteHalf) -> WorkerConn {
+    fn start(reader: FrameReader, writer: WriteHalf) -> WorkerConn {
         let (closed_tx, closed_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -832,6 +952,7 @@ async fn write_loop(
     if let Err(err) = result {
         shared.close(&format!("writing to the worker failed: {err}"));
     }
+    write.finish().await;
 }
 
 async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
@@ -1176,6 +1297,48 @@ mod tests {
         }
         assert_eq!(conn.in_flight(), 0);
         assert!(!conn.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_connection_over_any_stream_pipelines_in_order_and_closes_on_drop() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let worker = FakeWorker {
+            stream: theirs,
+            buf: BytesMut::new(),
+        };
+        let echo = tokio::spawn(worker.echo_all());
+        // Through a byte stream, not the Unix fast path: every frame goes via the writer task.
+        let conn = PendingConn::over(ours, DEFAULT_MAX_FRAME).into_conn();
+        let mut tasks = Vec::new();
+        for task in 0..8usize {
+            let conn = conn.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..6usize {
+                    let size = if (task + i) % 2 == 0 { 400_000 } else { 5 };
+                    let body: Bytes = (0..size)
+                        .map(|n| ((n + task * 7 + i) % 251) as u8)
+                        .collect::<Vec<u8>>()
+                        .into();
+                    let request = ScoreRequest {
+                        method: "POST".into(),
+                        body: body.clone(),
+                        ..ScoreRequest::default()
+                    };
+                    assert_eq!(conn.score(request).await.unwrap().body, body);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(conn.in_flight(), 0);
+        assert!(conn.ping().await.is_ok());
+        drop(conn);
+        // The writer shuts the stream down once the last clone is gone: the worker sees the end.
+        tokio::time::timeout(Duration::from_secs(10), echo)
+            .await
+            .expect("the fake worker saw the end of the stream")
+            .unwrap();
     }
 
     #[tokio::test]

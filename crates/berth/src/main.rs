@@ -21,6 +21,9 @@ enum Command {
     Server(Box<berth_server::ServerArgs>),
     /// Maintain a data directory: backup, restore, verify blobs, accept the store
     Admin(berth_server::admin::AdminArgs),
+    /// Run one replica of a service revision: fetch its bundle from the server, start its
+    /// worker, serve it to gateways over TLS (token in BERTH_REPLICA_TOKEN)
+    Replica(Box<berth_server::replica::ReplicaArgs>),
     #[command(flatten)]
     Client(berth_cli::ClientCommand),
 }
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Server(args) => runtime.block_on(serve(*args)),
+        Command::Replica(args) => return runtime.block_on(replica(*args)),
         Command::Admin(args) => berth_server::admin::run(args)
             .map(|text| println!("{text}"))
             .map_err(anyhow::Error::from),
@@ -75,6 +79,20 @@ async fn serve(args: berth_server::ServerArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     berth_server::run(config, berth_server::shutdown::signal()).await?;
     Ok(())
+}
+
+async fn replica(args: berth_server::replica::ReplicaArgs) -> ExitCode {
+    match tracing_subscriber::EnvFilter::try_new(&args.log) {
+        Ok(filter) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        Err(e) => {
+            eprintln!("error: `--log {}` is not a valid filter: {e}", args.log);
+            return ExitCode::from(berth_cli::EXIT_USAGE);
+        }
+    }
+    ExitCode::from(berth_server::replica::run(args).await)
 }
 
 /// Output piped into `head` and closed early is not a failure.

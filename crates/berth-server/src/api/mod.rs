@@ -6,6 +6,7 @@
 
 mod aliases;
 mod auth;
+pub mod bundle;
 mod computes;
 mod environments;
 mod events;
@@ -184,6 +185,7 @@ pub fn router(state: AppState) -> Router {
                 uri.path()
             ))
         });
+    let bundle = bundle::router(state.clone());
     api.layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_workspace_token,
@@ -191,4 +193,6 @@ pub fn router(state: AppState) -> Router {
     // Uploads enforce their own limits while streaming (413 before and during).
     .layer(DefaultBodyLimit::disable())
     .with_state(state)
+    // Bundle routes take a bundle token, never the workspace token.
+    .merge(bundle)
 }

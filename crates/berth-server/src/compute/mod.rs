@@ -10,6 +10,7 @@
 //! Python workers under resource limits on this machine.
 
 pub mod local;
+pub mod remote;
 mod replica;
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use replica::Replica;
+pub use replica::{RemoteOwner, RemoteRunner, Replica, Runner};
 
 /// Where replicas run.
 #[async_trait]

@@ -347,7 +347,6 @@ async fn score_inner(
     let outcome = tokio::time::timeout(
         timeout,
         replica
-            .worker
             .conn()
             .score_answer(request, gw.max_response, STREAM_ABOVE),
     )
@@ -532,11 +531,8 @@ pub async fn swagger(
         .find(|(k, _)| k == "version")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let answer = tokio::time::timeout(
-        Duration::from_secs(30),
-        replica.worker.conn().swagger(&version),
-    )
-    .await;
+    let answer =
+        tokio::time::timeout(Duration::from_secs(30), replica.conn().swagger(&version)).await;
     match answer {
         Ok(Ok(result)) => {
             let mut response = Response::new(Body::from(result.body));

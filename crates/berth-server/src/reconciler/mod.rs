@@ -137,6 +137,8 @@ pub struct RuntimeDeps {
     pub follow: Arc<crate::follow::Follow>,
     /// Per-service listeners (`port` of local services).
     pub ports: Arc<crate::gateway::PortListeners>,
+    /// With `--replica-transport tcp`: how `berth replica` children are started.
+    pub child_launch: Option<crate::compute::local::ChildLaunch>,
 }
 
 /// The local compute target.
@@ -494,7 +496,7 @@ impl Runtime {
         let route = self.deps.table.get(service)?;
         let mut lines: Vec<(std::time::SystemTime, String)> = Vec::new();
         for replica in route.replicas() {
-            for line in replica.worker.logs().snapshot() {
+            for line in replica.logs().snapshot() {
                 lines.push((
                     line.at,
                     format!(
@@ -536,7 +538,7 @@ impl Runtime {
             .map(|route| {
                 route
                     .replicas()
-                    .map(|r| (r.revision, r.index, r.worker.logs().subscribe()))
+                    .map(|r| (r.revision, r.index, r.logs().subscribe()))
                     .collect()
             })
             .unwrap_or_default()

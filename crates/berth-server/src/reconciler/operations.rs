@@ -96,13 +96,7 @@ fn failure(
 
 /// How long a replica may take to become ready: the time the liveness probe
 /// would give it (initial delay plus `failureThreshold` periods).
-fn readiness_limit(d: &berth_api::DeploymentSettings) -> std::time::Duration {
-    let p = &d.liveness_probe_requirements;
-    std::time::Duration::from_secs(
-        u64::from(p.initial_delay_seconds)
-            + u64::from(p.period_seconds) * u64::from(p.failure_threshold),
-    )
-}
+use crate::compute::local::probes::readiness_limit;
 
 fn split_id(id: &str) -> Option<(&str, u32)> {
     let (name, version) = id.rsplit_once(':')?;
@@ -503,6 +497,7 @@ impl Runtime {
             max_processes: spec.deployment.max_processes_per_container,
             isolation: self.deps.isolation.clone(),
             scratch_root: self.deps.config.data_dir.join("run").join("w"),
+            child: self.deps.child_launch.clone(),
         });
         let running_now = self
             .deps
@@ -542,10 +537,10 @@ impl Runtime {
         })?;
         for replica in &replicas {
             log.event(&format!(
-                "Replica {} ready (pid {}): init() took {} ms",
+                "Replica {} ready ({}): init() took {} ms",
                 replica.index,
-                replica.worker.pid(),
-                replica.worker.init().init_ms
+                replica.location(),
+                replica.init().init_ms
             ))
             .await;
         }
@@ -791,37 +786,14 @@ impl Runtime {
         dir: &RevisionDir,
         variables: &std::collections::BTreeMap<String, String>,
     ) -> Vec<(String, String)> {
-        let entry = match &spec.inference.source_directory_name {
-            Some(source) => format!("{source}/{}", spec.inference.entry_script),
-            None => spec.inference.entry_script.clone(),
-        };
-        let mut env: Vec<(String, String)> = variables
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        env.extend([
-            ("AML_APP_ROOT".to_owned(), dir.app.display().to_string()),
-            (
-                "AZUREML_MODEL_DIR".to_owned(),
-                dir.model_dir.display().to_string(),
-            ),
-            ("AZUREML_ENTRY_SCRIPT".to_owned(), entry),
-            ("SERVICE_NAME".to_owned(), service.to_owned()),
-            ("SERVICE_VERSION".to_owned(), revision.to_string()),
-            (
-                "SERVICE_PATH_PREFIX".to_owned(),
-                format!("api/v1/service/{service}"),
-            ),
-            (
-                "WORKSPACE_NAME".to_owned(),
-                self.deps.config.workspace_name.clone(),
-            ),
-            // The gateway enforces scoringTimeoutMs and recycles the replica.
-            ("SCORING_TIMEOUT_MS".to_owned(), "0".to_owned()),
-        ]);
-        if let Some(source) = &spec.inference.source_directory_name {
-            env.push(("AZUREML_SOURCE_DIRECTORY".to_owned(), source.clone()));
-        }
+        let mut env = crate::compute::local::materialise::worker_variables(
+            service,
+            revision,
+            spec,
+            variables,
+            &self.deps.config.workspace_name,
+        );
+        env.extend(crate::compute::local::materialise::layout_variables(dir));
         env
     }
 

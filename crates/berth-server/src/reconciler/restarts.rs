@@ -50,7 +50,10 @@ impl Runtime {
                 if replica.retiring.load(Ordering::Acquire) {
                     return;
                 }
-                let limit_kill = replica.limits.exit_reason().await;
+                let limit_kill = match &replica.limits {
+                    Some(limits) => limits.exit_reason().await,
+                    None => None,
+                };
                 let reason = match (replica.kill_reason.get().cloned().or(limit_kill), status) {
                     (Some(why), _) => format!("{KILLED}{why}"),
                     (None, Some(status)) => describe_exit(status),
@@ -63,7 +66,7 @@ impl Runtime {
                     index: replica.index,
                     uptime: replica.started.elapsed(),
                     reason,
-                    output: replica.worker.logs().tail_text(EXIT_OUTPUT_LINES),
+                    output: replica.logs().tail_text(EXIT_OUTPUT_LINES),
                 });
             });
         }
@@ -182,10 +185,10 @@ impl Runtime {
         self.note(
             &exit.service,
             format!(
-                "r{}/{}: started again (pid {}, restart {restarts})",
+                "r{}/{}: started again ({}, restart {restarts})",
                 exit.revision,
                 exit.index,
-                replica.worker.pid()
+                replica.location()
             ),
         );
         self.deps

@@ -92,7 +92,7 @@ impl ShadowSender for PoolSender {
                 return Err(format!("revision {} has no ready replica", pool.revision));
             };
             let started = std::time::Instant::now();
-            let answer = score_via(replica.worker.conn(), request, max_response).await;
+            let answer = score_via(replica.conn(), request, max_response).await;
             let status = answer.as_ref().map_or(502, |(status, _)| *status);
             pool.window.record(status, started.elapsed());
             answer

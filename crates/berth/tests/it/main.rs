@@ -17,6 +17,7 @@ mod lifecycle;
 mod observability;
 mod pg_store;
 mod registry;
+mod remote_replica;
 mod resources;
 mod rollouts;
 mod scaling;

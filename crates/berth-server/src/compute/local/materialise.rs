@@ -65,6 +65,57 @@ pub struct RevisionContent {
     pub source: Vec<StoredFile>,
 }
 
+/// The entry script's path relative to the app root.
+pub fn entry_script(spec: &ServiceSpec) -> String {
+    match &spec.inference.source_directory_name {
+        Some(source) => format!("{source}/{}", spec.inference.entry_script),
+        None => spec.inference.entry_script.clone(),
+    }
+}
+
+/// The variables a revision's worker sees that do not depend on where it is
+/// laid out: the environment's, then the service's (`AZUREML_ENTRY_SCRIPT`,
+/// `SERVICE_NAME`, ...).
+pub fn worker_variables(
+    service: &str,
+    revision: u32,
+    spec: &ServiceSpec,
+    variables: &std::collections::BTreeMap<String, String>,
+    workspace_name: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = variables
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend([
+        ("AZUREML_ENTRY_SCRIPT".to_owned(), entry_script(spec)),
+        ("SERVICE_NAME".to_owned(), service.to_owned()),
+        ("SERVICE_VERSION".to_owned(), revision.to_string()),
+        (
+            "SERVICE_PATH_PREFIX".to_owned(),
+            format!("api/v1/service/{service}"),
+        ),
+        ("WORKSPACE_NAME".to_owned(), workspace_name.to_owned()),
+        // The gateway enforces scoringTimeoutMs and recycles the replica.
+        ("SCORING_TIMEOUT_MS".to_owned(), "0".to_owned()),
+    ]);
+    if let Some(source) = &spec.inference.source_directory_name {
+        env.push(("AZUREML_SOURCE_DIRECTORY".to_owned(), source.clone()));
+    }
+    env
+}
+
+/// The variables naming a revision's folders (`AML_APP_ROOT`, `AZUREML_MODEL_DIR`).
+pub fn layout_variables(dir: &RevisionDir) -> [(String, String); 2] {
+    [
+        ("AML_APP_ROOT".to_owned(), dir.app.display().to_string()),
+        (
+            "AZUREML_MODEL_DIR".to_owned(),
+            dir.model_dir.display().to_string(),
+        ),
+    ]
+}
+
 /// Where revision `number` of `service` lives.
 pub fn revision_root(data: &Path, service: &str, number: u32) -> PathBuf {
     data.join("services")

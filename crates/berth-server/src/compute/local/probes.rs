@@ -38,7 +38,7 @@ pub async fn liveness(replica: Arc<Replica>, probe: LivenessProbeRequirements) {
         }
         // One PING outstanding at a time: each period it stays unanswered is
         // one more failure.
-        let ping = replica.worker.conn().ping();
+        let ping = replica.conn().ping();
         tokio::pin!(ping);
         let mut wait = timeout;
         loop {
@@ -89,5 +89,15 @@ pub async fn liveness(replica: Arc<Replica>, probe: LivenessProbeRequirements) {
 }
 
 fn stopped(replica: &Replica) -> bool {
-    replica.retiring.load(Ordering::Acquire) || replica.worker.conn().is_closed()
+    replica.retiring.load(Ordering::Acquire) || replica.conn().is_closed()
+}
+
+/// How long a replica may take to pass `init()`: the liveness probe's initial
+/// delay plus its whole failure budget.
+pub fn readiness_limit(d: &berth_api::DeploymentSettings) -> std::time::Duration {
+    let p = &d.liveness_probe_requirements;
+    std::time::Duration::from_secs(
+        u64::from(p.initial_delay_seconds)
+            + u64::from(p.period_seconds) * u64::from(p.failure_threshold),
+    )
 }

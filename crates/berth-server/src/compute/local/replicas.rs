@@ -3,7 +3,6 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use berth_api::deployment::ContainerResourceRequirements;
@@ -42,6 +41,8 @@ pub struct LaunchPlan {
     pub isolation: Arc<Isolation>,
     /// Where each replica's scratch directory (`TMPDIR`, `HOME`) is made.
     pub scratch_root: PathBuf,
+    /// With `--replica-transport tcp`: start `berth replica` children instead of workers.
+    pub child: Option<super::remote_child::ChildLaunch>,
 }
 
 /// Variables passed through from the server's own environment.
@@ -102,6 +103,17 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// A `berth replica` child exited or could not be reached before it was ready.
+    #[error("the berth replica process {}", match .status {
+        Some(status) => format!("exited {status} before it was ready"),
+        None => "was not ready in time or could not be reached".to_owned(),
+    })]
+    Replica {
+        /// Its exit status (3: the entry script failed or init() raised).
+        status: Option<std::process::ExitStatus>,
+        /// Its last output.
+        output: String,
+    },
     /// The worker was killed for its memory limit while starting.
     #[error("the worker was {reason} while loading the entry script or running init()")]
     LimitKilled {
@@ -117,6 +129,7 @@ impl StartError {
     pub fn output(&self) -> &str {
         match self {
             Self::Spawn(e) | Self::LimitKilled { spawn: e, .. } => e.output(),
+            Self::Replica { output, .. } => output,
             Self::Resources(_) | Self::Isolation(_) | Self::Scratch { .. } => "",
         }
     }
@@ -125,6 +138,12 @@ impl StartError {
     pub fn init_stage(&self) -> Option<InitStage> {
         match self {
             Self::Spawn(e) => e.init_stage(),
+            Self::Replica {
+                status: Some(status),
+                ..
+            } if status.code() == Some(i32::from(crate::replica::EXIT_INIT_FAILED)) => {
+                Some(InitStage::Init)
+            }
             _ => None,
         }
     }
@@ -146,7 +165,7 @@ impl StartError {
                 Code::ReplicaStartFailed,
                 "its scratch directory could not be made",
             )),
-            Self::Spawn(_) => None,
+            Self::Spawn(_) | Self::Replica { .. } => None,
         }
     }
 }
@@ -163,6 +182,9 @@ fn spawn_exit(error: &SpawnError) -> Option<std::process::ExitStatus> {
 /// Starts one replica: assigns its resources, spawns the worker inside them,
 /// and supervises them until the process is gone.
 pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>, StartFailure> {
+    if let Some(child) = &plan.child {
+        return super::remote_child::start(plan, child, index).await;
+    }
     let fail = |error: StartError| StartFailure { index, error };
     if let Some(reason) = plan.isolation.refusal() {
         return Err(fail(StartError::Isolation(reason)));
@@ -238,20 +260,11 @@ pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>
         }
     };
     limits.set_pid(worker.pid());
-    let replica = Arc::new(Replica {
-        index,
-        revision: plan.revision,
-        worker,
-        healthy: AtomicBool::new(true),
-        retiring: AtomicBool::new(false),
-        limits,
-        started: std::time::Instant::now(),
-        kill_reason: std::sync::OnceLock::new(),
-    });
+    let replica = Arc::new(Replica::local(index, plan.revision, worker, Some(limits)));
     limits::supervise(&replica);
     let worker = replica.clone();
     tokio::spawn(async move {
-        worker.worker.exited().await;
+        worker.exited().await;
         drop(worker);
         let _ = tokio::fs::remove_dir_all(&scratch).await;
     });
@@ -278,11 +291,7 @@ pub async fn stop_all(replicas: Vec<Arc<Replica>>, grace: Duration) {
     let stops = replicas.iter().map(|r| {
         r.retiring.store(true, std::sync::atomic::Ordering::Release);
         r.healthy.store(false, std::sync::atomic::Ordering::Release);
-        r.worker.shutdown(grace)
+        r.shutdown(grace)
     });
-    for result in futures_util::future::join_all(stops).await {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "a replica did not stop cleanly");
-        }
-    }
+    futures_util::future::join_all(stops).await;
 }

@@ -589,12 +589,14 @@ impl ReplicaLimits {
 pub fn supervise(replica: &Arc<Replica>) {
     let replica = replica.clone();
     tokio::spawn(async move {
-        let status = replica.worker.exited().await;
-        let logs = replica.worker.logs().clone();
+        let status = replica.exited().await;
+        let logs = replica.logs().clone();
         let limits = replica.limits.clone();
         // Do not keep the replica (and its process handle) alive while settling.
         drop(replica);
-        limits.settle(status, Some(&logs)).await;
+        if let Some(limits) = limits {
+            limits.settle(status, Some(&logs)).await;
+        }
     });
 }
 
