@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! <data>/berth.db           metadata
-//! <data>/blobs/sha256/..    model files and snapshots, by digest
+//! <data>/blobs/sha256/..    model files and snapshots, by digest (or in an object
+//!                           store, `--blobs s3://..`, cached in <data>/blob-cache/)
 //! <data>/workspace-token    the token (0600)
 //! <data>/config.json        endpoint + token for the CLI and SDK (0600)
 //! <data>/logs/<service>/requests.log   request logs (appInsightsEnabled), rotated
@@ -139,7 +140,15 @@ pub async fn run(
             .map_err(|e| ServerError::Serve(std::io::Error::other(e.to_string())))?
             .map_err(untrusted)?;
     }
-    let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs")).await?;
+    let blob_location = match &config.blobs {
+        blobs::BlobLocation::Local(root) => blobs::BlobLocation::Local(
+            std::path::absolute(root).map_err(blobs::io("resolve blob folder", root))?,
+        ),
+        remote => remote.clone(),
+    };
+    let blobs = blobs::BlobStore::open_location(&blob_location, &config.data_dir).await?;
+    tracing::info!(blobs = %blobs.describe(), "blob store open");
+    let health_blobs = blobs.clone();
     let swept = blobs.sweep(store.as_ref()).await?;
     if swept > 0 {
         tracing::info!(blobs = swept, "removed blobs no model references");
@@ -279,7 +288,7 @@ pub async fn run(
     let state_envs = envs;
     let app = api::router(state)
         .merge(gateway::router(gateway_state))
-        .merge(health::router(ready.clone()))
+        .merge(health::router(ready.clone(), health_blobs))
         .merge(studio_routes)
         .layer(tower_http::trace::TraceLayer::new_for_http());
 

@@ -1,12 +1,26 @@
-//! Content-addressed artifact store: `<data>/blobs/sha256/<2 hex>/<64 hex>`.
+//! Content-addressed artifact store: `sha256/<2 hex>/<64 hex>` in a local folder
+//! (`<data>/blobs/`, the default) or under a prefix of an object store (see [`location`]).
 //!
-//! Content is streamed into a temporary file under `<data>/blobs/tmp/` while it is
-//! hashed, then renamed to its digest; identical content is stored once. A blob
-//! that has just been written is *pinned* until the metadata row that references
-//! it is committed, so garbage collection never removes a blob a registration is
-//! about to use. Collection and publication are serialised by one lock.
+//! Content is streamed into a temporary file while it is hashed; once the digest is known it
+//! is renamed into place (local) or uploaded under its digest key unless that key exists
+//! (object store, multipart for large content); identical content is stored once. A blob
+//! that has just been written is *pinned* until the metadata row that references it is
+//! committed, so garbage collection never removes a blob a registration is about to use.
+//! Collection and publication (the existence check and the pin) are serialised by one lock.
+//!
+//! With an object store, revisions still need local files: [`BlobStore::ensure_local`] fills a
+//! digest-verified cache, `<data>/blob-cache/sha256/..`, by streaming from the store, and
+//! [`BlobStore::path`] names the cached file. Downloads stream from the store directly.
 
+mod copy;
+mod health;
+pub mod location;
 mod pins;
+mod remote;
+#[doc(hidden)]
+pub mod test_s3;
+#[cfg(test)]
+mod tests;
 pub mod verify;
 mod writer;
 
@@ -14,7 +28,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use copy::{CopyReport, copy_blobs};
+pub use location::{BlobLocation, LocationError};
 pub use pins::BlobPin;
+pub use remote::PART_BYTES;
 pub use writer::{BlobWriter, SyncBlobWriter};
 
 use crate::store::Store;
@@ -39,6 +56,30 @@ pub enum BlobError {
         /// The limit.
         limit: u64,
     },
+    /// The object store failed.
+    #[error("blob store: {step} `{key}` failed: {source}")]
+    Remote {
+        /// What was being done.
+        step: &'static str,
+        /// Which object (`s3://bucket/key`).
+        key: String,
+        /// The cause.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// Content read for a blob does not hash to its digest.
+    #[error("blob {expected} is corrupt at {location}: its content hashes to {actual}; restore it from a backup or register the model again")]
+    Corrupt {
+        /// The digest the content should have.
+        expected: String,
+        /// What it hashed to.
+        actual: String,
+        /// Where it was read from.
+        location: String,
+    },
+    /// The object store named by `--blobs` cannot be used.
+    #[error(transparent)]
+    Location(#[from] LocationError),
 }
 
 /// Result of blob calls.
@@ -56,7 +97,12 @@ pub struct BlobStore {
 }
 
 pub(crate) struct Inner {
+    /// The blobs (local backend) or the verified cache of the object store's.
     root: PathBuf,
+    /// The object store, when blobs live in one.
+    remote: Option<remote::Remote>,
+    /// The last health probe.
+    health: health::HealthCache,
     pins: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Held while publishing a blob or collecting garbage.
     publish: tokio::sync::Mutex<()>,
@@ -66,6 +112,25 @@ impl BlobStore {
     /// Opens the store at `root`, creating it and emptying its temporary folder
     /// (left-overs of interrupted uploads).
     pub async fn open(root: &Path) -> Result<Self> {
+        Self::open_with(root, None).await
+    }
+
+    /// Opens the store `location` names; an object store caches under `<data>/blob-cache`.
+    pub async fn open_location(location: &BlobLocation, data_dir: &Path) -> Result<Self> {
+        match location {
+            BlobLocation::Local(root) => Self::open(root).await,
+            BlobLocation::Remote(remote) => {
+                let store = remote.build().map_err(|reason| LocationError {
+                    value: remote.display(),
+                    reason,
+                })?;
+                let remote = remote::Remote::new(store, remote.clone());
+                Self::open_with(&data_dir.join("blob-cache"), Some(remote)).await
+            }
+        }
+    }
+
+    async fn open_with(root: &Path, remote: Option<remote::Remote>) -> Result<Self> {
         let tmp = root.join("tmp");
         if tokio::fs::try_exists(&tmp).await.unwrap_or(false) {
             tokio::fs::remove_dir_all(&tmp)
@@ -80,15 +145,89 @@ impl BlobStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
+                remote,
+                health: Default::default(),
                 pins: Default::default(),
                 publish: tokio::sync::Mutex::new(()),
             }),
         })
     }
 
-    /// Where the blob with `digest` (`sha256:<hex>`) lives.
+    /// Where the blob with `digest` (`sha256:<hex>`) lives on local disk: in the store, or in
+    /// the cache of an object store once [`Self::ensure_local`] has filled it.
     pub fn path(&self, digest: &str) -> PathBuf {
         self.inner.path(digest)
+    }
+
+    /// Where blobs live, for logs: a folder or `s3://bucket/prefix`.
+    pub fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    /// Whether the blobs live in an object store.
+    pub fn is_remote(&self) -> bool {
+        self.inner.remote.is_some()
+    }
+
+    /// Objects uploaded to the object store by this process (0 for a local store).
+    pub fn uploads(&self) -> u64 {
+        self.inner.remote.as_ref().map_or(0, remote::Remote::uploads)
+    }
+
+    /// Whether blob `digest` is stored.
+    pub async fn contains(&self, digest: &str) -> Result<bool> {
+        match &self.inner.remote {
+            Some(remote) => remote.exists(digest).await,
+            None => Ok(tokio::fs::try_exists(self.path(digest)).await.unwrap_or(false)),
+        }
+    }
+
+    /// Makes every blob of `digests` available at [`Self::path`]: nothing to do for a local
+    /// store; an object store's blobs are streamed into the cache and checked on the way.
+    pub async fn ensure_local(&self, digests: &[String]) -> Result<()> {
+        if self.inner.remote.is_none() {
+            return Ok(());
+        }
+        for digest in digests {
+            self.inner.fill_cache(digest).await?;
+        }
+        Ok(())
+    }
+
+    /// The content of blob `digest` as a reader (not checked), and where it is read from.
+    pub async fn reader(
+        &self,
+        digest: &str,
+    ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, PathBuf)> {
+        match &self.inner.remote {
+            Some(remote) => Ok((
+                remote.reader(digest).await?,
+                PathBuf::from(format!("{}/{}", remote.display(), remote.key(digest))),
+            )),
+            None => {
+                let path = self.path(digest);
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(io("open", &path))?;
+                Ok((Box::new(file), path))
+            }
+        }
+    }
+
+    /// The content of blob `digest`, checked against it as it streams (see
+    /// [`verify::stream_checked`]).
+    pub async fn stream(
+        &self,
+        digest: &str,
+    ) -> Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>
+    {
+        let (reader, location) = self.reader(digest).await?;
+        Ok(verify::stream_checked(reader, digest, &location))
+    }
+
+    /// Whether the store answers: a cheap probe, cached for a few seconds.
+    pub async fn health(&self) -> std::result::Result<(), String> {
+        self.inner.health.get(&self.inner).await
     }
 
     /// A fresh temporary path under the store (same file system as the blobs).
@@ -115,16 +254,11 @@ impl BlobStore {
                 continue;
             }
             match store.blob_referenced(digest).await {
-                Ok(false) => {
-                    let path = self.path(digest);
-                    match tokio::fs::remove_file(&path).await {
-                        Ok(()) => removed += 1,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            tracing::warn!(%digest, error = %e, "could not remove unused blob")
-                        }
-                    }
-                }
+                Ok(false) => match self.inner.remove(digest).await {
+                    Ok(true) => removed += 1,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(%digest, error = %e, "could not remove unused blob"),
+                },
                 Ok(true) => {}
                 Err(e) => tracing::warn!(%digest, error = %e, "could not check blob references"),
             }
@@ -142,8 +276,17 @@ impl BlobStore {
             }
         };
         let _guard = self.inner.publish.lock().await;
-        let root = self.inner.root.join("sha256");
         let mut removed = 0;
+        if let Some(remote) = &self.inner.remote {
+            for digest in remote.list_digests().await? {
+                if !referenced.contains(&digest) && !self.inner.is_pinned(&digest) {
+                    remote.delete(&digest).await?;
+                    removed += 1;
+                }
+            }
+        }
+        // The local blobs, or the cache of the object store's.
+        let root = self.inner.root.join("sha256");
         let mut shards = tokio::fs::read_dir(&root)
             .await
             .map_err(io("list", &root))?;
@@ -158,7 +301,9 @@ impl BlobStore {
                     tokio::fs::remove_file(file.path())
                         .await
                         .map_err(io("remove unused blob", &file.path()))?;
-                    removed += 1;
+                    if self.inner.remote.is_none() {
+                        removed += 1;
+                    }
                 }
             }
         }
@@ -177,6 +322,73 @@ impl Inner {
         self.root
             .join("tmp")
             .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    fn describe(&self) -> String {
+        match &self.remote {
+            Some(remote) => remote.display(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// Removes blob `digest` (and its cached copy); true when the store had it.
+    async fn remove(&self, digest: &str) -> Result<bool> {
+        let path = self.path(digest);
+        let local = match tokio::fs::remove_file(&path).await {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io("remove unused blob", &path)(e)),
+        };
+        match &self.remote {
+            Some(remote) => remote.delete(digest).await,
+            None => Ok(local),
+        }
+    }
+
+    /// Streams blob `digest` from the object store into the cache unless it is there,
+    /// checking it on the way; content that does not match is not kept.
+    async fn fill_cache(&self, digest: &str) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let target = self.path(digest);
+        if tokio::fs::try_exists(&target).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let mut reader = remote.reader(digest).await?;
+        let mut temp = writer::TempFile::new(self.temp_path());
+        let mut file = tokio::fs::File::create(&temp.path)
+            .await
+            .map_err(io("create temporary file", &temp.path))?;
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let n = reader
+                .read(&mut buf)
+                .await
+                .map_err(io("download into", &temp.path))?;
+            if n == 0 {
+                break;
+            }
+            sha2::Digest::update(&mut hasher, &buf[..n]);
+            file.write_all(&buf[..n])
+                .await
+                .map_err(io("write", &temp.path))?;
+        }
+        file.sync_data().await.map_err(io("sync", &temp.path))?;
+        drop(file);
+        let actual = format_digest(&sha2::Digest::finalize(hasher));
+        if actual != digest {
+            let location = format!("{}/{}", remote.display(), remote.key(digest));
+            tracing::error!(blob = %digest, %actual, %location, "blob corruption: the stored content does not match its digest");
+            return Err(BlobError::Corrupt {
+                expected: digest.to_owned(),
+                actual,
+                location,
+            });
+        }
+        writer::place_file(&mut temp, &target)
     }
 
     fn is_pinned(&self, digest: &str) -> bool {
