@@ -2,11 +2,12 @@
 
 Prints the endpoint (``http://127.0.0.1:PORT``) on its first line, then serves until its
 standard input closes (so it ends with the test process that started it) or, with
-``--forever``, until it is killed.
+``--parent PID``, until that process has ended.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -18,10 +19,17 @@ def main() -> int:
     server.start()
     host, port = server.get_host_and_port()
     print(f"http://{host}:{port}", flush=True)
-    if "--forever" in sys.argv[1:]:
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--parent":
+        parent = int(args[1])
         while True:
-            time.sleep(3600)
-    sys.stdin.read()
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(1)
+    else:
+        sys.stdin.read()
     server.stop()
     return 0
 

@@ -22,6 +22,10 @@ if [[ ! -x "$BERTH_TEST_UV" ]]; then
 fi
 export BERTH_TEST_UV
 
+# S3-compatible server (moto) for the object-store blob tests; ends with this script.
+BERTH_TEST_S3_ENDPOINT="$(bash scripts/test-s3.sh $$)"
+export BERTH_TEST_S3_ENDPOINT
+
 results="target/test-results"
 rm -rf "$results"
 mkdir -p "$results"

@@ -44,7 +44,11 @@ pub async fn copy_blobs(from: &BlobStore, to: &BlobStore, digests: &[String]) ->
 }
 
 /// `None` when the target has the blob already.
-async fn copy_one(from: &BlobStore, to: &BlobStore, digest: &str) -> Result<Option<u64>, BlobError> {
+async fn copy_one(
+    from: &BlobStore,
+    to: &BlobStore,
+    digest: &str,
+) -> Result<Option<u64>, BlobError> {
     use tokio::io::AsyncReadExt;
     if to.contains(digest).await? {
         return Ok(None);
@@ -53,11 +57,14 @@ async fn copy_one(from: &BlobStore, to: &BlobStore, digest: &str) -> Result<Opti
     let mut writer = to.writer(u64::MAX).await?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = reader.read(&mut buf).await.map_err(|source| BlobError::Io {
-            step: "read blob to copy",
-            path: digest.into(),
-            source,
-        })?;
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|source| BlobError::Io {
+                step: "read blob to copy",
+                path: digest.into(),
+                source,
+            })?;
         if n == 0 {
             break;
         }

@@ -145,8 +145,10 @@ impl RemoteLocation {
                 }
                 for (key, value) in &self.options {
                     builder = match key.as_str() {
-                        "path_style" => builder
-                            .with_virtual_hosted_style_request(!matches!(value.as_str(), "true" | "1")),
+                        "path_style" => builder.with_virtual_hosted_style_request(!matches!(
+                            value.as_str(),
+                            "true" | "1"
+                        )),
                         _ => builder.with_config(
                             key.parse::<AmazonS3ConfigKey>().map_err(|_| unknown(key))?,
                             value,
@@ -157,7 +159,8 @@ impl RemoteLocation {
             }
             Provider::Azure => {
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-                let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(&self.bucket);
+                let mut builder =
+                    MicrosoftAzureBuilder::from_env().with_container_name(&self.bucket);
                 for (key, value) in &self.options {
                     builder = builder.with_config(
                         key.parse::<AzureConfigKey>().map_err(|_| unknown(key))?,
@@ -168,7 +171,8 @@ impl RemoteLocation {
             }
             Provider::Gcs => {
                 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-                let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(&self.bucket);
+                let mut builder =
+                    GoogleCloudStorageBuilder::from_env().with_bucket_name(&self.bucket);
                 for (key, value) in &self.options {
                     builder = builder.with_config(
                         key.parse::<GoogleConfigKey>().map_err(|_| unknown(key))?,

@@ -68,7 +68,9 @@ pub enum BlobError {
         source: Box<object_store::Error>,
     },
     /// Content read for a blob does not hash to its digest.
-    #[error("blob {expected} is corrupt at {location}: its content hashes to {actual}; restore it from a backup or register the model again")]
+    #[error(
+        "blob {expected} is corrupt at {location}: its content hashes to {actual}; restore it from a backup or register the model again"
+    )]
     Corrupt {
         /// The digest the content should have.
         expected: String,
@@ -171,14 +173,19 @@ impl BlobStore {
 
     /// Objects uploaded to the object store by this process (0 for a local store).
     pub fn uploads(&self) -> u64 {
-        self.inner.remote.as_ref().map_or(0, remote::Remote::uploads)
+        self.inner
+            .remote
+            .as_ref()
+            .map_or(0, remote::Remote::uploads)
     }
 
     /// Whether blob `digest` is stored.
     pub async fn contains(&self, digest: &str) -> Result<bool> {
         match &self.inner.remote {
             Some(remote) => remote.exists(digest).await,
-            None => Ok(tokio::fs::try_exists(self.path(digest)).await.unwrap_or(false)),
+            None => Ok(tokio::fs::try_exists(self.path(digest))
+                .await
+                .unwrap_or(false)),
         }
     }
 

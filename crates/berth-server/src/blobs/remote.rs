@@ -57,7 +57,11 @@ impl Remote {
         self.prefix.clone().join("sha256").join(shard).join(hex)
     }
 
-    fn error(&self, step: &'static str, key: &ObjectPath) -> impl FnOnce(object_store::Error) -> BlobError {
+    fn error(
+        &self,
+        step: &'static str,
+        key: &ObjectPath,
+    ) -> impl FnOnce(object_store::Error) -> BlobError {
         let key = format!("{}/{key}", self.location.bucket_url());
         move |source| BlobError::Remote {
             step,
@@ -109,14 +113,22 @@ impl Remote {
             .put_multipart(key)
             .await
             .map_err(self.error("start multipart upload of", key))?;
-        let mut multipart = Multipart(Some(WriteMultipart::new_with_chunk_size(upload, PART_BYTES)));
+        let mut multipart = Multipart(Some(WriteMultipart::new_with_chunk_size(
+            upload, PART_BYTES,
+        )));
         let result: Result<()> = async {
             size += first.len() as u64;
-            multipart.put(first.freeze()).await.map_err(self.error("upload a part of", key))?;
+            multipart
+                .put(first.freeze())
+                .await
+                .map_err(self.error("upload a part of", key))?;
             while let Some(chunk) = content.next().await {
                 let chunk = chunk.map_err(read_error)?;
                 size += chunk.len() as u64;
-                multipart.put(chunk).await.map_err(self.error("upload a part of", key))?;
+                multipart
+                    .put(chunk)
+                    .await
+                    .map_err(self.error("upload a part of", key))?;
             }
             Ok(())
         }
@@ -154,7 +166,11 @@ impl Remote {
         digest: &str,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
         let key = self.key(digest);
-        let got = self.store.get(&key).await.map_err(self.error("read", &key))?;
+        let got = self
+            .store
+            .get(&key)
+            .await
+            .map_err(self.error("read", &key))?;
         let stream = got.into_stream().map_err(io::Error::other);
         Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
     }
@@ -190,20 +206,14 @@ impl Remote {
         Ok(digests)
     }
 
-    /// One cheap request proving the store answers and the credentials work: a HEAD of a key
-    /// that need not exist.
+    /// One cheap request proving the store answers, the bucket exists and the credentials may
+    /// list it: the shard folders under the prefix (at most 256 names, one page).
     pub(crate) async fn probe(&self) -> std::result::Result<(), String> {
-        let key = self.prefix.clone().join(".berth-health");
-        match self.store.head(&key).await {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        let root = self.prefix.clone().join("sha256");
+        match self.store.list_with_delimiter(Some(&root)).await {
+            Ok(_) => Ok(()),
             Err(e) => Err(format!("{}: {e}", self.display())),
         }
-    }
-
-    /// The client, for copying and tests.
-    #[cfg(test)]
-    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
     }
 }
 

@@ -56,7 +56,13 @@ fn start_own() -> String {
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {} {}: {e}; {fix}", python.display(), script.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} {}: {e}; {fix}",
+                python.display(),
+                script.display()
+            )
+        });
     let mut line = String::new();
     let read = child
         .stdout
@@ -69,7 +75,10 @@ fn start_own() -> String {
         panic!("the S3 test server (moto) did not start (exit {status:?}): {output}\n{fix}");
     }
     let _ = std::fs::remove_file(&log_path);
-    let stdin = child.stdin.take().unwrap_or_else(|| panic!("moto's stdin is piped"));
+    let stdin = child
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("moto's stdin is piped"));
     let _ = OWN.set(Mutex::new((child, stdin)));
     url
 }
@@ -78,10 +87,19 @@ fn start_own() -> String {
 pub async fn bucket(test: &str) -> String {
     let clean: String = test
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(30)
         .collect();
-    let name = format!("{clean}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let name = format!(
+        "{clean}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let response = reqwest::Client::new()
         .put(format!("{}/{name}", endpoint()))
         .send()
@@ -119,8 +137,15 @@ async fn get_text(url: &str) -> String {
     let response = reqwest::get(url)
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    assert!(response.status().is_success(), "GET {url}: {}", response.status());
-    response.text().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    assert!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
+    response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
 fn tag_values(xml: &str, tag: &str) -> Vec<String> {

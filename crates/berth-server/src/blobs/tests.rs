@@ -164,7 +164,11 @@ async fn identical_content_is_stored_once(b: Backend) {
     let uploads = b.blobs.uploads();
     let second = b.put(&data).await;
     assert_eq!(first.digest(), second.digest());
-    assert_eq!(b.blobs.uploads(), uploads, "the second copy was uploaded again");
+    assert_eq!(
+        b.blobs.uploads(),
+        uploads,
+        "the second copy was uploaded again"
+    );
     let stored: Vec<String> = b
         .leftovers()
         .await
@@ -235,7 +239,10 @@ async fn over_limit_uploads_leave_nothing(b: Backend) {
     let mut writer = b.blobs.writer(1000).await.expect("writer");
     writer.write(&[7u8; 600]).await.expect("under the limit");
     let err = writer.write(&[7u8; 600]).await.expect_err("over the limit");
-    assert!(matches!(err, super::BlobError::TooLarge { limit: 1000 }), "{err}");
+    assert!(
+        matches!(err, super::BlobError::TooLarge { limit: 1000 }),
+        "{err}"
+    );
     drop(writer);
     let left = b.leftovers().await;
     assert!(left.is_empty(), "left behind: {left:?}");
@@ -284,7 +291,10 @@ async fn s3_large_content_goes_up_in_parts_and_reads_back() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(etag.trim_matches('"').ends_with("-3"), "ETag {etag}: not a 3-part upload");
+    assert!(
+        etag.trim_matches('"').ends_with("-3"),
+        "ETag {etag}: not a 3-part upload"
+    );
     assert!(test_s3::list_multipart_uploads(bucket).await.is_empty());
 }
 
@@ -302,7 +312,10 @@ async fn s3_interrupted_multipart_upload_leaves_nothing() {
         .upload(&key, futures_util::stream::iter(chunks))
         .await
         .expect_err("the upload fails with its source");
-    assert!(err.to_string().contains("went away") || format!("{err:?}").contains("went away"), "{err:?}");
+    assert!(
+        err.to_string().contains("went away") || format!("{err:?}").contains("went away"),
+        "{err:?}"
+    );
     let bucket = b.bucket.as_deref().expect("bucket");
     assert_eq!(test_s3::list_keys(bucket).await, Vec::<String>::new());
     assert_eq!(
@@ -333,6 +346,18 @@ async fn s3_cache_refuses_content_that_does_not_match_its_digest() {
     assert!(matches!(err, super::BlobError::Corrupt { .. }), "{err:?}");
     assert!(!b.blobs.path(&claimed).exists(), "the bad copy was kept");
     assert!(files_under(&b.data.path().join("blob-cache")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_a_missing_bucket() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let url = format!("s3://no-such-bucket-here/p?{}", test_s3::url_options());
+    let location = BlobLocation::parse(Some(&url), data.path()).expect("location");
+    let blobs = BlobStore::open_location(&location, data.path())
+        .await
+        .expect("open");
+    let err = blobs.health().await.expect_err("missing bucket");
+    assert!(err.contains("s3://no-such-bucket-here/p"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,5 +418,9 @@ async fn copy_blobs_refuses_content_that_does_not_match_its_digest() {
     let report = super::copy_blobs(&s3.blobs, &target.blobs, std::slice::from_ref(&claimed)).await;
     assert_eq!(report.failed.len(), 1);
     assert!(report.failed[0].1.to_string().contains(&claimed));
-    assert!(target.leftovers().await.is_empty(), "{:?}", target.leftovers().await);
+    assert!(
+        target.leftovers().await.is_empty(),
+        "{:?}",
+        target.leftovers().await
+    );
 }

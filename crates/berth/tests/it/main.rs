@@ -18,6 +18,7 @@ mod observability;
 mod registry;
 mod resources;
 mod rollouts;
+mod s3_blobs;
 mod scaling;
 mod scoring_auth;
 mod services;
