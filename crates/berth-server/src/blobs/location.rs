@@ -69,7 +69,7 @@ impl BlobLocation {
             return Ok(Self::Local(data_dir.join("blobs")));
         };
         let fail = |reason: String| LocationError {
-            value: value.to_owned(),
+            value: redacted(value),
             reason,
         };
         if value.trim().is_empty() {
@@ -103,6 +103,27 @@ impl BlobLocation {
         remote.build().map_err(|e| fail(e.to_string()))?;
         Ok(Self::Remote(remote))
     }
+}
+
+/// `value` with the values of secret-looking `?options` replaced by `***`.
+fn redacted(value: &str) -> String {
+    let Some((base, query)) = value.split_once('?') else {
+        return value.to_owned();
+    };
+    let options: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _))
+                if ["secret", "key", "token", "password", "sas"]
+                    .iter()
+                    .any(|word| key.to_ascii_lowercase().contains(word)) =>
+            {
+                format!("{key}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", options.join("&"))
 }
 
 impl RemoteLocation {
@@ -220,6 +241,15 @@ mod tests {
         assert_eq!(remote.prefix, "berth/prod");
         assert_eq!(remote.display(), "s3://models/berth/prod");
         assert_eq!(remote.options.len(), 4);
+    }
+
+    #[test]
+    fn secrets_in_options_are_not_echoed() {
+        let err = parse("s3://b/p?secret_access_key=hush&colour=blue")
+            .expect_err("unknown option")
+            .to_string();
+        assert!(!err.contains("hush"), "{err}");
+        assert!(err.contains("secret_access_key=***&colour=blue"), "{err}");
     }
 
     #[test]
