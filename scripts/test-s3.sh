@@ -5,7 +5,7 @@
 # no interpreter here has it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parent="${1:?usage: test-s3.sh PARENT_PID}"
+parent="${1:-$PPID}"
 
 has_moto() { "$1" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; }
 

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, tar_of};
 
 /// Answers with the digest and size of the model file it loaded.
 const SCRIPT: &[u8] = br#"
@@ -123,6 +123,35 @@ async fn s3_blobs_register_serve_and_download_a_multipart_model() {
         body[..] == model[..],
         "the download differs from the registered model"
     );
+
+    // A folder comes back as a tar of the same files, streamed from the bucket.
+    let (status, folder) = server
+        .register_tar(
+            "folder",
+            "weights",
+            tar_of(&[("a.txt", b"first file"), ("sub/b.bin", &model[..70_000])]),
+        )
+        .await;
+    assert_eq!(status, 201, "{folder}");
+    let tar = server
+        .request(Method::GET, "/v1/models/folder/versions/1/content")
+        .send()
+        .await
+        .expect("download folder")
+        .bytes()
+        .await
+        .expect("tar body");
+    let mut entries = std::collections::BTreeMap::new();
+    for entry in tar::Archive::new(&tar[..]).entries().expect("tar") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").display().to_string();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).expect("read entry");
+        entries.insert(path, content);
+    }
+    assert_eq!(entries.len(), 2, "{:?}", entries.keys());
+    assert_eq!(entries["weights/a.txt"], b"first file");
+    assert!(entries["weights/sub/b.bin"][..] == model[..70_000]);
 
     // A registration the client breaks off leaves nothing in the bucket.
     let before = test_s3::list_keys(&bucket).await;
