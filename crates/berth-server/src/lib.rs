@@ -149,9 +149,22 @@ pub async fn run(
     let blobs = blobs::BlobStore::open_location(&blob_location, &config.data_dir).await?;
     tracing::info!(blobs = %blobs.describe(), "blob store open");
     let health_blobs = blobs.clone();
-    let swept = blobs.sweep(store.as_ref()).await?;
-    if swept > 0 {
-        tracing::info!(blobs = swept, "removed blobs no model references");
+    if blobs.is_remote() {
+        // Listing a bucket can take long, and an unreachable store must not keep the server
+        // (and the services it restores) from starting: sweep in the background.
+        let (blobs, store) = (blobs.clone(), store.clone());
+        tokio::spawn(async move {
+            match blobs.sweep(store.as_ref()).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(blobs = swept, "removed blobs no model references"),
+                Err(e) => tracing::warn!(error = %e, "could not sweep unreferenced blobs"),
+            }
+        });
+    } else {
+        let swept = blobs.sweep(store.as_ref()).await?;
+        if swept > 0 {
+            tracing::info!(blobs = swept, "removed blobs no model references");
+        }
     }
 
     let tls = match &config.tls {

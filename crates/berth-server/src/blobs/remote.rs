@@ -14,8 +14,11 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use super::location::RemoteLocation;
 use super::{BlobError, Result};
 
-/// Size of one multipart part; content smaller than this goes up in one request.
+/// Size of one multipart part; content smaller than this goes up in one request. Files so
+/// large that this would pass [`MAX_PARTS`] use larger parts.
 pub const PART_BYTES: usize = 8 << 20;
+/// Parts per upload Berth stays under (S3 allows 10,000).
+const MAX_PARTS: u64 = 9_000;
 /// Parts uploading at once: with the part being filled, at most `PART_BYTES * (1 + this)` bytes
 /// of an upload are in memory.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -80,9 +83,23 @@ impl Remote {
         }
     }
 
+    /// Writes `content` to `key` in parts of [`PART_BYTES`] (see [`Self::upload_in_parts`]).
+    #[cfg(test)]
+    pub(crate) async fn upload<S>(&self, key: &ObjectPath, content: S) -> Result<u64>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
+    {
+        self.upload_in_parts(key, content, PART_BYTES).await
+    }
+
     /// Writes `content` to `key`: one request when it fits in a part, else a multipart upload
     /// that is aborted when the content or the store fails (or the future is dropped).
-    pub(crate) async fn upload<S>(&self, key: &ObjectPath, content: S) -> Result<u64>
+    async fn upload_in_parts<S>(
+        &self,
+        key: &ObjectPath,
+        content: S,
+        part_bytes: usize,
+    ) -> Result<u64>
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin,
     {
@@ -94,7 +111,7 @@ impl Remote {
             path: key.to_string().into(),
             source,
         };
-        while first.len() < PART_BYTES {
+        while first.len() < part_bytes {
             match content.next().await {
                 Some(chunk) => first.extend_from_slice(&chunk.map_err(read_error)?),
                 None => {
@@ -114,7 +131,7 @@ impl Remote {
             .await
             .map_err(self.error("start multipart upload of", key))?;
         let mut multipart = Multipart(Some(WriteMultipart::new_with_chunk_size(
-            upload, PART_BYTES,
+            upload, part_bytes,
         )));
         let result: Result<()> = async {
             size += first.len() as u64;
@@ -156,8 +173,14 @@ impl Remote {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(super::io("open for upload", path))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(super::io("read size of", path))?
+            .len();
         let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
-        self.upload(&self.key(digest), stream).await
+        self.upload_in_parts(&self.key(digest), stream, part_size(size))
+            .await
     }
 
     /// The content of blob `digest`, streamed.
@@ -217,6 +240,13 @@ impl Remote {
     }
 }
 
+/// The part size for `size` bytes: [`PART_BYTES`], or whole MiB large enough to stay under
+/// [`MAX_PARTS`].
+fn part_size(size: u64) -> usize {
+    let needed = size.div_ceil(MAX_PARTS).next_multiple_of(1 << 20);
+    usize::try_from(needed).map_or(usize::MAX, |n| n.max(PART_BYTES))
+}
+
 /// A multipart upload that is aborted when dropped unfinished (in the background: a drop
 /// cannot wait), so a cancelled registration leaves no upload behind.
 struct Multipart(Option<WriteMultipart>);
@@ -256,5 +286,18 @@ impl Drop for Multipart {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parts_grow_only_for_very_large_files() {
+        assert_eq!(super::part_size(0), super::PART_BYTES);
+        assert_eq!(super::part_size(16 << 30), super::PART_BYTES);
+        let huge = 200u64 << 30;
+        let part = super::part_size(huge) as u64;
+        assert!(part > super::PART_BYTES as u64 && part.is_multiple_of(1 << 20));
+        assert!(huge.div_ceil(part) <= super::MAX_PARTS);
     }
 }
