@@ -37,7 +37,8 @@ run() {
     local data="$work/data-$name"
     mkdir -p "$data"
     AWS_ENDPOINT_URL="$endpoint" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
-        AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench BERTH_LOG=warn \
+        AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench NO_COLOR=1 \
+        BERTH_LOG=warn,berth_server::blobs=info \
         "$bin" server --data "$data" --addr 127.0.0.1:0 --uv none "$@" \
         >"$work/$name.log" 2>&1 &
     local pid=$!
@@ -64,12 +65,14 @@ run() {
 
 local_line="$(run local)"
 s3_line="$(run s3 --blobs "s3://$bucket/bench?path_style=true")"
-python3 - "$size_mib" "$bin" "$local_line" "$s3_line" <<'PY'
+# Of the S3 registration, the part spent uploading the hashed file to the bucket.
+upload_seconds="$(grep 'uploaded blob' "$work/s3.log" | grep -o 'seconds=[^ ]*' | head -n1 | tr -dc '0-9.' || true)"
+python3 - "$size_mib" "$bin" "${upload_seconds:-0}" "$local_line" "$s3_line" <<'PY'
 import sys
 
-size_mib, binary = int(sys.argv[1]), sys.argv[2]
+size_mib, binary, upload_seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 rows = {}
-for line in sys.argv[3:]:
+for line in sys.argv[4:]:
     name, seconds, rss_kib = line.split()
     rows[name] = (float(seconds), int(rss_kib))
 print(f"model: {size_mib} MiB, server: {binary}")
@@ -78,4 +81,6 @@ for name, (seconds, rss) in rows.items():
     print(f"{name:8} {seconds:8.2f} {size_mib / seconds:8.1f} {rss / 1024:13.1f}")
 (ls, lr), (ss, sr) = rows["local"], rows["s3"]
 print(f"s3/local: time x{ss / ls:.2f}, peak RSS x{sr / lr:.2f}")
+if upload_seconds:
+    print(f"s3 upload phase alone: {upload_seconds:.2f} s, {size_mib / upload_seconds:.1f} MiB/s")
 PY

@@ -54,7 +54,15 @@ async fn publish_remote(
     if let Some(remote) = &inner.remote
         && !remote.exists(pin.digest()).await?
     {
+        let started = std::time::Instant::now();
         remote.upload_file(pin.digest(), &temp.path).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            blob = %pin.digest(),
+            bytes = size,
+            seconds = format!("{seconds:.2}"),
+            "uploaded blob to the object store"
+        );
     }
     Ok(pin)
 }
