@@ -39,7 +39,7 @@ pub enum BlobLocation {
 }
 
 /// An object-store location.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RemoteLocation {
     /// Which provider.
     pub provider: Provider,
@@ -102,6 +102,22 @@ impl BlobLocation {
         };
         remote.build().map_err(|e| fail(e.to_string()))?;
         Ok(Self::Remote(remote))
+    }
+}
+
+impl std::fmt::Debug for RemoteLocation {
+    /// The URL with secret-looking option values replaced by `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let query: Vec<String> = self
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        write!(
+            f,
+            "{}",
+            redacted(&format!("{}?{}", self.display(), query.join("&")))
+        )
     }
 }
 
@@ -250,6 +266,13 @@ mod tests {
             .to_string();
         assert!(!err.contains("hush"), "{err}");
         assert!(err.contains("secret_access_key=***&colour=blue"), "{err}");
+        let parsed = parse("s3://b/p?access_key_id=k&secret_access_key=hush&region=eu-west-1")
+            .expect("valid");
+        let shown = format!("{parsed:?}");
+        assert!(
+            !shown.contains("hush") && shown.contains("region=eu-west-1"),
+            "{shown}"
+        );
     }
 
     #[test]
