@@ -12,6 +12,7 @@
 //! digest-verified cache, `<data>/blob-cache/sha256/..`, by streaming from the store, and
 //! [`BlobStore::path`] names the cached file. Downloads stream from the store directly.
 
+mod cache;
 mod copy;
 mod health;
 pub mod location;
@@ -91,6 +92,9 @@ pub(crate) fn io(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error)
     let path = path.to_owned();
     move |source| BlobError::Io { step, path, source }
 }
+
+/// Blobs fetched into the cache at once (a snapshot may have thousands of small files).
+const CACHE_FILLS_AT_ONCE: usize = 8;
 
 /// The blob store. Cheap to clone.
 #[derive(Clone)]
@@ -195,10 +199,16 @@ impl BlobStore {
         if self.inner.remote.is_none() {
             return Ok(());
         }
+        use futures_util::{StreamExt, TryStreamExt};
+        let mut fills = Vec::with_capacity(digests.len());
         for digest in digests {
-            self.inner.fill_cache(digest).await?;
+            let (inner, digest) = (self.inner.clone(), digest.clone());
+            fills.push(async move { inner.fill_cache(&digest).await });
         }
-        Ok(())
+        futures_util::stream::iter(fills)
+            .buffer_unordered(CACHE_FILLS_AT_ONCE)
+            .try_collect::<()>()
+            .await
     }
 
     /// The content of blob `digest` as a reader (not checked), and where it is read from.
@@ -350,52 +360,6 @@ impl Inner {
             Some(remote) => remote.delete(digest).await,
             None => Ok(local),
         }
-    }
-
-    /// Streams blob `digest` from the object store into the cache unless it is there,
-    /// checking it on the way; content that does not match is not kept.
-    async fn fill_cache(&self, digest: &str) -> Result<()> {
-        let Some(remote) = &self.remote else {
-            return Ok(());
-        };
-        let target = self.path(digest);
-        if tokio::fs::try_exists(&target).await.unwrap_or(false) {
-            return Ok(());
-        }
-        let mut reader = remote.reader(digest).await?;
-        let mut temp = writer::TempFile::new(self.temp_path());
-        let mut file = tokio::fs::File::create(&temp.path)
-            .await
-            .map_err(io("create temporary file", &temp.path))?;
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let n = reader
-                .read(&mut buf)
-                .await
-                .map_err(io("download into", &temp.path))?;
-            if n == 0 {
-                break;
-            }
-            sha2::Digest::update(&mut hasher, &buf[..n]);
-            file.write_all(&buf[..n])
-                .await
-                .map_err(io("write", &temp.path))?;
-        }
-        file.sync_data().await.map_err(io("sync", &temp.path))?;
-        drop(file);
-        let actual = format_digest(&sha2::Digest::finalize(hasher));
-        if actual != digest {
-            let location = format!("{}/{}", remote.display(), remote.key(digest));
-            tracing::error!(blob = %digest, %actual, %location, "blob corruption: the stored content does not match its digest");
-            return Err(BlobError::Corrupt {
-                expected: digest.to_owned(),
-                actual,
-                location,
-            });
-        }
-        writer::place_file(&mut temp, &target)
     }
 
     fn is_pinned(&self, digest: &str) -> bool {

@@ -249,15 +249,19 @@ async fn over_limit_uploads_leave_nothing(b: Backend) {
 }
 
 async fn local_paths_hold_checked_content(b: Backend) {
-    let data = content(50_000, 4);
-    let pin = b.put(&data).await;
-    b.blobs
-        .ensure_local(&[pin.digest().to_owned()])
-        .await
-        .expect("ensure local");
-    let path = b.blobs.path(pin.digest());
-    assert_eq!(std::fs::read(&path).expect("read local copy"), data);
-    super::verify::check_file(&path, pin.digest()).expect("checked");
+    let mut blobs = Vec::new();
+    for seed in 0..12u8 {
+        let data = content(20_000 + usize::from(seed), seed);
+        let pin = b.put(&data).await;
+        blobs.push((pin, data));
+    }
+    let digests: Vec<String> = blobs.iter().map(|(p, _)| p.digest().to_owned()).collect();
+    b.blobs.ensure_local(&digests).await.expect("ensure local");
+    for (pin, data) in &blobs {
+        let path = b.blobs.path(pin.digest());
+        assert_eq!(&std::fs::read(&path).expect("read local copy"), data);
+        super::verify::check_file(&path, pin.digest()).expect("checked");
+    }
 }
 
 async fn health_is_ok_for_a_working_store(b: Backend) {
