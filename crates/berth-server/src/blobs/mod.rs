@@ -28,6 +28,7 @@ mod writer;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use copy::{CopyReport, copy_blobs};
 pub use location::{BlobLocation, LocationError};
@@ -112,7 +113,12 @@ pub(crate) struct Inner {
     pins: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Held while publishing a blob or collecting garbage.
     publish: tokio::sync::Mutex<()>,
+    /// How old an unreferenced object must be for a sweep to remove it.
+    sweep_grace_secs: AtomicU64,
 }
+
+/// Unreferenced objects younger than this survive a sweep (see [`BlobStore::sweep`]).
+pub const SWEEP_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl BlobStore {
     /// Opens the store at `root`, creating it and emptying its temporary folder
@@ -155,6 +161,7 @@ impl BlobStore {
                 health: Default::default(),
                 pins: Default::default(),
                 publish: tokio::sync::Mutex::new(()),
+                sweep_grace_secs: AtomicU64::new(SWEEP_GRACE.as_secs()),
             }),
         })
     }
@@ -283,7 +290,17 @@ impl BlobStore {
         removed
     }
 
-    /// Removes every blob that no model references (after a crash, say).
+    /// Sets how old an unreferenced object must be for [`Self::sweep`] to remove it.
+    #[cfg(test)]
+    pub(crate) fn set_sweep_grace(&self, grace: std::time::Duration) {
+        self.inner
+            .sweep_grace_secs
+            .store(grace.as_secs(), Ordering::Relaxed);
+    }
+
+    /// Removes every blob that no model references (after a crash, say). In an object store
+    /// only objects older than [`SWEEP_GRACE`] go: pins are per process, and several servers
+    /// may share a bucket.
     pub async fn sweep(&self, store: &dyn Store) -> Result<usize> {
         let referenced: HashSet<String> = match store.referenced_blobs().await {
             Ok(list) => list.into_iter().collect(),
@@ -295,8 +312,11 @@ impl BlobStore {
         let _guard = self.inner.publish.lock().await;
         let mut removed = 0;
         if let Some(remote) = &self.inner.remote {
-            for digest in remote.list_digests().await? {
-                if !referenced.contains(&digest) && !self.inner.is_pinned(&digest) {
+            let grace = self.inner.sweep_grace_secs.load(Ordering::Relaxed);
+            for (digest, age) in remote.list_digests().await? {
+                // Another server on the same bucket may have just uploaded it for a
+                // registration it has not committed yet: only old objects go.
+                if age >= grace && !referenced.contains(&digest) && !self.inner.is_pinned(&digest) {
                     remote.delete(&digest).await?;
                     removed += 1;
                 }

@@ -212,9 +212,12 @@ impl Remote {
         }
     }
 
-    /// Every blob digest under the prefix.
-    pub(crate) async fn list_digests(&self) -> Result<Vec<String>> {
+    /// Every blob digest under the prefix, with its age in seconds.
+    pub(crate) async fn list_digests(&self) -> Result<Vec<(String, u64)>> {
         let root = self.prefix.clone().join("sha256");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut listing = self.store.list(Some(&root));
         let mut digests = Vec::new();
         while let Some(meta) = listing.next().await {
@@ -223,7 +226,8 @@ impl Remote {
                 && name.len() == 64
                 && name.bytes().all(|b| b.is_ascii_hexdigit())
             {
-                digests.push(format!("sha256:{name}"));
+                let modified = u64::try_from(meta.last_modified.timestamp()).unwrap_or(0);
+                digests.push((format!("sha256:{name}"), now.saturating_sub(modified)));
             }
         }
         Ok(digests)

@@ -38,6 +38,7 @@ impl Backend {
         let blobs = BlobStore::open_location(&location, data.path())
             .await
             .expect("open blob store");
+        blobs.set_sweep_grace(std::time::Duration::ZERO);
         let store = Arc::new(
             SqliteStore::open(&data.path().join("berth.db"))
                 .await
@@ -266,6 +267,17 @@ async fn local_paths_hold_checked_content(b: Backend) {
 
 async fn health_is_ok_for_a_working_store(b: Backend) {
     b.blobs.health().await.expect("healthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_sweep_keeps_unreferenced_objects_younger_than_the_grace() {
+    let b = Backend::s3("sweep-grace").await;
+    b.blobs.set_sweep_grace(super::SWEEP_GRACE);
+    let loose = b.put(b"uploaded by another server a moment ago").await;
+    let digest = loose.digest().to_owned();
+    drop(loose);
+    assert_eq!(b.blobs.sweep(b.store.as_ref()).await.expect("sweep"), 0);
+    assert!(b.blobs.contains(&digest).await.expect("contains"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
