@@ -69,5 +69,7 @@ pub const BERTH_WEBHOOK_ALLOW_PRIVATE: &str = "BERTH_WEBHOOK_ALLOW_PRIVATE";
 pub const BERTH_STORE: &str = "BERTH_STORE";
 /// SQLite `synchronous` mode: `full` or `normal` (`--sqlite-synchronous`).
 pub const BERTH_SQLITE_SYNCHRONOUS: &str = "BERTH_SQLITE_SYNCHRONOUS";
+/// Where blobs live: a folder or `s3://`, `az://`, `gs://` URL (`--blobs`).
+pub const BERTH_BLOBS: &str = "BERTH_BLOBS";
 /// Lay-outs of non-serving revisions kept per service (`--keep-revision-layouts`).
 pub const BERTH_KEEP_REVISION_LAYOUTS: &str = "BERTH_KEEP_REVISION_LAYOUTS";
