@@ -53,8 +53,10 @@ pub struct RemoteLocation {
 
 /// A `--blobs` value that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("`--blobs` is `{value}`: {reason}; accepted forms: {ACCEPTED_FORMS}")]
+#[error("`{flag}` is `{value}`: {reason}; accepted forms: {ACCEPTED_FORMS}")]
 pub struct LocationError {
+    /// The flag that gave it (`--blobs`, `--blobs-to`, ...).
+    pub flag: &'static str,
     /// The value given.
     pub value: String,
     /// What is wrong with it.
@@ -65,10 +67,16 @@ impl BlobLocation {
     /// Parses `value`; `None` is the default, `<data>/blobs`. Object-store locations are also
     /// built (no network) so that a bad option or missing setting fails here.
     pub fn parse(value: Option<&str>, data_dir: &std::path::Path) -> Result<Self, LocationError> {
-        let Some(value) = value else {
-            return Ok(Self::Local(data_dir.join("blobs")));
-        };
+        match value {
+            None => Ok(Self::Local(data_dir.join("blobs"))),
+            Some(value) => Self::parse_flag("--blobs", value),
+        }
+    }
+
+    /// Parses the value of `flag` (named in the error when it cannot be used).
+    pub fn parse_flag(flag: &'static str, value: &str) -> Result<Self, LocationError> {
         let fail = |reason: String| LocationError {
+            flag,
             value: redacted(value),
             reason,
         };

@@ -133,6 +133,7 @@ impl BlobStore {
             BlobLocation::Local(root) => Self::open(root).await,
             BlobLocation::Remote(remote) => {
                 let store = remote.build().map_err(|reason| LocationError {
+                    flag: "--blobs",
                     value: remote.display(),
                     reason,
                 })?;
