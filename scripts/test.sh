@@ -25,6 +25,10 @@ export BERTH_TEST_UV
 BERTH_TEST_POSTGRES_URL="$(bash scripts/test-postgres.sh $$)" || BERTH_TEST_POSTGRES_URL=""
 export BERTH_TEST_POSTGRES_URL
 
+# S3-compatible server (moto) for the object-store blob tests; ends with this script.
+BERTH_TEST_S3_ENDPOINT="$(bash scripts/test-s3.sh $$)" || BERTH_TEST_S3_ENDPOINT=""
+export BERTH_TEST_S3_ENDPOINT
+
 results="target/test-results"
 rm -rf "$results"
 mkdir -p "$results"

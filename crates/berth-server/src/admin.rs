@@ -59,6 +59,13 @@ pub enum AdminCommand {
         /// The empty target: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=require]`
         #[arg(long, value_name = "URL")]
         to: String,
+        /// Also copy every referenced blob into this blob store (`s3://BUCKET/PREFIX`, `az://..`,
+        /// `gs://..` or a folder), each verified by its digest, before any metadata is written
+        #[arg(long, value_name = "URL")]
+        blobs_to: Option<String>,
+        /// Where the blobs are now [default: the `blobs/` folder beside the `--from` file]
+        #[arg(long, value_name = "URL", requires = "blobs_to")]
+        blobs_from: Option<String>,
     },
     /// Serve the metadata database as it is after the server refused it (what it lacks is lost)
     AcceptStore {
@@ -140,7 +147,12 @@ pub fn run(args: AdminArgs) -> Result<String, AdminError> {
         AdminCommand::Backup { file, data } => backup(&data_dir(data)?, &file),
         AdminCommand::Restore { file, data } => restore(&data_dir(data)?, &file),
         AdminCommand::Verify { data } => verify(&data_dir(data)?),
-        AdminCommand::Migrate { from, to } => migrate::migrate(&from, &to),
+        AdminCommand::Migrate {
+            from,
+            to,
+            blobs_to,
+            blobs_from,
+        } => migrate::migrate(&from, &to, blobs_to.as_deref(), blobs_from.as_deref()),
         AdminCommand::AcceptStore { data } => {
             let data = data_dir(data)?;
             refuse_if_serving(&data)?;

@@ -24,6 +24,13 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_DATA, value_name = "DIR")]
     pub data: Option<PathBuf>,
 
+    /// Where model files and snapshots are stored: a folder, or `s3://bucket/prefix`,
+    /// `az://container/prefix`, `gs://bucket/prefix` (credentials from the provider's usual
+    /// variables, e.g. AWS_ACCESS_KEY_ID; `?path_style=true` for S3-compatible servers)
+    /// [default: <data>/blobs]
+    #[arg(long, env = env::BERTH_BLOBS, value_name = "URL")]
+    pub blobs: Option<String>,
+
     /// Address to listen on; port 0 picks a free port
     #[arg(long, env = env::BERTH_ADDR, default_value = DEFAULT_ADDR, value_name = "HOST:PORT")]
     pub addr: SocketAddr,
@@ -192,6 +199,8 @@ pub const DEFAULT_MAX_SNAPSHOT_FILES: u64 = 20_000;
 pub struct ServerConfig {
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Where blobs live.
+    pub blobs: crate::blobs::BlobLocation,
     /// Listen address.
     pub addr: SocketAddr,
     /// Workspace name.
@@ -309,6 +318,9 @@ pub enum ConfigError {
         "`--cluster` needs a store every server reaches: `--store` is `{0}`; pass `--store postgres://...` (a SQLite file belongs to one server)"
     )]
     ClusterStore(String),
+    /// `--blobs` cannot be used.
+    #[error(transparent)]
+    Blobs(#[from] crate::blobs::LocationError),
     /// A value out of range.
     #[error("`{flag}` is {value}: {rule}")]
     OutOfRange {
@@ -335,6 +347,7 @@ impl ServerArgs {
             Some(dir) => dir,
             None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
         };
+        let blobs = crate::blobs::BlobLocation::parse(self.blobs.as_deref(), &data_dir)?;
         if self.max_upload_bytes == 0 {
             return Err(ConfigError::OutOfRange {
                 flag: "--max-upload-bytes",
@@ -413,6 +426,7 @@ impl ServerArgs {
         }
         Ok(ServerConfig {
             data_dir,
+            blobs,
             addr: self.addr,
             workspace_name: name.to_owned(),
             workspace_identity,

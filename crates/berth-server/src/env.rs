@@ -73,5 +73,7 @@ pub const BERTH_CLUSTER: &str = "BERTH_CLUSTER";
 pub const BERTH_CLUSTER_LOCAL_REPLICAS: &str = "BERTH_CLUSTER_LOCAL_REPLICAS";
 /// SQLite `synchronous` mode: `full` or `normal` (`--sqlite-synchronous`).
 pub const BERTH_SQLITE_SYNCHRONOUS: &str = "BERTH_SQLITE_SYNCHRONOUS";
+/// Where blobs live: a folder or `s3://`, `az://`, `gs://` URL (`--blobs`).
+pub const BERTH_BLOBS: &str = "BERTH_BLOBS";
 /// Lay-outs of non-serving revisions kept per service (`--keep-revision-layouts`).
 pub const BERTH_KEEP_REVISION_LAYOUTS: &str = "BERTH_KEEP_REVISION_LAYOUTS";

@@ -1,11 +1,14 @@
 //! `/livez` and `/readyz`, outside authentication: liveness says the process
-//! answers; readiness says it accepts work (false while shutting down, or
-//! while the metadata store or the blob store does not answer) and reports
-//! leadership: this server's role (`single`, `leader` or `follower`), the
-//! leader's id and the lease's fencing number, with the store's and the blob
-//! store's health.
+//! answers; readiness says it accepts work (false while shutting down) and
+//! reports leadership — this server's role (`single`, `leader` or
+//! `follower`), the leader's id and the lease's fencing number — with the
+//! metadata store's and the blob store's health.
+//!
+//! The blob probe is cached for a few seconds. Neither an unavailable blob
+//! store nor an unavailable metadata store makes the server unready: scoring
+//! reads neither (routes are in memory), so the gateway keeps serving while
+//! registrations and changes fail with their own errors.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,10 +18,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 
+use crate::blobs::BlobStore;
 use crate::cluster::Leadership;
 use crate::store::ClusterStore;
 
-/// Longest a readiness probe waits for the store.
+/// Longest a readiness probe waits for the metadata store.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What `/readyz` looks at.
@@ -30,8 +34,8 @@ pub struct Readiness {
     pub leadership: Arc<Leadership>,
     /// The metadata store (pinged).
     pub store: Arc<dyn ClusterStore>,
-    /// The local blob folder (must be a directory).
-    pub blobs: PathBuf,
+    /// The blob store (its cached probe).
+    pub blobs: BlobStore,
 }
 
 /// One dependency's health.
@@ -65,21 +69,11 @@ async fn readyz(r: Readiness) -> impl IntoResponse {
             Err(_) => Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())),
         },
     );
-    let blobs = Probe::of(match tokio::fs::metadata(&r.blobs).await {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(format!("`{}` is not a directory", r.blobs.display())),
-        Err(e) => Err(format!("`{}`: {e}", r.blobs.display())),
-    });
-    let accepting = r.ready.load(Ordering::Acquire);
-    let status = match (accepting, store.ok && blobs.ok) {
-        (false, _) => "shutting down",
-        (true, false) => "unavailable",
-        (true, true) => "ready",
-    };
-    let code = if status == "ready" {
-        StatusCode::OK
+    let blobs = Probe::of(r.blobs.health().await);
+    let (code, status) = if r.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
     };
     let view = r.leadership.view();
     (

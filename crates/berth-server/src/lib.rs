@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! <data>/berth.db           metadata (the default `--store`)
-//! <data>/blobs/sha256/..    model files and snapshots, by digest
+//! <data>/blobs/sha256/..    model files and snapshots, by digest (or in an object
+//!                           store, `--blobs s3://..`, cached in <data>/blob-cache/)
 //! <data>/workspace-token    the token (0600; a PostgreSQL store keeps it, see [`cluster`])
 //! <data>/config.json        endpoint + token for the CLI and SDK (0600)
 //! <data>/logs/<service>/requests.log   request logs (appInsightsEnabled), rotated
@@ -193,10 +194,36 @@ pub async fn run(
         events: event_store,
         cluster: cluster_store,
     } = stores;
-    let blobs = blobs::BlobStore::open(&config.data_dir.join("blobs")).await?;
-    let swept = blobs.sweep(store.as_ref()).await?;
-    if swept > 0 {
-        tracing::info!(blobs = swept, "removed blobs no model references");
+    let blob_location = match &config.blobs {
+        blobs::BlobLocation::Local(root) => blobs::BlobLocation::Local(
+            std::path::absolute(root).map_err(blobs::io("resolve blob folder", root))?,
+        ),
+        remote => remote.clone(),
+    };
+    let blobs = blobs::BlobStore::open_location(&blob_location, &config.data_dir).await?;
+    tracing::info!(blobs = %blobs.describe(), "blob store open");
+    let health_blobs = blobs.clone();
+    if config.cluster && !blobs.is_remote() {
+        tracing::warn!(
+            "with --cluster and local blobs each server keeps its own uploads, so another server cannot lay out or bundle them: give every server the same `--blobs s3://...` (or az://, gs://)"
+        );
+    }
+    if blobs.is_remote() {
+        // Listing a bucket can take long, and an unreachable store must not keep the server
+        // (and the services it restores) from starting: sweep in the background.
+        let (blobs, store) = (blobs.clone(), store.clone());
+        tokio::spawn(async move {
+            match blobs.sweep(store.as_ref()).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(blobs = swept, "removed blobs no model references"),
+                Err(e) => tracing::warn!(error = %e, "could not sweep unreferenced blobs"),
+            }
+        });
+    } else {
+        let swept = blobs.sweep(store.as_ref()).await?;
+        if swept > 0 {
+            tracing::info!(blobs = swept, "removed blobs no model references");
+        }
     }
 
     let tls = match &config.tls {
@@ -387,7 +414,7 @@ pub async fn run(
             ready: ready.clone(),
             leadership: leadership.clone(),
             store: cluster_store.clone(),
-            blobs: config.data_dir.join("blobs"),
+            blobs: health_blobs,
         }))
         .merge(studio_routes)
         .layer(tower_http::trace::TraceLayer::new_for_http());

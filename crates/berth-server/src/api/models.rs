@@ -243,11 +243,11 @@ pub async fn download_model(
             let stored = files.first().ok_or_else(|| {
                 ApiError::Internal(format!("model {} has no file rows", model.id))
             })?;
-            let path = state.blobs.path(&stored.file.digest);
-            let file = tokio::fs::File::open(&path)
+            let content = state
+                .blobs
+                .stream(&stored.file.digest)
                 .await
                 .map_err(|e| ApiError::internal(&e))?;
-            let content = crate::blobs::verify::stream_checked(file, &stored.file.digest, &path);
             Ok((
                 [
                     (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
@@ -288,6 +288,7 @@ fn stream_tar(state: &AppState, model: &Model, files: Vec<StoredFile>) -> Body {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let id = model.id.clone();
+    let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut builder = tar::Builder::new(SyncIoBridge::new(writer));
         let result = (|| -> std::io::Result<()> {
@@ -297,11 +298,14 @@ fn stream_tar(state: &AppState, model: &Model, files: Vec<StoredFile>) -> Body {
                 header.set_mode(stored.mode);
                 header.set_mtime(mtime);
                 header.set_entry_type(tar::EntryType::Regular);
-                let path = blobs.path(&stored.file.digest);
+                // Streamed from the blob store (a file, or the object store) and checked.
+                let (reader, location) = handle
+                    .block_on(blobs.reader(&stored.file.digest))
+                    .map_err(std::io::Error::other)?;
                 let content = crate::blobs::verify::VerifyingRead::new(
-                    std::fs::File::open(&path)?,
+                    SyncIoBridge::new_with_handle(reader, handle.clone()),
                     &stored.file.digest,
-                    &path,
+                    &location,
                 );
                 builder.append_data(
                     &mut header,

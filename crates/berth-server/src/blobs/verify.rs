@@ -84,13 +84,13 @@ pub fn copy_checked(path: &Path, expected: &str, target: &Path) -> io::Result<()
 /// next one was read, so the last one is held until the whole content was checked: on a
 /// mismatch it is replaced by an error and the client never receives the full length (a broken
 /// transfer), while the log says corruption.
-pub fn stream_checked(
-    file: tokio::fs::File,
+pub fn stream_checked<R: tokio::io::AsyncRead + Send + Unpin + 'static>(
+    file: R,
     expected: &str,
     path: &Path,
-) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
-    struct State {
-        file: Option<tokio::fs::File>,
+) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static + use<R> {
+    struct State<F> {
+        file: Option<F>,
         hasher: Sha256,
         expected: String,
         path: std::path::PathBuf,

@@ -492,6 +492,24 @@ impl Runtime {
         let content = self.gather(&spec).await?;
         let root = revision_root(&self.deps.config.data_dir, service, revision);
         let blobs = self.deps.blobs.clone();
+        // An object store's blobs are laid out from the local cache: fill it first.
+        let mut digests: Vec<String> = Vec::new();
+        for file in &content.source {
+            digests.push(file.file.digest.clone());
+        }
+        for model in &content.models {
+            for file in &model.4 {
+                digests.push(file.file.digest.clone());
+            }
+        }
+        blobs.ensure_local(&digests).await.map_err(|e| {
+            failure(
+                OperationErrorCode::RevisionLayoutFailed,
+                "fetch blobs from the blob store",
+                e.to_string(),
+                Vec::new(),
+            )
+        })?;
         let spec_for_layout = spec.clone();
         let link_models = self.deps.isolation.protects_models();
         let dir = tokio::task::spawn_blocking(move || {

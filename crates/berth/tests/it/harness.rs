@@ -53,6 +53,7 @@ pub struct TestServer {
     child: Option<Child>,
     data: tempfile::TempDir,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
     pub endpoint: String,
     pub token: String,
     pub http: reqwest::Client,
@@ -69,6 +70,17 @@ impl TestServer {
         Self::start_with_client(args, reqwest::Client::new()).await
     }
 
+    /// Starts a server with extra flags and environment variables.
+    pub async fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut server = Self::unstarted(args, reqwest::Client::new());
+        server.envs = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        server.spawn().await;
+        server
+    }
+
     /// Starts a TLS server (`args` carry `--tls-cert`/`--tls-key`); the client
     /// trusts `ca_pem` only.
     pub async fn start_tls(args: &[&str], ca_pem: &[u8]) -> Self {
@@ -76,6 +88,12 @@ impl TestServer {
     }
 
     async fn start_with_client(args: &[&str], http: reqwest::Client) -> Self {
+        let mut server = Self::unstarted(args, http);
+        server.spawn().await;
+        server
+    }
+
+    fn unstarted(args: &[&str], http: reqwest::Client) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         // Environments build with venv + pip unless a test gives the uv it tests: what the
@@ -83,16 +101,15 @@ impl TestServer {
         if !args.iter().any(|a| a == "--uv") {
             args.extend(["--uv".to_owned(), "none".to_owned()]);
         }
-        let mut server = Self {
+        Self {
             child: None,
             data,
             args,
+            envs: Vec::new(),
             endpoint: String::new(),
             token: String::new(),
             http,
-        };
-        server.spawn().await;
-        server
+        }
     }
 
     /// The data directory.
@@ -116,6 +133,7 @@ impl TestServer {
             .args(&self.args)
             .env_remove("BERTH_DATA")
             .env("BERTH_LOG", "info,tower_http=debug")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -26,6 +26,7 @@ mod registry;
 mod remote_replica;
 mod resources;
 mod rollouts;
+mod s3_blobs;
 mod scaling;
 mod scoring_auth;
 mod services;

@@ -245,3 +245,76 @@ async fn admin_migrate_moves_a_sqlite_workspace_to_postgres() {
     assert_eq!(&bytes[..], b"moved");
     assert!(!server.data_dir().join("berth.db").exists());
 }
+
+#[tokio::test]
+async fn admin_migrate_with_blobs_to_moves_metadata_to_postgres_and_blobs_to_s3() {
+    use berth_server::blobs::test_s3;
+    let mut server = TestServer::start().await;
+    server
+        .register_file("m", "model.txt", b"to the bucket".to_vec(), json!({}))
+        .await;
+    let (_, before) = server.get_json("/v1/models").await;
+    assert!(server.stop().await.success());
+    let db = server.data_dir().join("berth.db");
+    let url = fresh_database("migrate_blobs").await;
+    let bucket = test_s3::bucket("it-migrate-blobs").await;
+    let blobs_url = format!("s3://{bucket}/berth?path_style=true");
+    let endpoint = test_s3::endpoint();
+    let s3_env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", test_s3::REGION),
+        ("AWS_ACCESS_KEY_ID", test_s3::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", test_s3::SECRET_ACCESS_KEY),
+    ];
+    let migrate = |blobs_to: &str| {
+        Command::new(berth_bin())
+            .args(["admin", "migrate", "--from"])
+            .arg(format!("sqlite://{}", db.display()))
+            .args(["--to", &url, "--blobs-to", blobs_to])
+            .envs(s3_env)
+            .output()
+            .unwrap()
+    };
+
+    let bad = migrate("ftp://nowhere");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("`--blobs-to` is `ftp://nowhere`") && stderr.contains("s3://"),
+        "{stderr}"
+    );
+
+    let out = migrate(&blobs_url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("blobs: 1 copied") && stdout.contains("verified by digest"),
+        "{stdout}"
+    );
+    let keys: Vec<String> = test_s3::list_keys(&bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("berth/sha256/"))
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+
+    // A new server with a new data directory: metadata from PostgreSQL, content from the bucket.
+    let moved =
+        TestServer::start_with_env(&["--store", &url, "--blobs", &blobs_url], &s3_env).await;
+    let (_, after) = moved.get_json("/v1/models").await;
+    assert_eq!(before, after);
+    let bytes = moved
+        .request(Method::GET, "/v1/models/m/versions/1/content")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], b"to the bucket");
+}
