@@ -14,10 +14,16 @@ mod containment;
 mod environments;
 mod events;
 mod kube_attach;
+#[cfg(feature = "kubernetes")]
 mod kube_cluster;
+#[cfg(feature = "kubernetes")]
 mod kube_deploy;
+#[cfg(feature = "kubernetes")]
 mod kube_fake;
+#[cfg(feature = "kubernetes")]
 mod kube_fake_api;
+#[cfg(not(feature = "kubernetes"))]
+mod kube_missing;
 mod lifecycle;
 mod observability;
 mod registry;
