@@ -151,6 +151,12 @@ pub struct ServerArgs {
     #[arg(long, env = env::BERTH_WORKER_USER, value_name = "NAME")]
     pub worker_user: Option<String>,
 
+    /// How the local target reaches its replicas: `uds` runs each worker under this server on a
+    /// Unix socket; `tcp` runs each as a `berth replica` child process reached over TLS on loopback
+    /// (the remote-replica path, as a cluster runs it)
+    #[arg(long, env = env::BERTH_REPLICA_TRANSPORT, value_enum, default_value = "uds")]
+    pub replica_transport: crate::compute::local::ReplicaTransport,
+
     /// Log filter (`info`, `berth_server=debug`, ...)
     #[arg(long, env = env::BERTH_LOG, default_value = "info")]
     pub log: String,
@@ -220,6 +226,8 @@ pub struct ServerConfig {
     pub worker_isolation: crate::compute::local::sandbox::IsolationChoice,
     /// User workers run as (when the server runs as root).
     pub worker_user: Option<String>,
+    /// How the local target reaches its replicas.
+    pub replica_transport: crate::compute::local::ReplicaTransport,
 }
 
 /// The Azure-style identity strings of the workspace (informational only).
@@ -387,6 +395,7 @@ impl ServerArgs {
             gpus,
             worker_isolation: self.worker_isolation,
             worker_user: self.worker_user,
+            replica_transport: self.replica_transport,
         })
     }
 }

@@ -29,6 +29,8 @@ pub const BERTH_RESOURCE_ENFORCEMENT: &str = "BERTH_RESOURCE_ENFORCEMENT";
 pub const BERTH_GPUS: &str = "BERTH_GPUS";
 /// `--worker-isolation`.
 pub const BERTH_WORKER_ISOLATION: &str = "BERTH_WORKER_ISOLATION";
+/// `--replica-transport`.
+pub const BERTH_REPLICA_TRANSPORT: &str = "BERTH_REPLICA_TRANSPORT";
 /// `--worker-user`.
 pub const BERTH_WORKER_USER: &str = "BERTH_WORKER_USER";
 /// Log filter, `tracing` syntax (`--log`).

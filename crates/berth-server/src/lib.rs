@@ -251,6 +251,7 @@ pub async fn run(
         ports,
         follow: follow.clone(),
         replica_keys: signer.replica_keys(),
+        child_launch: child_launch(&config, &endpoint, &signer)?,
     });
     runtime.restore().await;
     let studio = Arc::new(studio::Studio::default());
@@ -313,4 +314,44 @@ pub async fn run(
     runtime.resource_manager().remove_groups();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// With `--replica-transport tcp`: how the local target starts `berth replica`
+/// children (this binary, this server's URL, the flags they share with it).
+fn child_launch(
+    config: &ServerConfig,
+    endpoint: &str,
+    signer: &tokens::TokenSigner,
+) -> Result<Option<compute::local::ChildLaunch>, ServerError> {
+    use clap::ValueEnum;
+    if config.replica_transport != compute::local::ReplicaTransport::Tcp {
+        return Ok(None);
+    }
+    let program = std::env::current_exe().map_err(ServerError::Serve)?;
+    let name = |v: Option<clap::builder::PossibleValue>| {
+        v.map(|v| v.get_name().to_owned()).unwrap_or_default()
+    };
+    let mut args = vec![
+        "--python".to_owned(),
+        config.python.display().to_string(),
+        "--uv".to_owned(),
+        config
+            .uv
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |uv| uv.display().to_string()),
+        "--resource-enforcement".to_owned(),
+        name(config.resource_enforcement.to_possible_value()),
+        "--worker-isolation".to_owned(),
+        name(config.worker_isolation.to_possible_value()),
+    ];
+    if let Some(user) = &config.worker_user {
+        args.extend(["--worker-user".to_owned(), user.clone()]);
+    }
+    Ok(Some(compute::local::ChildLaunch {
+        program,
+        server: endpoint.to_owned(),
+        keys: signer.replica_keys(),
+        cache_root: config.data_dir.join("run").join("r"),
+        args,
+    }))
 }

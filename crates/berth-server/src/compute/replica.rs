@@ -264,7 +264,10 @@ impl Replica {
                         status = owner.exited() => return status,
                         () = conn.closed() => {}
                     }
-                    owner.kill();
+                    // Stopping on purpose closes the connection first; the stop ends it.
+                    if !self.retiring.load(Ordering::Acquire) {
+                        owner.kill();
+                    }
                     owner.exited().await
                 }
                 None => {

@@ -140,6 +140,8 @@ pub struct RuntimeDeps {
     pub ports: Arc<crate::gateway::PortListeners>,
     /// Bundle tokens and per-revision credentials of remote replicas (pods).
     pub replica_keys: crate::compute::remote::ReplicaKeys,
+    /// With `--replica-transport tcp`: how `berth replica` children are started.
+    pub child_launch: Option<crate::compute::local::ChildLaunch>,
 }
 
 /// The local compute target.

@@ -497,6 +497,7 @@ impl Runtime {
             max_processes: spec.deployment.max_processes_per_container,
             isolation: self.deps.isolation.clone(),
             scratch_root: self.deps.config.data_dir.join("run").join("w"),
+            child: self.deps.child_launch.clone(),
         });
         let running_now = self
             .deps

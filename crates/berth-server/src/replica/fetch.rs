@@ -128,13 +128,24 @@ impl BundleClient {
         bundle: &RevisionBundle,
         blobs: &BlobStore,
     ) -> Result<Vec<BlobPin>, FetchError> {
-        let mut pins = Vec::new();
         let files: Vec<&BundleFile> = bundle
             .source
             .iter()
             .chain(bundle.models.iter().flat_map(|m| m.files.iter()))
             .collect();
-        for digest in bundle.digests() {
+        self.files(&files, blobs).await
+    }
+
+    /// [`BundleClient::blobs`] for a list of files.
+    async fn files(
+        &self,
+        files: &[&BundleFile],
+        blobs: &BlobStore,
+    ) -> Result<Vec<BlobPin>, FetchError> {
+        let mut pins = Vec::new();
+        let digests: std::collections::BTreeSet<&str> =
+            files.iter().map(|f| f.digest.as_str()).collect();
+        for digest in digests {
             let path = files
                 .iter()
                 .find(|f| f.digest == digest)
@@ -219,5 +230,64 @@ pub fn content(bundle: &RevisionBundle) -> RevisionContent {
             })
             .collect(),
         source: bundle.source.iter().map(stored).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server whose blob route answers `content` for any digest.
+    async fn serving(content: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/v1/services/s/revisions/1/bundle/blobs/{digest}",
+            axum::routing::get(move || async move { content }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn file(path: &str, content: &[u8]) -> BundleFile {
+        use sha2::Digest;
+        BundleFile {
+            path: path.to_owned(),
+            digest: crate::blobs::format_digest(&sha2::Sha256::digest(content)),
+            size: content.len() as u64,
+            mode: 0o644,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blob_that_does_not_match_its_digest_names_the_file_and_both_digests() {
+        let server = serving(b"tampered").await;
+        let cache = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(cache.path()).await.unwrap();
+        let client = BundleClient::new(reqwest::Client::new(), &server, "s", 1, "t".into());
+        let expected = file("models/weights.bin", b"the real weights");
+        let err = client.files(&[&expected], &blobs).await.unwrap_err();
+        match &err {
+            FetchError::DigestMismatch {
+                path,
+                expected: want,
+                actual,
+            } => {
+                assert_eq!(path, "models/weights.bin");
+                assert_eq!(want, &expected.digest);
+                assert_eq!(actual, &file("x", b"tampered").digest);
+            }
+            other => panic!("expected a digest mismatch, got {other}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains("models/weights.bin") && text.contains(&expected.digest),
+            "{text}"
+        );
+        // Content that matches is kept (and found in the cache next time).
+        let server = serving(b"the real weights").await;
+        let client = BundleClient::new(reqwest::Client::new(), &server, "s", 1, "t".into());
+        assert_eq!(client.files(&[&expected], &blobs).await.unwrap().len(), 1);
+        assert!(client.files(&[&expected], &blobs).await.unwrap().is_empty());
     }
 }

@@ -311,6 +311,7 @@ async fn start(args: &ReplicaArgs, token: String) -> Result<Started, (StartError
         max_processes: bundle.spec.deployment.max_processes_per_container,
         isolation,
         scratch_root: run.join("w"),
+        child: None,
     };
     let replica = match crate::compute::local::replicas::start_replica(&plan, 0).await {
         Ok(replica) => replica,
@@ -331,7 +332,10 @@ async fn start(args: &ReplicaArgs, token: String) -> Result<Started, (StartError
         }
     };
     // Pass the worker's output on (a pod's log, the parent server's capture).
-    let mut lines = replica.logs().subscribe();
+    let (so_far, mut lines) = replica.logs().follow();
+    for line in so_far {
+        eprintln!("{}", line.text);
+    }
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {

@@ -418,3 +418,330 @@ def run(raw):
     gateway.exited().await;
     assert!(!gateway.is_ready());
 }
+
+// ---- `berth server --replica-transport tcp`: the local target runs `berth replica` children.
+
+const TCP: &[&str] = &["--replica-transport", "tcp"];
+
+const LOUD: &[u8] = br#"
+import os
+
+def init():
+    global model
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.txt")) as f:
+        model = f.read().strip()
+    print("init done in a remote replica", flush=True)
+
+def run(raw):
+    return {"model": model, "pid": os.getpid()}
+"#;
+
+async fn deploy_tcp(server: &TestServer, name: &str, replicas: u32) {
+    server
+        .register_file("weights", "model.txt", b"v1".to_vec(), json!({}))
+        .await;
+    server
+        .deploy(
+            name,
+            &[("score.py", LOUD)],
+            &["weights:1"],
+            json!({"computeType": "local", "numReplicas": replicas, "maxQueueWaitMs": 10000}),
+        )
+        .await;
+}
+
+async fn score_json(server: &TestServer, name: &str) -> Value {
+    let response = server.score(name, "{}").await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// The worker pids answering, from concurrent requests.
+async fn worker_pids(
+    server: &TestServer,
+    name: &str,
+    replicas: usize,
+) -> std::collections::BTreeSet<u64> {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let round = (0..replicas * 2).map(|_| score_json(server, name));
+        for body in futures_util::future::join_all(round).await {
+            seen.insert(body["pid"].as_u64().unwrap());
+        }
+        if seen.len() >= replicas {
+            break;
+        }
+    }
+    seen
+}
+
+/// The parent of `pid` (the `berth replica` running a worker).
+fn parent_of(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn command_of(pid: u64) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .replace('\0', " ")
+}
+
+async fn ready_replicas(server: &TestServer, name: &str) -> u64 {
+    let (_, body) = server.get_json(&format!("/v1/services/{name}")).await;
+    body["deploymentStatus"]["availableReplicas"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn until_ready(server: &TestServer, name: &str, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ready_replicas(server, name).await != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never had {want} ready replicas: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn remote_replica_tcp_transport_deploys_scores_and_shows_the_replica_output() {
+    let server = TestServer::start_with(TCP).await;
+    deploy_tcp(&server, "tcp-one", 1).await;
+    let body = score_json(&server, "tcp-one").await;
+    assert_eq!(body["model"], "v1");
+    // The worker runs under a `berth replica` child of the server, not under the server.
+    let worker = body["pid"].as_u64().unwrap();
+    let replica = parent_of(worker);
+    assert!(
+        command_of(replica).contains(" replica "),
+        "{}",
+        command_of(replica)
+    );
+    assert!(command_of(replica).contains("--service tcp-one"));
+    let (_, logs) = server.get_json("/v1/services/tcp-one/logs").await;
+    let text = logs["content"].as_str().unwrap();
+    assert!(text.contains("init done in a remote replica"), "{text}");
+    // Its credentials never reach the server's log.
+    let token_free = !server.log().contains("b1.");
+    assert!(token_free, "a bundle token was logged");
+}
+
+#[tokio::test]
+async fn remote_replica_tcp_update_under_load_fails_no_request_and_a_failed_update_keeps_serving() {
+    let server = TestServer::start_with(TCP).await;
+    deploy_tcp(&server, "tcp-roll", 1).await;
+    server
+        .register_file("weights", "model.txt", b"v2".to_vec(), json!({}))
+        .await;
+    let load = crate::harness::Load::start(&server, "tcp-roll", "{}", 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let op = crate::harness::update(&server, "tcp-roll", json!({"models": ["weights:2"]})).await;
+    assert_eq!(op["state"], "Succeeded", "{op}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.finish().await;
+    assert!(
+        report.failures.is_empty(),
+        "failed requests: {:?}",
+        report.failures
+    );
+    assert!(report.ok > 10, "the load ran: {}", report.ok);
+    let response = server.score("tcp-roll", "{}").await;
+    assert_eq!(response.headers()["x-berth-revision"], "2");
+
+    // An entry script whose init() raises: the update fails, revision 2 keeps serving.
+    const BROKEN: &[u8] =
+        b"def init():\n    raise RuntimeError('no model for you')\n\ndef run(raw):\n    return 1\n";
+    let load = crate::harness::Load::start(&server, "tcp-roll", "{}", 2);
+    let snapshot = upload_snapshot(&server, &[("score.py", BROKEN)]).await;
+    let failed = crate::harness::update(
+        &server,
+        "tcp-roll",
+        json!({"inferenceConfig": {"sourceSnapshot": snapshot}}),
+    )
+    .await;
+    assert_eq!(failed["state"], "Failed", "{failed}");
+    let message = failed["error"].to_string();
+    assert!(message.contains("no model for you"), "{message}");
+    let report = load.finish().await;
+    assert!(
+        report.failures.is_empty(),
+        "failed requests: {:?}",
+        report.failures
+    );
+    let response = server.score("tcp-roll", "{}").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-berth-revision"], "2");
+}
+
+async fn upload_snapshot(server: &TestServer, files: &[(&str, &[u8])]) -> String {
+    let response = server
+        .request(Method::POST, "/v1/snapshots")
+        .header("content-type", "application/x-tar")
+        .body(crate::harness::tar_of(files))
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = json_of(response).await;
+    body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn remote_replica_tcp_a_killed_replica_is_replaced_and_requests_keep_succeeding() {
+    let server = TestServer::start_with(TCP).await;
+    deploy_tcp(&server, "tcp-kill", 2).await;
+    let before = worker_pids(&server, "tcp-kill", 2).await;
+    assert_eq!(before.len(), 2);
+    let victim = parent_of(*before.iter().next().unwrap());
+    assert!(command_of(victim).contains(" replica "));
+    let load = crate::harness::Load::start(&server, "tcp-kill", "{}", 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = server.get_json("/v1/services/tcp-kill").await;
+        if body["deploymentStatus"]["restarts"] == 1
+            && ready_replicas(&server, "tcp-kill").await == 2
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not replaced: {body:#}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.finish().await;
+    // Only requests in flight on the killed replica may fail.
+    assert!(report.failures.len() <= 4, "{:?}", report.failures);
+    assert!(report.ok > 0);
+    let after = worker_pids(&server, "tcp-kill", 2).await;
+    assert_eq!(after.len(), 2);
+    let parents: Vec<u64> = after.iter().map(|p| parent_of(*p)).collect();
+    assert!(!parents.contains(&victim), "{parents:?}");
+    let (_, logs) = server.get_json("/v1/services/tcp-kill/logs").await;
+    assert!(logs["content"].as_str().unwrap().contains("started again"));
+}
+
+#[tokio::test]
+async fn remote_replica_tcp_scales_up_and_down() {
+    let server = TestServer::start_with(TCP).await;
+    deploy_tcp(&server, "tcp-scale", 1).await;
+    let first = worker_pids(&server, "tcp-scale", 1).await;
+    let op = crate::harness::update(&server, "tcp-scale", json!({"numReplicas": 3})).await;
+    assert_eq!(op["state"], "Succeeded", "{op}");
+    until_ready(&server, "tcp-scale", 3).await;
+    let three = worker_pids(&server, "tcp-scale", 3).await;
+    assert_eq!(three.len(), 3);
+    assert!(three.is_superset(&first), "{first:?} → {three:?}");
+    let op = crate::harness::update(&server, "tcp-scale", json!({"numReplicas": 1})).await;
+    assert_eq!(op["state"], "Succeeded", "{op}");
+    until_ready(&server, "tcp-scale", 1).await;
+    let one = worker_pids(&server, "tcp-scale", 1).await;
+    assert_eq!(one.len(), 1);
+    // The stopped replicas' processes are gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for pid in three.difference(&one) {
+        while std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker {pid} outlived its replica"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn remote_replica_tcp_a_scoring_timeout_recycles_the_replica_and_a_hung_one_is_replaced() {
+    const NAPS: &[u8] = br#"
+import os, time
+
+def init():
+    pass
+
+def run(raw):
+    if "slow" in raw:
+        time.sleep(30)
+    return {"pid": os.getpid()}
+"#;
+    let server = TestServer::start_with(TCP).await;
+    server
+        .deploy(
+            "tcp-naps",
+            &[("score.py", NAPS)],
+            &[],
+            json!({"computeType": "local", "numReplicas": 1, "scoringTimeoutMs": 1000,
+                   "livenessProbeRequirements": {"periodSeconds": 1, "timeoutSeconds": 1,
+                       "failureThreshold": 3, "successThreshold": 1, "initialDelaySeconds": 30}}),
+        )
+        .await;
+    let first = score_json(&server, "tcp-naps").await["pid"]
+        .as_u64()
+        .unwrap();
+    let slow = server.score("tcp-naps", r#"{"slow": true}"#).await;
+    assert_eq!(slow.status(), 504);
+    // Recycled: a new replica (another worker) answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let second = loop {
+        let response = server.score("tcp-naps", "{}").await;
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            let pid = body["pid"].as_u64().unwrap();
+            if pid != first {
+                break pid;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recycled: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A worker that stops answering (SIGSTOP) fails its liveness probes and is replaced.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &second.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = server.score("tcp-naps", "{}").await;
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            if body["pid"].as_u64() != Some(second) {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not replaced: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, logs) = server.get_json("/v1/services/tcp-naps/logs").await;
+    let text = logs["content"].as_str().unwrap();
+    // Each was killed with its reason (the hung one by whichever came first: a
+    // request's scoringTimeoutMs or the liveness probe) and started again.
+    assert!(
+        text.contains("recycled after a request passed scoringTimeoutMs"),
+        "{text}"
+    );
+    assert!(text.matches("was killed").count() >= 2, "{text}");
+    assert!(text.matches("started again").count() >= 2, "{text}");
+}

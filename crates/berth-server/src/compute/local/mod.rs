@@ -7,6 +7,7 @@ pub mod layouts;
 pub mod limits;
 pub mod materialise;
 pub mod probes;
+pub mod remote_child;
 pub mod replicas;
 pub mod sandbox;
 
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 
 pub use limits::{ReplicaLimits, ResourceManager};
 pub use materialise::revision_root;
+pub use remote_child::{ChildLaunch, ReplicaTransport};
 pub use replicas::{LaunchPlan, StartError, StartFailure};
 
 use super::{ComputeTarget, Replica};

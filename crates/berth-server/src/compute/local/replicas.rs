@@ -41,6 +41,8 @@ pub struct LaunchPlan {
     pub isolation: Arc<Isolation>,
     /// Where each replica's scratch directory (`TMPDIR`, `HOME`) is made.
     pub scratch_root: PathBuf,
+    /// With `--replica-transport tcp`: start `berth replica` children instead of workers.
+    pub child: Option<super::remote_child::ChildLaunch>,
 }
 
 /// Variables passed through from the server's own environment.
@@ -111,6 +113,17 @@ pub enum StartError {
         /// The replica's last output lines (a pod's log).
         output: String,
     },
+    /// A `berth replica` child exited or could not be reached before it was ready.
+    #[error("the berth replica process {}", match .status {
+        Some(status) => format!("exited {status} before it was ready"),
+        None => "was not ready in time or could not be reached".to_owned(),
+    })]
+    Replica {
+        /// Its exit status (3: the entry script failed or init() raised).
+        status: Option<std::process::ExitStatus>,
+        /// Its last output.
+        output: String,
+    },
     /// The worker was killed for its memory limit while starting.
     #[error("the worker was {reason} while loading the entry script or running init()")]
     LimitKilled {
@@ -127,6 +140,7 @@ impl StartError {
         match self {
             Self::Spawn(e) | Self::LimitKilled { spawn: e, .. } => e.output(),
             Self::Elsewhere { output, .. } => output,
+            Self::Replica { output, .. } => output,
             Self::Resources(_) | Self::Isolation(_) | Self::Scratch { .. } => "",
         }
     }
@@ -135,6 +149,12 @@ impl StartError {
     pub fn init_stage(&self) -> Option<InitStage> {
         match self {
             Self::Spawn(e) => e.init_stage(),
+            Self::Replica {
+                status: Some(status),
+                ..
+            } if status.code() == Some(i32::from(crate::replica::EXIT_INIT_FAILED)) => {
+                Some(InitStage::Init)
+            }
             _ => None,
         }
     }
@@ -157,7 +177,7 @@ impl StartError {
                 "its scratch directory could not be made",
             )),
             Self::Elsewhere { code, .. } => Some((*code, "the replica's pod did not serve")),
-            Self::Spawn(_) => None,
+            Self::Spawn(_) | Self::Replica { .. } => None,
         }
     }
 }
@@ -174,6 +194,9 @@ fn spawn_exit(error: &SpawnError) -> Option<std::process::ExitStatus> {
 /// Starts one replica: assigns its resources, spawns the worker inside them,
 /// and supervises them until the process is gone.
 pub async fn start_replica(plan: &LaunchPlan, index: u32) -> Result<Arc<Replica>, StartFailure> {
+    if let Some(child) = &plan.child {
+        return super::remote_child::start(plan, child, index).await;
+    }
     let fail = |error: StartError| StartFailure { index, error };
     if let Some(reason) = plan.isolation.refusal() {
         return Err(fail(StartError::Isolation(reason)));

@@ -124,17 +124,28 @@ pub async fn connect(
     index: u32,
     owner: Option<Arc<dyn RemoteOwner>>,
 ) -> Result<Arc<Replica>, ConnectError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, dial(addr, credentials, index, owner))
+    connect_with(RemoteRunner::new(addr, owner), credentials, index).await
+}
+
+/// [`connect`] with a prepared [`RemoteRunner`]: its log tail already fed by
+/// whoever sees the replica's output (a child's stderr, a pod's log stream).
+pub async fn connect_with(
+    runner: RemoteRunner,
+    credentials: &RevisionCredentials,
+    index: u32,
+) -> Result<Arc<Replica>, ConnectError> {
+    let addr = runner.addr;
+    tokio::time::timeout(CONNECT_TIMEOUT, dial(runner, credentials, index))
         .await
         .map_err(|_| ConnectError::TimedOut { addr })?
 }
 
 async fn dial(
-    addr: SocketAddr,
+    runner: RemoteRunner,
     credentials: &RevisionCredentials,
     index: u32,
-    owner: Option<Arc<dyn RemoteOwner>>,
 ) -> Result<Arc<Replica>, ConnectError> {
+    let addr = runner.addr;
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|source| ConnectError::Connect { addr, source })?;
@@ -169,7 +180,7 @@ async fn dial(
     Ok(Arc::new(Replica::remote(
         index,
         credentials.revision,
-        RemoteRunner::new(addr, owner),
+        runner,
         conn,
         hello,
         init,

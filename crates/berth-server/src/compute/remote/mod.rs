@@ -11,5 +11,5 @@ pub mod credentials;
 pub mod serve;
 pub mod wire;
 
-pub use connect::{CONNECT_TIMEOUT, ConnectError, RevisionCredentials, connect};
+pub use connect::{CONNECT_TIMEOUT, ConnectError, RevisionCredentials, connect, connect_with};
 pub use credentials::{BUNDLE_TOKEN_LIFETIME, BundleGrant, ReplicaKeys};
