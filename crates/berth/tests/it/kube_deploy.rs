@@ -14,7 +14,7 @@ use crate::kube_fake::store::Kind;
 
 const SCORE: &[u8] = b"import os\n\ndef init():\n    pass\n\ndef run(raw):\n    return {'echo': raw, 'pid': os.getpid()}\n";
 
-async fn attach(server: &TestServer, fake: &KubeFake) {
+pub(crate) async fn attach(server: &TestServer, fake: &KubeFake) {
     let body = json!({"computeType": "AKS", "attach": true, "kubernetes": {
         "kubeconfig": std::fs::read_to_string(&fake.kubeconfig).unwrap(),
         "namespace": "ml", "image": "berth", "serverUrl": server.endpoint}});
@@ -30,7 +30,7 @@ async fn attach(server: &TestServer, fake: &KubeFake) {
     assert_eq!(status, 201, "{target}");
 }
 
-fn deployments(fake: &KubeFake) -> Vec<String> {
+pub(crate) fn deployments(fake: &KubeFake) -> Vec<String> {
     fake.list(Kind::Deployment, "ml", None)
         .iter()
         .map(|d| {

@@ -24,6 +24,8 @@ mod kube_fake;
 mod kube_fake_api;
 #[cfg(not(feature = "kubernetes"))]
 mod kube_missing;
+#[cfg(feature = "kubernetes")]
+mod kube_rollout;
 mod lifecycle;
 mod observability;
 mod registry;
