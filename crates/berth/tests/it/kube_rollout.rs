@@ -15,7 +15,7 @@ use crate::kube_fake::kubelet::{PodFailure, berth_replica};
 use crate::kube_fake::store::Kind;
 
 /// Answers with its model's text; a model saying `bad` fails every request.
-const GATED: &[u8] = b"import os\n\ndef init():\n    global model\n    with open(os.path.join(os.environ['AZUREML_MODEL_DIR'], 'model.txt')) as f:\n        model = f.read().strip()\n\ndef run(raw):\n    if model == 'bad':\n        raise RuntimeError('this model fails every request')\n    return model\n";
+const GATED: &[u8] = b"import os\n\ndef init():\n    global model\n    with open(os.path.join(os.environ['AZUREML_MODEL_DIR'], 'model.txt')) as f:\n        model = f.read().strip()\n    print('loaded model', model, 'in pod', os.environ.get('HOSTNAME', '?'), flush=True)\n\ndef run(raw):\n    print('scored with', model, flush=True)\n    if model == 'bad':\n        raise RuntimeError('this model fails every request')\n    return model\n";
 
 async fn deploy(server: &TestServer, fake: &KubeFake, name: &str, replicas: u32) {
     attach(server, fake).await;
@@ -117,6 +117,20 @@ async fn kube_replicas_follow_num_replicas_through_the_scale_subresource() {
     assert_eq!(deployment[0]["spec"]["replicas"], 3, "{}", deployment[0]);
     let (_, shown) = server.get_json("/v1/services/kube-scale").await;
     assert_eq!(shown["deploymentStatus"]["availableReplicas"], 3, "{shown}");
+    // Every pod's output is the service's log (`get_logs()`), and keeps coming.
+    let mut text = String::new();
+    for _ in 0..100 {
+        let (_, logs) = server.get_json("/v1/services/kube-scale/logs").await;
+        text = logs["content"].as_str().unwrap_or_default().to_owned();
+        if text.contains("loaded model good") && text.contains("scored with good") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        text.contains("loaded model good") && text.contains("scored with good"),
+        "{text}"
+    );
 
     let op = update(&server, "kube-scale", json!({"numReplicas": 1})).await;
     assert_eq!(op["state"], "Succeeded", "{op}");
