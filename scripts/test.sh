@@ -37,9 +37,9 @@ export BERTH_TEST_SKIP_LOG="$results/rust-skips.txt"
 
 set +e
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$results/rust.log"
+    cargo nextest run --workspace --features berth/kubernetes --locked --no-fail-fast "$@" 2>&1 | tee "$results/rust.log"
 else
-    cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$results/rust.log"
+    cargo test --workspace --features berth/kubernetes --locked --no-fail-fast "$@" 2>&1 | tee "$results/rust.log"
 fi
 
 # Python suites: each leaves py-<name>.json; a suite that leaves none counts as failed.

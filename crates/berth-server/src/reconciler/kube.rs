@@ -3,28 +3,26 @@
 //! on that cluster (its plan registered here per revision); every other one
 //! runs on the local target, unchanged.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use berth_api::{OperationError, OperationErrorCode, ServiceSpec};
 
 use super::Runtime;
 use crate::compute::ComputeTarget;
 use crate::compute::Replica;
-use crate::compute::local::{LaunchPlan, StartError, StartFailure};
+use crate::compute::local::{LaunchPlan, StartFailure};
 
 #[cfg(feature = "kubernetes")]
 use crate::compute::kubernetes::target::{KubePlan, KubernetesTarget};
 
-/// The cluster plans of the revisions that run on a cluster.
+/// The cluster plans of the revisions that run on a cluster (none without the
+/// `kubernetes` feature).
 #[derive(Default)]
 pub(super) struct Clusters {
     #[cfg(feature = "kubernetes")]
     target: KubernetesTarget,
     #[cfg(feature = "kubernetes")]
-    plans: Mutex<HashMap<(String, u32), Arc<KubePlan>>>,
-    #[cfg(not(feature = "kubernetes"))]
-    plans: Mutex<HashMap<(String, u32), ()>>,
+    plans: std::sync::Mutex<std::collections::HashMap<(String, u32), Arc<KubePlan>>>,
 }
 
 fn failed(code: OperationErrorCode, step: &str, message: String) -> OperationError {
@@ -153,7 +151,7 @@ impl Runtime {
                     };
                     StartFailure {
                         index,
-                        error: StartError::Elsewhere {
+                        error: crate::compute::local::StartError::Elsewhere {
                             code: e.code(),
                             message: e.to_string(),
                             output,

@@ -152,6 +152,7 @@ pub struct Runtime {
     /// Where replicas run: this machine...
     compute: LocalTarget,
     /// ... or an attached Kubernetes cluster (per service, by `computeTargetName`).
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
     clusters: kube::Clusters,
     /// Running progressive rollouts.
     rollouts: rollout::Rollouts,

@@ -14,7 +14,7 @@ use crate::kube_fake::store::Kind;
 
 const SCORE: &[u8] = b"import os\n\ndef init():\n    pass\n\ndef run(raw):\n    return {'echo': raw, 'pid': os.getpid()}\n";
 
-async fn attach(server: &TestServer, fake: &KubeFake) {
+pub(crate) async fn attach(server: &TestServer, fake: &KubeFake) {
     let body = json!({"computeType": "AKS", "attach": true, "kubernetes": {
         "kubeconfig": std::fs::read_to_string(&fake.kubeconfig).unwrap(),
         "namespace": "ml", "image": "berth", "serverUrl": server.endpoint}});
@@ -30,7 +30,7 @@ async fn attach(server: &TestServer, fake: &KubeFake) {
     assert_eq!(status, 201, "{target}");
 }
 
-fn deployments(fake: &KubeFake) -> Vec<String> {
+pub(crate) fn deployments(fake: &KubeFake) -> Vec<String> {
     fake.list(Kind::Deployment, "ml", None)
         .iter()
         .map(|d| {
@@ -202,4 +202,89 @@ async fn kube_server_kill9_restart_adopts_the_deployment_without_duplicates() {
         })
         .collect();
     assert_eq!(after, before, "the running pods were adopted, none added");
+}
+
+const MODEL_SCORE: &[u8] = b"import os\n\ndef init():\n    global model\n    with open(os.path.join(os.environ['AZUREML_MODEL_DIR'], 'model.txt')) as f:\n        model = f.read().strip()\n\ndef run(raw):\n    return model\n";
+
+#[tokio::test]
+async fn kube_update_under_load_fails_no_request_and_a_killed_pod_is_replaced() {
+    let fake = KubeFake::start(berth_replica()).await;
+    let server = TestServer::start().await;
+    attach(&server, &fake).await;
+    server
+        .register_file("weights", "model.txt", b"one".to_vec(), json!({}))
+        .await;
+    server
+        .register_file("weights", "model.txt", b"two".to_vec(), json!({}))
+        .await;
+    server
+        .deploy(
+            "kube-load",
+            &[("score.py", MODEL_SCORE)],
+            &["weights:1"],
+            json!({"computeType": "aks", "computeTargetName": "aks1", "numReplicas": 2,
+                   "authEnabled": false, "maxQueueWaitMs": 60000}),
+        )
+        .await;
+    let load = crate::harness::Load::start(&server, "kube-load", "\"x\"", 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let op = crate::harness::update(&server, "kube-load", json!({"models": ["weights:2"]})).await;
+    assert_eq!(op["state"], "Succeeded", "{op}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.finish().await;
+    assert!(
+        report.failures.is_empty(),
+        "{:?}",
+        &report.failures[..report.failures.len().min(5)]
+    );
+    assert!(
+        report.bodies.keys().any(|b| b.contains("one")),
+        "{:?}",
+        report.bodies
+    );
+    assert!(
+        report.bodies.keys().any(|b| b.contains("two")),
+        "{:?}",
+        report.bodies
+    );
+
+    // A pod deleted under the server: its replica is replaced by another pod.
+    let pods = fake.list(Kind::Pod, "ml", Some("berth.dev/revision=2"));
+    assert_eq!(pods.len(), 2);
+    let victim = pods[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    let client = {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&fake.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    };
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, "ml");
+    api.delete(&victim, &Default::default()).await.unwrap();
+    let mut replaced = false;
+    for _ in 0..300 {
+        let (_, service) = server.get_json("/v1/services/kube-load").await;
+        let names: Vec<String> = fake
+            .list(Kind::Pod, "ml", Some("berth.dev/revision=2"))
+            .iter()
+            .filter(|p| p["status"]["conditions"][0]["status"] == "True")
+            .map(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        if names.len() == 2 && !names.contains(&victim) && service["state"] == "Healthy" {
+            replaced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(replaced, "{}", server.log());
+    assert_eq!(
+        server.score("kube-load", "\"y\"").await.status().as_u16(),
+        200
+    );
+    assert_eq!(deployments(&fake), vec!["berth-kube-load-r2"]);
 }

@@ -14,10 +14,18 @@ mod containment;
 mod environments;
 mod events;
 mod kube_attach;
+#[cfg(feature = "kubernetes")]
 mod kube_cluster;
+#[cfg(feature = "kubernetes")]
 mod kube_deploy;
+#[cfg(feature = "kubernetes")]
 mod kube_fake;
+#[cfg(feature = "kubernetes")]
 mod kube_fake_api;
+#[cfg(not(feature = "kubernetes"))]
+mod kube_missing;
+#[cfg(feature = "kubernetes")]
+mod kube_rollout;
 mod lifecycle;
 mod multi_server;
 mod observability;

@@ -345,6 +345,45 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Feeds `pod`'s log into `logs` (its last 200 lines, then every new line)
+    /// until the pod's log ends or `gone` turns true.
+    pub async fn follow_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        logs: berth_worker::LogTail,
+        mut gone: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use futures_util::{AsyncBufReadExt, StreamExt};
+        let pods: Api<Pod> = self.api(namespace);
+        let params = LogParams {
+            follow: true,
+            tail_lines: Some(200),
+            ..LogParams::default()
+        };
+        let stream = match pods.log_stream(pod, &params).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(pod, "following the pod's log: {e}");
+                return;
+            }
+        };
+        let mut lines = std::pin::pin!(stream.lines());
+        loop {
+            tokio::select! {
+                _ = gone.wait_for(|g| *g) => return,
+                line = lines.next() => match line {
+                    Some(Ok(text)) => logs.push(berth_worker::logs::Stream::Stdout, text),
+                    Some(Err(e)) => {
+                        tracing::debug!(pod, "the pod's log stream ended: {e}");
+                        return;
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
     /// Marks `pod` to be the first removed when its Deployment scales down
     /// (`controller.kubernetes.io/pod-deletion-cost`); a failure only loses
     /// the preference.

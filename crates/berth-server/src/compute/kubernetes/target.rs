@@ -18,7 +18,8 @@ use berth_api::{DeploymentSettings, KubernetesAttach};
 use tokio::sync::watch;
 
 use super::cluster::{Cluster, ClusterError};
-use crate::compute::remote::{RevisionCredentials, connect};
+use crate::compute::RemoteRunner;
+use crate::compute::remote::{RevisionCredentials, connect_with};
 use crate::compute::{RemoteOwner, Replica};
 
 /// What one revision's replicas on a cluster are started from.
@@ -141,7 +142,15 @@ impl KubernetesTarget {
             pod: pod.clone(),
             gone,
         })));
-        match connect(addr, &plan.credentials, index, Some(owner.clone())).await {
+        // The pod's output is the replica's log (`get_logs()`), for as long as it runs.
+        let runner = RemoteRunner::new(addr, Some(owner.clone()));
+        {
+            let (cluster, namespace, pod) =
+                (plan.cluster.clone(), m.namespace().to_owned(), pod.clone());
+            let (logs, gone) = (runner.logs.clone(), owner.0.gone.subscribe());
+            tokio::spawn(async move { cluster.follow_logs(&namespace, &pod, logs, gone).await });
+        }
+        match connect_with(runner, &plan.credentials, index).await {
             Ok(replica) => Ok(replica),
             Err(e) => {
                 owner.0.release().await;

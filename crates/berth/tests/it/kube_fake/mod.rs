@@ -326,6 +326,9 @@ async fn handle(
         }
         ("GET", Some(name), Some("log")) if t.kind == Kind::Pod => {
             let tail = param("tailLines").and_then(|n| n.parse().ok());
+            if param("follow").as_deref() == Some("true") {
+                return follow_log(shared.clone(), ns, name.to_owned(), tail);
+            }
             match shared.kubelet.logs(name, tail) {
                 Some(text) => {
                     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
@@ -467,6 +470,42 @@ fn watch_stream(
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// `GET .../pods/{name}/log?follow=true`: the (tail of the) log, then what the
+/// pod appends, until the pod is deleted.
+fn follow_log(shared: Arc<Shared>, ns: String, pod: String, tail: Option<usize>) -> Response {
+    let Some(start) = shared.kubelet.logs(&pod, tail) else {
+        return reply(
+            404,
+            &json!({"kind": "Status", "code": 404, "message": format!("pods \"{pod}\" not found")}),
+        );
+    };
+    let whole = shared.kubelet.logs(&pod, None).unwrap_or_default().len();
+    let first = Bytes::from(start);
+    let state = (shared, ns, pod, whole, Some(first));
+    let stream =
+        futures_util::stream::unfold(state, |(shared, ns, pod, mut offset, first)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, Infallible>(first), (shared, ns, pod, offset, None)));
+            }
+            loop {
+                let text = shared.kubelet.logs(&pod, None)?;
+                if text.len() > offset {
+                    let chunk = Bytes::from(text[offset..].to_owned());
+                    offset = text.len();
+                    return Some((Ok(chunk), (shared, ns, pod, offset, None)));
+                }
+                shared.store().get(Kind::Pod, &ns, &pod)?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
         Body::from_stream(stream),
     )
         .into_response()
