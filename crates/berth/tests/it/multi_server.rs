@@ -2,7 +2,9 @@
 //! shared credentials, one leader at a time (`/readyz`), operations written on
 //! a follower run by the leader, the 409 rule across servers, a paused leader
 //! stepping down, and a `kill -9` of the leader taken over within 10 s while
-//! the surviving server keeps answering.
+//! the surviving server keeps answering; routes changed on the leader served
+//! by the other gateway; and a `kill -9` of the leader mid-update with
+//! Kubernetes replicas (the test API server) and blobs in the test S3 server.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -24,6 +26,30 @@ async fn start_cluster(url: &str, count: usize) -> Vec<TestServer> {
     let mut servers = Vec::new();
     for _ in 0..count {
         servers.push(TestServer::start_with(&["--store", url, "--cluster"]).await);
+    }
+    servers
+}
+
+/// `count` servers of one cluster whose blobs are in `bucket` of the test S3 server.
+async fn start_cluster_on_s3(url: &str, bucket: &str, count: usize) -> Vec<TestServer> {
+    use berth_server::blobs::test_s3;
+    let endpoint = test_s3::endpoint();
+    let blobs = format!("s3://{bucket}/berth?path_style=true");
+    let mut servers = Vec::new();
+    for _ in 0..count {
+        servers.push(
+            TestServer::start_with_env(
+                &["--store", url, "--cluster", "--blobs", &blobs],
+                &[
+                    ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                    ("AWS_ALLOW_HTTP", "true"),
+                    ("AWS_REGION", test_s3::REGION),
+                    ("AWS_ACCESS_KEY_ID", test_s3::ACCESS_KEY_ID),
+                    ("AWS_SECRET_ACCESS_KEY", test_s3::SECRET_ACCESS_KEY),
+                ],
+            )
+            .await,
+        );
     }
     servers
 }
@@ -404,11 +430,13 @@ async fn multi_server_leader_kill9_mid_update_with_kube_replicas_fails_no_reques
 
     let fake = KubeFake::start(berth_replica()).await;
     let url = fresh_database("kill").await;
-    let mut servers = start_cluster(&url, 2).await;
+    // One PostgreSQL and one object store (the test S3 server) for both servers.
+    let bucket = berth_server::blobs::test_s3::bucket("it-multi-kill").await;
+    let mut servers = start_cluster_on_s3(&url, &bucket, 2).await;
     let (leader, fence) = agreed_leader(&[&servers[0], &servers[1]], TAKEOVER).await;
     let survivor = 1 - leader;
     let lead = &servers[leader];
-    // Pods fetch their revision from the leader, which holds the blobs.
+    // Pods fetch their revision bundle from the leader.
     let body = json!({"computeType": "AKS", "attach": true, "kubernetes": {
         "kubeconfig": std::fs::read_to_string(&fake.kubeconfig).unwrap(),
         "namespace": "ml", "image": "berth", "serverUrl": lead.endpoint}});
@@ -427,25 +455,6 @@ async fn multi_server_leader_kill9_mid_update_with_kube_replicas_fails_no_reques
             .await;
         assert_eq!(status, 201, "{model}");
     }
-    // Blobs live in each server's `--data` unless an object store holds them:
-    // the survivor gets the same content (same digests) to restore from.
-    for content in [b"one".to_vec(), b"two".to_vec()] {
-        let (status, _) = servers[survivor]
-            .register_file("weights", "model.txt", content, json!({}))
-            .await;
-        assert_eq!(status, 201);
-    }
-    let (status, _) = json_of(
-        servers[survivor]
-            .request(Method::POST, "/v1/snapshots")
-            .header("content-type", "application/x-tar")
-            .body(crate::harness::tar_of(&[("score.py", KUBE_SCORE)]))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert!(status == 200 || status == 201);
     lead.deploy(
         "ha-svc",
         &[("score.py", KUBE_SCORE)],
