@@ -565,3 +565,22 @@ impl Load {
         total
     }
 }
+
+/// Appends `name` and `elapsed` (ms) to the file `BERTH_BENCH_FIGURES` names, when set: the
+/// benchmarks in `bench/` drive integration tests as fixtures and read the figures from it.
+/// Tests assert behaviour only; this records, it never checks.
+pub fn record_figure(name: &str, elapsed: std::time::Duration) {
+    let Some(path) = std::env::var_os("BERTH_BENCH_FIGURES") else {
+        return;
+    };
+    use std::io::Write;
+    let line = format!("{name} {:.1}\n", elapsed.as_secs_f64() * 1000.0);
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        panic!("BERTH_BENCH_FIGURES={}: {e}", path.to_string_lossy());
+    }
+}

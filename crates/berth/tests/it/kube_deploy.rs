@@ -53,6 +53,7 @@ async fn kube_deploy_scores_through_pods_and_updates_to_a_new_deployment() {
     server
         .register_file("weights", "model.txt", b"two".to_vec(), json!({}))
         .await;
+    let started = std::time::Instant::now();
     let op = server
         .deploy(
             "kube-svc",
@@ -67,12 +68,15 @@ async fn kube_deploy_scores_through_pods_and_updates_to_a_new_deployment() {
     assert_eq!(pods.len(), 2);
     let response = server.score("kube-svc", "\"hi\"").await;
     assert_eq!(response.status().as_u16(), 200);
+    crate::harness::record_figure("kube_deploy_to_first_200_ms", started.elapsed());
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["echo"], "\"hi\"", "{body}");
 
     // An update runs a new Deployment; the old one is scaled away and deleted.
+    let started = std::time::Instant::now();
     let updated =
         crate::harness::update(&server, "kube-svc", json!({"models": ["weights:2"]})).await;
+    crate::harness::record_figure("kube_model_update_to_succeeded_ms", started.elapsed());
     assert_eq!(updated["state"], "Succeeded", "{updated}");
     for _ in 0..200 {
         if deployments(&fake) == vec!["berth-kube-svc-r2"] {
