@@ -187,3 +187,26 @@ pub trait ServiceStore: Send + Sync + 'static {
     /// Records the observed state of a serving service (Healthy/Unhealthy).
     async fn set_service_state(&self, name: &str, state: ServiceState) -> Result<()>;
 }
+
+/// How a running operation is named in a 409: its kind, and the rollout it runs
+/// (strategy, candidate, step, weights and how to end it early) when it has one
+/// (`rollout`: the stored JSON; unreadable JSON names the kind alone).
+pub(crate) fn active_kind(kind: String, rollout: Option<&str>) -> String {
+    let Some(r) = rollout.and_then(|text| serde_json::from_str::<StoredRollout>(text).ok()) else {
+        return kind;
+    };
+    let weights: Vec<String> = r
+        .status
+        .weights
+        .iter()
+        .map(|(rev, w)| format!("{rev}={w}"))
+        .collect();
+    format!(
+        "{kind}: {} rollout of revision {}, step {} of {}, weights {}; `berth service promote` or `berth service abort` ends it early",
+        r.status.strategy.as_str(),
+        r.status.candidate,
+        r.status.step,
+        r.status.steps,
+        weights.join(" ")
+    )
+}

@@ -114,31 +114,12 @@ fn active_operation(conn: &Connection, service: &str) -> Result<Option<(String, 
         )
         .optional()
         .map_err(db("read active operation"))?;
-    Ok(found.map(|(id, kind, rollout)| {
-        let rollout = rollout.and_then(|text| serde_json::from_str::<StoredRollout>(&text).ok());
-        match rollout {
-            Some(r) => {
-                let weights: Vec<String> = r
-                    .status
-                    .weights
-                    .iter()
-                    .map(|(rev, w)| format!("{rev}={w}"))
-                    .collect();
-                (
-                    id,
-                    format!(
-                        "{kind}: {} rollout of revision {}, step {} of {}, weights {}; `berth service promote` or `berth service abort` ends it early",
-                        r.status.strategy.as_str(),
-                        r.status.candidate,
-                        r.status.step,
-                        r.status.steps,
-                        weights.join(" ")
-                    ),
-                )
-            }
-            None => (id, kind),
-        }
-    }))
+    Ok(
+        found.map(|(id, kind, rollout): (String, String, Option<String>)| {
+            let kind = super::services::active_kind(kind, rollout.as_deref());
+            (id, kind)
+        }),
+    )
 }
 
 fn refuse_if_busy(conn: &Connection, service: &str) -> Result<()> {

@@ -104,29 +104,10 @@ async fn active_operation(
     };
     let (id, kind, rollout): (String, String, Option<String>) =
         (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
-    let rollout = rollout.and_then(|text| serde_json::from_str::<StoredRollout>(&text).ok());
-    Ok(Some(match rollout {
-        Some(r) => {
-            let weights: Vec<String> = r
-                .status
-                .weights
-                .iter()
-                .map(|(rev, w)| format!("{rev}={w}"))
-                .collect();
-            (
-                id,
-                format!(
-                    "{kind}: {} rollout of revision {}, step {} of {}, weights {}; `berth service promote` or `berth service abort` ends it early",
-                    r.status.strategy.as_str(),
-                    r.status.candidate,
-                    r.status.step,
-                    r.status.steps,
-                    weights.join(" ")
-                ),
-            )
-        }
-        None => (id, kind),
-    }))
+    Ok(Some((
+        id,
+        crate::store::services::active_kind(kind, rollout.as_deref()),
+    )))
 }
 
 async fn refuse_if_busy(client: &impl GenericClient, service: &str) -> Result<()> {
