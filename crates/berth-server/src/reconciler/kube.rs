@@ -114,7 +114,8 @@ impl Runtime {
             revision,
             settings: spec.deployment.clone(),
             credentials,
-            bundle_token: keys.mint_bundle_token(service, revision, BUNDLE_TOKEN_LIFETIME),
+            keys: keys.clone(),
+            token_refresh: BUNDLE_TOKEN_LIFETIME / 3,
             server_url,
             ready_limit: crate::compute::local::probes::readiness_limit(&spec.deployment),
         };

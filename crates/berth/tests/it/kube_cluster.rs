@@ -50,6 +50,12 @@ async fn kube_cluster_applies_adopts_scales_watches_and_retires() {
         secret["data"]["token"], "dG9rZW4tMg==",
         "the token is refreshed"
     );
+    // The periodic refresh replaces the token alone; the Deployment is untouched.
+    cluster.put_secret(&m, "token-3").await.unwrap();
+    let secrets = fake.list(Kind::Secret, "ml", None);
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0]["data"]["token"], "dG9rZW4tMw==");
+    assert_eq!(fake.list(Kind::Deployment, "ml", None).len(), 1);
 
     // Scale through the subresource while the watches are cut.
     cluster.scale(&m, 3).await.unwrap();

@@ -195,6 +195,31 @@ impl Cluster {
         Api::namespaced(self.client.clone(), namespace)
     }
 
+    /// Creates the revision's bundle-token Secret, or replaces the token of the
+    /// one that exists (pods started from then on read the new token).
+    pub async fn put_secret(
+        &self,
+        m: &RevisionManifest<'_>,
+        bundle_token: &str,
+    ) -> Result<(), ClusterError> {
+        let ns = m.namespace();
+        let secrets: Api<Secret> = self.api(ns);
+        let secret = m.secret(bundle_token);
+        match secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_code(&e) == Some(409) => secrets
+                .patch(
+                    &m.secret_name(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&secret),
+                )
+                .await
+                .map(|_| ())
+                .map_err(api(format!("update Secret {ns}/{}", m.secret_name()))),
+            Err(e) => Err(api(format!("create Secret {ns}/{}", m.secret_name()))(e)),
+        }
+    }
+
     /// Creates the revision's Secret (its token refreshed when it exists) and
     /// Deployment with `replicas` pods; an existing Deployment is adopted as it
     /// is (never duplicated). Returns its replicas now.
@@ -205,22 +230,7 @@ impl Cluster {
         replicas: u32,
     ) -> Result<u32, ClusterError> {
         let ns = m.namespace();
-        let secrets: Api<Secret> = self.api(ns);
-        let secret = m.secret(bundle_token);
-        match secrets.create(&PostParams::default(), &secret).await {
-            Ok(_) => {}
-            Err(e) if status_code(&e) == Some(409) => {
-                secrets
-                    .patch(
-                        &m.secret_name(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&secret),
-                    )
-                    .await
-                    .map_err(api(format!("update Secret {ns}/{}", m.secret_name())))?;
-            }
-            Err(e) => return Err(api(format!("create Secret {ns}/{}", m.secret_name()))(e)),
-        }
+        self.put_secret(m, bundle_token).await?;
         let deployments: Api<Deployment> = self.api(ns);
         match deployments
             .create(&PostParams::default(), &m.deployment(replicas))

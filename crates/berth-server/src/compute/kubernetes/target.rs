@@ -19,7 +19,9 @@ use tokio::sync::watch;
 
 use super::cluster::{Cluster, ClusterError};
 use crate::compute::RemoteRunner;
-use crate::compute::remote::{RevisionCredentials, connect_with};
+use crate::compute::remote::{
+    BUNDLE_TOKEN_LIFETIME, ReplicaKeys, RevisionCredentials, connect_with,
+};
 use crate::compute::{RemoteOwner, Replica};
 
 /// What one revision's replicas on a cluster are started from.
@@ -35,16 +37,54 @@ pub struct KubePlan {
     pub settings: DeploymentSettings,
     /// The certificate pinned and the secret presented to its replicas.
     pub credentials: RevisionCredentials,
-    /// The bundle token its pods read the revision with.
-    pub bundle_token: String,
+    /// Mints the bundle tokens its pods read the revision with.
+    pub keys: ReplicaKeys,
+    /// How often the token in the revision's Secret is replaced by a fresh one
+    /// (a third of its lifetime), so a pod started at any time can read its bundle.
+    pub token_refresh: Duration,
     /// URL pods reach the server at when the target names none.
     pub server_url: String,
     /// Longest a pod may take to become ready.
     pub ready_limit: Duration,
 }
 
+impl KubePlan {
+    /// A fresh bundle token for the revision.
+    pub fn bundle_token(&self) -> String {
+        self.keys
+            .mint_bundle_token(&self.service, self.revision, BUNDLE_TOKEN_LIFETIME)
+    }
+}
+
+/// Replaces the token in the revision's Secret every `token_refresh` (every
+/// minute after a failed attempt) until aborted when the revision is retired.
+fn refresh_bundle_token(plan: KubePlan) -> tokio::task::AbortHandle {
+    tokio::spawn(async move {
+        let mut wait = plan.token_refresh;
+        loop {
+            tokio::time::sleep(wait).await;
+            let m = plan.cluster.manifest(
+                &plan.service,
+                plan.revision,
+                &plan.server_url,
+                &plan.settings,
+            );
+            wait = match plan.cluster.put_secret(&m, &plan.bundle_token()).await {
+                Ok(()) => plan.token_refresh,
+                Err(e) => {
+                    tracing::warn!(service = %plan.service, revision = plan.revision, "refreshing the bundle token: {e}");
+                    Duration::from_secs(60)
+                }
+            };
+        }
+    })
+    .abort_handle()
+}
+
 #[derive(Default)]
 struct PodsState {
+    /// Keeps the revision's bundle token fresh while its objects are applied.
+    refresher: Option<tokio::task::AbortHandle>,
     /// Whether this server applied (or adopted) the revision's objects.
     applied: bool,
     /// Replicas the Deployment was last scaled to.
@@ -119,6 +159,9 @@ impl KubernetesTarget {
                         tracing::warn!(service = %plan.service, revision = plan.revision, "{retire}");
                     }
                     state.applied = false;
+                    if let Some(refresher) = state.refresher.take() {
+                        refresher.abort();
+                    }
                     state.wanted = 0;
                 }
                 return Err(e);
@@ -177,8 +220,11 @@ impl KubernetesTarget {
         let wanted = u32::try_from(state.claimed.len()).unwrap_or(u32::MAX)
             + pods.pending.load(Ordering::Acquire).max(1);
         if !state.applied {
-            state.wanted = plan.cluster.apply(&m, &plan.bundle_token, wanted).await?;
+            state.wanted = plan.cluster.apply(&m, &plan.bundle_token(), wanted).await?;
             state.applied = true;
+            if let Some(old) = state.refresher.replace(refresh_bundle_token(plan.clone())) {
+                old.abort();
+            }
         }
         if wanted > state.wanted {
             plan.cluster.scale(&m, wanted).await?;
@@ -233,6 +279,9 @@ impl PodInner {
             let result =
                 if state.claimed.is_empty() && self.pods.pending.load(Ordering::Acquire) == 0 {
                     state.applied = false;
+                    if let Some(refresher) = state.refresher.take() {
+                        refresher.abort();
+                    }
                     state.wanted = 0;
                     self.cluster.retire(&m).await
                 } else {
