@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import unittest
 from pathlib import Path
 from typing import Any, Dict, Mapping
@@ -163,6 +164,25 @@ class ProtocolTests(unittest.TestCase):
         for i, seq in enumerate(more):
             result = worker.read_result()
             self.assertEqual((result.seq, result.json()), (seq, f"more-{i}"))
+
+    def test_score_by_runs_before_its_deadline_and_is_skipped_after_it(self) -> None:
+        worker = self.start_echo()
+        now = time.monotonic_ns()
+        worker.send(gw.encode_score_by(now + 60 * 10**9, 1, "POST", b"in time"))
+        worker.send(gw.encode_score_by(now - 1, 2, "POST", b"too late"))
+        worker.send(gw.encode_score_by(now + 60 * 10**9, 3, "POST", b"after"))
+        result = worker.read_result()
+        self.assertEqual((result.seq, result.json()), (1, "in time"))
+        kind, payload = worker.read_frame()
+        self.assertEqual((kind, struct.unpack(">Q", payload)[0]), (gw.T_SCORE_EXPIRED, 2))
+        result = worker.read_result()
+        self.assertEqual((result.seq, result.json()), (3, "after"))
+
+    def test_malformed_score_by_is_a_protocol_error(self) -> None:
+        worker = self.start_echo()
+        worker.send(gw.frame(gw.T_SCORE_BY, b"\x00" * 7))
+        self.assertEqual(worker.wait(), 4)
+        self.assertIn("berth-worker: protocol error: malformed SCORE_BY frame", worker.stderr_text())
 
     def test_ping_and_swagger_between_requests(self) -> None:
         worker = self.start_echo()

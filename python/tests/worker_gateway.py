@@ -31,8 +31,8 @@ FIXTURES = REPO / "crates" / "berth-worker" / "fixtures" / "scripts"
 
 PROTOCOL_VERSION = 1
 T_HELLO, T_INIT_OK, T_INIT_FAILED = 0x01, 0x02, 0x03
-T_SCORE_RESULT, T_PONG, T_SWAGGER_RESULT = 0x11, 0x21, 0x31
-T_SCORE, T_PING, T_SWAGGER, T_SHUTDOWN = 0x10, 0x20, 0x30, 0x40
+T_SCORE_RESULT, T_SCORE_EXPIRED, T_PONG, T_SWAGGER_RESULT = 0x11, 0x13, 0x21, 0x31
+T_SCORE, T_SCORE_BY, T_PING, T_SWAGGER, T_SHUTDOWN = 0x10, 0x12, 0x20, 0x30, 0x40
 FLAG_RUN_FAILED, FLAG_RUN_RETURNED = 0x01, 0x02
 
 _FRAME_HEAD = struct.Struct(">IB")
@@ -91,6 +91,12 @@ def headers_block(headers: Headers) -> bytes:
 def encode_score(seq: int, method: str, request_id: str, query: bytes, headers: Headers, body: bytes) -> bytes:
     payload = b"".join((_U64.pack(seq), str16(method), str16(request_id), bytes32(query), headers_block(headers), body))
     return frame(T_SCORE, payload)
+
+
+def encode_score_by(start_by_ns: int, seq: int, method: str, body: bytes) -> bytes:
+    """A SCORE_BY: a SCORE the worker runs only if it reaches it before ``start_by_ns``."""
+    payload = b"".join((_U64.pack(start_by_ns), _U64.pack(seq), str16(method), str16("req"), bytes32(b""), headers_block(()), body))
+    return frame(T_SCORE_BY, payload)
 
 
 # -- decoding ----------------------------------------------------------------------------------------

@@ -56,10 +56,12 @@ T_HELLO = 0x01
 T_INIT_OK = 0x02
 T_INIT_FAILED = 0x03
 T_SCORE_RESULT = 0x11
+T_SCORE_EXPIRED = 0x13
 T_PONG = 0x21
 T_SWAGGER_RESULT = 0x31
 # Frame types, gateway -> worker.
 T_SCORE = 0x10
+T_SCORE_BY = 0x12
 T_PING = 0x20
 T_SWAGGER = 0x30
 T_SHUTDOWN = 0x40
@@ -99,6 +101,8 @@ _RESULT_HEAD_LEN = _RESULT_HEAD.size - 4
 _HELLO_HEAD = struct.Struct(">HI")
 _INIT_OK = struct.Struct(">IBIB")
 _PONG = struct.Struct(">IBQ")
+_EXPIRED = _PONG  # length, type, seq
+_START_BY = struct.Struct(">QQ")  # start_by (CLOCK_MONOTONIC ns), seq
 _SWAGGER_HEAD = struct.Struct(">IBH")
 _U32_MAX = 0xFFFFFFFF
 
@@ -1134,10 +1138,10 @@ class ScoreFrame:
 
     __slots__ = ("seq", "method", "request_id", "query", "headers", "body")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, start: int = 0) -> None:
         try:
-            seq, method_len = _SCORE_HEAD.unpack_from(payload, 0)
-            pos = 10
+            seq, method_len = _SCORE_HEAD.unpack_from(payload, start)
+            pos = start + 10
             self.seq: int = seq
             self.method: str = payload[pos : pos + method_len].decode("utf-8")
             pos += method_len
@@ -1741,13 +1745,26 @@ def serve(conn: Connection, script: UserScript) -> int:
     send = conn.send
     score = script.score
     max_frame = conn.max_frame
+    monotonic_ns = time.monotonic_ns
     while True:
         received = read_frame()
         if received is None:
             return EXIT_OK
         frame_type, payload = received
-        if frame_type == T_SCORE:
-            request = ScoreFrame(payload)
+        if frame_type == T_SCORE or frame_type == T_SCORE_BY:
+            if frame_type == T_SCORE:
+                request = ScoreFrame(payload)
+            else:
+                # Queued behind another request: run it only if reached before its deadline
+                # (the gateway shares this clock and answers 503 past it).
+                try:
+                    start_by, seq = _START_BY.unpack_from(payload, 0)
+                except struct.error:
+                    raise ProtocolError("malformed SCORE_BY frame") from None
+                if monotonic_ns() >= start_by:
+                    send(_EXPIRED.pack(9, T_SCORE_EXPIRED, seq))
+                    continue
+                request = ScoreFrame(payload, 8)
             try:
                 out = score(request)
             except Exception:

@@ -13,6 +13,10 @@
 //! order; the reader
 //! pops the queue front for each answer and checks it matches.
 //!
+//! [`WorkerConn::score_queued`] queues a request behind others as a SCORE_BY with a start-by
+//! deadline; [`Queued::start`] tells when the worker started it, or decides at the deadline
+//! that it never will (`docs/worker-protocol.md` §3.2).
+//!
 //! Dropping every clone of a `WorkerConn` closes the write half: the worker sees end of stream,
 //! finishes what it has read, and exits 0.
 
@@ -22,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
@@ -69,6 +73,14 @@ pub enum ConnError {
         /// The limit.
         max: u64,
     },
+    /// The worker reached a request queued with a start-by deadline after that deadline and
+    /// answered SCORE_EXPIRED: it did not run it.
+    #[error("the worker reached the request after its start-by deadline and did not run it")]
+    Expired,
+    /// The connection closed while a request queued behind another had not started (the
+    /// worker never answered the request before it): it was not run.
+    #[error("worker connection closed before the request started: {0}")]
+    ClosedBeforeStart(Arc<str>),
     /// The worker sent a valid frame that is wrong at this point.
     #[error("worker sent {got} while {expected} was expected")]
     Unexpected {
@@ -84,6 +96,10 @@ struct FrameReader {
     half: ReadHalf,
     buf: BytesMut,
     max_frame: u32,
+    /// Raised before every read from a Unix socket and lowered only when the socket turns out
+    /// empty, so bytes taken off the socket count as "being read" until the frames they complete
+    /// are dispatched (see [`Queued::start`]).
+    busy: Arc<AtomicBool>,
 }
 
 /// What the reader took off the socket.
@@ -235,8 +251,7 @@ impl FrameReader {
                 self.buf.reserve(READ_CHUNK);
             }
             let read = self
-                .half
-                .read_buf(&mut self.buf)
+                .read_some(usize::MAX)
                 .await
                 .map_err(|err| ConnError::Read(Arc::new(err)))?;
             if read == 0 {
@@ -246,6 +261,28 @@ impl FrameReader {
                 return Err(ConnError::Closed(
                     "the worker closed the connection inside a frame".into(),
                 ));
+            }
+        }
+    }
+
+    /// Appends at most `want` bytes from the socket to the buffer, waiting until some arrive
+    /// (0 at end of stream). On a Unix socket `busy` is up from before each read until a read
+    /// finds the socket empty.
+    async fn read_some(&mut self, want: usize) -> std::io::Result<usize> {
+        match &mut self.half {
+            ReadHalf::Unix(half) => loop {
+                self.busy.store(true, Ordering::SeqCst);
+                match half.try_read_buf(&mut (&mut self.buf).limit(want)) {
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.busy.store(false, Ordering::SeqCst);
+                        half.readable().await?;
+                    }
+                    read => return read,
+                }
+            },
+            ReadHalf::Stream(half) => {
+                let mut limited = half.take(want as u64);
+                limited.read_buf(&mut self.buf).await
             }
         }
     }
@@ -278,8 +315,7 @@ impl FrameReader {
                 self.buf.reserve(READ_CHUNK);
             }
             let want = usize::try_from(left).unwrap_or(usize::MAX).min(READ_CHUNK);
-            let mut limited = (&mut self.half).take(want as u64);
-            match limited.read_buf(&mut self.buf).await {
+            match self.read_some(want).await {
                 Ok(0) | Err(_) => {
                     let reason: Arc<str> = "the worker closed the connection inside a frame".into();
                     if let Some(sender) = &tx {
@@ -309,9 +345,8 @@ impl FrameReader {
                 self.buf.reserve(READ_CHUNK);
             }
             let want = usize::try_from(left).unwrap_or(usize::MAX).min(READ_CHUNK);
-            let mut limited = (&mut self.half).take(want as u64);
-            let read = limited
-                .read_buf(&mut self.buf)
+            let read = self
+                .read_some(want)
                 .await
                 .map_err(|err| ConnError::Read(Arc::new(err)))?;
             if read == 0 {
@@ -340,6 +375,7 @@ impl PendingConn {
                 half: ReadHalf::Unix(read),
                 buf: BytesMut::with_capacity(READ_CHUNK),
                 max_frame,
+                busy: Arc::default(),
             },
             writer: WriteHalf::Unix(writer),
         }
@@ -357,6 +393,7 @@ impl PendingConn {
                 half: ReadHalf::Stream(Box::new(read)),
                 buf: BytesMut::with_capacity(READ_CHUNK),
                 max_frame,
+                busy: Arc::default(),
             },
             writer: WriteHalf::Stream(tokio::sync::Mutex::new(Box::new(write))),
         }
@@ -422,7 +459,21 @@ struct Pending {
     max_response: u64,
     /// Answer frames longer than this are streamed ([`ScoreAnswer::Streamed`]).
     stream_above: u64,
-    reply: oneshot::Sender<Result<Reply, ConnError>>,
+    /// The deadline of a SCORE_BY ([`protocol::monotonic_ns`]).
+    start_by: Option<u64>,
+    /// When a SCORE_BY became the first unanswered frame: the worker's serial loop started
+    /// it then (or expired it).
+    started: Option<Instant>,
+    /// The caller gave up on it at its start-by deadline ([`Start::Expired`]).
+    abandoned: bool,
+    reply: oneshot::Sender<Result<Answered, ConnError>>,
+}
+
+/// A reply and, for a SCORE_BY, when it started.
+#[derive(Debug)]
+struct Answered {
+    reply: Reply,
+    started: Option<Instant>,
 }
 
 /// What a request's caller receives.
@@ -456,7 +507,37 @@ pub enum ScoreAnswer {
 struct State {
     next_seq: u64,
     pending: VecDeque<Pending>,
+    /// Entries of `pending` whose callers gave up at their start-by deadline.
+    abandoned: usize,
+    /// True while a streamed answer's body is still arriving (it counts as in flight, and the
+    /// frame after it has not started).
+    streaming: bool,
     closed: Option<Arc<str>>,
+}
+
+impl State {
+    /// Takes the answered front off the queue; a SCORE_BY that becomes the front now has
+    /// started (unless an answer is still streaming in).
+    fn pop_front(&mut self) -> Option<Pending> {
+        let front = self.pending.pop_front()?;
+        if front.abandoned {
+            self.abandoned -= 1;
+        }
+        self.mark_front_started();
+        Some(front)
+    }
+
+    fn mark_front_started(&mut self) {
+        if self.streaming {
+            return;
+        }
+        if let Some(next) = self.pending.front_mut()
+            && next.start_by.is_some()
+            && next.started.is_none()
+        {
+            next.started = Some(Instant::now());
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -464,8 +545,8 @@ struct Shared {
     state: Mutex<State>,
     max_frame: u32,
     shutdown_sent: AtomicBool,
-    /// True while a streamed answer's body is still arriving (it counts as in flight).
-    streaming: AtomicBool,
+    /// The reader's [`FrameReader::busy`].
+    reader_busy: Arc<AtomicBool>,
     closed_tx: watch::Sender<bool>,
 }
 
@@ -489,7 +570,12 @@ impl Shared {
         };
         tracing::debug!(%reason, "worker connection closed");
         for pending in drained {
-            let _ = pending.reply.send(Err(ConnError::Closed(reason.clone())));
+            let error = if pending.start_by.is_some() && pending.started.is_none() {
+                ConnError::ClosedBeforeStart(reason.clone())
+            } else {
+                ConnError::Closed(reason.clone())
+            };
+            let _ = pending.reply.send(Err(error));
         }
         self.closed_tx.send_replace(true);
     }
@@ -649,6 +735,15 @@ impl WriteSide {
         }
     }
 
+    /// Bytes the worker has written that nobody has read yet (`FIONREAD`); `None` when that
+    /// cannot be known (not a Unix socket, or the ioctl failed).
+    fn unread(&self) -> Option<u64> {
+        match &self.half {
+            WriteHalf::Unix(half) => rustix::io::ioctl_fionread(half.as_ref()).ok(),
+            WriteHalf::Stream(_) => None,
+        }
+    }
+
     /// Shuts a stream's write side down once nothing more will be written.
     async fn finish(&self) {
         if let WriteHalf::Stream(stream) = &self.half {
@@ -689,11 +784,13 @@ impl WorkerConn {
             state: Mutex::new(State {
                 next_seq: 1,
                 pending: VecDeque::new(),
+                abandoned: 0,
+                streaming: false,
                 closed: None,
             }),
             max_frame: reader.max_frame,
             shutdown_sent: AtomicBool::new(false),
-            streaming: AtomicBool::new(false),
+            reader_busy: reader.busy.clone(),
             closed_tx,
         });
         let write = Arc::new(WriteSide {
@@ -745,24 +842,69 @@ impl WorkerConn {
         max_response: u64,
         stream_above: u64,
     ) -> Result<ScoreAnswer, ConnError> {
-        let reply = self.enqueue_within(
-            |seq| protocol::encode_gateway(&GatewayMessage::Score { seq, request }),
+        let (reply, _) = self.enqueue_within(
+            |seq, _| protocol::encode_gateway(&GatewayMessage::Score { seq, request }),
             Expect::Score,
-            max_response,
-            stream_above,
+            Limits {
+                max_response,
+                stream_above,
+                start_by: None,
+            },
         )?;
-        match self.wait_reply(reply).await? {
-            Reply::Message(WorkerMessage::ScoreResult(result)) => Ok(ScoreAnswer::Whole(result)),
-            Reply::Message(other) => Err(unexpected("SCORE_RESULT", &other)),
-            Reply::Streamed(streamed) => Ok(ScoreAnswer::Streamed(streamed)),
-        }
+        score_answer(self.wait_reply(reply).await?.reply)
+    }
+
+    /// True when [`WorkerConn::score_queued`] can queue a request behind another with a
+    /// start-by deadline: a Unix socket, whose two ends share `CLOCK_MONOTONIC`.
+    pub fn can_start_by(&self) -> bool {
+        matches!(self.write.half, WriteHalf::Unix(_))
+    }
+
+    /// Like [`WorkerConn::score_answer`], for a worker that runs one request at a time: when
+    /// the worker is idle the request is a SCORE and starts now; when frames are queued before
+    /// it, it is a SCORE_BY that the worker runs only if it reaches it before `start_by`
+    /// ([`protocol::monotonic_ns`]). Follow it with [`Queued::start`] and [`Queued::answer`].
+    /// On a connection that [cannot](WorkerConn::can_start_by) it is always a SCORE.
+    pub fn score_queued(
+        &self,
+        request: ScoreRequest,
+        max_response: u64,
+        stream_above: u64,
+        start_by: u64,
+    ) -> Result<Queued, ConnError> {
+        let start_by = self.can_start_by().then_some(start_by);
+        let (reply, sent) = self.enqueue_within(
+            |seq, start_by| {
+                protocol::encode_gateway(&match start_by {
+                    Some(start_by) => GatewayMessage::ScoreBy {
+                        seq,
+                        start_by,
+                        request,
+                    },
+                    None => GatewayMessage::Score { seq, request },
+                })
+            },
+            Expect::Score,
+            Limits {
+                max_response,
+                stream_above,
+                start_by,
+            },
+        )?;
+        Ok(Queued {
+            conn: self.clone(),
+            seq: sent.seq,
+            start_by: sent.start_by,
+            started: sent.started,
+            reply,
+        })
     }
 
     /// Round trip a PING; returns the time it took (it waits behind requests already queued).
     pub async fn ping(&self) -> Result<Duration, ConnError> {
         let started = Instant::now();
         let reply = self.enqueue(
-            |nonce| protocol::encode_gateway(&GatewayMessage::Ping(nonce)),
+            |nonce, _| protocol::encode_gateway(&GatewayMessage::Ping(nonce)),
             Expect::Pong,
         )?;
         self.wait(reply).await?;
@@ -773,7 +915,7 @@ impl WorkerConn {
     pub async fn swagger(&self, version: &str) -> Result<SwaggerResult, ConnError> {
         let version = version.to_string();
         let reply = self.enqueue(
-            |_| protocol::encode_gateway(&GatewayMessage::Swagger(version)),
+            |_, _| protocol::encode_gateway(&GatewayMessage::Swagger(version)),
             |_| Expect::Swagger,
         )?;
         match self.wait(reply).await? {
@@ -803,10 +945,11 @@ impl WorkerConn {
         })
     }
 
-    /// Requests sent and not yet answered.
+    /// Requests sent and not yet answered (not counting those whose callers gave up at their
+    /// start-by deadline).
     pub fn in_flight(&self) -> usize {
-        self.shared.state().pending.len()
-            + usize::from(self.shared.streaming.load(Ordering::Acquire))
+        let state = self.shared.state();
+        state.pending.len() - state.abandoned + usize::from(state.streaming)
     }
 
     /// Why the connection closed, once it has.
@@ -842,19 +985,25 @@ impl WorkerConn {
 
     fn enqueue(
         &self,
-        encode: impl FnOnce(u64) -> Result<EncodedFrame, ProtocolError>,
+        encode: impl FnOnce(u64, Option<u64>) -> Result<EncodedFrame, ProtocolError>,
         expect: impl FnOnce(u64) -> Expect,
-    ) -> Result<oneshot::Receiver<Result<Reply, ConnError>>, ConnError> {
-        self.enqueue_within(encode, expect, u64::MAX, u64::MAX)
+    ) -> Result<ReplyRx, ConnError> {
+        let limits = Limits {
+            max_response: u64::MAX,
+            stream_above: u64::MAX,
+            start_by: None,
+        };
+        Ok(self.enqueue_within(encode, expect, limits)?.0)
     }
 
+    /// Queues one frame: `encode` gets the sequence number and the start-by deadline to send
+    /// (`limits.start_by` when frames are queued before this one, else `None`).
     fn enqueue_within(
         &self,
-        encode: impl FnOnce(u64) -> Result<EncodedFrame, ProtocolError>,
+        encode: impl FnOnce(u64, Option<u64>) -> Result<EncodedFrame, ProtocolError>,
         expect: impl FnOnce(u64) -> Expect,
-        max_response: u64,
-        stream_above: u64,
-    ) -> Result<oneshot::Receiver<Result<Reply, ConnError>>, ConnError> {
+        limits: Limits,
+    ) -> Result<(ReplyRx, Enqueued), ConnError> {
         let mut state = self.shared.state();
         if let Some(reason) = &state.closed {
             return Err(ConnError::Closed(reason.clone()));
@@ -863,7 +1012,9 @@ impl WorkerConn {
             return Err(ConnError::Closed("the worker is shutting down".into()));
         }
         let seq = state.next_seq;
-        let frame = encode(seq).map_err(ConnError::Encode)?;
+        let idle = state.pending.is_empty() && !state.streaming;
+        let start_by = limits.start_by.filter(|_| !idle);
+        let frame = encode(seq, start_by).map_err(ConnError::Encode)?;
         if frame.frame_len() > u64::from(self.shared.max_frame) {
             return Err(ConnError::RequestTooLarge {
                 len: frame.frame_len(),
@@ -872,11 +1023,15 @@ impl WorkerConn {
         }
         state.next_seq += 1;
         let (reply, receiver) = oneshot::channel();
+        let started = (limits.start_by.is_some() && idle).then(Instant::now);
         // Pushing and sending under one lock keeps the queue in the order frames are written.
         state.pending.push_back(Pending {
             expect: expect(seq),
-            max_response,
-            stream_above,
+            max_response: limits.max_response,
+            stream_above: limits.stream_above,
+            start_by,
+            started: None,
+            abandoned: false,
             reply,
         });
         if let Err(reason) = self.write_frame(frame) {
@@ -884,7 +1039,12 @@ impl WorkerConn {
             drop(state);
             self.shared.close(&reason);
         }
-        Ok(receiver)
+        let enqueued = Enqueued {
+            seq,
+            start_by: start_by.unwrap_or(0),
+            started,
+        };
+        Ok((receiver, enqueued))
     }
 
     /// Write or queue one frame; called under the state lock so frames go out in queue order.
@@ -900,11 +1060,8 @@ impl WorkerConn {
         }
     }
 
-    async fn wait(
-        &self,
-        reply: oneshot::Receiver<Result<Reply, ConnError>>,
-    ) -> Result<WorkerMessage, ConnError> {
-        match self.wait_reply(reply).await? {
+    async fn wait(&self, reply: ReplyRx) -> Result<WorkerMessage, ConnError> {
+        match self.wait_reply(reply).await?.reply {
             Reply::Message(message) => Ok(message),
             Reply::Streamed(_) => Err(ConnError::Closed(
                 "a streamed answer where none was asked for".into(),
@@ -912,10 +1069,7 @@ impl WorkerConn {
         }
     }
 
-    async fn wait_reply(
-        &self,
-        reply: oneshot::Receiver<Result<Reply, ConnError>>,
-    ) -> Result<Reply, ConnError> {
+    async fn wait_reply(&self, reply: ReplyRx) -> Result<Answered, ConnError> {
         match reply.await {
             Ok(result) => result,
             Err(_) => Err(ConnError::Closed(
@@ -923,6 +1077,114 @@ impl WorkerConn {
                     .unwrap_or_else(|| "the reader task has stopped".into()),
             )),
         }
+    }
+}
+
+type ReplyRx = oneshot::Receiver<Result<Answered, ConnError>>;
+
+/// Per-request limits of [`WorkerConn::enqueue_within`].
+struct Limits {
+    max_response: u64,
+    stream_above: u64,
+    /// A start-by deadline, for a SCORE that may be queued behind other frames.
+    start_by: Option<u64>,
+}
+
+/// What [`WorkerConn::enqueue_within`] sent.
+struct Enqueued {
+    seq: u64,
+    /// The SCORE_BY deadline sent, 0 for a plain SCORE.
+    start_by: u64,
+    /// Set when the request asked for a start-by deadline and went out as a plain SCORE to an
+    /// idle worker: it starts now.
+    started: Option<Instant>,
+}
+
+fn score_answer(reply: Reply) -> Result<ScoreAnswer, ConnError> {
+    match reply {
+        Reply::Message(WorkerMessage::ScoreResult(result)) => Ok(ScoreAnswer::Whole(result)),
+        Reply::Message(WorkerMessage::ScoreExpired(_)) => Err(ConnError::Expired),
+        Reply::Message(other) => Err(unexpected("SCORE_RESULT", &other)),
+        Reply::Streamed(streamed) => Ok(ScoreAnswer::Streamed(streamed)),
+    }
+}
+
+/// Where a request sent with [`WorkerConn::score_queued`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The worker started it at this instant (its scoring time runs from here).
+    Started(Instant),
+    /// Frames before it are still unanswered and its start-by deadline has not passed.
+    Waiting,
+    /// Its deadline has passed and the worker cannot have started it: it is given up (the
+    /// worker will skip it). Answer the caller now.
+    Expired,
+    /// Its deadline has passed but the answer before it may be arriving (or it has been
+    /// answered): ask again shortly, the worker's word is on its way.
+    Unsure,
+}
+
+/// A request sent with [`WorkerConn::score_queued`].
+#[derive(Debug)]
+pub struct Queued {
+    conn: WorkerConn,
+    seq: u64,
+    start_by: u64,
+    started: Option<Instant>,
+    reply: ReplyRx,
+}
+
+impl Queued {
+    /// Whether the worker has started it. Once its start-by deadline has passed (on
+    /// [`protocol::monotonic_ns`]) and it has not started, this decides for good: the worker
+    /// starts a SCORE_BY only before its deadline and only after writing the answer to every
+    /// frame before it, so when none of those answers is in the socket (`FIONREAD`) or being
+    /// read ([`FrameReader::busy`]) it cannot have started, and never will.
+    pub fn start(&self) -> Start {
+        if let Some(at) = self.started {
+            return Start::Started(at);
+        }
+        let mut state = self.conn.shared.state();
+        let Some(position) = state
+            .pending
+            .iter()
+            .position(|p| matches!(p.expect, Expect::Score(s) if s == self.seq))
+        else {
+            return Start::Unsure;
+        };
+        if let Some(at) = state.pending[position].started {
+            return Start::Started(at);
+        }
+        if protocol::monotonic_ns() < self.start_by {
+            return Start::Waiting;
+        }
+        // In this order: an answer read before the ioctl raised `busy` before that read.
+        if self.conn.write.unread() != Some(0)
+            || self.conn.shared.reader_busy.load(Ordering::SeqCst)
+        {
+            return Start::Unsure;
+        }
+        state.pending[position].abandoned = true;
+        state.abandoned += 1;
+        Start::Expired
+    }
+
+    /// Its answer, and when it started (`None` when unknown: it was answered before
+    /// [`Queued::start`] saw it start, and then it started at the latest when sent).
+    /// [`ConnError::Expired`] when the worker reached it after its deadline. Cancel-safe.
+    pub async fn answer(&mut self) -> Result<(ScoreAnswer, Option<Instant>), ConnError> {
+        let answered = match (&mut self.reply).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(ConnError::Closed(
+                    self.conn
+                        .closed_reason()
+                        .unwrap_or_else(|| "the reader task has stopped".into()),
+                ));
+            }
+        };
+        let started = self.started.or(answered.started);
+        Ok((score_answer(answered.reply)?, started))
     }
 }
 
@@ -967,7 +1229,12 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
         let message = match reader.next_within(limits).await {
             Ok(Some(Read::Message(message))) => message,
             Ok(Some(Read::StreamStart { head, body_len })) => {
-                let front = shared.state().pending.pop_front();
+                let front = {
+                    let mut state = shared.state();
+                    // The frame after this one starts once the body is in.
+                    state.streaming = true;
+                    state.pop_front()
+                };
                 let Some(pending) =
                     front.filter(|p| matches!(p.expect, Expect::Score(s) if s == head.seq))
                 else {
@@ -977,21 +1244,27 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
                     );
                 };
                 let (tx, rx) = mpsc::channel(4);
-                let _ = pending.reply.send(Ok(Reply::Streamed(StreamedResult {
-                    head,
-                    body_len,
-                    body: rx,
-                })));
-                shared.streaming.store(true, Ordering::Release);
+                let _ = pending.reply.send(Ok(Answered {
+                    reply: Reply::Streamed(StreamedResult {
+                        head,
+                        body_len,
+                        body: rx,
+                    }),
+                    started: pending.started,
+                }));
                 let forwarded = reader.forward(body_len, tx).await;
-                shared.streaming.store(false, Ordering::Release);
+                {
+                    let mut state = shared.state();
+                    state.streaming = false;
+                    state.mark_front_started();
+                }
                 if let Err(err) = forwarded {
                     break err.to_string();
                 }
                 continue;
             }
             Ok(Some(Read::Oversized { seq, len })) => {
-                let front = shared.state().pending.pop_front();
+                let front = shared.state().pop_front();
                 match front {
                     Some(pending) if matches!(pending.expect, Expect::Score(s) if s == seq) => {
                         let _ = pending.reply.send(Err(ConnError::ResponseTooLarge {
@@ -1017,12 +1290,15 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
             Ok(None) => break "the worker closed the connection".to_string(),
             Err(err) => break err.to_string(),
         };
-        let front = shared.state().pending.pop_front();
+        let front = shared.state().pop_front();
         let Some(pending) = front else {
             break format!("worker sent an unsolicited {} frame", message.name());
         };
         let matches = match (&pending.expect, &message) {
             (Expect::Score(seq), WorkerMessage::ScoreResult(result)) => result.seq == *seq,
+            (Expect::Score(seq), WorkerMessage::ScoreExpired(got)) => {
+                got == seq && pending.start_by.is_some()
+            }
             (Expect::Pong(nonce), WorkerMessage::Pong(got)) => got == nonce,
             (Expect::Swagger, WorkerMessage::SwaggerResult(_)) => true,
             _ => false,
@@ -1039,7 +1315,15 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
                 .send(Err(ConnError::Closed(reason.as_str().into())));
             break reason;
         }
-        let _ = pending.reply.send(Ok(Reply::Message(message)));
+        if pending.abandoned && matches!(message, WorkerMessage::ScoreResult(_)) {
+            tracing::error!(
+                "the worker ran a request after its start-by deadline, which the gateway had answered 503"
+            );
+        }
+        let _ = pending.reply.send(Ok(Answered {
+            reply: Reply::Message(message),
+            started: pending.started,
+        }));
     };
     shared.close(&reason);
 }
@@ -1047,10 +1331,15 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
 fn describe(message: &WorkerMessage) -> String {
     match message {
         WorkerMessage::ScoreResult(result) => format!("SCORE_RESULT seq {}", result.seq),
+        WorkerMessage::ScoreExpired(seq) => format!("SCORE_EXPIRED seq {seq}"),
         WorkerMessage::Pong(nonce) => format!("PONG {nonce}"),
         other => other.name().to_string(),
     }
 }
+
+#[cfg(test)]
+#[path = "client_queued_tests.rs"]
+mod queued_tests;
 
 #[cfg(test)]
 mod tests {
@@ -1097,6 +1386,7 @@ mod tests {
                             body: request.body,
                         })
                     }
+                    GatewayMessage::ScoreBy { seq, .. } => WorkerMessage::ScoreExpired(seq),
                     GatewayMessage::Ping(nonce) => WorkerMessage::Pong(nonce),
                     GatewayMessage::Swagger(version) => {
                         WorkerMessage::SwaggerResult(SwaggerResult {

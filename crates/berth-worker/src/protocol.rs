@@ -34,6 +34,10 @@ pub mod frame_type {
     pub const SCORE: u8 = 0x10;
     /// Worker → gateway: the answer to one SCORE.
     pub const SCORE_RESULT: u8 = 0x11;
+    /// Gateway → worker: a SCORE to start only before a deadline (queued behind another request).
+    pub const SCORE_BY: u8 = 0x12;
+    /// Worker → gateway: the answer to a SCORE_BY reached after its deadline: not run.
+    pub const SCORE_EXPIRED: u8 = 0x13;
     /// Gateway → worker: liveness probe.
     pub const PING: u8 = 0x20;
     /// Worker → gateway: the answer to PING.
@@ -226,6 +230,8 @@ pub enum WorkerMessage {
     InitFailed(InitFailed),
     /// 0x11
     ScoreResult(ScoreResult),
+    /// 0x13, with the seq of a SCORE_BY the worker reached after its deadline (not run).
+    ScoreExpired(u64),
     /// 0x21, with the nonce of the PING.
     Pong(u64),
     /// 0x31
@@ -240,6 +246,7 @@ impl WorkerMessage {
             WorkerMessage::InitOk(_) => "INIT_OK",
             WorkerMessage::InitFailed(_) => "INIT_FAILED",
             WorkerMessage::ScoreResult(_) => "SCORE_RESULT",
+            WorkerMessage::ScoreExpired(_) => "SCORE_EXPIRED",
             WorkerMessage::Pong(_) => "PONG",
             WorkerMessage::SwaggerResult(_) => "SWAGGER_RESULT",
         }
@@ -253,6 +260,17 @@ pub enum GatewayMessage {
     Score {
         /// Sequence number echoed in the SCORE_RESULT.
         seq: u64,
+        /// The request.
+        request: ScoreRequest,
+    },
+    /// 0x12: a SCORE the worker runs only if it reaches it before `start_by`
+    /// (`CLOCK_MONOTONIC` nanoseconds, the clock both ends of a Unix socket share);
+    /// otherwise it answers SCORE_EXPIRED without running it.
+    ScoreBy {
+        /// Sequence number echoed in the SCORE_RESULT or SCORE_EXPIRED.
+        seq: u64,
+        /// The deadline to start by.
+        start_by: u64,
         /// The request.
         request: ScoreRequest,
     },
@@ -391,20 +409,36 @@ pub fn split_frame(
     Ok(Some((frame_type, frame.freeze())))
 }
 
+/// Now on `CLOCK_MONOTONIC`, in nanoseconds: the clock of SCORE_BY deadlines (Python's
+/// `time.monotonic_ns()` reads the same clock, so both ends of a Unix socket agree on it).
+pub fn monotonic_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(now.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0))
+}
+
 /// Encode a gateway → worker frame.
 pub fn encode_gateway(message: &GatewayMessage) -> Result<EncodedFrame, ProtocolError> {
     let mut head = BytesMut::new();
     let mut body = Bytes::new();
     let frame_type = match message {
         GatewayMessage::Score { seq, request } => {
-            head.reserve(64 + request.headers.len() * 32);
-            head.put_u64(*seq);
-            put_str16(&mut head, "method", &request.method)?;
-            put_str16(&mut head, "request_id", &request.request_id)?;
-            put_bytes32(&mut head, "query", &request.query)?;
-            put_headers(&mut head, &request.headers)?;
+            put_score(&mut head, *seq, request)?;
             body = request.body.clone();
             frame_type::SCORE
+        }
+        GatewayMessage::ScoreBy {
+            seq,
+            start_by,
+            request,
+        } => {
+            head.reserve(8);
+            head.put_u64(*start_by);
+            put_score(&mut head, *seq, request)?;
+            body = request.body.clone();
+            frame_type::SCORE_BY
         }
         GatewayMessage::Ping(nonce) => {
             head.put_u64(*nonce);
@@ -420,6 +454,16 @@ pub fn encode_gateway(message: &GatewayMessage) -> Result<EncodedFrame, Protocol
         head: with_frame_header(frame_type, head, body.len())?,
         body,
     })
+}
+
+/// A SCORE payload up to (not including) the body.
+fn put_score(head: &mut BytesMut, seq: u64, request: &ScoreRequest) -> Result<(), ProtocolError> {
+    head.reserve(64 + request.headers.len() * 32);
+    head.put_u64(seq);
+    put_str16(head, "method", &request.method)?;
+    put_str16(head, "request_id", &request.request_id)?;
+    put_bytes32(head, "query", &request.query)?;
+    put_headers(head, &request.headers)
 }
 
 /// Encode a worker → gateway frame (the Rust side of tests and fake workers).
@@ -452,6 +496,10 @@ pub fn encode_worker(message: &WorkerMessage) -> Result<Bytes, ProtocolError> {
             put_headers(&mut payload, &result.headers)?;
             payload.extend_from_slice(&result.body);
             frame_type::SCORE_RESULT
+        }
+        WorkerMessage::ScoreExpired(seq) => {
+            payload.put_u64(*seq);
+            frame_type::SCORE_EXPIRED
         }
         WorkerMessage::Pong(nonce) => {
             payload.put_u64(*nonce);
@@ -514,6 +562,12 @@ pub fn decode_worker(frame_type: u8, payload: Bytes) -> Result<WorkerMessage, Pr
             };
             Ok(WorkerMessage::ScoreResult(result))
         }
+        frame_type::SCORE_EXPIRED => {
+            let mut r = Fields::new("SCORE_EXPIRED", payload);
+            let seq = r.u64("seq")?;
+            r.finish()?;
+            Ok(WorkerMessage::ScoreExpired(seq))
+        }
         frame_type::PONG => {
             let mut r = Fields::new("PONG", payload);
             let nonce = r.u64("nonce")?;
@@ -538,14 +592,19 @@ pub fn decode_gateway(frame_type: u8, payload: Bytes) -> Result<GatewayMessage, 
         frame_type::SCORE => {
             let mut r = Fields::new("SCORE", payload);
             let seq = r.u64("seq")?;
-            let request = ScoreRequest {
-                method: r.str16("method")?,
-                request_id: r.str16("request_id")?,
-                query: r.bytes32("query")?,
-                headers: r.headers()?,
-                body: r.rest(),
-            };
+            let request = take_score(&mut r)?;
             Ok(GatewayMessage::Score { seq, request })
+        }
+        frame_type::SCORE_BY => {
+            let mut r = Fields::new("SCORE_BY", payload);
+            let start_by = r.u64("start_by")?;
+            let seq = r.u64("seq")?;
+            let request = take_score(&mut r)?;
+            Ok(GatewayMessage::ScoreBy {
+                seq,
+                start_by,
+                request,
+            })
         }
         frame_type::PING => {
             let mut r = Fields::new("PING", payload);
@@ -565,6 +624,17 @@ pub fn decode_gateway(frame_type: u8, payload: Bytes) -> Result<GatewayMessage, 
         }
         other => Err(ProtocolError::UnknownFrameType(other)),
     }
+}
+
+/// The fields of a SCORE payload after `seq`.
+fn take_score(r: &mut Fields) -> Result<ScoreRequest, ProtocolError> {
+    Ok(ScoreRequest {
+        method: r.str16("method")?,
+        request_id: r.str16("request_id")?,
+        query: r.bytes32("query")?,
+        headers: r.headers()?,
+        body: r.rest(),
+    })
 }
 
 fn with_frame_header(

@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use berth_worker::client::Start;
 use berth_worker::{ConnError, ScoreAnswer, ScoreRequest};
 use subtle::ConstantTimeEq;
 
@@ -301,6 +302,7 @@ async fn score_inner(
     trace.revision = Some(pool.revision);
     let waiting = Waiting::enter(&pool.observability.metrics.queue_depth);
     let wait_started = Instant::now();
+    let queue_deadline = wait_started + pool.limits.max_queue_wait;
     let admitted = tokio::time::timeout(
         pool.limits.max_queue_wait,
         pool.admission.clone().acquire_owned(),
@@ -322,20 +324,19 @@ async fn score_inner(
     if pool.observability.wants_bodies() {
         trace.request_body = Some(body.clone());
     }
-    let Some(replica) = pool.pick().cloned() else {
+    let Some(mut replica) = pool.pick().cloned() else {
         return unavailable(&format!("Service `{name}` has no ready replica."));
     };
-    trace.replica = Some(replica.index);
-    let request = ScoreRequest {
+    let query = Bytes::from(query.unwrap_or_default());
+    let strip_auth = route.settings.keys.is_some() || route.settings.token_auth;
+    let build = || ScoreRequest {
         method: method.as_str().to_owned(),
         request_id: request_id.to_owned(),
-        query: Bytes::from(query.unwrap_or_default()),
-        headers: forward_headers(
-            headers,
-            route.settings.keys.is_some() || route.settings.token_auth,
-        ),
-        body,
+        query: query.clone(),
+        headers: forward_headers(headers, strip_auth),
+        body: body.clone(),
     };
+    let request = build();
     // A copy for the shadow, taken before the body moves to the primary.
     let shadow_copy = route
         .mirror
@@ -344,13 +345,36 @@ async fn score_inner(
         .map(|m| (m.clone(), request.clone()));
     let timeout = pool.limits.scoring_timeout;
     let sent = Instant::now();
-    let outcome = tokio::time::timeout(
-        timeout,
-        replica
-            .conn()
-            .score_answer(request, gw.max_response, STREAM_ABOVE),
-    )
-    .await;
+    let outcome = if pool.pipelined {
+        let mut request = Some(request);
+        loop {
+            let request = request.take().unwrap_or_else(build);
+            let outcome = score_queued(&replica, request, queue_deadline, timeout, gw).await;
+            // Not run: the replica stopped while the request waited behind another. Another
+            // replica may take it within the queue wait.
+            if let Outcome::Answered(Err(ConnError::ClosedBeforeStart(_))) = outcome
+                && Instant::now() < queue_deadline
+                && let Some(next) = pool.pick().filter(|r| !Arc::ptr_eq(r, &replica))
+            {
+                replica = next.clone();
+                continue;
+            }
+            break outcome;
+        }
+    } else {
+        match tokio::time::timeout(
+            timeout,
+            replica
+                .conn()
+                .score_answer(request, gw.max_response, STREAM_ABOVE),
+        )
+        .await
+        {
+            Ok(answer) => Outcome::Answered(answer.map(|a| (a, sent))),
+            Err(_) => Outcome::TimedOut { started: sent },
+        }
+    };
+    trace.replica = Some(replica.index);
     drop(permit);
     if pool
         .observability
@@ -365,8 +389,25 @@ async fn score_inner(
         tokio::task::yield_now().await;
     }
     let answer = match outcome {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(ConnError::ResponseTooLarge { len, max })) => {
+        Outcome::Answered(Ok((answer, started))) => {
+            if pool.pipelined {
+                trace.queued = started.saturating_duration_since(wait_started);
+            }
+            answer
+        }
+        Outcome::Answered(Err(ConnError::ClosedBeforeStart(reason))) => {
+            tracing::info!(service = %name, %reason, "replica stopped before a queued request started; not run");
+            return unavailable(&format!("Service `{name}` has no ready replica."));
+        }
+        Outcome::Answered(Err(ConnError::Expired)) | Outcome::Expired => {
+            trace.queued = wait_started.elapsed();
+            trace.capacity_rejected = true;
+            return unavailable(&format!(
+                "Service `{name}` is at capacity: the request waited longer than maxQueueWaitMs ({} ms).",
+                pool.limits.max_queue_wait.as_millis()
+            ));
+        }
+        Outcome::Answered(Err(ConnError::ResponseTooLarge { len, max })) => {
             tracing::warn!(service = %name, replica = replica.index, bytes = len, limit = max, "worker answer over --max-response-bytes; refused");
             let mut response = message(
                 StatusCode::BAD_GATEWAY,
@@ -379,10 +420,13 @@ async fn score_inner(
                 .insert("x-ms-run-function-failed", HeaderValue::from_static("True"));
             return response;
         }
-        Ok(Err(e)) => return replica_failed(name, e),
-        Err(_) => {
+        Outcome::Answered(Err(e)) => return replica_failed(name, e),
+        Outcome::TimedOut { started } => {
             trace.timed_out = true;
-            trace.run = sent.elapsed();
+            if pool.pipelined {
+                trace.queued = started.saturating_duration_since(wait_started);
+            }
+            trace.run = started.elapsed();
             // Python cannot be interrupted safely: recycle the replica.
             replica.kill(format!(
                 "recycled after a request passed scoringTimeoutMs ({} ms)",
@@ -457,6 +501,74 @@ async fn score_inner(
         out.insert("x-ms-run-fn-exec-ms", exec);
     }
     response
+}
+
+/// How a request sent to a replica ended.
+enum Outcome {
+    /// The worker's answer (or why there is none), and when its run started.
+    Answered(Result<(ScoreAnswer, Instant), ConnError>),
+    /// It started at `started` and passed `scoringTimeoutMs`.
+    TimedOut { started: Instant },
+    /// It was queued in the worker and not started within `maxQueueWaitMs`.
+    Expired,
+}
+
+/// Longest wait before asking again whether a queued request has started, once its
+/// deadline has passed and the worker's word on it is on its way.
+const RECHECK: Duration = Duration::from_millis(1);
+
+/// Sends a request to a replica of a pipelined pool: it starts at once when the worker is
+/// idle, else it waits in the worker behind the request there (the worker goes from one to
+/// the next without a round trip through the gateway). `maxQueueWaitMs` runs until it starts
+/// (`queue_deadline`, which the worker also checks) and `scoringTimeoutMs` from then, as for a
+/// request waiting in the gateway.
+async fn score_queued(
+    replica: &crate::compute::Replica,
+    request: ScoreRequest,
+    queue_deadline: Instant,
+    timeout: Duration,
+    gw: &GatewayState,
+) -> Outcome {
+    let left = queue_deadline.saturating_duration_since(Instant::now());
+    let start_by = berth_worker::protocol::monotonic_ns()
+        .saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX));
+    let mut queued =
+        match replica
+            .conn()
+            .score_queued(request, gw.max_response, STREAM_ABOVE, start_by)
+        {
+            Ok(queued) => queued,
+            Err(e) => return Outcome::Answered(Err(e)),
+        };
+    let sent = Instant::now();
+    // A request that has not started may start at any moment: its scoring deadline is at
+    // least `timeout` from now, so waking by then never misses it.
+    let mut wake = match queued.start() {
+        Start::Started(at) => at + timeout,
+        _ => queue_deadline.min(sent + timeout),
+    };
+    loop {
+        tokio::select! {
+            biased;
+            answer = queued.answer() => {
+                return match answer {
+                    Ok((answer, started)) => Outcome::Answered(Ok((answer, started.unwrap_or(sent)))),
+                    Err(e) => Outcome::Answered(Err(e)),
+                };
+            }
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
+        let now = Instant::now();
+        wake = match queued.start() {
+            Start::Started(at) if now >= at + timeout => {
+                return Outcome::TimedOut { started: at };
+            }
+            Start::Started(at) => at + timeout,
+            Start::Waiting => queue_deadline.min(now + timeout).max(now + RECHECK),
+            Start::Expired => return Outcome::Expired,
+            Start::Unsure => now + RECHECK,
+        };
+    }
 }
 
 /// The revision a request pins itself to with `x-berth-revision: N`.

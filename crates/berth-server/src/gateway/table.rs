@@ -44,8 +44,12 @@ pub struct Pool {
     pub replicas: Vec<Arc<Replica>>,
     /// Scoring timeout and queue wait of this revision.
     pub limits: PoolLimits,
-    /// Admission: replicas × maxConcurrentRequestsPerContainer slots.
+    /// Admission: replicas × maxConcurrentRequestsPerContainer slots, plus one per replica
+    /// when `pipelined`.
     pub admission: Arc<Semaphore>,
+    /// Whether each replica also holds one request queued behind the one it runs, with a
+    /// start-by deadline ([`pipelines`]).
+    pub pipelined: bool,
     /// Metrics, request log and data collection of this revision. Carry it
     /// over (`pool.observability.clone()`) when rebuilding a pool of the same revision.
     pub observability: Arc<crate::observability::RouteObservability>,
@@ -76,10 +80,12 @@ impl Pool {
     /// The same pool with `replicas` and `per_replica` admission slots each
     /// (a fresh semaphore: requests admitted before keep their permits).
     pub fn with_replicas(&self, replicas: Vec<Arc<Replica>>, per_replica: u32) -> Pool {
+        let pipelined = pipelines(&replicas, per_replica);
         Pool {
             revision: self.revision,
             weight: self.weight,
-            admission: Arc::new(admission_for(replicas.len(), per_replica)),
+            admission: Arc::new(admission_for(replicas.len(), per_replica, pipelined)),
+            pipelined,
             replicas,
             limits: self.limits,
             observability: self.observability.clone(),
@@ -95,6 +101,7 @@ impl Pool {
             replicas: self.replicas.clone(),
             limits: self.limits,
             admission: self.admission.clone(),
+            pipelined: self.pipelined,
             observability: self.observability.clone(),
             window: self.window.clone(),
         }
@@ -286,9 +293,20 @@ pub fn weighted_choice(weights: impl Iterator<Item = u32> + Clone, turn: u64) ->
     last
 }
 
-/// A semaphore with `replicas × per_replica` slots (at least one replica's worth).
-pub fn admission_for(replicas: usize, per_replica: u32) -> Semaphore {
-    let slots = replicas.max(1).saturating_mul(per_replica.max(1) as usize);
+/// Whether a pool of `replicas` queues a request in each worker behind the one it runs: with
+/// `maxConcurrentRequestsPerContainer` 1 (the worker runs one request at a time, so the frame
+/// behind it starts exactly when the answer before it is written), and every replica on a
+/// local Unix socket (the worker checks the start-by deadline on the gateway's clock). The
+/// worker then goes from one request to the next without waiting for the gateway.
+pub fn pipelines(replicas: &[Arc<Replica>], per_replica: u32) -> bool {
+    per_replica == 1 && !replicas.is_empty() && replicas.iter().all(|r| r.conn().can_start_by())
+}
+
+/// A semaphore with `replicas × per_replica` slots (at least one replica's worth), plus one
+/// per replica for the queued request of a `pipelined` pool.
+pub fn admission_for(replicas: usize, per_replica: u32, pipelined: bool) -> Semaphore {
+    let per_replica = per_replica.max(1) as usize + usize::from(pipelined);
+    let slots = replicas.max(1).saturating_mul(per_replica);
     Semaphore::new(slots.min(Semaphore::MAX_PERMITS))
 }
 

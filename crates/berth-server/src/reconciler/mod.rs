@@ -50,8 +50,8 @@ use crate::compute::local::{LaunchPlan, LocalTarget, ResourceManager, sandbox};
 use crate::blobs::BlobStore;
 use crate::config::ServerConfig;
 use crate::envs::EnvBuilder;
-use crate::gateway::table::admission_for;
 use crate::gateway::table::{Pool, PoolLimits};
+use crate::gateway::table::{admission_for, pipelines};
 use crate::gateway::window::RevisionWindow;
 use crate::gateway::{Route, RouteSettings, RouteTable};
 use crate::store::{ServiceStore, Store};
@@ -400,13 +400,13 @@ impl Runtime {
     /// A gateway pool for `plan`.
     fn make_pool(&self, service: &str, plan: PoolPlan, window: Arc<RevisionWindow>) -> Pool {
         let d = &plan.spec.deployment;
+        let per_replica = d.max_concurrent_requests_per_container;
+        let pipelined = pipelines(&plan.replicas, per_replica);
         Pool {
             revision: plan.revision,
             weight: plan.weight,
-            admission: Arc::new(admission_for(
-                plan.replicas.len(),
-                d.max_concurrent_requests_per_container,
-            )),
+            admission: Arc::new(admission_for(plan.replicas.len(), per_replica, pipelined)),
+            pipelined,
             replicas: plan.replicas,
             limits: PoolLimits {
                 scoring_timeout: Duration::from_millis(d.scoring_timeout_ms),

@@ -177,6 +177,7 @@ impl Runtime {
         replicas_now.sort_by_key(|r| r.index);
         let next = Arc::new(route.with_pool(Pool {
             admission: pool.admission.clone(),
+            pipelined: pool.pipelined,
             ..pool.with_replicas(replicas_now, 1)
         }));
         drop(route);

@@ -30,6 +30,7 @@ mod lifecycle;
 mod multi_server;
 mod observability;
 mod pg_store;
+mod pipelined;
 mod registry;
 mod remote_replica;
 mod resources;

@@ -118,6 +118,14 @@ fn answer(upstream: &Upstream, message: GatewayMessage) -> Option<Answer> {
             result.seq = seq;
             encoded(&WorkerMessage::ScoreResult(result))
         }),
+        // Deadlines are on the gateway's monotonic clock, which this machine does not share;
+        // gateways send SCORE_BY only over a local Unix socket.
+        GatewayMessage::ScoreBy { .. } => Box::pin(async {
+            Err(
+                "SCORE_BY is not accepted over TCP: its deadline is on another machine's clock"
+                    .to_string(),
+            )
+        }),
         GatewayMessage::Ping(nonce) => Box::pin(async move {
             conn.ping().await.map_err(closed)?;
             encoded(&WorkerMessage::Pong(nonce))
