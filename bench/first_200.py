@@ -14,8 +14,9 @@ time from the create request to the first 200. Beside it, the `init()` time the 
 ("init has completed successfully in X ms") and the time to the operation's `Succeeded`.
 
 Last, one second after the runs, the VmRSS of every worker process (stdlib `score.py`, no
-request served since its start except the probe) beside a bare interpreter: the worker's own
-executable started as `python -u -c "import time; time.sleep(5)"`, the supervisor's flags.
+request served since its start except the probe) beside a bare interpreter: the interpreter the
+supervisor started (the environment's `bin/python`) run as `python -u -c "import time;
+time.sleep(5)"`, the supervisor's flags.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ def main() -> None:
         if not pids:
             raise SystemExit("no worker processes found under the server")
         rss = sorted(rss_kib(pid) for pid in pids)
-        python = os.readlink(f"/proc/{pids[0]}/exe")
+        # The interpreter as the supervisor named it (a venv's bin/python: its site differs
+        # from the executable's own installation).
+        python = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")[0].decode()
         bare = bare_rss_kib(python)
         median = statistics.median(rss)
         print(f"idle replica RSS: median {median / 1024:.2f} MiB over {len(rss)} workers "
