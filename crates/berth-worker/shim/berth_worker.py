@@ -15,18 +15,19 @@ prefixed with ``berth-worker:``.
 
 from __future__ import annotations
 
+import _socket
 import io
-import json
 import os
-import socket
 import struct
 import sys
 import time
 
 # What an idle replica holds is what it imported: modules needed only on rare paths (a failure's
 # traceback, run() signatures other than plain functions, GET query strings, rawhttp responses,
-# the compat modules' import hooks) are imported where they are used. ``_signal`` is the C
-# module ``signal`` wraps in enums; the shim needs only its functions and constants.
+# the compat modules' import hooks) are imported where they are used, and ``json`` (with ``re``
+# and ``enum`` behind it) at the first request that needs it. ``_signal`` and ``_socket`` are the
+# C modules ``signal`` and ``socket`` wrap (in enums, selectors, ...); the shim needs only their
+# functions and constants.
 try:
     import _signal as signal
 except ImportError:  # pragma: no cover - interpreters without the C module
@@ -35,6 +36,8 @@ except ImportError:  # pragma: no cover - interpreters without the C module
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import importlib.machinery
+    import json
+    import socket
     import types
     from typing import (
         IO,
@@ -125,6 +128,18 @@ class _LazyModule:
 
 
 traceback = _LazyModule("traceback")
+json = _LazyModule("json")
+socket = _LazyModule("socket")
+
+
+class _Socket(_socket.socket):
+    """The gateway connection: a socket of the C module with the one method of ``socket.socket``
+    the shim uses, ``makefile`` (a buffered file over the descriptor, which stays the socket's)."""
+
+    __slots__ = ()
+
+    def makefile(self, mode: str = "rb", buffering: int = -1) -> IO[bytes]:
+        return io.open(self.fileno(), mode, buffering=buffering, closefd=False)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1392,15 +1407,21 @@ class UserScript:
         return str(getattr(self.module, "__file__", None) or self.entry_script or "main")
 
     def _import(self) -> types.ModuleType:
-        import importlib.util
+        import importlib
 
         if not self.entry_script:
             return importlib.import_module("main")
+        try:
+            # The functions importlib.util re-exports, without the modules importlib.util imports.
+            from importlib._bootstrap import module_from_spec
+            from importlib._bootstrap_external import spec_from_file_location
+        except ImportError:  # pragma: no cover - an importlib laid out otherwise
+            from importlib.util import module_from_spec, spec_from_file_location
         location = os.path.join(self.app_root, self.entry_script.replace("/", os.sep))
-        spec = importlib.util.spec_from_file_location("entry_module", location)
+        spec = spec_from_file_location("entry_module", location)
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load the entry script {location} (is it a .py file?)")
-        module = importlib.util.module_from_spec(spec)
+        module = module_from_spec(spec)
         sys.modules["entry_module"] = module
         try:
             spec.loader.exec_module(module)
@@ -1990,7 +2011,7 @@ def main(argv: Sequence[str]) -> int:
     except ResourceLimitError as ex:
         diag(f"resource limits: {ex}")
         return EXIT_LIMITS
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(socket_path)
     except OSError as ex:
