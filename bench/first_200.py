@@ -120,11 +120,12 @@ def main() -> None:
     default_binary = os.environ.get("BERTH_BIN") or str(ROOT / "target" / "release" / "berth")
     parser.add_argument("--binary", type=Path, default=Path(default_binary))
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--server-args", default="", help="extra `berth server` arguments, space-separated")
     args = parser.parse_args()
     if not args.binary.exists():
         raise SystemExit(f"{args.binary} not found: run `cargo build --release -p berth` first")
     deployment = {"computeType": "local", "numReplicas": 1, "authEnabled": False}
-    with running_server(args.binary, [], "berth-first-200-") as (proc, api, _):
+    with running_server(args.binary, args.server_args.split(), "berth-first-200-") as (proc, api, _):
         snapshot = api.snapshot(ECHO)
         api.create("warm", snapshot, deployment)
         first_200(api, "warm")
