@@ -13,10 +13,11 @@ replica, auth off) and polls `POST /api/v1/service/NAME/score` every 2 ms: the f
 time from the create request to the first 200. Beside it, the `init()` time the shim logs
 ("init has completed successfully in X ms") and the time to the operation's `Succeeded`.
 
-Last, one second after the runs, the VmRSS of every worker process (stdlib `score.py`, no
-request served since its start except the probe) beside a bare interpreter: the interpreter the
-supervisor started (the environment's `bin/python`) run as `python -u -c "import time;
-time.sleep(5)"`, the supervisor's flags.
+Last, `--idle` services of a stdlib `score.py` (`import os`, like `bench/scaling.py`'s) are
+deployed and never scored; one second later the VmRSS of the workers of the timed runs (echo,
+after the probe requests) and of these, beside a bare interpreter: the interpreter the supervisor
+started (the environment's `bin/python`) run as `python -u -c "import time; time.sleep(5)"`,
+the supervisor's flags.
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ def init():
 
 def run(raw_data):
     return json.loads(raw_data)
+"""
+STDLIB = b"""\
+import os
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    return os.getpid()
 """
 INIT_LINE = re.compile(r"init has completed successfully in ([\d.]+) ms")
 
@@ -120,6 +132,7 @@ def main() -> None:
     default_binary = os.environ.get("BERTH_BIN") or str(ROOT / "target" / "release" / "berth")
     parser.add_argument("--binary", type=Path, default=Path(default_binary))
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--idle", type=int, default=3, help="services of a stdlib score.py, never scored")
     parser.add_argument("--server-args", default="", help="extra `berth server` arguments, space-separated")
     args = parser.parse_args()
     if not args.binary.exists():
@@ -146,19 +159,30 @@ def main() -> None:
         print(f"  init() (shim):  median {statistics.median(inits):.3f} ms")
         print(f"  op Succeeded:   median {statistics.median(done):.0f} ms (polled every 20 ms)")
 
+        stdlib = api.snapshot(STDLIB)
+        for i in range(args.idle):
+            api.create(f"idle-{i}", stdlib, deployment)
         time.sleep(1)
         pids = workers(proc.pid)
         if not pids:
             raise SystemExit("no worker processes found under the server")
-        rss = sorted(rss_kib(pid) for pid in pids)
         # The interpreter as the supervisor named it (a venv's bin/python: its site differs
         # from the executable's own installation).
         python = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")[0].decode()
         bare = bare_rss_kib(python)
-        median = statistics.median(rss)
-        print(f"idle replica RSS: median {median / 1024:.2f} MiB over {len(rss)} workers "
-              f"(min {rss[0] / 1024:.2f}, max {rss[-1] / 1024:.2f}); bare {python} -u: "
-              f"{bare / 1024:.2f} MiB; difference {(median - bare) / 1024:+.2f} MiB")
+        print(f"bare interpreter ({python} -u): {bare / 1024:.2f} MiB")
+        cwd = {pid: os.readlink(f"/proc/{pid}/cwd") for pid in pids}
+        never = [pid for pid in pids if "/services/idle-" in cwd[pid]]
+        served = [pid for pid in pids if "/services/f200-" in cwd[pid]]
+        for label, group in (("echo score.py after its first requests", served),
+                             ("stdlib score.py never scored", never)):
+            if not group:
+                continue
+            rss = sorted(rss_kib(pid) for pid in group)
+            median = statistics.median(rss)
+            print(f"idle replica RSS, {label}: median {median / 1024:.2f} MiB over {len(rss)} "
+                  f"workers (min {rss[0] / 1024:.2f}, max {rss[-1] / 1024:.2f}); "
+                  f"{(median - bare) / 1024:+.2f} MiB over the bare interpreter")
 
 
 if __name__ == "__main__":
