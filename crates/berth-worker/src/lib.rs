@@ -1,5 +1,6 @@
 //! Python worker processes for Berth: the framed Unix-socket protocol, the connection client, and
-//! the supervisor that starts, watches and stops one `python -u berth_worker.py` process.
+//! the supervisor that starts, watches and stops one `python -u berth_worker.py` process (through
+//! [`SHIM_BOOT`], which loads the shim's cached bytecode).
 //!
 //! - [`protocol`]: message types and their encoding (pure, no I/O); spec in `docs/worker-protocol.md`.
 //! - [`client`]: [`WorkerConn`], one pipelined connection (score, ping, swagger, shutdown).
@@ -27,7 +28,8 @@ pub use supervisor::{
     NONCE_VAR, OnStarted, SpawnError, StopError, Stopped, Worker, WorkerSpec, install_shim, spawn,
 };
 
-/// The Python worker shim (stdlib only), run as `python -u berth_worker.py --socket PATH`.
+/// The Python worker shim (stdlib only), run as `python -u berth_worker.py --socket PATH` (the
+/// supervisor starts it through [`SHIM_BOOT`], which is equivalent).
 pub const SHIM_SOURCE: &str = include_str!("../shim/berth_worker.py");
 
 /// File name the supervisor gives the shim in the runtime directory.
