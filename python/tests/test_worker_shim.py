@@ -263,6 +263,26 @@ class ProtocolTests(unittest.TestCase):
                 self.assertGreaterEqual(result.exec_us, 50_000)
                 self.assertLess(result.exec_us, 5_000_000)
 
+    def test_rare_path_modules_are_not_imported_at_start(self) -> None:
+        # What an idle replica holds is what it imported: these are imported where they are used.
+        lazy = {
+            "inspect", "traceback", "http", "urllib.parse", "importlib.abc", "importlib.util",
+            "typing", "threading", "socket", "json",
+        }
+        bare = subprocess.run(
+            [gw.test_python(), "-u", "-c", "import sys; print(' '.join(sys.modules))"],
+            check=True, capture_output=True, text=True,
+        ).stdout.split()
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "score.py").write_text(
+                "import sys\ndef init():\n    pass\ndef run(data):\n    return sorted(sys.modules)\n"
+            )
+            with gw.WorkerProcess(Path(tmp)) as worker:
+                self.assertTrue(worker.start().ok)
+                loaded = set(worker.score("POST", b"x").json())
+        self.assertIn("entry_module", loaded)
+        self.assertEqual(sorted((loaded & lazy) - set(bare)), [])
+
 
 class CompatModuleTests(unittest.TestCase):
     """The azureml stand-ins are served only when the real packages cannot be imported."""
@@ -395,6 +415,32 @@ class ShimUnitTests(unittest.TestCase):
             with self.assertRaises(shim.WebserviceException) as caught:
                 shim._resolve_in_root(tmp, "m", None)
             self.assertIn("can contain only 1 file or folder", caught.exception.message)
+
+    def test_run_parameters_match_inspect(self) -> None:
+        import functools
+        import inspect
+
+        def plain(a, b=2, *, c, d=4):  # type: ignore[no-untyped-def]
+            pass
+
+        def star(a, *args, **kwargs):  # type: ignore[no-untyped-def]
+            pass
+
+        @functools.wraps(plain)
+        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+            pass
+
+        class Callable:
+            def __call__(self, data, request_headers=None):  # type: ignore[no-untyped-def]
+                pass
+
+        for fn in (plain, star, wrapped, Callable(), functools.partial(plain, 1), lambda data: data):
+            expected = [
+                (p.name, int(p.kind), shim.NO_DEFAULT if p.default is inspect.Parameter.empty else p.default)
+                for p in inspect.signature(fn).parameters.values()
+            ]
+            got = [(p.name, p.kind, p.default) for p in shim.run_parameters(fn)]
+            self.assertEqual(got, expected, fn)
 
     def test_user_traceback_hides_the_shim(self) -> None:
         try:

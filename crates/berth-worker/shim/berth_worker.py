@@ -15,37 +15,46 @@ prefixed with ``berth-worker:``.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import importlib.util
-import inspect
+import _socket
 import io
-import json
 import os
-import signal
-import socket
 import struct
 import sys
-import threading
 import time
-import traceback
-import types
-from http import HTTPStatus
-from typing import (
-    IO,
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
-    Union,
-)
-from urllib.parse import parse_qsl
+
+# What an idle replica holds is what it imported: modules needed only on rare paths (a failure's
+# traceback, run() signatures other than plain functions, GET query strings, rawhttp responses,
+# the compat modules' import hooks) are imported where they are used, and ``json`` (with ``re``
+# and ``enum`` behind it) at the first request that needs it. ``_signal`` and ``_socket`` are the
+# C modules ``signal`` and ``socket`` wrap (in enums, selectors, ...); the shim needs only their
+# functions and constants.
+try:
+    import _signal as signal
+except ImportError:  # pragma: no cover - interpreters without the C module
+    import signal  # type: ignore[no-redef]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import importlib.machinery
+    import json
+    import socket
+    import types
+    from typing import (
+        IO,
+        Any,
+        Callable,
+        Dict,
+        Iterable,
+        Iterator,
+        List,
+        Mapping,
+        Optional,
+        Sequence,
+        Tuple,
+        Union,
+    )
+
+    HeaderPairs = List[Tuple[str, bytes]]
 
 PROTOCOL_VERSION = 1
 SHIM_VERSION = "1.0.0"
@@ -107,8 +116,34 @@ _SWAGGER_HEAD = struct.Struct(">IBH")
 _U32_MAX = 0xFFFFFFFF
 
 _SHIM_FILE = os.path.abspath(__file__)
+_ModuleType = type(sys)
 
-HeaderPairs = List[Tuple[str, bytes]]
+
+class _LazyModule:
+    """A module imported at its first attribute access (it then replaces this in the shim's globals)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        module = __import__(self._name)
+        globals()[self._name] = module
+        return getattr(module, attr)
+
+
+traceback = _LazyModule("traceback")
+json = _LazyModule("json")
+socket = _LazyModule("socket")
+
+
+class _Socket(_socket.socket):
+    """The gateway connection: a socket of the C module with the one method of ``socket.socket``
+    the shim uses, ``makefile`` (a buffered file over the descriptor, which stays the socket's)."""
+
+    __slots__ = ()
+
+    def makefile(self, mode: str = "rb", buffering: int = -1) -> IO[bytes]:
+        return io.open(self.fileno(), mode, buffering=buffering, closefd=False)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,6 +315,8 @@ class Headers:
         return self[key]
 
     def extend(self, items: Union[Mapping[str, Any], Iterable[Tuple[str, Any]]]) -> None:
+        from collections.abc import Mapping
+
         pairs: Iterable[Tuple[str, Any]] = items.items() if isinstance(items, Mapping) else items
         for key, value in pairs:
             if isinstance(value, (list, tuple)):
@@ -658,6 +695,8 @@ class AMLRequest:
         if not self._cached:
             self._stream_consumed = True
         if self.mimetype == "application/x-www-form-urlencoded":
+            from urllib.parse import parse_qsl
+
             self._form = MultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         else:
             self._form, self._files = _parse_multipart(self.content_type or "", body)
@@ -718,6 +757,8 @@ _MISSING: Any = _Missing()
 def _parse_query(query: bytes) -> List[Tuple[str, str]]:
     if not query:
         return []
+    from urllib.parse import parse_qsl
+
     return parse_qsl(query.decode("utf-8", "replace"), keep_blank_values=True, errors="replace")
 
 
@@ -750,6 +791,8 @@ def _parse_multipart(content_type: str, body: bytes) -> Tuple[MultiDict, MultiDi
 
 
 def _status_line(code: int) -> str:
+    from http import HTTPStatus
+
     try:
         phrase = HTTPStatus(code).phrase.upper()
     except ValueError:
@@ -1026,7 +1069,9 @@ _COMPAT_MODULES: Dict[str, Tuple[bool, Callable[[types.ModuleType], None]]] = {
 }
 
 
-class _CompatLoader(importlib.abc.Loader):
+class _CompatLoader:
+    """The loader of the compat modules (the import system needs only these two methods)."""
+
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
         return None
 
@@ -1036,7 +1081,7 @@ class _CompatLoader(importlib.abc.Loader):
         populate(module)
 
 
-class _CompatFinder(importlib.abc.MetaPathFinder):
+class _CompatFinder:
     """Last entry of ``sys.meta_path``: real packages on ``sys.path`` always win."""
 
     _loader = _CompatLoader()
@@ -1047,7 +1092,9 @@ class _CompatFinder(importlib.abc.MetaPathFinder):
         entry = _COMPAT_MODULES.get(fullname)
         if entry is None:
             return None
-        spec = importlib.machinery.ModuleSpec(fullname, self._loader, is_package=entry[0])
+        from importlib.machinery import ModuleSpec
+
+        spec = ModuleSpec(fullname, self._loader, is_package=entry[0])
         if entry[0]:
             spec.submodule_search_locations = []
         return spec
@@ -1236,6 +1283,75 @@ def is_response(value: Any) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
+# Parameter kinds, the values of ``inspect.Parameter.kind`` (``inspect._ParameterKind``).
+KIND_POSITIONAL_ONLY = 0
+KIND_POSITIONAL_OR_KEYWORD = 1
+KIND_VAR_POSITIONAL = 2
+KIND_KEYWORD_ONLY = 3
+KIND_VAR_KEYWORD = 4
+_CO_VARARGS = 0x04
+_CO_VARKEYWORDS = 0x08
+_FunctionType = type(diag)
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "<no default>"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+
+class RunParam:
+    """One parameter of run(): what ``inspect.Parameter`` says of it (``NO_DEFAULT`` for none)."""
+
+    __slots__ = ("name", "kind", "default")
+
+    def __init__(self, name: str, kind: int, default: Any) -> None:
+        self.name = name
+        self.kind = kind
+        self.default = default
+
+
+def run_parameters(fn: Any) -> List[RunParam]:
+    """The parameters of ``fn`` as ``inspect.signature`` lists them.
+
+    A plain function (no ``__wrapped__`` or ``__signature__``) without positional-only, ``*args``
+    or ``**kwargs`` parameters is read from its code object; anything else goes through
+    ``inspect.signature`` (raising its TypeError/ValueError)."""
+    code = getattr(fn, "__code__", None)
+    attrs = getattr(fn, "__dict__", None)
+    if (
+        type(fn) is _FunctionType
+        and code is not None
+        and not getattr(code, "co_posonlyargcount", 0)
+        and not code.co_flags & (_CO_VARARGS | _CO_VARKEYWORDS)
+        and not (attrs and ("__wrapped__" in attrs or "__signature__" in attrs))
+    ):
+        names = code.co_varnames
+        positional = code.co_argcount
+        defaults = fn.__defaults__ or ()
+        kwdefaults = fn.__kwdefaults__ or {}
+        first_default = positional - len(defaults)
+        params = [
+            RunParam(
+                names[i],
+                KIND_POSITIONAL_OR_KEYWORD,
+                defaults[i - first_default] if i >= first_default else NO_DEFAULT,
+            )
+            for i in range(positional)
+        ]
+        for name in names[positional : positional + code.co_kwonlyargcount]:
+            params.append(RunParam(name, KIND_KEYWORD_ONLY, kwdefaults.get(name, NO_DEFAULT)))
+        return params
+    import inspect
+
+    return [
+        RunParam(p.name, int(p.kind), NO_DEFAULT if p.default is inspect.Parameter.empty else p.default)
+        for p in inspect.signature(fn).parameters.values()
+    ]
+
+
 class InitFailure(Exception):
     def __init__(self, stage: int, message: str) -> None:
         super().__init__(message)
@@ -1259,7 +1375,7 @@ class UserScript:
         self.run_fn: Callable[..., Any] = lambda: None
         self.input_name = ""
         self.has_request_headers = False
-        self.schema_params: List[inspect.Parameter] = []
+        self.schema_params: List[RunParam] = []
         self.mode = MODE_RAW
         self.timeout_ms = 0
         self._in_run = False
@@ -1282,7 +1398,7 @@ class UserScript:
         if not hasattr(module, "run"):
             raise InitFailure(STAGE_CONTRACT, f"User script at {location} does not have a run() function defined.")
         driver = getattr(module, "driver_module", None)
-        if isinstance(driver, types.ModuleType) and hasattr(driver, "run"):
+        if isinstance(driver, _ModuleType) and hasattr(driver, "run"):
             self.run_fn = driver.run
             diag(f"found driver script at {location} and the score script at {getattr(driver, '__file__', '?')}")
         else:
@@ -1295,13 +1411,21 @@ class UserScript:
         return str(getattr(self.module, "__file__", None) or self.entry_script or "main")
 
     def _import(self) -> types.ModuleType:
+        import importlib
+
         if not self.entry_script:
             return importlib.import_module("main")
+        try:
+            # The functions importlib.util re-exports, without the modules importlib.util imports.
+            from importlib._bootstrap import module_from_spec
+            from importlib._bootstrap_external import spec_from_file_location
+        except ImportError:  # pragma: no cover - an importlib laid out otherwise
+            from importlib.util import module_from_spec, spec_from_file_location
         location = os.path.join(self.app_root, self.entry_script.replace("/", os.sep))
-        spec = importlib.util.spec_from_file_location("entry_module", location)
+        spec = spec_from_file_location("entry_module", location)
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load the entry script {location} (is it a .py file?)")
-        module = importlib.util.module_from_spec(spec)
+        module = module_from_spec(spec)
         sys.modules["entry_module"] = module
         try:
             spec.loader.exec_module(module)
@@ -1312,10 +1436,10 @@ class UserScript:
 
     def _analyze_run(self) -> None:
         try:
-            params = list(inspect.signature(self.run_fn).parameters.values())
+            params = run_parameters(self.run_fn)
         except (TypeError, ValueError) as ex:
             raise InitFailure(STAGE_CONTRACT, f"run() signature cannot be inspected: {ex}") from None
-        allowed = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        allowed = (KIND_KEYWORD_ONLY, KIND_POSITIONAL_OR_KEYWORD)
         if any(param.kind not in allowed for param in params):
             raise InitFailure(STAGE_CONTRACT, "run() cannot accept positional-only arguments, *args, or **kwargs.")
         self.has_request_headers = any(param.name == "request_headers" for param in params)
@@ -1415,7 +1539,7 @@ class UserScript:
         kwargs: Dict[str, Any] = {}
         for param in self.schema_params:
             value = body.get(param.name, param.default)
-            if value is inspect.Parameter.empty:
+            if value is NO_DEFAULT:
                 return error_frame(request.seq, 400, f"A value is not provided for the {param.name!r} parameter.")
             kwargs[param.name] = value
         return kwargs
@@ -1904,7 +2028,7 @@ def main(argv: Sequence[str]) -> int:
     except ResourceLimitError as ex:
         diag(f"resource limits: {ex}")
         return EXIT_LIMITS
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(socket_path)
     except OSError as ex:
@@ -1959,10 +2083,11 @@ def main(argv: Sequence[str]) -> int:
     except ValueError:
         diag("SCORING_TIMEOUT_MS is not an integer; scoring timeout disabled")
         script.timeout_ms = 0
-    if script.timeout_ms and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGALRM, script.on_alarm)
-    else:
-        script.timeout_ms = 0
+    if script.timeout_ms:
+        try:
+            signal.signal(signal.SIGALRM, script.on_alarm)
+        except ValueError:  # not the main thread of the main interpreter: no SIGALRM here
+            script.timeout_ms = 0
     server_log(
         f"Scoring timeout is set to {script.timeout_ms} ms"
         if script.timeout_ms

@@ -1,5 +1,6 @@
 //! Python worker processes for Berth: the framed Unix-socket protocol, the connection client, and
-//! the supervisor that starts, watches and stops one `python -u berth_worker.py` process.
+//! the supervisor that starts, watches and stops one `python -u berth_worker.py` process (through
+//! [`SHIM_BOOT`], which loads the shim's cached bytecode).
 //!
 //! - [`protocol`]: message types and their encoding (pure, no I/O); spec in `docs/worker-protocol.md`.
 //! - [`client`]: [`WorkerConn`], one pipelined connection (score, ping, swagger, shutdown).
@@ -27,11 +28,31 @@ pub use supervisor::{
     NONCE_VAR, OnStarted, SpawnError, StopError, Stopped, Worker, WorkerSpec, install_shim, spawn,
 };
 
-/// The Python worker shim (stdlib only), run as `python -u berth_worker.py --socket PATH`.
+/// The Python worker shim (stdlib only), run as `python -u berth_worker.py --socket PATH` (the
+/// supervisor starts it through [`SHIM_BOOT`], which is equivalent).
 pub const SHIM_SOURCE: &str = include_str!("../shim/berth_worker.py");
 
 /// File name the supervisor gives the shim in the runtime directory.
 pub const SHIM_FILE_NAME: &str = "berth_worker.py";
+
+/// Directory beside the shim holding its compiled bytecode (`berth_worker.<tag>.pyc`).
+pub const SHIM_CACHE_DIR: &str = "__pycache__";
+
+/// The `-c` program that starts the shim: `python -u -c SHIM_BOOT <shim> --socket PATH`.
+///
+/// It runs the shim as `__main__` exactly as `python -u <shim>` would (same `sys.argv`,
+/// `sys.path[0]` and `__file__`), but through the import system's source loader, so its bytecode
+/// comes from (and goes to) `__pycache__` when that is readable (writable): compiling the shim's
+/// source in every worker costs tens of milliseconds and leaves megabytes of the compiler's memory
+/// in the process.
+pub const SHIM_BOOT: &str = "\
+import sys
+from importlib.machinery import SourceFileLoader
+del sys.argv[0]
+__file__ = sys.argv[0]
+sys.path[0] = __file__.rpartition('/')[0]
+exec(SourceFileLoader('__main__', __file__).get_code('__main__'))
+";
 
 /// `SHIM_VERSION` of the embedded shim (reported in HELLO).
 pub const SHIM_VERSION: &str = "1.0.0";

@@ -1,17 +1,20 @@
 //! One worker process from start to stop.
 //!
 //! [`spawn`] writes the embedded shim into the runtime directory, listens on a fresh Unix socket in
-//! a private directory, starts `python -u berth_worker.py --socket PATH`, accepts exactly one
+//! a private directory, starts `python -u -c SHIM_BOOT berth_worker.py --socket PATH` (the shim's
+//! bytecode is compiled once per interpreter, see [`crate::SHIM_BOOT`]), accepts exactly one
 //! connection (while watching for the process exiting early, with a timeout), reads HELLO (checks
 //! the protocol version) and waits for INIT_OK or INIT_FAILED. Output is captured line by line into
 //! a [`LogTail`]. [`Worker::shutdown`] sends SHUTDOWN, waits for the grace period, then kills.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
@@ -23,7 +26,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::client::{ConnError, PendingConn, WorkerConn};
 use crate::logs::{self, LogTail, Stream};
 use crate::protocol::{DEFAULT_MAX_FRAME, Hello, InitOk, InitStage, PROTOCOL_VERSION};
-use crate::{SHIM_FILE_NAME, SHIM_SOURCE};
+use crate::{SHIM_BOOT, SHIM_CACHE_DIR, SHIM_FILE_NAME, SHIM_SOURCE};
 
 /// Longest socket path Linux accepts (`sun_path` is 108 bytes including the NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -39,6 +42,10 @@ const PUMP_DRAIN: Duration = Duration::from_secs(2);
 
 static SOCKET_COUNTER: AtomicU64 = AtomicU64::new(0);
 static SHIM_TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// (interpreter, shim) pairs whose bytecode compilation this process has started.
+static PRECOMPILED: LazyLock<Mutex<HashSet<(PathBuf, PathBuf)>>> = LazyLock::new(Default::default);
+/// Compiles the file named by `argv[1]` into its `__pycache__`.
+const PRECOMPILE: &str = "import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True)";
 
 /// Everything needed to start one worker.
 #[derive(Debug, Clone)]
@@ -503,6 +510,8 @@ pub async fn spawn(spec: WorkerSpec) -> Result<Worker, SpawnError> {
     };
     command
         .arg("-u")
+        .arg("-c")
+        .arg(SHIM_BOOT)
         .arg(&shim)
         .arg("--socket")
         .arg(&socket_path)
@@ -526,6 +535,7 @@ pub async fn spawn(spec: WorkerSpec) -> Result<Worker, SpawnError> {
         source,
     })?;
     let mut process = supervise(child, &spec);
+    precompile_shim(&spec.python, &shim);
     if let Some(hook) = &spec.on_started {
         (hook.0)(process.pid);
     }
@@ -807,14 +817,64 @@ async fn prepare_socket_dir(
     Ok(())
 }
 
-/// Write the embedded shim to `dir/berth_worker.py` (atomically; skipped when already identical).
+/// Compile the shim's bytecode for `python` into `__pycache__` beside it, once per interpreter and
+/// shim in this process, in the background. A sandboxed worker may read that cache but not write
+/// it, so the server's user compiles: `-I -S` keeps environment variables, user and site packages
+/// (their `.pth` code) out of that run; it compiles the shim and nothing else. A failure only
+/// means workers of that interpreter keep compiling the shim themselves.
+fn precompile_shim(python: &Path, shim: &Path) {
+    let key = (python.to_path_buf(), shim.to_path_buf());
+    match PRECOMPILED.lock() {
+        Ok(mut started) => {
+            if !started.insert(key) {
+                return;
+            }
+        }
+        Err(_) => return,
+    }
+    let mut command = Command::new(python);
+    command
+        .args(["-I", "-S", "-c", PRECOMPILE])
+        .arg(shim)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let python = python.to_path_buf();
+    tokio::spawn(async move {
+        match command.output().await {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => tracing::debug!(
+                python = %python.display(),
+                stderr = %String::from_utf8_lossy(&output.stderr).trim(),
+                "compiling the worker shim's bytecode failed"
+            ),
+            Err(err) => tracing::debug!(
+                python = %python.display(),
+                "compiling the worker shim's bytecode failed: {err}"
+            ),
+        }
+    });
+}
+
+/// Write the embedded shim to `dir/berth_worker.py` (atomically; skipped when already identical)
+/// and create `dir/__pycache__` for its bytecode; a rewritten shim's old bytecode is removed.
 pub async fn install_shim(dir: &Path) -> io::Result<PathBuf> {
-    tokio::fs::create_dir_all(dir).await?;
+    let cache = dir.join(SHIM_CACHE_DIR);
+    tokio::fs::create_dir_all(&cache).await?;
     let path = dir.join(SHIM_FILE_NAME);
     if let Ok(existing) = tokio::fs::read(&path).await
         && existing == SHIM_SOURCE.as_bytes()
     {
         return Ok(path);
+    }
+    let stem = SHIM_FILE_NAME.trim_end_matches(".py");
+    if let Ok(mut entries) = tokio::fs::read_dir(&cache).await {
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(&format!("{stem}.")) {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
     }
     let tmp = dir.join(format!(
         ".{SHIM_FILE_NAME}.{}.{}.tmp",

@@ -360,11 +360,61 @@ async fn shim_install_is_idempotent() {
     let second = install_shim(tmp.path()).await.unwrap();
     assert_eq!(first, second);
     assert_eq!(std::fs::read_to_string(&first).unwrap(), SHIM_SOURCE);
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
     assert_eq!(
-        std::fs::read_dir(tmp.path()).unwrap().count(),
-        1,
+        names,
+        ["__pycache__", "berth_worker.py"],
         "no temporary files left"
     );
+}
+
+#[tokio::test]
+async fn a_rewritten_shim_drops_its_old_bytecode() {
+    let tmp = TempDir::new().unwrap();
+    let cache = tmp.path().join("__pycache__");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::write(tmp.path().join("berth_worker.py"), "old shim").unwrap();
+    std::fs::write(cache.join("berth_worker.cpython-311.pyc"), "old bytecode").unwrap();
+    std::fs::write(cache.join("other.cpython-311.pyc"), "kept").unwrap();
+    install_shim(tmp.path()).await.unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["other.cpython-311.pyc"]);
+}
+
+/// The server's user compiles the shim's bytecode beside it once a worker of an interpreter
+/// started, so later workers (sandboxed ones too) load it instead of compiling the source.
+#[tokio::test]
+async fn the_shim_bytecode_is_compiled_beside_it() {
+    let tmp = TempDir::new().unwrap();
+    // The worker itself does not write it (nor could it in a sandbox): the server's compile must.
+    let spec = spec("echo", &tmp).env("PYTHONDONTWRITEBYTECODE", "1");
+    let cache = spec.runtime_dir.join("__pycache__");
+    let worker = match spawn(spec).await {
+        Ok(worker) => worker,
+        Err(err) => panic!("{err}\n{}", err.output()),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let compiled = loop {
+        let found: Vec<String> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("berth_worker.") && name.ends_with(".pyc"))
+            .collect();
+        if !found.is_empty() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(compiled.len(), 1, "{compiled:?}");
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
 /// A fake interpreter whose child connects first (another pid), then the real process runs
@@ -377,7 +427,7 @@ async fn a_connection_from_another_pid_is_closed_and_the_worker_still_starts() {
     spec.python = fake_python(
         &tmp,
         &format!(
-            "#!/bin/sh\n# $1=-u $2=shim $3=--socket $4=path\n{py} -c 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.settimeout(5)\nprint(\"intruder got\", len(s.recv(64)), flush=True)' \"$4\"\nexec {py} \"$@\"\n",
+            "#!/bin/sh\n# $1=-u $2=-c $3=boot $4=shim $5=--socket $6=path\n{py} -c 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.settimeout(5)\nprint(\"intruder got\", len(s.recv(64)), flush=True)' \"$6\"\nexec {py} \"$@\"\n",
             py = python.display()
         ),
     );

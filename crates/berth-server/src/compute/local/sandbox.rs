@@ -313,9 +313,11 @@ impl Isolation {
             tracing::warn!("{problem}; this replica runs as the server's user");
             user = None;
         }
-        // Only the shim of the runtime dir: the sockets beside it are not listable.
+        // Only the shim of the runtime dir and its bytecode: the sockets beside them are not
+        // listable.
         let mut read = vec![
             runtime_dir.join(berth_worker::SHIM_FILE_NAME),
+            runtime_dir.join(berth_worker::SHIM_CACHE_DIR),
             app.to_path_buf(),
         ];
         // The environment (a venv: <env>/bin/python) and the interpreter it links to.
