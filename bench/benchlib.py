@@ -170,6 +170,19 @@ def running_server(binary: Path, extra_args: Sequence[str] = (),
             proc.wait(timeout=60)
 
 
+def parent_pids() -> dict[int, int]:
+    """Every process's parent, from /proc: {pid: ppid}."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
 def rss_kib(pid: int) -> int:
     """VmRSS of `pid` in KiB (0 when the process has none, e.g. a zombie)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import ROOT, Api, rss_kib, running_server
+from benchlib import ROOT, Api, parent_pids, rss_kib, running_server
 
 ECHO = b"""\
 import json
@@ -86,14 +86,7 @@ def init_ms(api: Api, name: str) -> float:
 
 
 def descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    parents = parent_pids()
     out, todo = [], [pid]
     while todo:
         parent = todo.pop()

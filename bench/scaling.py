@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import ROOT, Api, rss_kib, running_server
+from benchlib import ROOT, Api, parent_pids, rss_kib, running_server
 
 SLOW = b"""
 import os, time
@@ -49,16 +49,7 @@ def run(raw):
 
 
 def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return out
+    return [child for child, parent in parent_pids().items() if parent == pid]
 
 
 def load_step(api: Api, clients: int) -> tuple[float, float]:

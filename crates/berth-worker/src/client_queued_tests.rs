@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::{ConnError, PendingConn, ScoreAnswer, Start, WorkerConn};
+use super::{ConnError, PendingConn, Queued, ScoreAnswer, Start, WorkerConn};
 use crate::protocol::{
     self, DEFAULT_MAX_FRAME, FLAG_RUN_RETURNED, GatewayMessage, ScoreRequest, ScoreResult,
     WorkerMessage,
@@ -79,6 +79,25 @@ fn post(body: &'static [u8]) -> ScoreRequest {
     }
 }
 
+/// Request 1 (to an idle worker: a plain SCORE, which the worker takes off the socket and
+/// holds) and request 2 queued behind it with `start_by`; returns both and request 1's seq.
+async fn one_running_one_queued(
+    conn: &WorkerConn,
+    worker: &mut Worker,
+    start_by: u64,
+) -> (Queued, Queued, u64) {
+    let first = conn
+        .score_queued(post(b"a"), u64::MAX, u64::MAX, in_ms(10_000))
+        .unwrap();
+    let second = conn
+        .score_queued(post(b"b"), u64::MAX, u64::MAX, start_by)
+        .unwrap();
+    let GatewayMessage::Score { seq, .. } = worker.next().await else {
+        panic!("nothing is queued before request 1: a plain SCORE");
+    };
+    (first, second, seq)
+}
+
 fn in_ms(ms: u64) -> u64 {
     protocol::monotonic_ns() + ms * 1_000_000
 }
@@ -113,15 +132,8 @@ async fn to_an_idle_worker_a_request_is_a_plain_score_that_starts_at_once() {
 #[tokio::test]
 async fn a_queued_request_starts_when_the_answer_before_it_is_read() {
     let (conn, mut worker) = connected();
-    let mut first = conn
-        .score_queued(post(b"a"), u64::MAX, u64::MAX, in_ms(10_000))
-        .unwrap();
-    let mut second = conn
-        .score_queued(post(b"b"), u64::MAX, u64::MAX, in_ms(10_000))
-        .unwrap();
-    let GatewayMessage::Score { seq, .. } = worker.next().await else {
-        panic!("the first request is a plain SCORE");
-    };
+    let (mut first, mut second, seq) =
+        one_running_one_queued(&conn, &mut worker, in_ms(10_000)).await;
     assert_eq!(second.start(), Start::Waiting);
     assert_eq!(conn.in_flight(), 2);
     worker.answer(seq, b"a").await;
@@ -140,15 +152,7 @@ async fn a_queued_request_starts_when_the_answer_before_it_is_read() {
 #[tokio::test]
 async fn past_its_deadline_a_request_the_worker_has_not_reached_is_given_up_and_skipped() {
     let (conn, mut worker) = connected();
-    let mut first = conn
-        .score_queued(post(b"a"), u64::MAX, u64::MAX, in_ms(10_000))
-        .unwrap();
-    let mut second = conn
-        .score_queued(post(b"b"), u64::MAX, u64::MAX, in_ms(20))
-        .unwrap();
-    let GatewayMessage::Score { seq, .. } = worker.next().await else {
-        panic!("the first request is a plain SCORE");
-    };
+    let (mut first, mut second, seq) = one_running_one_queued(&conn, &mut worker, in_ms(20)).await;
     tokio::time::sleep(Duration::from_millis(40)).await;
     assert_eq!(second.start(), Start::Expired);
     assert_eq!(
@@ -182,15 +186,7 @@ async fn past_its_deadline_a_request_the_worker_has_not_reached_is_given_up_and_
 #[tokio::test]
 async fn the_worker_expires_a_request_it_reaches_late_even_when_nobody_asked() {
     let (conn, mut worker) = connected();
-    let mut first = conn
-        .score_queued(post(b"a"), u64::MAX, u64::MAX, in_ms(10_000))
-        .unwrap();
-    let mut second = conn
-        .score_queued(post(b"b"), u64::MAX, u64::MAX, in_ms(5))
-        .unwrap();
-    let GatewayMessage::Score { seq, .. } = worker.next().await else {
-        panic!("the first request is a plain SCORE");
-    };
+    let (mut first, mut second, seq) = one_running_one_queued(&conn, &mut worker, in_ms(5)).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     worker.answer(seq, b"a").await;
     assert!(!worker.serve_score_by(b"b").await);
@@ -205,16 +201,9 @@ async fn a_request_whose_predecessor_was_answered_in_time_is_never_given_up() {
     // given up when the worker ran it.
     for round in 0..200u64 {
         let (conn, mut worker) = connected();
-        let mut first = conn
-            .score_queued(post(b"a"), u64::MAX, u64::MAX, in_ms(10_000))
-            .unwrap();
         let deadline = in_ms(2);
-        let mut second = conn
-            .score_queued(post(b"b"), u64::MAX, u64::MAX, deadline)
-            .unwrap();
-        let GatewayMessage::Score { seq, .. } = worker.next().await else {
-            panic!("the first request is a plain SCORE");
-        };
+        let (mut first, mut second, seq) =
+            one_running_one_queued(&conn, &mut worker, deadline).await;
         // Answer 1 lands at various points around the deadline.
         let lead_us = round % 40 * 50;
         while protocol::monotonic_ns() + lead_us * 1000 < deadline {
@@ -264,13 +253,8 @@ async fn a_request_whose_predecessor_was_answered_in_time_is_never_given_up() {
 #[tokio::test]
 async fn a_connection_that_closes_before_a_queued_request_started_says_so() {
     let (conn, mut worker) = connected();
-    let mut first = conn
-        .score_queued(post(b"a"), u64::MAX, u64::MAX, in_ms(10_000))
-        .unwrap();
-    let mut second = conn
-        .score_queued(post(b"b"), u64::MAX, u64::MAX, in_ms(10_000))
-        .unwrap();
-    let _ = worker.next().await;
+    let (mut first, mut second, _) =
+        one_running_one_queued(&conn, &mut worker, in_ms(10_000)).await;
     drop(worker);
     assert!(matches!(first.answer().await, Err(ConnError::Closed(_))));
     assert!(matches!(
