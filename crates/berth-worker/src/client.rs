@@ -566,6 +566,7 @@ impl Shared {
                 .closed
                 .get_or_insert_with(|| Arc::from(reason))
                 .clone();
+            state.abandoned = 0;
             (reason, state.pending.drain(..).collect::<Vec<_>>())
         };
         tracing::debug!(%reason, "worker connection closed");
@@ -949,7 +950,7 @@ impl WorkerConn {
     /// start-by deadline).
     pub fn in_flight(&self) -> usize {
         let state = self.shared.state();
-        state.pending.len() - state.abandoned + usize::from(state.streaming)
+        state.pending.len().saturating_sub(state.abandoned) + usize::from(state.streaming)
     }
 
     /// Why the connection closed, once it has.

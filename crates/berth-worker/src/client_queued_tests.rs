@@ -262,3 +262,14 @@ async fn a_connection_that_closes_before_a_queued_request_started_says_so() {
         Err(ConnError::ClosedBeforeStart(_))
     ));
 }
+
+#[tokio::test]
+async fn a_connection_that_closes_with_a_request_given_up_counts_nothing_in_flight() {
+    let (conn, mut worker) = connected();
+    let (mut first, second, _) = one_running_one_queued(&conn, &mut worker, in_ms(5)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(second.start(), Start::Expired);
+    drop(worker);
+    assert!(matches!(first.answer().await, Err(ConnError::Closed(_))));
+    assert_eq!(conn.in_flight(), 0);
+}
