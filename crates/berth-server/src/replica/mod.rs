@@ -153,7 +153,12 @@ pub async fn run(args: ReplicaArgs) -> u8 {
     if args.exit_with_stdin {
         std::thread::spawn(|| {
             let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-            eprintln!("error: standard input closed: the parent server is gone; stopping");
+            // Not eprintln!: with the parent gone stderr is a broken pipe, and a panic here
+            // would end this thread instead of the process.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"error: standard input closed: the parent server is gone; stopping\n",
+            );
             std::process::exit(1);
         });
     }

@@ -187,6 +187,17 @@ struct ReplicaProcess {
 impl ReplicaProcess {
     /// Starts one for `service` revision `revision` and waits until it is ready.
     async fn start(server: &TestServer, service: &str, revision: u32) -> ReplicaProcess {
+        Self::spawn(server, service, revision, false).await
+    }
+
+    /// Like [`ReplicaProcess::start`]; with `as_child`, the way a server starts one: with
+    /// `--exit-with-stdin`, its standard input and error piped to this process.
+    async fn spawn(
+        server: &TestServer,
+        service: &str,
+        revision: u32,
+        as_child: bool,
+    ) -> ReplicaProcess {
         use std::io::BufRead;
         let cache = tempfile::tempdir().unwrap();
         let stderr = cache.path().join("stderr.log");
@@ -204,10 +215,19 @@ impl ReplicaProcess {
             .arg("--cache")
             .arg(cache.path().join("c"))
             .args(["--uv", "none"])
+            .args(as_child.then_some("--exit-with-stdin"))
             .env("BERTH_REPLICA_TOKEN", token)
-            .stdin(std::process::Stdio::null())
+            .stdin(if as_child {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
             .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stderr(if as_child {
+                std::process::Stdio::piped()
+            } else {
+                std::fs::File::create(&stderr).unwrap().into()
+            })
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -373,6 +393,29 @@ async fn update_model(server: &TestServer, service: &str) {
         .await;
     let op = crate::harness::update(server, service, json!({"models": ["weights:2"]})).await;
     assert_eq!(op["state"], "Succeeded", "{op}");
+}
+
+#[tokio::test]
+async fn remote_replica_started_as_a_child_stops_when_its_parent_is_gone() {
+    let server = TestServer::start().await;
+    deploy(&server, "orphaned", b"m").await;
+    let mut replica = ReplicaProcess::spawn(&server, "orphaned", 1, true).await;
+    // The parent is gone: its end of stdin closes, and so does the reading end of stderr
+    // (writing the farewell line then fails with a broken pipe).
+    drop(replica.child.stderr.take());
+    drop(replica.child.stdin.take());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = replica.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica outlived its parent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(1));
 }
 
 #[tokio::test]
