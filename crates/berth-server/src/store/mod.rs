@@ -150,6 +150,14 @@ pub enum StoreError {
 /// Result of store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Maps a JSON column that does not decode to [`StoreError::Corrupt`] naming `what`.
+pub(crate) fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
+    move |e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    }
+}
+
 /// One file of a model being registered.
 #[derive(Debug, Clone)]
 pub struct NewModelFile {

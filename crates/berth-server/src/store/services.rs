@@ -3,9 +3,12 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use berth_api::{Operation, OperationError, OperationType, ServiceKeys, ServiceSpec, ServiceState};
+use berth_api::{
+    Operation, OperationError, OperationEvent, OperationState, OperationType, ServiceKeys,
+    ServiceSpec, ServiceState,
+};
 
-use super::Result;
+use super::{Result, StoreError, corrupt};
 
 /// A service row.
 #[derive(Debug, Clone)]
@@ -209,4 +212,52 @@ pub(crate) fn active_kind(kind: String, rollout: Option<&str>) -> String {
         r.status.steps,
         weights.join(" ")
     )
+}
+
+/// An `operations` row as either backend reads it, before its coded columns are decoded.
+pub(crate) struct OperationRow {
+    pub id: String,
+    pub service: String,
+    pub kind: String,
+    pub state: String,
+    pub target_revision: Option<u32>,
+    pub created_time: String,
+    pub end_time: Option<String>,
+    /// JSON [`OperationError`].
+    pub error: Option<String>,
+    /// JSON [`StoredRollout`].
+    pub rollout: Option<String>,
+}
+
+impl OperationRow {
+    /// The operation, with its log from `events`.
+    pub(crate) fn into_operation(self, events: Vec<OperationEvent>) -> Result<Operation> {
+        Ok(Operation {
+            operation_type: OperationType::parse(&self.kind).ok_or(StoreError::Corrupt {
+                what: "operation type",
+                detail: self.kind,
+            })?,
+            state: OperationState::parse(&self.state).ok_or(StoreError::Corrupt {
+                what: "operation state",
+                detail: self.state,
+            })?,
+            id: self.id,
+            service: self.service,
+            target_revision: self.target_revision,
+            created_time: self.created_time,
+            end_time: self.end_time,
+            error: self
+                .error
+                .map(|e| serde_json::from_str::<OperationError>(&e))
+                .transpose()
+                .map_err(corrupt("operation error"))?,
+            rollout: self
+                .rollout
+                .map(|r| serde_json::from_str::<StoredRollout>(&r))
+                .transpose()
+                .map_err(corrupt("operation rollout"))?
+                .map(|r| r.status),
+            events,
+        })
+    }
 }

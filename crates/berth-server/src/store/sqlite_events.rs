@@ -6,17 +6,10 @@ use rusqlite::params;
 
 use super::events::{DeliveryRecord, EventQuery, EventStore, NewEvent, NewWebhook, StoredWebhook};
 use super::sqlite::db;
-use super::{Result, SqliteStore, StoreError};
+use super::{Result, SqliteStore, corrupt};
 
 const WEBHOOK_COLUMNS: &str = "id, url, events, secret, created_time, last_status, last_time, \
      last_error, consecutive_failures, delivered_through";
-
-fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
-    move |e| StoreError::Corrupt {
-        what,
-        detail: e.to_string(),
-    }
-}
 
 type RawEvent = (u64, String, String, Option<String>, Option<String>, String);
 

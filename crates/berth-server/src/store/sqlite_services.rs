@@ -4,28 +4,22 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use berth_api::{
-    Operation, OperationError, OperationEvent, OperationState, OperationType, ServiceKeys,
-    ServiceSpec, ServiceState,
+    Operation, OperationError, OperationEvent, OperationType, ServiceKeys, ServiceSpec,
+    ServiceState,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::domain::state::{self, Event};
 
 use super::services::{
-    NewService, OperationOutcome, ServiceChange, ServiceStore, StoredRollout, StoredService,
+    NewService, OperationOutcome, OperationRow, ServiceChange, ServiceStore, StoredRollout,
+    StoredService,
 };
 use super::sqlite::db;
-use super::{Result, SqliteStore, StoreError};
+use super::{Result, SqliteStore, StoreError, corrupt};
 
 const SERVICE_COLUMNS: &str = "name, description, tags, properties, created_time, updated_time, \
      latest_revision, serving_revision, state, error, primary_key, secondary_key, last_operation, traffic";
-
-fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
-    move |e| StoreError::Corrupt {
-        what,
-        detail: e.to_string(),
-    }
-}
 
 type RawService = (
     String,
@@ -243,30 +237,29 @@ fn find_operation(conn: &Connection, id: &str, offset: u64) -> Result<Operation>
             "SELECT id, service, kind, state, target_revision, created_time, end_time, error, rollout FROM operations WHERE id = ?1",
             params![id],
             |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<u32>>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                ))
+                Ok(OperationRow {
+                    id: r.get(0)?,
+                    service: r.get(1)?,
+                    kind: r.get(2)?,
+                    state: r.get(3)?,
+                    target_revision: r.get(4)?,
+                    created_time: r.get(5)?,
+                    end_time: r.get(6)?,
+                    error: r.get(7)?,
+                    rollout: r.get(8)?,
+                })
             },
         )
         .optional()
         .map_err(db("read operation"))?
         .ok_or_else(|| StoreError::OperationNotFound(id.to_owned()))?;
-    let (id, service, kind, state, target, created, end, error, rollout) = row;
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, time, elapsed_ms, message FROM operation_events WHERE operation = ?1 AND seq >= ?2 ORDER BY seq",
         )
         .map_err(db("prepare operation events"))?;
     let events = stmt
-        .query_map(params![id, offset.min(i64::MAX as u64) as i64], |r| {
+        .query_map(params![row.id, offset.min(i64::MAX as u64) as i64], |r| {
             Ok(OperationEvent {
                 seq: r.get(0)?,
                 time: r.get(1)?,
@@ -277,31 +270,7 @@ fn find_operation(conn: &Connection, id: &str, offset: u64) -> Result<Operation>
         .map_err(db("read operation events"))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db("read operation events"))?;
-    Ok(Operation {
-        operation_type: OperationType::parse(&kind).ok_or_else(|| StoreError::Corrupt {
-            what: "operation type",
-            detail: kind.clone(),
-        })?,
-        state: OperationState::parse(&state).ok_or_else(|| StoreError::Corrupt {
-            what: "operation state",
-            detail: state.clone(),
-        })?,
-        id,
-        service,
-        target_revision: target,
-        created_time: created,
-        end_time: end,
-        error: error
-            .map(|e| serde_json::from_str::<OperationError>(&e))
-            .transpose()
-            .map_err(corrupt("operation error"))?,
-        rollout: rollout
-            .map(|r| serde_json::from_str::<StoredRollout>(&r))
-            .transpose()
-            .map_err(corrupt("operation rollout"))?
-            .map(|r| r.status),
-        events,
-    })
+    row.into_operation(events)
 }
 
 fn append_event(

@@ -95,12 +95,7 @@ pub(super) fn i64_of(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-pub(super) fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
-    move |e| StoreError::Corrupt {
-        what,
-        detail: e.to_string(),
-    }
-}
+pub(super) use crate::store::corrupt;
 
 /// Options Berth reads itself and removes before the driver parses the URL.
 struct Extracted {

@@ -7,13 +7,14 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use berth_api::{
-    Operation, OperationError, OperationEvent, OperationState, OperationType, ServiceKeys,
-    ServiceSpec, ServiceState,
+    Operation, OperationError, OperationEvent, OperationType, ServiceKeys, ServiceSpec,
+    ServiceState,
 };
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::{PgStore, col, corrupt, db, i64_of, u32_of, u64_of, unique_violation};
 use crate::domain::state::{self, Event};
+use crate::store::services::OperationRow;
 use crate::store::{
     NewService, OperationOutcome, Result, ServiceChange, ServiceStore, StoreError, StoredRollout,
     StoredService,
@@ -247,10 +248,17 @@ async fn find_operation(client: &impl GenericClient, id: &str, offset: u64) -> R
         .await
         .map_err(db("read operation"))?
         .ok_or_else(|| StoreError::OperationNotFound(id.to_owned()))?;
-    let kind: String = col(&row, 2)?;
-    let state: String = col(&row, 3)?;
-    let error: Option<String> = col(&row, 7)?;
-    let rollout: Option<String> = col(&row, 8)?;
+    let row = OperationRow {
+        id: col(&row, 0)?,
+        service: col(&row, 1)?,
+        kind: col(&row, 2)?,
+        state: col(&row, 3)?,
+        target_revision: opt_u32(col(&row, 4)?, "target revision")?,
+        created_time: col(&row, 5)?,
+        end_time: col(&row, 6)?,
+        error: col(&row, 7)?,
+        rollout: col(&row, 8)?,
+    };
     let events = client
         .query(
             "SELECT seq, time, elapsed_ms, message FROM operation_events WHERE operation = $1 AND seq >= $2 ORDER BY seq",
@@ -268,31 +276,7 @@ async fn find_operation(client: &impl GenericClient, id: &str, offset: u64) -> R
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Operation {
-        operation_type: OperationType::parse(&kind).ok_or_else(|| StoreError::Corrupt {
-            what: "operation type",
-            detail: kind.clone(),
-        })?,
-        state: OperationState::parse(&state).ok_or_else(|| StoreError::Corrupt {
-            what: "operation state",
-            detail: state.clone(),
-        })?,
-        id: col(&row, 0)?,
-        service: col(&row, 1)?,
-        target_revision: opt_u32(col(&row, 4)?, "target revision")?,
-        created_time: col(&row, 5)?,
-        end_time: col(&row, 6)?,
-        error: error
-            .map(|e| serde_json::from_str::<OperationError>(&e))
-            .transpose()
-            .map_err(corrupt("operation error"))?,
-        rollout: rollout
-            .map(|r| serde_json::from_str::<StoredRollout>(&r))
-            .transpose()
-            .map_err(corrupt("operation rollout"))?
-            .map(|r| r.status),
-        events,
-    })
+    row.into_operation(events)
 }
 
 /// Appends to an operation's log; the caller holds the operation's row lock
