@@ -10,6 +10,7 @@ mod computes;
 #[cfg(test)]
 mod conformance;
 mod events;
+mod model_list;
 mod open;
 pub mod postgres;
 mod services;

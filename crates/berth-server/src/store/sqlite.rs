@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::model_list::{self, Dialect};
 use async_trait::async_trait;
 use berth_api::{Model, ModelFile, ModelKind, Snapshot};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -396,31 +397,6 @@ fn find_snapshot(conn: &Connection, digest: &str) -> Result<(Snapshot, Vec<Store
     Ok((snapshot, files))
 }
 
-/// Appends `AND <condition>` clauses for key/value filters on a JSON column.
-fn push_json_filters(
-    sql: &mut String,
-    args: &mut Vec<String>,
-    column: &str,
-    filters: &[(String, Option<String>)],
-) {
-    for (key, value) in filters {
-        args.push(key.clone());
-        let key_arg = args.len();
-        match value {
-            Some(value) => {
-                args.push(value.clone());
-                let value_arg = args.len();
-                sql.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM json_each(m.{column}) j WHERE j.key = ?{key_arg} AND j.value = ?{value_arg})"
-                ));
-            }
-            None => sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM json_each(m.{column}) j WHERE j.key = ?{key_arg})"
-            )),
-        }
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_compute_target(
@@ -564,27 +540,7 @@ impl Store for SqliteStore {
     async fn list_models(&self, filter: &ModelFilter) -> Result<Vec<Model>> {
         let filter = filter.clone();
         self.read(move |conn| {
-            let mut sql = String::from("FROM models m WHERE 1 = 1");
-            let mut args: Vec<String> = Vec::new();
-            if let Some(name) = &filter.name {
-                args.push(name.clone());
-                sql.push_str(&format!(" AND m.name = ?{}", args.len()));
-            }
-            if let Some(framework) = &filter.framework {
-                args.push(framework.clone());
-                sql.push_str(&format!(" AND m.framework = ?{}", args.len()));
-            }
-            push_json_filters(&mut sql, &mut args, "tags", &filter.tags);
-            push_json_filters(&mut sql, &mut args, "properties", &filter.properties);
-            let query = if filter.latest {
-                format!(
-                    "SELECT {MODEL_COLUMNS} FROM (SELECT m.*, row_number() OVER \
-                     (PARTITION BY m.name ORDER BY m.version DESC) AS newest {sql}) m \
-                     WHERE m.newest = 1 ORDER BY m.id DESC"
-                )
-            } else {
-                format!("SELECT {MODEL_COLUMNS} {sql} ORDER BY m.id DESC")
-            };
+            let (query, args) = model_list::query(&filter, MODEL_COLUMNS, Dialect::Sqlite);
             let mut stmt = conn.prepare(&query).map_err(db("prepare model list"))?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), raw_model)

@@ -10,6 +10,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use super::{PgStore, col, corrupt, db, i64_of, u32_of, u64_of};
+use crate::store::model_list::{self, Dialect};
 use crate::store::{
     FollowState, ModelChanges, ModelFilter, NewEnvironment, NewModel, NewSnapshot, Result, Store,
     StoreError, StoredComputeTarget, StoredEnvironment, StoredFile, apply_model_changes,
@@ -213,29 +214,6 @@ async fn find_snapshot(
     Ok((snapshot, files))
 }
 
-/// Appends `AND <condition>` clauses for key/value filters on a JSON column.
-fn push_json_filters(
-    sql: &mut String,
-    args: &mut Vec<String>,
-    column: &str,
-    filters: &[(String, Option<String>)],
-) {
-    for (key, value) in filters {
-        args.push(key.clone());
-        let key_arg = args.len();
-        match value {
-            Some(value) => {
-                args.push(value.clone());
-                let value_arg = args.len();
-                sql.push_str(&format!(
-                    " AND (m.{column}::jsonb ->> ${key_arg}::TEXT) = ${value_arg}::TEXT"
-                ));
-            }
-            None => sql.push_str(&format!(" AND (m.{column}::jsonb ? ${key_arg}::TEXT)")),
-        }
-    }
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn setting(&self, key: &str) -> Result<Option<String>> {
@@ -364,27 +342,7 @@ impl Store for PgStore {
     }
 
     async fn list_models(&self, filter: &ModelFilter) -> Result<Vec<Model>> {
-        let mut sql = String::from("FROM models m WHERE TRUE");
-        let mut args: Vec<String> = Vec::new();
-        if let Some(name) = &filter.name {
-            args.push(name.clone());
-            sql.push_str(&format!(" AND m.name = ${}", args.len()));
-        }
-        if let Some(framework) = &filter.framework {
-            args.push(framework.clone());
-            sql.push_str(&format!(" AND m.framework = ${}", args.len()));
-        }
-        push_json_filters(&mut sql, &mut args, "tags", &filter.tags);
-        push_json_filters(&mut sql, &mut args, "properties", &filter.properties);
-        let query = if filter.latest {
-            format!(
-                "SELECT {MODEL_COLUMNS} FROM (SELECT m.*, row_number() OVER \
-                 (PARTITION BY m.name ORDER BY m.version DESC) AS newest {sql}) m \
-                 WHERE m.newest = 1 ORDER BY m.id DESC"
-            )
-        } else {
-            format!("SELECT {MODEL_COLUMNS} {sql} ORDER BY m.id DESC")
-        };
+        let (query, args) = model_list::query(filter, MODEL_COLUMNS, Dialect::Postgres);
         let params: Vec<&(dyn ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
         let conn = self.conn().await?;
