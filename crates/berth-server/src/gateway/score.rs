@@ -399,7 +399,7 @@ async fn score_inner(
             tracing::info!(service = %name, %reason, "replica stopped before a queued request started; not run");
             return unavailable(&format!("Service `{name}` has no ready replica."));
         }
-        Outcome::Answered(Err(ConnError::Expired)) | Outcome::Expired => {
+        Outcome::Expired => {
             trace.queued = wait_started.elapsed();
             trace.capacity_rejected = true;
             return unavailable(&format!(
@@ -509,7 +509,8 @@ enum Outcome {
     Answered(Result<(ScoreAnswer, Instant), ConnError>),
     /// It started at `started` and passed `scoringTimeoutMs`.
     TimedOut { started: Instant },
-    /// It was queued in the worker and not started within `maxQueueWaitMs`.
+    /// It was queued in the worker and not started within `maxQueueWaitMs` (the gateway
+    /// gave it up, or the worker skipped it).
     Expired,
 }
 
@@ -553,6 +554,7 @@ async fn score_queued(
             answer = queued.answer() => {
                 return match answer {
                     Ok((answer, started)) => Outcome::Answered(Ok((answer, started.unwrap_or(sent)))),
+                    Err(ConnError::Expired) => Outcome::Expired,
                     Err(e) => Outcome::Answered(Err(e)),
                 };
             }
